@@ -1,0 +1,267 @@
+//! The command line: clap argument types, and the one function that merges
+//! them with a pipeline file into validated run settings.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, InputFile, Inputs};
+use crate::error::{Error, Result};
+use crate::generate::{self, GenParams};
+use crate::pipeline::{self, RunSettings};
+
+/// Customer tiering: RFM scores and segments, the contribution pyramid and
+/// churn flags, published as Parquet and CSV snapshots for BI tools.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tiering",
+    version,
+    after_help = "Examples:\n  tiering run --config pipelines/sample.toml\n  tiering run --transactions txns.csv --customers customers.csv --as-of 2010-12-31 --out out\n  tiering generate --customers 400 --transactions 5000 --years 2 --seed 7 --out sample_data\n\nExit codes: 0 ok, 1 failed, 2 bad configuration or input, 3 reject ratio exceeded."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ingest, score and publish one snapshot under OUT/snapshot=YYYY-MM-DD/.
+    #[command(
+        after_help = "Examples:\n  tiering run --config pipelines/sample.toml\n  tiering run --config pipelines/sample.toml --as-of 2010-06-30 --out /data/tiers\n  tiering run --transactions t.csv --customers c.csv --as-of 2010-12-31 --out out"
+    )]
+    Run(RunArgs),
+    /// Validate the inputs and write typed Parquet to OUT/_ingest/ only.
+    #[command(after_help = "Example:\n  tiering ingest --config pipelines/sample.toml")]
+    Ingest(InputArgs),
+    /// Check the pipeline file and the inputs and compute everything; publish nothing.
+    #[command(after_help = "Example:\n  tiering validate --config pipelines/sample.toml")]
+    Validate(InputArgs),
+    /// Write a deterministic synthetic data set (customers, transactions, interactions).
+    #[command(
+        after_help = "Example:\n  tiering generate --customers 400 --transactions 5000 --years 2 --seed 7 --out sample_data"
+    )]
+    Generate(GenerateArgs),
+    /// Print a published snapshot's manifest readably.
+    #[command(after_help = "Example:\n  tiering inspect out/snapshot=2010-12-31")]
+    Inspect {
+        /// The snapshot directory.
+        dir: PathBuf,
+    },
+}
+
+/// Where the inputs come from: a pipeline file, or files named directly.
+#[derive(Debug, Args, Clone)]
+pub struct InputArgs {
+    /// Pipeline file (TOML). Without it, --transactions and --customers are
+    /// required and every setting takes its documented default.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Transactions file or glob (overrides the pipeline file's path).
+    #[arg(long)]
+    pub transactions: Option<String>,
+    /// Customers file or glob (overrides the pipeline file's path).
+    #[arg(long)]
+    pub customers: Option<String>,
+    /// Interactions file or glob (overrides the pipeline file's path).
+    #[arg(long)]
+    pub interactions: Option<String>,
+    /// Snapshot date YYYY-MM-DD; data after it is excluded. Default: the
+    /// pipeline file's as_of, else the latest transaction date.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub as_of: Option<NaiveDate>,
+    /// Output root. Default: the pipeline file's `out`, else ./out.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    /// Replace an existing snapshot for the same date.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Number of customers.
+    #[arg(long, default_value_t = 400)]
+    pub customers: usize,
+    /// Number of transactions.
+    #[arg(long, default_value_t = 5000)]
+    pub transactions: usize,
+    /// Interactions to write (default: transactions / 2).
+    #[arg(long)]
+    pub interactions: Option<usize>,
+    /// Years of history ending at --end.
+    #[arg(long, default_value_t = 2)]
+    pub years: u32,
+    /// Random seed: the same seed gives the same files.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Last day of history.
+    #[arg(long, default_value = "2010-12-31", value_name = "YYYY-MM-DD")]
+    pub end: NaiveDate,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Merges command-line inputs with the pipeline file (if any) and validates.
+pub fn settings(args: &InputArgs, overwrite: bool) -> Result<RunSettings> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => {
+            let (Some(t), Some(c)) = (&args.transactions, &args.customers) else {
+                return Err(Error::Usage(
+                    "give --config FILE, or both --transactions FILE and --customers FILE".into(),
+                ));
+            };
+            Config {
+                inputs: Inputs {
+                    transactions: plain_input(t),
+                    customers: plain_input(c),
+                    interactions: None,
+                },
+                ..Default::default()
+            }
+        }
+    };
+    if let Some(t) = &args.transactions {
+        config.inputs.transactions.path = t.clone();
+    }
+    if let Some(c) = &args.customers {
+        config.inputs.customers.path = c.clone();
+    }
+    if let Some(i) = &args.interactions {
+        match &mut config.inputs.interactions {
+            Some(input) => input.path = i.clone(),
+            None => config.inputs.interactions = Some(plain_input(i)),
+        }
+    }
+    if args.as_of.is_some() {
+        config.as_of = args.as_of;
+    }
+    let out = args
+        .out
+        .clone()
+        .or_else(|| config.out.clone())
+        .unwrap_or_else(|| PathBuf::from("out"));
+    config.out = Some(out.clone());
+    config.validate()?;
+    Ok(RunSettings {
+        as_of: config.as_of,
+        config,
+        out,
+        overwrite,
+    })
+}
+
+fn plain_input(path: &str) -> InputFile {
+    // Parse an empty table so every default comes from one place: serde.
+    let mut input: InputFile =
+        toml::from_str(&format!("path = {}", toml::Value::String(path.to_string())))
+            .expect("a path alone is a valid input table");
+    input.path = path.to_string();
+    input
+}
+
+/// Runs a parsed command line; the caller maps errors to exit codes.
+pub fn execute(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run(args) => {
+            let s = settings(&args.inputs, args.overwrite)?;
+            let o = pipeline::run(&s)?;
+            println!(
+                "published {} ({} customers, {} transactions kept, {} rows rejected)",
+                o.snapshot.display(),
+                o.customers,
+                o.transactions,
+                o.rejected
+            );
+        }
+        Command::Ingest(args) => {
+            let s = settings(&args, false)?;
+            let (ing, dir) = pipeline::run_ingest(&s)?;
+            for (table, r) in &ing.report {
+                println!(
+                    "{table}: {} rows read, {} kept, {} rejected, {} after as-of, {} duplicates",
+                    r.rows_read,
+                    r.rows_kept,
+                    r.rejected_total(),
+                    r.excluded_after_as_of,
+                    r.duplicates_collapsed
+                );
+            }
+            println!("typed Parquet written to {}", dir.display());
+        }
+        Command::Validate(args) => {
+            let s = settings(&args, false)?;
+            let o = pipeline::run_validate(&s)?;
+            println!(
+                "ok: as of {}, {} customers, {} transactions kept, {} rows rejected; nothing published",
+                o.as_of, o.customers, o.transactions, o.rejected
+            );
+        }
+        Command::Generate(a) => {
+            let p = GenParams {
+                customers: a.customers,
+                transactions: a.transactions,
+                years: a.years,
+                seed: a.seed,
+                end: a.end,
+                interactions: a.interactions,
+            };
+            generate::generate(&p, &a.out)?;
+            println!(
+                "wrote customers.csv, transactions.csv, interactions.csv to {}",
+                a.out.display()
+            );
+        }
+        Command::Inspect { dir } => print!("{}", crate::inspect::render(&dir)?),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_config_needs_both_files() {
+        let args = InputArgs {
+            config: None,
+            transactions: Some("t.csv".into()),
+            customers: None,
+            interactions: None,
+            as_of: None,
+            out: None,
+        };
+        assert!(matches!(settings(&args, false), Err(Error::Usage(_))));
+    }
+
+    #[test]
+    fn flags_without_config_take_defaults() {
+        let args = InputArgs {
+            config: None,
+            transactions: Some("t.csv".into()),
+            customers: Some("c.csv".into()),
+            interactions: None,
+            as_of: NaiveDate::from_ymd_opt(2010, 12, 31),
+            out: Some("o".into()),
+        };
+        let s = settings(&args, false).unwrap();
+        assert_eq!(s.config.inputs.transactions.delimiter, ',');
+        assert_eq!(s.config.rfm.bins, 5);
+        assert_eq!(s.as_of, NaiveDate::from_ymd_opt(2010, 12, 31));
+        assert_eq!(s.out, PathBuf::from("o"));
+    }
+}

@@ -1,0 +1,628 @@
+//! The pipeline file (TOML): plain serde structs with documented defaults,
+//! unknown keys rejected, and a semantic `validate()` separate from parsing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A whole pipeline file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Snapshot date (YYYY-MM-DD). Default: the latest valid transaction date.
+    /// `--as-of` on the command line wins.
+    #[serde(default)]
+    pub as_of: Option<NaiveDate>,
+    /// Output root; snapshots go to `<out>/snapshot=<as_of>/`. Default `out`.
+    /// Relative to the pipeline file's folder. `--out` wins.
+    #[serde(default)]
+    pub out: Option<PathBuf>,
+    /// Input files.
+    pub inputs: Inputs,
+    /// Ingest validation settings.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// Per-customer measures.
+    #[serde(default)]
+    pub measures: MeasuresConfig,
+    /// RFM scoring and segments.
+    #[serde(default)]
+    pub rfm: RfmConfig,
+    /// Contribution pyramid.
+    #[serde(default)]
+    pub pyramid: PyramidConfig,
+    /// Churn status from recency.
+    #[serde(default)]
+    pub churn: ChurnConfig,
+    /// How tables are written.
+    #[serde(default)]
+    pub publish: PublishConfig,
+}
+
+/// The three input tables; only transactions and customers are required.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Inputs {
+    pub transactions: InputFile,
+    pub customers: InputFile,
+    #[serde(default)]
+    pub interactions: Option<InputFile>,
+}
+
+/// One input: a path (or glob) plus how to read it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InputFile {
+    /// File path or glob (`drops/txn_*.csv.gz`), relative to the pipeline file.
+    pub path: String,
+    /// `csv` or `parquet`. Default: from the extension (`.parquet` → parquet, else csv).
+    #[serde(default)]
+    pub format: Option<Format>,
+    /// CSV field delimiter, one character. Default `,`.
+    #[serde(default = "default_delimiter")]
+    pub delimiter: char,
+    /// CSV encoding: `utf8` (a leading BOM is accepted) or `utf8-lossy`. Default `utf8`.
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// Date formats tried in order (chrono strftime). Default: ISO date and
+    /// datetime, `%Y/%m/%d` and `%Y/%m/%d %H:%M:%S`.
+    #[serde(default = "default_date_formats")]
+    pub date_formats: Vec<String>,
+    /// Canonical column name → raw column name in this file. Unmapped
+    /// canonical columns are looked up under their own name.
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+    /// Interactions only: raw `kind` value → canonical kind (`电访` = "call").
+    #[serde(default)]
+    pub kinds: BTreeMap<String, String>,
+}
+
+/// Input file format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Parquet,
+}
+
+/// CSV text encoding.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encoding {
+    #[default]
+    Utf8,
+    Utf8Lossy,
+}
+
+fn default_delimiter() -> char {
+    ','
+}
+
+pub fn default_date_formats() -> Vec<String> {
+    [
+        "%Y-%m-%d",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y/%m/%d",
+        "%Y/%m/%d %H:%M:%S",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Ingest validation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Fail (exit 3) when more than this fraction of a table's rows is
+    /// rejected as invalid. Default 0.01. Rows after the as-of date and
+    /// collapsed duplicates do not count against it.
+    pub max_reject_ratio: f64,
+    /// Label for a missing region / industry and for customers absent from
+    /// the customers file. Default `unknown`.
+    pub unknown_label: String,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_reject_ratio: 0.01,
+            unknown_label: "unknown".into(),
+        }
+    }
+}
+
+/// How per-customer measures are computed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeasuresConfig {
+    /// Look-back window in days for frequency and monetary (recency always
+    /// uses all history). Default: none (all history).
+    pub window_days: Option<u32>,
+    /// `orders` (distinct purchase txn_ids, default) or `days` (distinct purchase days).
+    pub frequency: FrequencyMode,
+    /// `sum` (net amount, default) or `mean` (net amount / frequency).
+    pub monetary: MonetaryMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FrequencyMode {
+    #[default]
+    Orders,
+    Days,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MonetaryMode {
+    #[default]
+    Sum,
+    Mean,
+}
+
+/// RFM scoring.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RfmConfig {
+    /// Number of score bins B. Default 5.
+    pub bins: u32,
+    /// `quantile` (default, tie-safe ranks) or `fixed` (edges below).
+    pub mode: RfmMode,
+    /// Fixed-mode edges, B−1 strictly increasing values per measure.
+    pub edges: Option<RfmEdges>,
+    /// `english11` (default), `cn8`, or `custom` (then `rules` is used).
+    pub segments: SegmentScheme,
+    /// Ordered segment rules for `segments = "custom"`; first match wins.
+    pub rules: Vec<SegmentRule>,
+}
+
+impl Default for RfmConfig {
+    fn default() -> Self {
+        RfmConfig {
+            bins: 5,
+            mode: RfmMode::Quantile,
+            edges: None,
+            segments: SegmentScheme::English11,
+            rules: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RfmMode {
+    #[default]
+    Quantile,
+    Fixed,
+}
+
+/// Fixed bin edges. Recency: days (lower is better); frequency: count;
+/// monetary: currency units.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RfmEdges {
+    pub recency: Vec<f64>,
+    pub frequency: Vec<f64>,
+    pub monetary: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SegmentScheme {
+    #[default]
+    English11,
+    Cn8,
+    Custom,
+}
+
+/// One named rule. Each of r, f, m is either an inclusive score range
+/// `[lo, hi]` or `"high"` / `"low"` (score above / not above the population
+/// mean score). An omitted measure matches anything.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentRule {
+    pub name: String,
+    #[serde(default)]
+    pub r: Option<ScoreCond>,
+    #[serde(default)]
+    pub f: Option<ScoreCond>,
+    #[serde(default)]
+    pub m: Option<ScoreCond>,
+}
+
+/// A condition on one score.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ScoreCond {
+    Range([u32; 2]),
+    Relative(Relative),
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Relative {
+    High,
+    Low,
+}
+
+/// Contribution pyramid.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PyramidConfig {
+    /// `customer_share` (default: top 1% / next 4% / next 15% / rest) or
+    /// `contribution_share` (Pareto ABC on cumulative share).
+    pub mode: PyramidMode,
+    /// Cumulative customer-share cuts in percent. Default [1, 5, 20].
+    pub customer_share_cuts: Vec<f64>,
+    /// Cumulative contribution-share cuts in percent. Default [80, 95].
+    pub contribution_share_cuts: Vec<f64>,
+    /// Tier labels, one more than the cuts of the chosen mode. Default
+    /// A/B/C/D (customer share) or A/B/C (contribution share).
+    pub labels: Option<Vec<String>>,
+}
+
+impl Default for PyramidConfig {
+    fn default() -> Self {
+        PyramidConfig {
+            mode: PyramidMode::CustomerShare,
+            customer_share_cuts: vec![1.0, 5.0, 20.0],
+            contribution_share_cuts: vec![80.0, 95.0],
+            labels: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PyramidMode {
+    #[default]
+    CustomerShare,
+    ContributionShare,
+}
+
+impl PyramidConfig {
+    /// The cuts of the chosen mode, in percent.
+    pub fn cuts(&self) -> &[f64] {
+        match self.mode {
+            PyramidMode::CustomerShare => &self.customer_share_cuts,
+            PyramidMode::ContributionShare => &self.contribution_share_cuts,
+        }
+    }
+
+    /// The labels actually used (configured, or A, B, C, … by cut count).
+    pub fn labels(&self) -> Vec<String> {
+        match &self.labels {
+            Some(l) => l.clone(),
+            None => (0..=self.cuts().len())
+                .map(|i| char::from(b'A' + i as u8).to_string())
+                .collect(),
+        }
+    }
+}
+
+/// Churn status thresholds (fixed days on recency).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChurnConfig {
+    /// Recency above this is `sleeping`. Default 90.
+    pub sleeping_days: u32,
+    /// Recency above this is `lost`. Default 180.
+    pub lost_days: u32,
+}
+
+impl Default for ChurnConfig {
+    fn default() -> Self {
+        ChurnConfig {
+            sleeping_days: 90,
+            lost_days: 180,
+        }
+    }
+}
+
+/// Output writing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishConfig {
+    /// Write a UTF-8 BOM at the start of each CSV so Excel detects UTF-8.
+    /// Default: only when the table holds non-ASCII text.
+    pub csv_bom: Option<bool>,
+}
+
+impl Config {
+    /// Reads and parses a pipeline file; relative paths inside it are
+    /// resolved against the file's folder.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+        let mut cfg = Config::parse(&text).map_err(|message| Error::ConfigParse {
+            file: path.to_path_buf(),
+            message,
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        cfg.resolve_paths(base);
+        Ok(cfg)
+    }
+
+    /// Parses TOML text; the error text names the offending key.
+    pub fn parse(text: &str) -> std::result::Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', " "))
+    }
+
+    /// Makes relative input and output paths relative to `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &str| -> String {
+            if Path::new(p).is_absolute() || base.as_os_str().is_empty() {
+                p.to_string()
+            } else {
+                base.join(p).to_string_lossy().into_owned()
+            }
+        };
+        self.inputs.transactions.path = fix(&self.inputs.transactions.path);
+        self.inputs.customers.path = fix(&self.inputs.customers.path);
+        if let Some(i) = &mut self.inputs.interactions {
+            i.path = fix(&i.path);
+        }
+        if let Some(o) = &self.out {
+            self.out = Some(PathBuf::from(fix(&o.to_string_lossy())));
+        }
+    }
+
+    /// Semantic checks that serde cannot express.
+    pub fn validate(&self) -> Result<()> {
+        let r = &self.ingest.max_reject_ratio;
+        if !(0.0..=1.0).contains(r) {
+            return Err(Error::invalid(
+                "ingest.max_reject_ratio",
+                format!("must be between 0 and 1, got {r}"),
+            ));
+        }
+        for (name, input) in [
+            ("transactions", Some(&self.inputs.transactions)),
+            ("customers", Some(&self.inputs.customers)),
+            ("interactions", self.inputs.interactions.as_ref()),
+        ] {
+            let Some(input) = input else { continue };
+            if !input.delimiter.is_ascii() {
+                return Err(Error::invalid(
+                    &format!("inputs.{name}.delimiter"),
+                    "must be a single ASCII character",
+                ));
+            }
+            if input.date_formats.is_empty() {
+                return Err(Error::invalid(
+                    &format!("inputs.{name}.date_formats"),
+                    "needs at least one format",
+                ));
+            }
+            for k in input.columns.keys() {
+                if !crate::ingest::canonical_columns(name).contains(&k.as_str()) {
+                    return Err(Error::invalid(
+                        &format!("inputs.{name}.columns.{k}"),
+                        format!(
+                            "not a canonical column of {name} (expected one of: {})",
+                            crate::ingest::canonical_columns(name).join(", ")
+                        ),
+                    ));
+                }
+            }
+            for (raw, kind) in &input.kinds {
+                if !crate::ingest::INTERACTION_KINDS.contains(&kind.as_str()) {
+                    return Err(Error::invalid(
+                        &format!("inputs.{name}.kinds.{raw}"),
+                        format!(
+                            "unknown kind '{kind}' (expected one of: {})",
+                            crate::ingest::INTERACTION_KINDS.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.measures.window_days == Some(0) {
+            return Err(Error::invalid("measures.window_days", "must be at least 1"));
+        }
+        self.validate_rfm()?;
+        self.validate_pyramid()?;
+        if self.churn.sleeping_days > self.churn.lost_days {
+            return Err(Error::invalid(
+                "churn.sleeping_days",
+                "must not exceed churn.lost_days",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_rfm(&self) -> Result<()> {
+        let rfm = &self.rfm;
+        if !(2..=100).contains(&rfm.bins) {
+            return Err(Error::invalid("rfm.bins", "must be between 2 and 100"));
+        }
+        if rfm.mode == RfmMode::Fixed {
+            let Some(e) = &rfm.edges else {
+                return Err(Error::invalid(
+                    "rfm.edges",
+                    "required when rfm.mode = \"fixed\"",
+                ));
+            };
+            for (k, v) in [
+                ("recency", &e.recency),
+                ("frequency", &e.frequency),
+                ("monetary", &e.monetary),
+            ] {
+                if v.len() != rfm.bins as usize - 1 {
+                    return Err(Error::invalid(
+                        &format!("rfm.edges.{k}"),
+                        format!("needs bins-1 = {} edges, got {}", rfm.bins - 1, v.len()),
+                    ));
+                }
+                if v.windows(2).any(|w| w[0] >= w[1]) || v.iter().any(|x| !x.is_finite()) {
+                    return Err(Error::invalid(
+                        &format!("rfm.edges.{k}"),
+                        "edges must be finite and strictly increasing",
+                    ));
+                }
+            }
+        }
+        match rfm.segments {
+            SegmentScheme::Custom if rfm.rules.is_empty() => {
+                return Err(Error::invalid(
+                    "rfm.rules",
+                    "segments = \"custom\" needs at least one [[rfm.rules]]",
+                ));
+            }
+            SegmentScheme::English11 if rfm.bins != 5 => {
+                return Err(Error::invalid(
+                    "rfm.segments",
+                    "the english11 rules are defined for bins = 5; use cn8 or custom rules",
+                ));
+            }
+            _ => {}
+        }
+        if rfm.segments != SegmentScheme::Custom && !rfm.rules.is_empty() {
+            return Err(Error::invalid(
+                "rfm.rules",
+                "rules are only used with segments = \"custom\"",
+            ));
+        }
+        for rule in &rfm.rules {
+            for (k, c) in [("r", &rule.r), ("f", &rule.f), ("m", &rule.m)] {
+                if let Some(ScoreCond::Range([lo, hi])) = c
+                    && (*lo < 1 || hi < lo || *hi > rfm.bins)
+                {
+                    return Err(Error::invalid(
+                        &format!("rfm.rules[{}].{k}", rule.name),
+                        format!("range [{lo}, {hi}] must lie within 1..={}", rfm.bins),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_pyramid(&self) -> Result<()> {
+        let p = &self.pyramid;
+        let key = match p.mode {
+            PyramidMode::CustomerShare => "pyramid.customer_share_cuts",
+            PyramidMode::ContributionShare => "pyramid.contribution_share_cuts",
+        };
+        let cuts = p.cuts();
+        if cuts.is_empty()
+            || cuts.windows(2).any(|w| w[0] >= w[1])
+            || cuts.iter().any(|c| !(*c > 0.0 && *c < 100.0))
+        {
+            return Err(Error::invalid(
+                key,
+                "cuts must be strictly increasing percentages between 0 and 100",
+            ));
+        }
+        let labels = p.labels();
+        if labels.len() != cuts.len() + 1 {
+            return Err(Error::invalid(
+                "pyramid.labels",
+                format!(
+                    "needs {} labels (one more than the cuts), got {}",
+                    cuts.len() + 1,
+                    labels.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [inputs.transactions]
+        path = "t.csv"
+        [inputs.customers]
+        path = "c.csv"
+    "#;
+
+    #[test]
+    fn minimal_file_gets_documented_defaults() {
+        let c = Config::parse(MINIMAL).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.rfm.bins, 5);
+        assert_eq!(c.pyramid.customer_share_cuts, vec![1.0, 5.0, 20.0]);
+        assert_eq!(c.pyramid.labels(), vec!["A", "B", "C", "D"]);
+        assert_eq!(c.ingest.max_reject_ratio, 0.01);
+        assert_eq!(c.inputs.transactions.delimiter, ',');
+        assert_eq!(c.churn.lost_days, 180);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse(&format!("{MINIMAL}\n[rfm]\nbinz = 4\n")).unwrap_err();
+        assert!(err.contains("binz"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_their_key() {
+        let cases = [
+            ("[rfm]\nbins = 1", "rfm.bins"),
+            ("[rfm]\nmode = \"fixed\"", "rfm.edges"),
+            ("[rfm]\nbins = 4", "rfm.segments"),
+            (
+                "[pyramid]\ncustomer_share_cuts = [5, 1]",
+                "pyramid.customer_share_cuts",
+            ),
+            ("[pyramid]\nlabels = [\"A\", \"B\"]", "pyramid.labels"),
+            (
+                "[ingest]\nmax_reject_ratio = 2.0",
+                "ingest.max_reject_ratio",
+            ),
+            ("[churn]\nsleeping_days = 200", "churn.sleeping_days"),
+            (
+                "[rfm]\nsegments = \"custom\"\n[[rfm.rules]]\nname = \"x\"\nr = [0, 9]",
+                "rfm.rules[x].r",
+            ),
+        ];
+        for (extra, key) in cases {
+            let c = Config::parse(&format!("{MINIMAL}\n{extra}\n")).unwrap();
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_canonical_column_is_rejected() {
+        let text = MINIMAL.replace(
+            "path = \"t.csv\"",
+            "path = \"t.csv\"\ncolumns = { amout = \"x\" }",
+        );
+        let err = Config::parse(&text)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("inputs.transactions.columns.amout"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_file() {
+        let mut c = Config::parse(MINIMAL).unwrap();
+        c.resolve_paths(Path::new("pipelines"));
+        assert_eq!(c.inputs.transactions.path, "pipelines/t.csv");
+    }
+
+    #[test]
+    fn every_shipped_pipeline_loads_and_validates() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().is_some_and(|e| e == "toml") {
+                Config::load(&p).unwrap().validate().unwrap();
+                n += 1;
+            }
+        }
+        assert!(n >= 1);
+    }
+}

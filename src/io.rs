@@ -1,0 +1,187 @@
+//! Every reader and writer call in one place, so a polars upgrade touches one file.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::config::{Encoding, Format, InputFile};
+use crate::error::{Error, Result};
+
+/// Name of the 1-based physical line column added to raw input frames.
+pub const LINE: &str = "__line";
+
+/// Expands a path or glob into the sorted list of files it names.
+pub fn expand_inputs(table: &'static str, pattern: &str) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = match glob::glob(pattern) {
+        Ok(paths) => paths
+            .filter_map(|p| p.ok())
+            .filter(|p| p.is_file())
+            .collect(),
+        Err(_) => vec![PathBuf::from(pattern)],
+    };
+    files.retain(|p| p.is_file());
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::NoInputFiles {
+            table,
+            pattern: pattern.to_string(),
+        });
+    }
+    Ok(files)
+}
+
+/// The format of one file: configured, or guessed from its extension.
+pub fn format_of(path: &Path, input: &InputFile) -> Format {
+    input.format.unwrap_or_else(|| {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+        {
+            Format::Parquet
+        } else {
+            Format::Csv
+        }
+    })
+}
+
+/// Reads one raw input file. CSV columns all come back as strings (parsing
+/// and rejecting is ingest's job); Parquet keeps its types. A `__line`
+/// column holds the physical line (CSV, header = line 1) or row number.
+pub fn read_raw(path: &Path, input: &InputFile) -> Result<DataFrame> {
+    let read_err = |e: PolarsError| Error::Read {
+        file: path.to_path_buf(),
+        message: e.to_string().lines().next().unwrap_or_default().to_string(),
+    };
+    let meta = std::fs::metadata(path).map_err(Error::io(path))?;
+    if meta.len() == 0 {
+        return Err(Error::EmptyFile {
+            file: path.to_path_buf(),
+        });
+    }
+    let pl_path = PlRefPath::try_from_path(path).map_err(read_err)?;
+    match format_of(path, input) {
+        Format::Csv => {
+            let encoding = match input.encoding {
+                Encoding::Utf8 => CsvEncoding::Utf8,
+                Encoding::Utf8Lossy => CsvEncoding::LossyUtf8,
+            };
+            LazyCsvReader::new(pl_path)
+                .with_has_header(true)
+                .with_separator(input.delimiter as u8)
+                .with_infer_schema_length(Some(0))
+                .with_encoding(encoding)
+                .with_missing_is_null(true)
+                .with_glob(false)
+                // Line 1 is the header, so data row i (0-based) sits on line i + 2.
+                .with_row_index(Some(RowIndex {
+                    name: LINE.into(),
+                    offset: 2,
+                }))
+                .finish()
+                .and_then(|lf| lf.collect())
+                .map_err(read_err)
+        }
+        Format::Parquet => {
+            let args = ScanArgsParquet {
+                row_index: Some(RowIndex {
+                    name: LINE.into(),
+                    offset: 1,
+                }),
+                glob: false,
+                ..Default::default()
+            };
+            LazyFrame::scan_parquet(pl_path, args)
+                .and_then(|lf| lf.collect())
+                .map_err(read_err)
+        }
+    }
+}
+
+/// Scans a Parquet file this tool wrote.
+pub fn scan_parquet(path: &Path) -> Result<LazyFrame> {
+    let pl_path = PlRefPath::try_from_path(path)?;
+    let args = ScanArgsParquet {
+        glob: false,
+        ..Default::default()
+    };
+    Ok(LazyFrame::scan_parquet(pl_path, args)?)
+}
+
+/// Writes a Parquet file with the project's fixed settings: zstd, one
+/// writer thread layout and a fixed row-group size, so bytes are repeatable.
+pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
+    let file = File::create(path).map_err(Error::io(path))?;
+    ParquetWriter::new(BufWriter::new(file))
+        .with_compression(ParquetCompression::Zstd(None))
+        .with_statistics(StatisticsOptions::default())
+        .with_row_group_size(Some(1 << 20))
+        .finish(df)?;
+    Ok(())
+}
+
+/// Writes a CSV for BI tools: UTF-8 (optional BOM), ISO dates, `.` decimals,
+/// no scientific notation.
+pub fn write_csv(df: &mut DataFrame, path: &Path, bom: bool) -> Result<()> {
+    let file = File::create(path).map_err(Error::io(path))?;
+    CsvWriter::new(BufWriter::new(file))
+        .include_bom(bom)
+        .include_header(true)
+        .with_date_format(Some("%Y-%m-%d".into()))
+        .with_float_scientific(Some(false))
+        .finish(df)?;
+    Ok(())
+}
+
+/// True when any string column holds a non-ASCII character.
+pub fn has_non_ascii_text(df: &DataFrame) -> bool {
+    df.columns().iter().any(|c| {
+        c.str()
+            .map(|ca| ca.iter().flatten().any(|s| !s.is_ascii()))
+            .unwrap_or(false)
+    })
+}
+
+/// What the manifest records about one published table.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableInfo {
+    pub name: String,
+    pub rows: usize,
+    pub columns: Vec<ColumnInfo>,
+    pub csv_bom: bool,
+}
+
+/// A column's name and type.
+#[derive(Debug, Clone, Serialize)]
+pub struct ColumnInfo {
+    pub name: String,
+    pub dtype: String,
+}
+
+/// Writes `<dir>/<name>.parquet` and `<dir>/<name>.csv`.
+/// `bom`: Some(force) or None (only when there is non-ASCII text).
+pub fn write_table(
+    df: &mut DataFrame,
+    dir: &Path,
+    name: &str,
+    bom: Option<bool>,
+) -> Result<TableInfo> {
+    write_parquet(df, &dir.join(format!("{name}.parquet")))?;
+    let bom = bom.unwrap_or_else(|| has_non_ascii_text(df));
+    write_csv(df, &dir.join(format!("{name}.csv")), bom)?;
+    Ok(TableInfo {
+        name: name.to_string(),
+        rows: df.height(),
+        columns: df
+            .schema()
+            .iter()
+            .map(|(n, t)| ColumnInfo {
+                name: n.to_string(),
+                dtype: t.to_string(),
+            })
+            .collect(),
+        csv_bom: bom,
+    })
+}

@@ -1,0 +1,19 @@
+//! customer-tiering: turns transaction and interaction extracts into
+//! customer grades (RFM, contribution pyramid, churn) published as Parquet
+//! and CSV snapshots. `main.rs` only parses arguments and calls [`cli::execute`].
+
+pub mod churn;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod ingest;
+pub mod inspect;
+pub mod io;
+pub mod measures;
+pub mod pipeline;
+pub mod publish;
+pub mod pyramid;
+pub mod rfm;
+
+pub use error::{Error, Result};

@@ -1,0 +1,299 @@
+//! Per-customer measures as of the snapshot date (SPEC §3): first/last
+//! purchase, recency, frequency, monetary, tenure and contribution.
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+use crate::config::{FrequencyMode, MeasuresConfig, MonetaryMode};
+
+/// Days since 1970-01-01, the integer form of a polars Date.
+pub fn epoch_days(d: NaiveDate) -> i32 {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+    (d - epoch).num_days() as i32
+}
+
+/// The inverse of [`epoch_days`].
+pub fn from_epoch_days(days: i32) -> NaiveDate {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+    epoch + chrono::Duration::days(days as i64)
+}
+
+/// Integer cents (or a float count of cents) as currency units, correctly
+/// rounded: 91917 → 919.17. polars divides by a scalar through its
+/// reciprocal (919.1700000000001), so divide by a column of 100s instead.
+pub fn cents_to_units(cents: Expr) -> Expr {
+    let x = cents.cast(DataType::Float64);
+    x.clone() / (x * lit(0.0) + lit(100.0))
+}
+
+/// Whole days from a Date column to `as_of`.
+pub fn days_before(as_of: NaiveDate, date_col: &str) -> Expr {
+    (lit(epoch_days(as_of)) - col(date_col).cast(DataType::Int32)).cast(DataType::Int32)
+}
+
+/// True for transactions inside the look-back window ending at `as_of`.
+pub fn in_window(as_of: NaiveDate, window_days: Option<u32>) -> Expr {
+    match window_days {
+        Some(w) => col("ts")
+            .cast(DataType::Int32)
+            .gt(lit(epoch_days(as_of) - w as i32)),
+        None => lit(true),
+    }
+}
+
+/// A purchase is a transaction with a positive amount.
+pub fn is_purchase() -> Expr {
+    col("amount_cents").gt(lit(0i64))
+}
+
+/// Aggregates transactions dated on or before `as_of` per customer.
+///
+/// Output: customer_id, first_purchase, last_purchase, recency_days,
+/// frequency, revenue_cents (net amount in the window), monetary_cents
+/// (per `cfg.monetary`), tenure_days, contribution_cents (margin in the
+/// window if `has_margin`, else revenue).
+pub fn customer_measures(
+    txns: LazyFrame,
+    as_of: NaiveDate,
+    cfg: &MeasuresConfig,
+    has_margin: bool,
+) -> LazyFrame {
+    let window = in_window(as_of, cfg.window_days);
+    let counted = is_purchase().and(window.clone());
+    let frequency = match cfg.frequency {
+        FrequencyMode::Orders => col("txn_id").filter(counted).n_unique(),
+        FrequencyMode::Days => col("ts").filter(counted).n_unique(),
+    };
+    let mut aggs = vec![
+        col("ts").filter(is_purchase()).min().alias("__first_p"),
+        col("ts").min().alias("__first_any"),
+        col("ts").filter(is_purchase()).max().alias("__last_p"),
+        col("ts").max().alias("__last_any"),
+        frequency.cast(DataType::Int64).alias("frequency"),
+        col("amount_cents")
+            .filter(window.clone())
+            .sum()
+            .alias("revenue_cents"),
+    ];
+    if has_margin {
+        aggs.push(
+            col("margin_cents")
+                .filter(window)
+                .sum()
+                .alias("contribution_cents"),
+        );
+    }
+    let monetary = match cfg.monetary {
+        MonetaryMode::Sum => col("revenue_cents"),
+        MonetaryMode::Mean => when(col("frequency").gt(lit(0i64)))
+            .then(
+                (col("revenue_cents").cast(DataType::Float64)
+                    / col("frequency").cast(DataType::Float64))
+                .round(0, RoundMode::HalfAwayFromZero)
+                .cast(DataType::Int64),
+            )
+            .otherwise(col("revenue_cents")),
+    };
+    let contribution = if has_margin {
+        col("contribution_cents")
+    } else {
+        col("revenue_cents")
+    };
+    txns.filter(
+        col("ts")
+            .cast(DataType::Int32)
+            .lt_eq(lit(epoch_days(as_of))),
+    )
+    .group_by([col("customer_id")])
+    .agg(aggs)
+    .with_columns([
+        // No purchase at all: fall back to any transaction's dates.
+        coalesce(&[col("__first_p"), col("__first_any")]).alias("first_purchase"),
+        coalesce(&[col("__last_p"), col("__last_any")]).alias("last_purchase"),
+    ])
+    .with_columns([
+        days_before(as_of, "last_purchase").alias("recency_days"),
+        days_before(as_of, "first_purchase").alias("tenure_days"),
+        monetary.alias("monetary_cents"),
+        contribution.alias("contribution_cents"),
+    ])
+    .select([
+        col("customer_id"),
+        col("first_purchase"),
+        col("last_purchase"),
+        col("recency_days"),
+        col("frequency"),
+        col("revenue_cents"),
+        col("monetary_cents"),
+        col("tenure_days"),
+        col("contribution_cents"),
+    ])
+}
+
+/// Every customer once: those in the customers file and those seen only in
+/// transactions (region/industry `unknown`). `in_scope` marks customers with
+/// at least one transaction as of the snapshot; the others keep zero
+/// frequency and money and null dates.
+pub fn customer_base(measures: LazyFrame, customers: LazyFrame, unknown: &str) -> LazyFrame {
+    measures
+        .join(
+            customers,
+            [col("customer_id")],
+            [col("customer_id")],
+            JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns),
+        )
+        .with_columns([
+            col("first_purchase").is_not_null().alias("in_scope"),
+            col("region").fill_null(lit(unknown)),
+            col("industry").fill_null(lit(unknown)),
+            col("frequency").fill_null(lit(0i64)),
+            col("revenue_cents").fill_null(lit(0i64)),
+            col("monetary_cents").fill_null(lit(0i64)),
+            col("contribution_cents").fill_null(lit(0i64)),
+        ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    /// c1: two purchases and a refund; c2: only a refund; c3: after as-of only.
+    fn txns() -> LazyFrame {
+        df!(
+            "customer_id" => ["c1", "c1", "c1", "c2", "c3"],
+            "txn_id" => ["t1", "t2", "t3", "t4", "t5"],
+            "ts" => [d(2010, 1, 1), d(2010, 6, 1), d(2010, 6, 15), d(2010, 3, 1), d(2011, 1, 1)],
+            "amount_cents" => [10_000i64, 5_000, -2_500, -1_000, 7_000],
+        )
+        .unwrap()
+        .lazy()
+    }
+
+    fn by_id(df: &DataFrame, col_name: &str) -> Vec<Option<i64>> {
+        df.column(col_name)
+            .unwrap()
+            .cast(&DataType::Int64)
+            .unwrap()
+            .i64()
+            .unwrap()
+            .iter()
+            .collect()
+    }
+
+    #[test]
+    fn cents_become_correctly_rounded_units() {
+        let out = df!("c" => [91917i64, 632219, -28465, 0])
+            .unwrap()
+            .lazy()
+            .select([cents_to_units(col("c"))])
+            .collect()
+            .unwrap();
+        let v: Vec<_> = out
+            .column("c")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(v, vec![919.17, 6322.19, -284.65, 0.0]);
+    }
+
+    #[test]
+    fn measures_follow_the_spec_by_hand() {
+        let out = customer_measures(txns(), d(2010, 12, 31), &MeasuresConfig::default(), false)
+            .sort(["customer_id"], Default::default())
+            .collect()
+            .unwrap();
+        assert_eq!(out.height(), 2, "c3 only has a transaction after as-of");
+        // c1: last purchase 2010-06-01 (the refund is not a purchase): 213 days.
+        // c2: no purchase; falls back to its refund's date 2010-03-01: 305 days.
+        assert_eq!(by_id(&out, "recency_days"), vec![Some(213), Some(305)]);
+        assert_eq!(by_id(&out, "frequency"), vec![Some(2), Some(0)]);
+        assert_eq!(
+            by_id(&out, "monetary_cents"),
+            vec![Some(12_500), Some(-1_000)]
+        );
+        assert_eq!(by_id(&out, "tenure_days"), vec![Some(364), Some(305)]);
+    }
+
+    #[test]
+    fn window_limits_frequency_and_monetary_but_not_recency() {
+        let cfg = MeasuresConfig {
+            window_days: Some(200),
+            monetary: MonetaryMode::Mean,
+            ..Default::default()
+        };
+        let out = customer_measures(txns(), d(2010, 12, 31), &cfg, false)
+            .sort(["customer_id"], Default::default())
+            .collect()
+            .unwrap();
+        // Window (2010-06-14, 2010-12-31]: c1 keeps only the refund.
+        assert_eq!(by_id(&out, "frequency"), vec![Some(0), Some(0)]);
+        assert_eq!(by_id(&out, "revenue_cents"), vec![Some(-2_500), Some(0)]);
+        assert_eq!(by_id(&out, "recency_days"), vec![Some(213), Some(305)]);
+    }
+
+    #[test]
+    fn frequency_by_days_counts_distinct_purchase_days() {
+        let t = df!(
+            "customer_id" => ["a", "a", "a"],
+            "txn_id" => ["1", "2", "3"],
+            "ts" => [d(2010, 1, 1), d(2010, 1, 1), d(2010, 1, 2)],
+            "amount_cents" => [1i64, 1, 1],
+        )
+        .unwrap()
+        .lazy();
+        let cfg = MeasuresConfig {
+            frequency: FrequencyMode::Days,
+            ..Default::default()
+        };
+        let out = customer_measures(t, d(2010, 1, 31), &cfg, false)
+            .collect()
+            .unwrap();
+        assert_eq!(by_id(&out, "frequency"), vec![Some(2)]);
+    }
+
+    #[test]
+    fn base_keeps_customers_from_both_sides() {
+        let m = customer_measures(txns(), d(2010, 12, 31), &MeasuresConfig::default(), false);
+        let c = df!("customer_id" => ["c1", "c9"], "region" => ["north", "south"], "industry" => ["x", "y"])
+            .unwrap()
+            .lazy();
+        let out = customer_base(m, c, "unknown")
+            .sort(["customer_id"], Default::default())
+            .collect()
+            .unwrap();
+        let ids: Vec<_> = out
+            .column("customer_id")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(ids, vec!["c1", "c2", "c9"]);
+        let regions: Vec<_> = out
+            .column("region")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(regions, vec!["north", "unknown", "south"]);
+        let scope: Vec<_> = out
+            .column("in_scope")
+            .unwrap()
+            .bool()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(scope, vec![true, true, false]);
+    }
+}

@@ -1,0 +1,350 @@
+//! One run: ingest → typed Parquet → per-customer base → scores → summaries
+//! → invariants → atomic publish with a manifest.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::ingest::{self, Ingested, TableReport};
+use crate::io;
+use crate::measures;
+use crate::publish::{self, Lock, Snapshot};
+use crate::rfm::{self, RfmCuts};
+use crate::{churn, pyramid};
+
+/// A validated run: the configuration as applied plus command-line choices.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub config: Config,
+    /// Snapshot date; None → the latest valid transaction date.
+    pub as_of: Option<NaiveDate>,
+    /// Output root.
+    pub out: PathBuf,
+    /// Replace an existing snapshot for the same date.
+    pub overwrite: bool,
+}
+
+/// What a finished run reports back.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub snapshot: PathBuf,
+    pub as_of: NaiveDate,
+    pub customers: usize,
+    pub transactions: usize,
+    pub rejected: usize,
+}
+
+/// Stage timings in milliseconds, in execution order.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Timings(pub Vec<(String, u64)>);
+
+impl Timings {
+    fn lap(&mut self, stage: &str, since: Instant) -> Instant {
+        self.0
+            .push((stage.to_string(), since.elapsed().as_millis() as u64));
+        Instant::now()
+    }
+}
+
+/// Columns of `customer_scores`, in published order.
+pub const CUSTOMER_SCORES_COLUMNS: &[&str] = &[
+    "customer_id",
+    "region",
+    "industry",
+    "in_scope",
+    "first_purchase",
+    "last_purchase",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "revenue",
+    "tenure_days",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_code",
+    "rfm_segment",
+    "contribution",
+    "contribution_rank",
+    "cum_contribution_share",
+    "pyramid_tier",
+    "contribution_nonpositive",
+    "churn_status",
+];
+
+/// Integer-cent columns kept beside `customer_scores` for exact summaries.
+const CENTS_COLUMNS: &[&str] = &["monetary_cents", "revenue_cents", "contribution_cents"];
+
+fn money(cents: &str) -> Expr {
+    measures::cents_to_units(col(cents)).alias(cents.trim_end_matches("_cents"))
+}
+
+/// Scores every customer of the base: RFM, segment, pyramid, churn.
+/// Keeps the integer-cent columns for exact summaries; sorted by customer_id.
+pub fn score(base: LazyFrame, cfg: &Config) -> Result<LazyFrame> {
+    let rules = rfm::rules(&cfg.rfm);
+    let scored = base.with_columns(rfm::score_exprs(&cfg.rfm)).with_columns([
+        rfm::rfm_code(cfg.rfm.bins).alias("rfm_code"),
+        rfm::segment_expr(&rules).alias("rfm_segment"),
+        churn::status(&cfg.churn).alias("churn_status"),
+    ]);
+    let mut select: Vec<Expr> = CUSTOMER_SCORES_COLUMNS.iter().map(|c| col(*c)).collect();
+    select.extend(CENTS_COLUMNS.iter().map(|c| col(*c)));
+    Ok(pyramid::assign(scored, &cfg.pyramid)?
+        .with_columns([
+            money("monetary_cents"),
+            money("contribution_cents"),
+            money("revenue_cents"),
+        ])
+        .select(select)
+        .sort(["customer_id"], SortMultipleOptions::default()))
+}
+
+/// Everything computed for one snapshot, ready to publish.
+pub struct Scored {
+    pub customer_scores: DataFrame,
+    pub rfm_segments: DataFrame,
+    pub pyramid: DataFrame,
+    pub rfm_cuts: RfmCuts,
+    pub unknown_customers: usize,
+}
+
+/// Computes the snapshot's tables from typed transactions and customers.
+pub fn compute(
+    txns: LazyFrame,
+    customers: LazyFrame,
+    as_of: NaiveDate,
+    cfg: &Config,
+    has_margin: bool,
+) -> Result<Scored> {
+    let m = measures::customer_measures(txns.clone(), as_of, &cfg.measures, has_margin);
+    let base = measures::customer_base(m, customers.clone(), &cfg.ingest.unknown_label);
+    let full = score(base, cfg)?.collect()?;
+    let unknown_customers = txns
+        .select([col("customer_id")])
+        .unique(None, UniqueKeepStrategy::Any)
+        .join(
+            customers.select([col("customer_id")]),
+            [col("customer_id")],
+            [col("customer_id")],
+            JoinArgs::new(JoinType::Anti),
+        )
+        .collect()?
+        .height();
+    let window_revenue: i64 = full.column("revenue_cents")?.i64()?.sum().unwrap_or(0);
+    let rules = rfm::rules(&cfg.rfm);
+    let rfm_segments = rfm::segment_summary(full.clone().lazy(), &rules)?;
+    let pyramid = pyramid::summary(full.clone().lazy(), &cfg.pyramid)?;
+    let rfm_cuts = rfm::applied_cuts(&full, &cfg.rfm, &rfm_segments)?;
+    let customer_scores = full.drop_many(CENTS_COLUMNS.iter().copied());
+    check_invariants(&customer_scores, &rfm_segments, &pyramid, window_revenue)?;
+    Ok(Scored {
+        customer_scores,
+        rfm_segments,
+        pyramid,
+        rfm_cuts,
+        unknown_customers,
+    })
+}
+
+/// Checks that hold for every correct snapshot; a failure aborts the publish.
+pub fn check_invariants(
+    scores: &DataFrame,
+    segments: &DataFrame,
+    pyramid: &DataFrame,
+    window_revenue_cents: i64,
+) -> Result<()> {
+    let ids = scores.column("customer_id")?.as_materialized_series();
+    if ids.n_unique()? != scores.height() {
+        return Err(Error::Invariant(
+            "customer_scores has a customer_id more than once".into(),
+        ));
+    }
+    let in_scope = scores.column("in_scope")?.bool()?.sum().unwrap_or(0) as i64;
+    for (name, table) in [("rfm_segments", segments), ("pyramid", pyramid)] {
+        let total: i64 = table.column("customers")?.i64()?.sum().unwrap_or(0);
+        if total != in_scope {
+            return Err(Error::Invariant(format!(
+                "{name} counts {total} customers, customer_scores has {in_scope} in scope"
+            )));
+        }
+    }
+    // Revenue in the summary equals the customers' revenue to the cent.
+    let seg_rev: f64 = segments.column("revenue")?.f64()?.sum().unwrap_or(0.0);
+    if (seg_rev * 100.0 - window_revenue_cents as f64).abs() > 0.5 {
+        return Err(Error::Invariant(format!(
+            "rfm_segments revenue {seg_rev:.2} does not reconcile with {:.2}",
+            window_revenue_cents as f64 / 100.0
+        )));
+    }
+    Ok(())
+}
+
+/// The manifest written beside the tables.
+#[derive(Serialize)]
+struct Manifest<'a> {
+    tool: &'static str,
+    version: &'static str,
+    as_of: NaiveDate,
+    config: &'a Config,
+    inputs: &'a BTreeMap<String, TableReport>,
+    unknown_customers: usize,
+    rfm: &'a RfmCuts,
+    pyramid: PyramidApplied,
+    outputs: &'a [io::TableInfo],
+    timings_ms: BTreeMap<String, u64>,
+    peak_rss_bytes: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct PyramidApplied {
+    mode: String,
+    cuts_percent: Vec<f64>,
+    labels: Vec<String>,
+    /// Contribution range per tier as it came out (the effective cut values).
+    tiers: Vec<TierRange>,
+}
+
+#[derive(Serialize)]
+struct TierRange {
+    tier: String,
+    customers: i64,
+    min_contribution: Option<f64>,
+    max_contribution: Option<f64>,
+}
+
+fn pyramid_applied(cfg: &Config, summary: &DataFrame) -> Result<PyramidApplied> {
+    let tiers = summary.column("pyramid_tier")?.str()?;
+    let n = summary.column("customers")?.i64()?;
+    let lo = summary.column("min_contribution")?.f64()?;
+    let hi = summary.column("max_contribution")?.f64()?;
+    let mut out = Vec::new();
+    for i in 0..summary.height() {
+        out.push(TierRange {
+            tier: tiers.get(i).unwrap_or_default().to_string(),
+            customers: n.get(i).unwrap_or(0),
+            min_contribution: lo.get(i),
+            max_contribution: hi.get(i),
+        });
+    }
+    Ok(PyramidApplied {
+        mode: format!("{:?}", cfg.pyramid.mode),
+        cuts_percent: cfg.pyramid.cuts().to_vec(),
+        labels: cfg.pyramid.labels(),
+        tiers: out,
+    })
+}
+
+/// Peak resident memory of this process so far (Linux), in bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Writes the typed inputs under `<out>/_ingest/` (each file atomically).
+pub fn write_ingested(ing: &mut Ingested, out: &Path) -> Result<PathBuf> {
+    let dir = out.join("_ingest");
+    std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+    let mut tables: Vec<(&str, &mut DataFrame)> = vec![
+        ("transactions", &mut ing.transactions),
+        ("customers", &mut ing.customers),
+    ];
+    if let Some(i) = ing.interactions.as_mut() {
+        tables.push(("interactions", i));
+    }
+    for (name, df) in tables {
+        let path = dir.join(format!("{name}.parquet"));
+        publish::write_atomically(&path, |tmp| io::write_parquet(df, tmp))?;
+    }
+    Ok(dir)
+}
+
+/// Ingest only: validate inputs and write typed Parquet under `<out>/_ingest/`.
+pub fn run_ingest(s: &RunSettings) -> Result<(Ingested, PathBuf)> {
+    let _lock = Lock::acquire(&s.out)?;
+    let mut ing = ingest::ingest(&s.config, s.as_of)?;
+    let dir = write_ingested(&mut ing, &s.out)?;
+    Ok((ing, dir))
+}
+
+/// Validate only: read and check everything, compute, publish nothing.
+pub fn run_validate(s: &RunSettings) -> Result<RunOutcome> {
+    let ing = ingest::ingest(&s.config, s.as_of)?;
+    let has_margin = ing.transactions.column("margin_cents").is_ok();
+    let scored = compute(
+        ing.transactions.clone().lazy(),
+        ing.customers.clone().lazy(),
+        ing.as_of,
+        &s.config,
+        has_margin,
+    )?;
+    Ok(outcome(&ing, &scored, PathBuf::new()))
+}
+
+fn outcome(ing: &Ingested, scored: &Scored, snapshot: PathBuf) -> RunOutcome {
+    RunOutcome {
+        snapshot,
+        as_of: ing.as_of,
+        customers: scored.customer_scores.height(),
+        transactions: ing.transactions.height(),
+        rejected: ing.report.values().map(TableReport::rejected_total).sum(),
+    }
+}
+
+/// The whole pipeline for one snapshot.
+pub fn run(s: &RunSettings) -> Result<RunOutcome> {
+    let mut timings = Timings::default();
+    let t = Instant::now();
+    let _lock = Lock::acquire(&s.out)?;
+    if let Some(d) = s.as_of {
+        // Fail fast, before any work, when the snapshot exists.
+        let target = s.out.join(publish::snapshot_dir_name(d));
+        if target.exists() && !s.overwrite {
+            return Err(Error::SnapshotExists { path: target });
+        }
+    }
+    let mut ing = ingest::ingest(&s.config, s.as_of)?;
+    let t = timings.lap("ingest", t);
+    let dir = write_ingested(&mut ing, &s.out)?;
+    let t = timings.lap("write_ingest", t);
+
+    let txns = io::scan_parquet(&dir.join("transactions.parquet"))?;
+    let customers = io::scan_parquet(&dir.join("customers.parquet"))?;
+    let has_margin = ing.transactions.column("margin_cents").is_ok();
+    let mut scored = compute(txns, customers, ing.as_of, &s.config, has_margin)?;
+    let t = timings.lap("score", t);
+
+    let mut snap = Snapshot::begin(&s.out, ing.as_of, s.overwrite)?;
+    let bom = s.config.publish.csv_bom;
+    snap.write("customer_scores", &mut scored.customer_scores, bom)?;
+    snap.write("rfm_segments", &mut scored.rfm_segments, bom)?;
+    snap.write("pyramid", &mut scored.pyramid, bom)?;
+    snap.write("rejects", &mut ing.rejects, bom)?;
+    let t = timings.lap("publish", t);
+    let _ = t;
+
+    let manifest = Manifest {
+        tool: "tiering",
+        version: env!("CARGO_PKG_VERSION"),
+        as_of: ing.as_of,
+        config: &s.config,
+        inputs: &ing.report,
+        unknown_customers: scored.unknown_customers,
+        rfm: &scored.rfm_cuts,
+        pyramid: pyramid_applied(&s.config, &scored.pyramid)?,
+        outputs: snap.tables(),
+        timings_ms: timings.0.iter().cloned().collect(),
+        peak_rss_bytes: peak_rss_bytes(),
+    };
+    let json = serde_json::to_string_pretty(&manifest)?;
+    let path = snap.commit(&json)?;
+    Ok(outcome(&ing, &scored, path))
+}

@@ -1,0 +1,218 @@
+//! Publishing a snapshot: a lock on the output root, a staging directory
+//! renamed into `snapshot=YYYY-MM-DD/` only when every file is written.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use polars::prelude::DataFrame;
+
+use crate::error::{Error, Result};
+use crate::io::{self, TableInfo};
+
+/// Name of a snapshot directory for `as_of` (Hive-style partition).
+pub fn snapshot_dir_name(as_of: NaiveDate) -> String {
+    format!("snapshot={}", as_of.format("%Y-%m-%d"))
+}
+
+/// Holds `<root>/.tiering.lock` while alive.
+pub struct Lock {
+    path: PathBuf,
+}
+
+impl Lock {
+    /// Takes the lock; a lock left by a process that no longer runs is taken over.
+    pub fn acquire(root: &Path) -> Result<Lock> {
+        fs::create_dir_all(root).map_err(Error::io(root))?;
+        let path = root.join(".tiering.lock");
+        for _ in 0..2 {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    write!(f, "{}", std::process::id()).map_err(Error::io(&path))?;
+                    return Ok(Lock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let pid = fs::read_to_string(&path)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string();
+                    if process_alive(&pid) {
+                        return Err(Error::Locked { path, pid });
+                    }
+                    // Stale: its owner died. Remove and retry once.
+                    let _ = fs::remove_file(&path);
+                }
+                Err(e) => return Err(Error::io(&path)(e)),
+            }
+        }
+        Err(Error::Locked {
+            path,
+            pid: "unknown".into(),
+        })
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+fn process_alive(pid: &str) -> bool {
+    match pid.parse::<u32>() {
+        Ok(p) if p == std::process::id() => false,
+        Ok(p) => Path::new(&format!("/proc/{p}")).exists(),
+        Err(_) => false,
+    }
+}
+
+/// A snapshot being written. Dropped without [`Snapshot::commit`], its
+/// staging directory is removed and nothing is published.
+pub struct Snapshot {
+    staging: PathBuf,
+    target: PathBuf,
+    overwrite: bool,
+    committed: bool,
+    tables: Vec<TableInfo>,
+}
+
+impl Snapshot {
+    /// Starts a snapshot under `root` (which the caller has locked).
+    pub fn begin(root: &Path, as_of: NaiveDate, overwrite: bool) -> Result<Snapshot> {
+        let name = snapshot_dir_name(as_of);
+        let target = root.join(&name);
+        if target.exists() && !overwrite {
+            return Err(Error::SnapshotExists { path: target });
+        }
+        let staging = root.join(format!(".staging-{name}-{}", std::process::id()));
+        if staging.exists() {
+            fs::remove_dir_all(&staging).map_err(Error::io(&staging))?;
+        }
+        fs::create_dir_all(&staging).map_err(Error::io(&staging))?;
+        Ok(Snapshot {
+            staging,
+            target,
+            overwrite,
+            committed: false,
+            tables: Vec::new(),
+        })
+    }
+
+    /// Writes one table as Parquet and CSV into the staging directory.
+    pub fn write(&mut self, name: &str, df: &mut DataFrame, bom: Option<bool>) -> Result<()> {
+        let info = io::write_table(df, &self.staging, name, bom)?;
+        self.tables.push(info);
+        Ok(())
+    }
+
+    /// Tables written so far.
+    pub fn tables(&self) -> &[TableInfo] {
+        &self.tables
+    }
+
+    /// Writes the manifest and `_SUCCESS`, then renames the staging
+    /// directory into place. Returns the published path.
+    pub fn commit(mut self, manifest_json: &str) -> Result<PathBuf> {
+        let m = self.staging.join("manifest.json");
+        fs::write(&m, manifest_json).map_err(Error::io(&m))?;
+        let s = self.staging.join("_SUCCESS");
+        fs::write(&s, b"").map_err(Error::io(&s))?;
+        if self.target.exists() {
+            if !self.overwrite {
+                return Err(Error::SnapshotExists {
+                    path: self.target.clone(),
+                });
+            }
+            // Move the old snapshot aside first so the rename below is atomic.
+            let old = self.staging.with_extension("replaced");
+            fs::rename(&self.target, &old).map_err(Error::io(&self.target))?;
+            fs::rename(&self.staging, &self.target).map_err(Error::io(&self.target))?;
+            let _ = fs::remove_dir_all(&old);
+        } else {
+            fs::rename(&self.staging, &self.target).map_err(Error::io(&self.target))?;
+        }
+        self.committed = true;
+        Ok(self.target.clone())
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.staging);
+        }
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    write(&tmp)?;
+    fs::rename(&tmp, path).map_err(Error::io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tiering-publish-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn an_uncommitted_snapshot_leaves_nothing() {
+        let root = tmp("drop");
+        let d = NaiveDate::from_ymd_opt(2010, 12, 31).unwrap();
+        {
+            let _s = Snapshot::begin(&root, d, false).unwrap();
+        }
+        let left: Vec<_> = fs::read_dir(&root).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn existing_snapshot_needs_overwrite() {
+        let root = tmp("exists");
+        let d = NaiveDate::from_ymd_opt(2010, 12, 31).unwrap();
+        Snapshot::begin(&root, d, false)
+            .unwrap()
+            .commit("{}")
+            .unwrap();
+        assert!(matches!(
+            Snapshot::begin(&root, d, false),
+            Err(Error::SnapshotExists { .. })
+        ));
+        Snapshot::begin(&root, d, true)
+            .unwrap()
+            .commit("{\"v\":2}")
+            .unwrap();
+        let m = fs::read_to_string(root.join("snapshot=2010-12-31/manifest.json")).unwrap();
+        assert_eq!(m, "{\"v\":2}");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_live_lock_refuses_and_a_stale_one_is_taken_over() {
+        let root = tmp("lock");
+        let lock = Lock::acquire(&root).unwrap();
+        // Our own pid counts as stale for a second acquire in-process, so
+        // simulate another live process with pid 1 (always running).
+        fs::write(root.join(".tiering.lock"), "1").unwrap();
+        assert!(matches!(Lock::acquire(&root), Err(Error::Locked { .. })));
+        fs::write(root.join(".tiering.lock"), "999999999").unwrap();
+        drop(lock);
+        fs::write(root.join(".tiering.lock"), "999999999").unwrap();
+        let again = Lock::acquire(&root).unwrap();
+        drop(again);
+        assert!(!root.join(".tiering.lock").exists());
+        fs::remove_dir_all(&root).unwrap();
+    }
+}

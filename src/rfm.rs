@@ -1,0 +1,517 @@
+//! RFM scores (tie-safe quantile or fixed edges), codes and segments (SPEC §4).
+
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::config::{Relative, RfmConfig, RfmMode, ScoreCond, SegmentRule, SegmentScheme};
+use crate::error::Result;
+use crate::measures::cents_to_units;
+
+/// Quantile score 1..=bins: `1 + floor(bins·(r−1)/n)` with `r` the 'min' rank
+/// and `n` the non-null count, so equal values always get equal scores.
+/// Nulls (customers out of scope) stay null.
+pub fn quantile_score(value: Expr, bins: u32, higher_is_better: bool) -> Expr {
+    let rank = value
+        .clone()
+        .rank(
+            RankOptions {
+                method: RankMethod::Min,
+                descending: !higher_is_better,
+            },
+            None,
+        )
+        .cast(DataType::Int64);
+    let n = value.count().cast(DataType::Int64);
+    ((rank - lit(1i64)) * lit(bins as i64))
+        .floor_div(n)
+        .cast(DataType::Int32)
+        + lit(1i32)
+}
+
+/// Fixed-edge score 1..=bins from `bins − 1` increasing edges. Higher is
+/// better: 1 + the number of edges the value reaches (value ≥ edge). Lower is
+/// better (recency): bins − the number of edges the value exceeds.
+pub fn fixed_score(value: Expr, edges: &[f64], bins: u32, higher_is_better: bool) -> Expr {
+    let v = value.cast(DataType::Float64);
+    let mut passed = lit(0i32);
+    for &e in edges {
+        let hit = if higher_is_better {
+            v.clone().gt_eq(lit(e))
+        } else {
+            v.clone().gt(lit(e))
+        };
+        passed = passed + hit.cast(DataType::Int32);
+    }
+    if higher_is_better {
+        passed + lit(1i32)
+    } else {
+        lit(bins as i32) - passed
+    }
+}
+
+/// The three measures as scored: in-scope customers only (others null).
+/// Monetary is ranked on exact cents.
+fn scored_values() -> [(&'static str, Expr, bool, f64); 3] {
+    let scoped = |c: &str| {
+        when(col("in_scope"))
+            .then(col(c))
+            .otherwise(lit(NULL).cast(DataType::Int64))
+    };
+    [
+        ("r_score", scoped("recency_days"), false, 1.0),
+        ("f_score", scoped("frequency"), true, 1.0),
+        ("m_score", scoped("monetary_cents"), true, 100.0),
+    ]
+}
+
+/// r_score, f_score, m_score for the configured mode.
+pub fn score_exprs(cfg: &RfmConfig) -> Vec<Expr> {
+    scored_values()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, value, higher, unit))| {
+            let e = match (&cfg.mode, &cfg.edges) {
+                (RfmMode::Fixed, Some(edges)) => {
+                    let raw = [&edges.recency, &edges.frequency, &edges.monetary][i];
+                    let scaled: Vec<f64> = raw.iter().map(|x| x * unit).collect();
+                    // Keep nulls null: the fixed score of a null would be a number.
+                    when(value.clone().is_null())
+                        .then(lit(NULL).cast(DataType::Int32))
+                        .otherwise(fixed_score(value, &scaled, cfg.bins, higher))
+                }
+                _ => quantile_score(value, cfg.bins, higher),
+            };
+            e.alias(name)
+        })
+        .collect()
+}
+
+/// "R F M" digits, e.g. "545" (scores ≥ 10 are separated by dashes).
+pub fn rfm_code(bins: u32) -> Expr {
+    let sep = if bins >= 10 { "-" } else { "" };
+    concat_str(
+        [
+            col("r_score").cast(DataType::String),
+            col("f_score").cast(DataType::String),
+            col("m_score").cast(DataType::String),
+        ],
+        sep,
+        false,
+    )
+}
+
+/// The English 11-segment rules over R and F (B = 5), first match wins.
+/// Together they cover all 25 R×F cells.
+pub fn english11() -> Vec<SegmentRule> {
+    let rule = |name: &str, r: [u32; 2], f: [u32; 2]| SegmentRule {
+        name: name.to_string(),
+        r: Some(ScoreCond::Range(r)),
+        f: Some(ScoreCond::Range(f)),
+        m: None,
+    };
+    vec![
+        rule("Champions", [5, 5], [4, 5]),
+        rule("Loyal", [3, 4], [4, 5]),
+        rule("Potential Loyalist", [4, 5], [2, 3]),
+        rule("New", [5, 5], [1, 1]),
+        rule("Promising", [4, 4], [1, 1]),
+        rule("Need Attention", [3, 3], [3, 3]),
+        rule("About to Sleep", [3, 3], [1, 2]),
+        rule("Cannot Lose Them", [1, 2], [5, 5]),
+        rule("At Risk", [1, 2], [3, 4]),
+        rule("Lost", [1, 1], [1, 1]),
+        rule("Hibernating", [1, 2], [1, 2]),
+    ]
+}
+
+/// The Chinese eight classes: R, F, M each above ("high") or not above the
+/// population's mean score; a high R score means more recent.
+pub fn cn8() -> Vec<SegmentRule> {
+    use Relative::{High, Low};
+    let rule = |name: &str, r, f, m| SegmentRule {
+        name: name.to_string(),
+        r: Some(ScoreCond::Relative(r)),
+        f: Some(ScoreCond::Relative(f)),
+        m: Some(ScoreCond::Relative(m)),
+    };
+    vec![
+        rule("重要价值客户", High, High, High),
+        rule("重要发展客户", High, Low, High),
+        rule("重要保持客户", Low, High, High),
+        rule("重要挽留客户", Low, Low, High),
+        rule("一般价值客户", High, High, Low),
+        rule("一般发展客户", High, Low, Low),
+        rule("一般保持客户", Low, High, Low),
+        rule("一般挽留客户", Low, Low, Low),
+    ]
+}
+
+/// The rules the configuration selects.
+pub fn rules(cfg: &RfmConfig) -> Vec<SegmentRule> {
+    match cfg.segments {
+        SegmentScheme::English11 => english11(),
+        SegmentScheme::Cn8 => cn8(),
+        SegmentScheme::Custom => cfg.rules.clone(),
+    }
+}
+
+/// Label for scored customers that no rule matches.
+pub const UNMATCHED: &str = "Other";
+
+fn cond_expr(score: &str, c: &ScoreCond) -> Expr {
+    match c {
+        ScoreCond::Range([lo, hi]) => col(score)
+            .gt_eq(lit(*lo as i32))
+            .and(col(score).lt_eq(lit(*hi as i32))),
+        ScoreCond::Relative(rel) => {
+            let above = col(score)
+                .cast(DataType::Float64)
+                .gt(col(score).cast(DataType::Float64).mean());
+            match rel {
+                Relative::High => above,
+                Relative::Low => above.not(),
+            }
+        }
+    }
+}
+
+/// The segment of each scored customer: the first matching rule's name,
+/// [`UNMATCHED`] when none matches, null when unscored.
+pub fn segment_expr(rules: &[SegmentRule]) -> Expr {
+    let mut e = lit(UNMATCHED);
+    for rule in rules.iter().rev() {
+        let mut cond = lit(true);
+        for (score, c) in [
+            ("r_score", &rule.r),
+            ("f_score", &rule.f),
+            ("m_score", &rule.m),
+        ] {
+            if let Some(c) = c {
+                cond = cond.and(cond_expr(score, c));
+            }
+        }
+        e = when(cond).then(lit(rule.name.as_str())).otherwise(e);
+    }
+    when(col("r_score").is_null())
+        .then(lit(NULL).cast(DataType::String))
+        .otherwise(e)
+}
+
+/// One score bin as applied: the measure's range among its customers.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ScoreBin {
+    pub score: i32,
+    pub customers: u64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// The cut values actually applied per measure, and the empty scores.
+#[derive(Debug, Clone, Serialize)]
+pub struct RfmCuts {
+    pub mode: String,
+    pub bins: u32,
+    pub recency_days: Vec<ScoreBin>,
+    pub frequency: Vec<ScoreBin>,
+    pub monetary: Vec<ScoreBin>,
+    /// Scores (e.g. "f_score=2") that no customer received: collapsed bins.
+    pub empty_scores: Vec<String>,
+    /// Segments that came out empty.
+    pub empty_segments: Vec<String>,
+}
+
+/// Reads the applied cuts back from scored customers.
+pub fn applied_cuts(scored: &DataFrame, cfg: &RfmConfig, segments: &DataFrame) -> Result<RfmCuts> {
+    let mut empty_scores = Vec::new();
+    let mut per = Vec::new();
+    for (score, measure, unit) in [
+        ("r_score", "recency_days", 1.0),
+        ("f_score", "frequency", 1.0),
+        ("m_score", "monetary_cents", 100.0),
+    ] {
+        let g = scored
+            .clone()
+            .lazy()
+            .filter(col(score).is_not_null())
+            .group_by([col(score)])
+            .agg([
+                len().cast(DataType::UInt64).alias("n"),
+                col(measure).min().cast(DataType::Float64).alias("lo"),
+                col(measure).max().cast(DataType::Float64).alias("hi"),
+            ])
+            .collect()?;
+        let mut bins = Vec::new();
+        for s in 1..=cfg.bins as i32 {
+            let mask = g.column(score)?.as_materialized_series().equal(s)?;
+            let row = g.filter(&mask)?;
+            if row.height() == 0 {
+                empty_scores.push(format!("{score}={s}"));
+                bins.push(ScoreBin {
+                    score: s,
+                    customers: 0,
+                    min: None,
+                    max: None,
+                });
+            } else {
+                let get = |c: &str| -> Result<Option<f64>> {
+                    Ok(row.column(c)?.f64()?.get(0).map(|x| x / unit))
+                };
+                bins.push(ScoreBin {
+                    score: s,
+                    customers: row.column("n")?.u64()?.get(0).unwrap_or(0),
+                    min: get("lo")?,
+                    max: get("hi")?,
+                });
+            }
+        }
+        per.push(bins);
+    }
+    let seg_names = segments.column("rfm_segment")?.str()?.clone();
+    let seg_counts = segments.column("customers")?.cast(&DataType::UInt64)?;
+    let empty_segments = seg_names
+        .iter()
+        .zip(seg_counts.u64()?.iter())
+        .filter(|(_, n)| *n == Some(0))
+        .filter_map(|(s, _)| s.map(str::to_string))
+        .collect();
+    let monetary = per.pop().unwrap_or_default();
+    let frequency = per.pop().unwrap_or_default();
+    let recency_days = per.pop().unwrap_or_default();
+    Ok(RfmCuts {
+        mode: format!("{:?}", cfg.mode).to_lowercase(),
+        bins: cfg.bins,
+        recency_days,
+        frequency,
+        monetary,
+        empty_scores,
+        empty_segments,
+    })
+}
+
+/// `rfm_segments`: every configured segment (in rule order, then
+/// [`UNMATCHED`] if used) with customers, share, revenue, revenue share and
+/// mean measures, over in-scope customers.
+pub fn segment_summary(scores: LazyFrame, rules: &[SegmentRule]) -> Result<DataFrame> {
+    let mut names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
+    names.push(UNMATCHED.to_string());
+    let order: Vec<u32> = (0..names.len() as u32).collect();
+    let all = df!("rfm_segment" => names, "__order" => order)?.lazy();
+    let agg = scores
+        .filter(col("in_scope"))
+        .group_by([col("rfm_segment")])
+        .agg([
+            len().cast(DataType::Int64).alias("customers"),
+            col("revenue_cents").sum().alias("revenue_cents"),
+            col("recency_days")
+                .cast(DataType::Float64)
+                .mean()
+                .alias("mean_recency_days"),
+            col("frequency")
+                .cast(DataType::Float64)
+                .mean()
+                .alias("mean_frequency"),
+            cents_to_units(col("monetary_cents").mean()).alias("mean_monetary"),
+        ]);
+    Ok(all
+        .join(
+            agg,
+            [col("rfm_segment")],
+            [col("rfm_segment")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_columns([
+            col("customers").fill_null(lit(0i64)),
+            col("revenue_cents").fill_null(lit(0i64)),
+        ])
+        // "Other" is listed only when some customer fell through every rule.
+        .filter(
+            col("rfm_segment")
+                .neq(lit(UNMATCHED))
+                .or(col("customers").gt(lit(0i64))),
+        )
+        .with_columns([
+            share(col("customers").cast(DataType::Float64)).alias("customer_share"),
+            share(col("revenue_cents").cast(DataType::Float64)).alias("revenue_share"),
+            cents_to_units(col("revenue_cents")).alias("revenue"),
+        ])
+        .sort(["__order"], Default::default())
+        .select([
+            col("rfm_segment"),
+            col("customers"),
+            col("customer_share"),
+            col("revenue"),
+            col("revenue_share"),
+            col("mean_recency_days"),
+            col("mean_frequency"),
+            col("mean_monetary"),
+        ])
+        .collect()?)
+}
+
+/// x / sum(x), null when the sum is zero.
+pub fn share(x: Expr) -> Expr {
+    let total = x.clone().sum();
+    when(total.clone().eq(lit(0.0)))
+        .then(lit(NULL).cast(DataType::Float64))
+        .otherwise(x / total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scores(values: &[Option<i64>], bins: u32, higher: bool) -> Vec<Option<i32>> {
+        let df = df!("v" => values).unwrap();
+        df.lazy()
+            .select([quantile_score(col("v"), bins, higher).alias("s")])
+            .collect()
+            .unwrap()
+            .column("s")
+            .unwrap()
+            .i32()
+            .unwrap()
+            .iter()
+            .collect()
+    }
+
+    #[test]
+    fn quantile_scores_follow_the_min_rank_formula() {
+        // n = 10, B = 5: r = 1..10 → 1 + floor(5(r−1)/10) = 1,1,2,2,3,3,4,4,5,5.
+        let v: Vec<Option<i64>> = (1..=10).map(Some).collect();
+        assert_eq!(
+            scores(&v, 5, true),
+            [1, 1, 2, 2, 3, 3, 4, 4, 5, 5].map(Some).to_vec()
+        );
+    }
+
+    #[test]
+    fn ties_share_the_lower_rank_and_so_the_score() {
+        // values 5,5,5,9: min ranks 1,1,1,4 → scores 1,1,1, 1+floor(15/4)=4.
+        let v = [Some(5), Some(5), Some(5), Some(9)];
+        assert_eq!(
+            scores(&v, 5, true),
+            vec![Some(1), Some(1), Some(1), Some(4)]
+        );
+    }
+
+    #[test]
+    fn all_tied_customers_all_score_one() {
+        assert_eq!(scores(&[Some(7); 6], 5, true), vec![Some(1); 6]);
+    }
+
+    #[test]
+    fn recency_ranks_descending_so_recent_scores_high() {
+        // recency 0,10,10,50 → descending min ranks 4,2,2,1 → 4,2,2,1.
+        let v = [Some(0), Some(10), Some(10), Some(50)];
+        assert_eq!(
+            scores(&v, 5, false),
+            vec![Some(4), Some(2), Some(2), Some(1)]
+        );
+    }
+
+    #[test]
+    fn fewer_customers_than_bins_and_nulls() {
+        // n = 2 (the null is not counted): ranks 1,2 → 1, 1+floor(5/2)=3.
+        let v = [Some(1), None, Some(3)];
+        assert_eq!(scores(&v, 5, true), vec![Some(1), None, Some(3)]);
+        assert_eq!(scores(&[], 5, true), Vec::<Option<i32>>::new());
+    }
+
+    #[test]
+    fn fixed_edges_bin_by_threshold() {
+        let df = df!("rec" => [0i64, 30, 31, 365, 366], "f" => [1i64, 2, 3, 10, 11]).unwrap();
+        let out = df
+            .lazy()
+            .select([
+                fixed_score(col("rec"), &[30.0, 90.0, 180.0, 365.0], 5, false).alias("r"),
+                fixed_score(col("f"), &[2.0, 3.0, 5.0, 10.0], 5, true).alias("f"),
+            ])
+            .collect()
+            .unwrap();
+        let r: Vec<_> = out
+            .column("r")
+            .unwrap()
+            .i32()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
+        let f: Vec<_> = out
+            .column("f")
+            .unwrap()
+            .i32()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(r, vec![5, 5, 4, 2, 1]);
+        assert_eq!(f, vec![1, 2, 3, 5, 5]);
+    }
+
+    #[test]
+    fn english11_covers_every_cell_and_first_match_wins() {
+        let mut r = Vec::new();
+        let mut f = Vec::new();
+        for ri in 1..=5 {
+            for fi in 1..=5 {
+                r.push(ri);
+                f.push(fi);
+            }
+        }
+        let out = df!("r_score" => r, "f_score" => f.clone(), "m_score" => f)
+            .unwrap()
+            .lazy()
+            .select([segment_expr(&english11()).alias("s")])
+            .collect()
+            .unwrap();
+        let s: Vec<_> = out
+            .column("s")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
+        assert!(!s.contains(&UNMATCHED));
+        assert_eq!(s[0], "Lost"); // R1 F1
+        assert_eq!(s[1], "Hibernating"); // R1 F2
+        assert_eq!(s[4], "Cannot Lose Them"); // R1 F5
+        assert_eq!(s[12], "Need Attention"); // R3 F3
+        assert_eq!(s[20], "New"); // R5 F1
+        assert_eq!(s[24], "Champions"); // R5 F5
+    }
+
+    #[test]
+    fn cn8_compares_each_score_with_its_mean() {
+        // Mean scores: r 3, f 3, m 3. Row 1 all above → 重要价值; row 2 r above,
+        // f and m not → 一般发展; row 3 (3,3,3) equal to the mean is "low".
+        let out = df!(
+            "r_score" => [5, 4, 3, 1, 2],
+            "f_score" => [5, 1, 3, 4, 2],
+            "m_score" => [5, 1, 3, 4, 2],
+        )
+        .unwrap()
+        .lazy()
+        .select([segment_expr(&cn8()).alias("s")])
+        .collect()
+        .unwrap();
+        let s: Vec<_> = out
+            .column("s")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(
+            s,
+            vec![
+                "重要价值客户",
+                "一般发展客户",
+                "一般挽留客户",
+                "重要保持客户",
+                "一般挽留客户"
+            ]
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! Test harness: temp dirs, running the binary, reading tables back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use polars::prelude::*;
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "tiering-it-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+    /// Writes a text file and returns its path as a string.
+    pub fn write(&self, name: &str, text: &str) -> String {
+        let p = self.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `tiering` with the arguments.
+pub fn tiering(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tiering"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run tiering")
+}
+
+/// Runs `tiering` and panics with its stderr unless it succeeds.
+pub fn ok(args: &[&str]) -> String {
+    let out = tiering(args);
+    assert!(
+        out.status.success(),
+        "tiering {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Generates a data set into `dir`.
+pub fn generate(dir: &Path, customers: usize, transactions: usize, seed: u64) {
+    ok(&[
+        "generate",
+        "--customers",
+        &customers.to_string(),
+        "--transactions",
+        &transactions.to_string(),
+        "--years",
+        "2",
+        "--seed",
+        &seed.to_string(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+}
+
+/// Reads a published CSV with polars, inferring types.
+pub fn read_csv(path: &Path) -> DataFrame {
+    LazyCsvReader::new(PlRefPath::try_from_path(path).unwrap())
+        .with_has_header(true)
+        .with_infer_schema_length(None)
+        .finish()
+        .unwrap()
+        .collect()
+        .unwrap()
+}
+
+/// Reads a published Parquet file.
+pub fn read_parquet(path: &Path) -> DataFrame {
+    LazyFrame::scan_parquet(PlRefPath::try_from_path(path).unwrap(), Default::default())
+        .unwrap()
+        .collect()
+        .unwrap()
+}
+
+pub fn strs(df: &DataFrame, c: &str) -> Vec<Option<String>> {
+    df.column(c)
+        .unwrap()
+        .cast(&DataType::String)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|s| s.map(str::to_string))
+        .collect()
+}
+
+pub fn ints(df: &DataFrame, c: &str) -> Vec<Option<i64>> {
+    df.column(c)
+        .unwrap()
+        .cast(&DataType::Int64)
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .collect()
+}
+
+pub fn floats(df: &DataFrame, c: &str) -> Vec<Option<f64>> {
+    df.column(c)
+        .unwrap()
+        .cast(&DataType::Float64)
+        .unwrap()
+        .f64()
+        .unwrap()
+        .iter()
+        .collect()
+}

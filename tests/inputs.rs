@@ -1,0 +1,270 @@
+//! Input contract (SPEC §2): malformed files give one clear line and no
+//! snapshot; bad rows are rejected with reasons, never silently dropped.
+
+use crate::common::*;
+
+const CUSTOMERS: &str = "customer_id,region,industry\nC1,north,retail\nC2,south,retail\n";
+
+/// Runs without a config; returns (exit code, stderr, out dir).
+fn run_files(
+    tmp: &TempDir,
+    txns: &str,
+    customers: &str,
+    extra: &[&str],
+) -> (i32, String, std::path::PathBuf) {
+    let out = tmp.join("out");
+    let mut args = vec![
+        "run",
+        "--transactions",
+        txns,
+        "--customers",
+        customers,
+        "--as-of",
+        "2010-12-31",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let o = tiering(&args);
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        out,
+    )
+}
+
+fn assert_refused(tmp: &TempDir, txns_text: &str, want_code: i32, needles: &[&str]) {
+    let t = tmp.write("t.csv", txns_text);
+    let c = tmp.write("c.csv", CUSTOMERS);
+    let (code, err, out) = run_files(tmp, &t, &c, &[]);
+    assert_eq!(code, want_code, "stderr: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains("t.csv"), "names the file: {err}");
+    for n in needles {
+        assert!(err.contains(n), "mentions {n}: {err}");
+    }
+    assert!(
+        !out.join("snapshot=2010-12-31").exists(),
+        "nothing published"
+    );
+}
+
+#[test]
+fn missing_column_is_named() {
+    let tmp = TempDir::new("missing");
+    assert_refused(
+        &tmp,
+        "customer_id,txn_id,ts\nC1,T1,2010-01-01\n",
+        2,
+        &["'amount'"],
+    );
+}
+
+#[test]
+fn wrong_delimiter_is_suspected() {
+    let tmp = TempDir::new("delim");
+    assert_refused(
+        &tmp,
+        "customer_id;txn_id;ts;amount\nC1;T1;2010-01-01;5\n",
+        2,
+        &["'customer_id'", "';'"],
+    );
+}
+
+#[test]
+fn empty_file_is_refused() {
+    let tmp = TempDir::new("empty");
+    assert_refused(&tmp, "", 2, &["empty"]);
+}
+
+#[test]
+fn bad_dates_over_the_limit_fail_with_exit_3() {
+    let tmp = TempDir::new("dates");
+    let text =
+        "customer_id,txn_id,ts,amount\nC1,T1,31/12/2010,5\nC1,T2,yesterday,5\nC2,T3,2010-01-01,5\n";
+    assert_refused(&tmp, text, 3, &["unparseable ts", "2 of 3"]);
+}
+
+#[test]
+fn bad_amounts_over_the_limit_fail_with_exit_3() {
+    let tmp = TempDir::new("amounts");
+    let text = "customer_id,txn_id,ts,amount\nC1,T1,2010-01-01,abc\nC2,T2,2010-01-01,7\n";
+    assert_refused(&tmp, text, 3, &["unparseable amount"]);
+}
+
+#[test]
+fn rows_within_the_limit_are_rejected_counted_and_published() {
+    let tmp = TempDir::new("rejects");
+    // 1 bad amount, 1 empty id, 1 duplicate txn, 1 after as-of, 1 unknown
+    // customer among 8 rows; the limit is raised to allow 2 invalid rows.
+    let text = "customer_id,txn_id,ts,amount\n\
+        C1,T1,2010-01-01,10.00\n\
+        C1,T2,2010-02-01,x\n\
+        ,T3,2010-03-01,5\n\
+        C1,T1,2010-01-01,10.00\n\
+        C2,T4,2011-01-05,9\n\
+        C2,T5,2010-12-01,20.50\n\
+        C9,T6,2010-12-31,1.25\n\
+        C2,T7,2010-12-02,-0.50\n";
+    let cfg = format!(
+        "[inputs.transactions]\npath = \"{}\"\n[inputs.customers]\npath = \"{}\"\n[ingest]\nmax_reject_ratio = 0.3\n",
+        tmp.write("t.csv", text),
+        tmp.write("c.csv", CUSTOMERS)
+    );
+    let cfg_path = tmp.write("p.toml", &cfg);
+    let out = tmp.join("out");
+    ok(&[
+        "run",
+        "--config",
+        &cfg_path,
+        "--as-of",
+        "2010-12-31",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let snap = out.join("snapshot=2010-12-31");
+    let rejects = read_parquet(&snap.join("rejects.parquet"));
+    let got: Vec<(Option<i64>, Option<String>)> = ints(&rejects, "line")
+        .into_iter()
+        .zip(strs(&rejects, "reason"))
+        .collect();
+    let want = vec![
+        (Some(3), Some("unparseable amount".to_string())),
+        (Some(4), Some("empty customer_id".to_string())),
+        (Some(5), Some("duplicate txn_id".to_string())),
+        (Some(6), Some("after as_of".to_string())),
+    ];
+    assert_eq!(got, want);
+    let scores = read_parquet(&snap.join("customer_scores.parquet"));
+    assert_eq!(
+        strs(&scores, "customer_id"),
+        vec![Some("C1".into()), Some("C2".into()), Some("C9".into())]
+    );
+    // C9 is not in the customers file: kept, region unknown.
+    assert_eq!(strs(&scores, "region")[2].as_deref(), Some("unknown"));
+    // C2: 20.50 − 0.50 = 20.00 net; one purchase (the refund is not one).
+    assert_eq!(floats(&scores, "monetary")[1], Some(20.0));
+    assert_eq!(ints(&scores, "frequency")[1], Some(1));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(snap.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["unknown_customers"], 1);
+    assert_eq!(m["inputs"]["transactions"]["duplicates_collapsed"], 1);
+    assert_eq!(
+        m["inputs"]["transactions"]["rejected"]["unparseable amount"],
+        1
+    );
+}
+
+#[test]
+fn canonical_csv_runs_without_a_config_and_globs_and_gzip_work() {
+    use std::io::Write;
+    let tmp = TempDir::new("glob");
+    tmp.write(
+        "t_1.csv",
+        "customer_id,txn_id,ts,amount\nC1,T1,2010-12-01,100\n",
+    );
+    let gz = std::fs::File::create(tmp.join("t_2.csv.gz")).unwrap();
+    let mut enc = flate2::write::GzEncoder::new(gz, flate2::Compression::default());
+    enc.write_all(b"customer_id,txn_id,ts,amount\nC2,T2,2010-12-30,50\n")
+        .unwrap();
+    enc.finish().unwrap();
+    let c = tmp.write("c.csv", CUSTOMERS);
+    let pattern = tmp.join("t_*").to_string_lossy().into_owned();
+    let (code, err, out) = run_files(&tmp, &pattern, &c, &[]);
+    assert_eq!(code, 0, "{err}");
+    let scores = read_parquet(&out.join("snapshot=2010-12-31/customer_scores.parquet"));
+    assert_eq!(ints(&scores, "recency_days"), vec![Some(30), Some(1)]);
+}
+
+#[test]
+fn existing_snapshot_is_kept_without_overwrite() {
+    let tmp = TempDir::new("exists");
+    let t = tmp.write(
+        "t.csv",
+        "customer_id,txn_id,ts,amount\nC1,T1,2010-12-01,100\n",
+    );
+    let c = tmp.write("c.csv", CUSTOMERS);
+    let (code, _, out) = run_files(&tmp, &t, &c, &[]);
+    assert_eq!(code, 0);
+    let before = std::fs::read(out.join("snapshot=2010-12-31/customer_scores.parquet")).unwrap();
+    let t2 = tmp.write(
+        "t.csv",
+        "customer_id,txn_id,ts,amount\nC1,T1,2010-12-01,999\n",
+    );
+    let (code, err, _) = run_files(&tmp, &t2, &c, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--overwrite"), "{err}");
+    assert_eq!(
+        std::fs::read(out.join("snapshot=2010-12-31/customer_scores.parquet")).unwrap(),
+        before
+    );
+    let (code, err, _) = run_files(&tmp, &t2, &c, &["--overwrite"]);
+    assert_eq!(code, 0, "{err}");
+    let scores = read_parquet(&out.join("snapshot=2010-12-31/customer_scores.parquet"));
+    assert_eq!(floats(&scores, "monetary")[0], Some(999.0));
+}
+
+#[test]
+fn unknown_pipeline_key_is_named_with_exit_2() {
+    let tmp = TempDir::new("badcfg");
+    let p = tmp.write(
+        "p.toml",
+        "[inputs.transactions]\npath = \"t.csv\"\n[inputs.customers]\npath = \"c.csv\"\n[pyramid]\ncutz = [1]\n",
+    );
+    let o = tiering(&["validate", "--config", &p]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cutz") && err.contains("p.toml"), "{err}");
+}
+
+#[test]
+fn parquet_input_gives_the_same_scores_as_csv() {
+    let tmp = TempDir::new("pq");
+    let data = tmp.join("data");
+    generate(&data, 60, 600, 9);
+    let csv_out = tmp.join("csv_out");
+    let pq_out = tmp.join("pq_out");
+    let args = |t: &str, out: &std::path::Path| {
+        ok(&[
+            "run",
+            "--transactions",
+            t,
+            "--customers",
+            data.join("customers.csv").to_str().unwrap(),
+            "--as-of",
+            "2010-12-31",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    args(data.join("transactions.csv").to_str().unwrap(), &csv_out);
+    // The typed Parquet that ingest wrote is itself a valid input.
+    let mut typed = read_parquet(&csv_out.join("_ingest/transactions.parquet"));
+    let amount = typed
+        .column("amount_cents")
+        .unwrap()
+        .cast(&polars::prelude::DataType::Float64)
+        .unwrap();
+    let amount = (amount.as_materialized_series() / 100.0).with_name("amount".into());
+    typed.with_column(amount.into()).unwrap();
+    let margin = typed
+        .column("margin_cents")
+        .unwrap()
+        .cast(&polars::prelude::DataType::Float64)
+        .unwrap();
+    let margin = (margin.as_materialized_series() / 100.0).with_name("margin".into());
+    typed.with_column(margin.into()).unwrap();
+    let p = tmp.join("t.parquet");
+    let mut f = std::fs::File::create(&p).unwrap();
+    polars::prelude::ParquetWriter::new(&mut f)
+        .finish(&mut typed)
+        .unwrap();
+    args(p.to_str().unwrap(), &pq_out);
+    let a = read_parquet(&csv_out.join("snapshot=2010-12-31/customer_scores.parquet"));
+    let b = read_parquet(&pq_out.join("snapshot=2010-12-31/customer_scores.parquet"));
+    for c in ["rfm_code", "pyramid_tier", "rfm_segment"] {
+        assert_eq!(strs(&a, c), strs(&b, c), "{c}");
+    }
+    assert_eq!(floats(&a, "monetary"), floats(&b, "monetary"));
+}

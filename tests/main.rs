@@ -1,0 +1,6 @@
+//! One integration-test binary (each extra one re-links polars): modules
+//! run the real `tiering` binary on generated data and check values.
+
+mod common;
+mod e2e;
+mod inputs;
