@@ -41,6 +41,91 @@ pub struct Config {
     /// How tables are written.
     #[serde(default)]
     pub publish: PublishConfig,
+    /// Tier schemes by absolute cut-offs on one measure (`[[threshold_tiers]]`).
+    #[serde(default)]
+    pub threshold_tiers: Vec<ThresholdScheme>,
+    /// Point scorecards over several measures (`[[scorecards]]`).
+    #[serde(default)]
+    pub scorecards: Vec<Scorecard>,
+}
+
+/// Tiers from ordered cut-offs on one per-customer measure, e.g. a bank's
+/// star levels from star points.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdScheme {
+    /// Scheme name (snake_case); columns `<name>_tier` and `<name>_value`.
+    pub name: String,
+    /// Any numeric column of the customer base (see README, "Measures").
+    pub measure: String,
+    /// Levels from the top: the first whose `min` the value reaches wins.
+    pub levels: Vec<Level>,
+    /// Label when no level is reached (or the value is null). Default `none`.
+    #[serde(default = "default_below")]
+    pub below: String,
+}
+
+fn default_below() -> String {
+    "none".into()
+}
+
+/// One threshold level.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Level {
+    pub label: String,
+    pub min: f64,
+}
+
+/// A points scorecard: criteria grouped into dimensions, then a tier grid
+/// over the dimension totals (the seeds' loyalty × economic capability).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Scorecard {
+    /// Scorecard name (snake_case); columns `<name>_<dimension>_points`,
+    /// `<name>_points`, `<name>_tier`.
+    pub name: String,
+    pub criteria: Vec<Criterion>,
+    /// Ordered tier rules; the first whose minimums all hold wins.
+    pub tiers: Vec<GridTier>,
+    /// Tier when no rule holds.
+    pub default_tier: String,
+}
+
+/// One criterion: a measure and its point bands.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Criterion {
+    /// Criterion name, for the manifest.
+    pub name: String,
+    /// Dimension (snake_case) whose total this criterion adds to.
+    pub dimension: String,
+    /// Any numeric column of the customer base.
+    pub measure: String,
+    /// Bands tried in order; the first the value falls in gives its points,
+    /// none (or a null value) gives 0.
+    pub bands: Vec<Band>,
+}
+
+/// A value range (inclusive; either end optional) and the points it earns.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Band {
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+    pub points: f64,
+}
+
+/// A tier of the grid: minimum points per dimension.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GridTier {
+    pub label: String,
+    /// Dimension → minimum total points.
+    #[serde(default)]
+    pub min: BTreeMap<String, f64>,
 }
 
 /// The three input tables; only transactions and customers are required.
@@ -79,6 +164,10 @@ pub struct InputFile {
     /// Interactions only: raw `kind` value → canonical kind (`电访` = "call").
     #[serde(default)]
     pub kinds: BTreeMap<String, String>,
+    /// Customers only: extra numeric columns to keep as measures (e.g.
+    /// `star_points`), under their own names.
+    #[serde(default)]
+    pub attributes: Vec<String>,
 }
 
 /// Input file format.
@@ -138,7 +227,7 @@ impl Default for IngestConfig {
 }
 
 /// How per-customer measures are computed.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MeasuresConfig {
     /// Look-back window in days for frequency and monetary (recency always
@@ -148,6 +237,20 @@ pub struct MeasuresConfig {
     pub frequency: FrequencyMode,
     /// `sum` (net amount, default) or `mean` (net amount / frequency).
     pub monetary: MonetaryMode,
+    /// Interaction `outcome` values that mark a referral as converted.
+    /// Default ["converted", "成交"].
+    pub converted_outcomes: Vec<String>,
+}
+
+impl Default for MeasuresConfig {
+    fn default() -> Self {
+        MeasuresConfig {
+            window_days: None,
+            frequency: FrequencyMode::Orders,
+            monetary: MonetaryMode::Sum,
+            converted_outcomes: vec!["converted".into(), "成交".into()],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -427,6 +530,7 @@ impl Config {
         }
         self.validate_rfm()?;
         self.validate_pyramid()?;
+        self.validate_tiers()?;
         if self.churn.sleeping_days > self.churn.lost_days {
             return Err(Error::invalid(
                 "churn.sleeping_days",
@@ -503,6 +607,86 @@ impl Config {
         Ok(())
     }
 
+    /// Names of every tier scheme: `pyramid`, thresholds, scorecards.
+    pub fn tier_scheme_names(&self) -> Vec<String> {
+        let mut v = vec!["pyramid".to_string()];
+        v.extend(self.threshold_tiers.iter().map(|t| t.name.clone()));
+        v.extend(self.scorecards.iter().map(|s| s.name.clone()));
+        v
+    }
+
+    fn validate_tiers(&self) -> Result<()> {
+        let mut seen = std::collections::BTreeSet::new();
+        for name in self.tier_scheme_names() {
+            if !is_identifier(&name) {
+                return Err(Error::invalid(
+                    &format!("tier scheme '{name}'"),
+                    "names must be snake_case (a-z, 0-9, _), starting with a letter",
+                ));
+            }
+            if !seen.insert(name.clone()) {
+                return Err(Error::invalid(
+                    &format!("tier scheme '{name}'"),
+                    "defined twice (pyramid is reserved)",
+                ));
+            }
+        }
+        for t in &self.threshold_tiers {
+            let key = format!("threshold_tiers[{}]", t.name);
+            if t.levels.is_empty() {
+                return Err(Error::invalid(
+                    &format!("{key}.levels"),
+                    "needs at least one level",
+                ));
+            }
+            if t.levels.windows(2).any(|w| w[0].min <= w[1].min) {
+                return Err(Error::invalid(
+                    &format!("{key}.levels"),
+                    "levels go from the top: each min must be below the previous one",
+                ));
+            }
+        }
+        for s in &self.scorecards {
+            let key = format!("scorecards[{}]", s.name);
+            if s.criteria.is_empty() {
+                return Err(Error::invalid(
+                    &format!("{key}.criteria"),
+                    "needs at least one criterion",
+                ));
+            }
+            let dims: std::collections::BTreeSet<&str> =
+                s.criteria.iter().map(|c| c.dimension.as_str()).collect();
+            for c in &s.criteria {
+                if !is_identifier(&c.dimension) {
+                    return Err(Error::invalid(
+                        &format!("{key}.criteria[{}].dimension", c.name),
+                        "must be snake_case",
+                    ));
+                }
+                if c.bands.iter().any(|b| b.min.is_none() && b.max.is_none()) {
+                    return Err(Error::invalid(
+                        &format!("{key}.criteria[{}].bands", c.name),
+                        "every band needs a min, a max or both",
+                    ));
+                }
+            }
+            for t in &s.tiers {
+                for d in t.min.keys() {
+                    if !dims.contains(d.as_str()) {
+                        return Err(Error::invalid(
+                            &format!("{key}.tiers[{}].min.{d}", t.label),
+                            format!(
+                                "no criterion has this dimension (dimensions: {})",
+                                dims.iter().copied().collect::<Vec<_>>().join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn validate_pyramid(&self) -> Result<()> {
         let p = &self.pyramid;
         let key = match p.mode {
@@ -532,6 +716,12 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn is_identifier(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 #[cfg(test)]
@@ -582,6 +772,18 @@ mod tests {
             (
                 "[rfm]\nsegments = \"custom\"\n[[rfm.rules]]\nname = \"x\"\nr = [0, 9]",
                 "rfm.rules[x].r",
+            ),
+            (
+                "[[threshold_tiers]]\nname = \"star\"\nmeasure = \"m\"\nlevels = [{ label = \"a\", min = 1 }, { label = \"b\", min = 5 }]",
+                "threshold_tiers[star].levels",
+            ),
+            (
+                "[[threshold_tiers]]\nname = \"Star\"\nmeasure = \"m\"\nlevels = [{ label = \"a\", min = 1 }]",
+                "tier scheme 'Star'",
+            ),
+            (
+                "[[scorecards]]\nname = \"d\"\ndefault_tier = \"x\"\ntiers = [{ label = \"t\", min = { nope = 1 } }]\n[[scorecards.criteria]]\nname = \"c\"\ndimension = \"loyalty\"\nmeasure = \"m\"\nbands = [{ min = 1, points = 1 }]",
+                "scorecards[d].tiers[t].min.nope",
             ),
         ];
         for (extra, key) in cases {

@@ -145,7 +145,7 @@ pub fn generate(p: &GenParams, out: &Path) -> Result<()> {
     let path = out.join("customers.csv");
     let mut w = create(&path)?;
     let mut custs = Vec::with_capacity(p.customers);
-    let mut lines = String::from("customer_id,region,industry,sales_rep\n");
+    let mut lines = String::from("customer_id,region,industry,sales_rep,star_points\n");
     for i in 0..p.customers {
         let start = rng.below((span as f64 * 0.8) as u64 + 1) as i64;
         let end = if rng.unit() < 0.6 {
@@ -154,8 +154,15 @@ pub fn generate(p: &GenParams, out: &Path) -> Result<()> {
             start + rng.below((span - start) as u64) as i64
         };
         custs.push(Customer { start, end });
+        // A bank-style star-point balance: a fifth have none, the rest spread
+        // log-normally across the seeds' star levels (50 … 80000).
+        let star = if rng.unit() < 0.2 {
+            0
+        } else {
+            (300.0 * (2.0 * rng.normal()).exp()).round() as i64
+        };
         lines.push_str(&format!(
-            "C{:06},{},{},rep{:02}\n",
+            "C{:06},{},{},rep{:02},{star}\n",
             i + 1,
             rng.weighted(&REGIONS),
             rng.weighted(&INDUSTRIES),
@@ -222,7 +229,13 @@ pub fn generate(p: &GenParams, out: &Path) -> Result<()> {
         String::from("customer_id,ts,kind,channel,outcome,ref_customer_id,product_line\n");
     let n = p.interactions.unwrap_or(p.transactions / 2);
     for _ in 0..n {
-        let ci = rng.below(p.customers as u64) as usize;
+        // Half the touches follow purchase volume (big fleets need more
+        // service and calls), half are spread evenly.
+        let ci = if rng.unit() < 0.5 {
+            pick(&mut rng)
+        } else {
+            rng.below(p.customers as u64) as usize
+        };
         let date = day(&custs[ci], &mut rng);
         let kind = rng.weighted(&KINDS);
         let (outcome, referred) = match kind {

@@ -225,6 +225,20 @@ fn select_canonical(
             });
         }
     }
+    // Customer attributes pass through under their own names.
+    for a in &input.attributes {
+        if !names.iter().any(|n| n == a) {
+            return Err(Error::MissingColumn {
+                file: file.to_path_buf(),
+                column: a.clone(),
+                hint: format!(
+                    " (listed in attributes){}",
+                    delimiter_hint(&names, input.delimiter)
+                ),
+            });
+        }
+        exprs.push(col(a.as_str()));
+    }
     Ok((df.clone().lazy().select(exprs).collect()?, present))
 }
 
@@ -352,7 +366,13 @@ fn parse_transactions(
     })
 }
 
-fn parse_customers(df: DataFrame, present: &[&str], unknown: &str, file: &Path) -> Checked {
+fn parse_customers(
+    df: DataFrame,
+    present: &[&str],
+    input: &InputFile,
+    unknown: &str,
+    file: &Path,
+) -> Checked {
     let schema = df.schema().clone();
     let mut exprs = vec![col(LINE), clean_str("customer_id").alias("customer_id")];
     for dim in ["region", "industry"] {
@@ -362,15 +382,33 @@ fn parse_customers(df: DataFrame, present: &[&str], unknown: &str, file: &Path) 
             lit(unknown).alias(dim)
         });
     }
-    for &c in present {
-        match c {
-            "name" | "segment" | "sales_rep" => exprs.push(clean_str(c).alias(c)),
-            "first_seen" => {
-                let dt = schema.get(c).cloned().unwrap_or(DataType::String);
-                exprs.push(parse_date(c, &dt, &crate::config::default_date_formats()).alias(c))
-            }
-            _ => {}
-        }
+    // Optional text columns are always there (null when absent), so the
+    // published schema does not change with the extract.
+    for c in ["name", "segment", "sales_rep"] {
+        exprs.push(if present.contains(&c) {
+            clean_str(c).alias(c)
+        } else {
+            lit(NULL).cast(DataType::String).alias(c)
+        });
+    }
+    if present.contains(&"first_seen") {
+        let dt = schema
+            .get("first_seen")
+            .cloned()
+            .unwrap_or(DataType::String);
+        exprs.push(
+            parse_date("first_seen", &dt, &crate::config::default_date_formats())
+                .alias("first_seen"),
+        );
+    }
+    // Attributes are numbers; text that is not one becomes null.
+    for a in &input.attributes {
+        let dt = schema.get(a.as_str()).cloned().unwrap_or(DataType::String);
+        exprs.push(if dt.is_primitive_numeric() {
+            col(a.as_str()).cast(DataType::Float64)
+        } else {
+            clean_str(a).cast(DataType::Float64).alias(a.as_str())
+        });
     }
     let (reason, value) = reason_expr(&[(
         col("customer_id").is_null(),
@@ -408,10 +446,14 @@ fn parse_interactions(df: DataFrame, present: &[&str], input: &InputFile, file: 
         col("ts").cast(DataType::String).alias("__ts_raw"),
         col("kind").cast(DataType::String).alias("__kind_raw"),
     ];
-    for &c in present {
-        if INTER_OPTIONAL.contains(&c) {
-            exprs.push(clean_str(c).alias(c));
-        }
+    // Optional columns are always there (null when the file lacks them),
+    // so later stages need no special case.
+    for &c in INTER_OPTIONAL {
+        exprs.push(if present.contains(&c) {
+            clean_str(c).alias(c)
+        } else {
+            lit(NULL).cast(DataType::String).alias(c)
+        });
     }
     let checks = [
         (
@@ -627,7 +669,9 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>) -> Result<Ingested> {
     let files = read_table("customers", input, &mut rep)?;
     let checked = files
         .into_iter()
-        .map(|(df, file, present)| parse_customers(df, &present, &cfg.ingest.unknown_label, &file))
+        .map(|(df, file, present)| {
+            parse_customers(df, &present, input, &cfg.ingest.unknown_label, &file)
+        })
         .collect();
     let (valid, rejects) = split("customers", checked)?;
     count_reasons(&rejects, &mut rep)?;

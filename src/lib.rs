@@ -5,6 +5,7 @@
 pub mod churn;
 pub mod cli;
 pub mod config;
+pub mod engagement;
 pub mod error;
 pub mod generate;
 pub mod ingest;
@@ -15,5 +16,7 @@ pub mod pipeline;
 pub mod publish;
 pub mod pyramid;
 pub mod rfm;
+pub mod snapshot;
+pub mod tiers;
 
 pub use error::{Error, Result};

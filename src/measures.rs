@@ -58,6 +58,18 @@ pub fn customer_measures(
     cfg: &MeasuresConfig,
     has_margin: bool,
 ) -> LazyFrame {
+    customer_measures_with(txns, as_of, cfg, has_margin, false)
+}
+
+/// [`customer_measures`], plus `units_bought` (quantity of all purchases,
+/// all history: the seeds' 前期保有数量) when `has_quantity`.
+pub fn customer_measures_with(
+    txns: LazyFrame,
+    as_of: NaiveDate,
+    cfg: &MeasuresConfig,
+    has_margin: bool,
+    has_quantity: bool,
+) -> LazyFrame {
     let window = in_window(as_of, cfg.window_days);
     let counted = is_purchase().and(window.clone());
     let frequency = match cfg.frequency {
@@ -81,6 +93,14 @@ pub fn customer_measures(
                 .filter(window)
                 .sum()
                 .alias("contribution_cents"),
+        );
+    }
+    if has_quantity {
+        aggs.push(
+            col("quantity")
+                .filter(is_purchase())
+                .sum()
+                .alias("units_bought"),
         );
     }
     let monetary = match cfg.monetary {
@@ -127,6 +147,11 @@ pub fn customer_measures(
         col("monetary_cents"),
         col("tenure_days"),
         col("contribution_cents"),
+        if has_quantity {
+            col("units_bought").cast(DataType::Float64)
+        } else {
+            lit(NULL).cast(DataType::Float64).alias("units_bought")
+        },
     ])
 }
 
@@ -295,5 +320,40 @@ mod tests {
             .flatten()
             .collect();
         assert_eq!(scope, vec![true, true, false]);
+    }
+}
+
+#[cfg(test)]
+mod single_purchase {
+    use super::*;
+
+    #[test]
+    fn a_single_purchase_customer_has_equal_first_and_last() {
+        let d = NaiveDate::from_ymd_opt(2010, 5, 1).unwrap();
+        let t = df!(
+            "customer_id" => ["s"],
+            "txn_id" => ["1"],
+            "ts" => [d],
+            "amount_cents" => [4200i64],
+        )
+        .unwrap()
+        .lazy();
+        let as_of = NaiveDate::from_ymd_opt(2010, 5, 31).unwrap();
+        let out = customer_measures(t, as_of, &MeasuresConfig::default(), false)
+            .collect()
+            .unwrap();
+        let get = |c: &str| {
+            out.column(c)
+                .unwrap()
+                .cast(&DataType::Int64)
+                .unwrap()
+                .i64()
+                .unwrap()
+                .get(0)
+        };
+        assert_eq!(get("recency_days"), Some(30));
+        assert_eq!(get("tenure_days"), Some(30));
+        assert_eq!(get("frequency"), Some(1));
+        assert_eq!(get("monetary_cents"), Some(4200));
     }
 }

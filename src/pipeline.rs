@@ -10,13 +10,13 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::engagement;
 use crate::error::{Error, Result};
 use crate::ingest::{self, Ingested, TableReport};
 use crate::io;
-use crate::measures;
 use crate::publish::{self, Lock, Snapshot};
-use crate::rfm::{self, RfmCuts};
-use crate::{churn, pyramid};
+use crate::rfm::RfmCuts;
+use crate::snapshot::{self, Frames, Scored};
 
 /// A validated run: the configuration as applied plus command-line choices.
 #[derive(Debug, Clone)]
@@ -50,140 +50,6 @@ impl Timings {
             .push((stage.to_string(), since.elapsed().as_millis() as u64));
         Instant::now()
     }
-}
-
-/// Columns of `customer_scores`, in published order.
-pub const CUSTOMER_SCORES_COLUMNS: &[&str] = &[
-    "customer_id",
-    "region",
-    "industry",
-    "in_scope",
-    "first_purchase",
-    "last_purchase",
-    "recency_days",
-    "frequency",
-    "monetary",
-    "revenue",
-    "tenure_days",
-    "r_score",
-    "f_score",
-    "m_score",
-    "rfm_code",
-    "rfm_segment",
-    "contribution",
-    "contribution_rank",
-    "cum_contribution_share",
-    "pyramid_tier",
-    "contribution_nonpositive",
-    "churn_status",
-];
-
-/// Integer-cent columns kept beside `customer_scores` for exact summaries.
-const CENTS_COLUMNS: &[&str] = &["monetary_cents", "revenue_cents", "contribution_cents"];
-
-fn money(cents: &str) -> Expr {
-    measures::cents_to_units(col(cents)).alias(cents.trim_end_matches("_cents"))
-}
-
-/// Scores every customer of the base: RFM, segment, pyramid, churn.
-/// Keeps the integer-cent columns for exact summaries; sorted by customer_id.
-pub fn score(base: LazyFrame, cfg: &Config) -> Result<LazyFrame> {
-    let rules = rfm::rules(&cfg.rfm);
-    let scored = base.with_columns(rfm::score_exprs(&cfg.rfm)).with_columns([
-        rfm::rfm_code(cfg.rfm.bins).alias("rfm_code"),
-        rfm::segment_expr(&rules).alias("rfm_segment"),
-        churn::status(&cfg.churn).alias("churn_status"),
-    ]);
-    let mut select: Vec<Expr> = CUSTOMER_SCORES_COLUMNS.iter().map(|c| col(*c)).collect();
-    select.extend(CENTS_COLUMNS.iter().map(|c| col(*c)));
-    Ok(pyramid::assign(scored, &cfg.pyramid)?
-        .with_columns([
-            money("monetary_cents"),
-            money("contribution_cents"),
-            money("revenue_cents"),
-        ])
-        .select(select)
-        .sort(["customer_id"], SortMultipleOptions::default()))
-}
-
-/// Everything computed for one snapshot, ready to publish.
-pub struct Scored {
-    pub customer_scores: DataFrame,
-    pub rfm_segments: DataFrame,
-    pub pyramid: DataFrame,
-    pub rfm_cuts: RfmCuts,
-    pub unknown_customers: usize,
-}
-
-/// Computes the snapshot's tables from typed transactions and customers.
-pub fn compute(
-    txns: LazyFrame,
-    customers: LazyFrame,
-    as_of: NaiveDate,
-    cfg: &Config,
-    has_margin: bool,
-) -> Result<Scored> {
-    let m = measures::customer_measures(txns.clone(), as_of, &cfg.measures, has_margin);
-    let base = measures::customer_base(m, customers.clone(), &cfg.ingest.unknown_label);
-    let full = score(base, cfg)?.collect()?;
-    let unknown_customers = txns
-        .select([col("customer_id")])
-        .unique(None, UniqueKeepStrategy::Any)
-        .join(
-            customers.select([col("customer_id")]),
-            [col("customer_id")],
-            [col("customer_id")],
-            JoinArgs::new(JoinType::Anti),
-        )
-        .collect()?
-        .height();
-    let window_revenue: i64 = full.column("revenue_cents")?.i64()?.sum().unwrap_or(0);
-    let rules = rfm::rules(&cfg.rfm);
-    let rfm_segments = rfm::segment_summary(full.clone().lazy(), &rules)?;
-    let pyramid = pyramid::summary(full.clone().lazy(), &cfg.pyramid)?;
-    let rfm_cuts = rfm::applied_cuts(&full, &cfg.rfm, &rfm_segments)?;
-    let customer_scores = full.drop_many(CENTS_COLUMNS.iter().copied());
-    check_invariants(&customer_scores, &rfm_segments, &pyramid, window_revenue)?;
-    Ok(Scored {
-        customer_scores,
-        rfm_segments,
-        pyramid,
-        rfm_cuts,
-        unknown_customers,
-    })
-}
-
-/// Checks that hold for every correct snapshot; a failure aborts the publish.
-pub fn check_invariants(
-    scores: &DataFrame,
-    segments: &DataFrame,
-    pyramid: &DataFrame,
-    window_revenue_cents: i64,
-) -> Result<()> {
-    let ids = scores.column("customer_id")?.as_materialized_series();
-    if ids.n_unique()? != scores.height() {
-        return Err(Error::Invariant(
-            "customer_scores has a customer_id more than once".into(),
-        ));
-    }
-    let in_scope = scores.column("in_scope")?.bool()?.sum().unwrap_or(0) as i64;
-    for (name, table) in [("rfm_segments", segments), ("pyramid", pyramid)] {
-        let total: i64 = table.column("customers")?.i64()?.sum().unwrap_or(0);
-        if total != in_scope {
-            return Err(Error::Invariant(format!(
-                "{name} counts {total} customers, customer_scores has {in_scope} in scope"
-            )));
-        }
-    }
-    // Revenue in the summary equals the customers' revenue to the cent.
-    let seg_rev: f64 = segments.column("revenue")?.f64()?.sum().unwrap_or(0.0);
-    if (seg_rev * 100.0 - window_revenue_cents as f64).abs() > 0.5 {
-        return Err(Error::Invariant(format!(
-            "rfm_segments revenue {seg_rev:.2} does not reconcile with {:.2}",
-            window_revenue_cents as f64 / 100.0
-        )));
-    }
-    Ok(())
 }
 
 /// The manifest written beside the tables.
@@ -278,15 +144,29 @@ pub fn run_ingest(s: &RunSettings) -> Result<(Ingested, PathBuf)> {
 /// Validate only: read and check everything, compute, publish nothing.
 pub fn run_validate(s: &RunSettings) -> Result<RunOutcome> {
     let ing = ingest::ingest(&s.config, s.as_of)?;
-    let has_margin = ing.transactions.column("margin_cents").is_ok();
-    let scored = compute(
-        ing.transactions.clone().lazy(),
-        ing.customers.clone().lazy(),
-        ing.as_of,
-        &s.config,
-        has_margin,
-    )?;
+    let frames = Frames {
+        transactions: ing.transactions.clone().lazy(),
+        customers: ing.customers.clone().lazy(),
+        interactions: match &ing.interactions {
+            Some(i) => i.clone().lazy(),
+            None => engagement::empty_interactions(),
+        },
+        ..frame_flags(&ing, &s.config)
+    };
+    let scored = snapshot::compute(&frames, ing.as_of, &s.config)?;
     Ok(outcome(&ing, &scored, PathBuf::new()))
+}
+
+/// Which optional inputs the typed frames carry.
+fn frame_flags(ing: &Ingested, cfg: &Config) -> Frames {
+    Frames {
+        transactions: LazyFrame::default(),
+        customers: LazyFrame::default(),
+        interactions: LazyFrame::default(),
+        has_margin: ing.transactions.column("margin_cents").is_ok(),
+        has_quantity: ing.transactions.column("quantity").is_ok(),
+        attributes: cfg.inputs.customers.attributes.clone(),
+    }
 }
 
 fn outcome(ing: &Ingested, scored: &Scored, snapshot: PathBuf) -> RunOutcome {
@@ -316,10 +196,17 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     let dir = write_ingested(&mut ing, &s.out)?;
     let t = timings.lap("write_ingest", t);
 
-    let txns = io::scan_parquet(&dir.join("transactions.parquet"))?;
-    let customers = io::scan_parquet(&dir.join("customers.parquet"))?;
-    let has_margin = ing.transactions.column("margin_cents").is_ok();
-    let mut scored = compute(txns, customers, ing.as_of, &s.config, has_margin)?;
+    let frames = Frames {
+        transactions: io::scan_parquet(&dir.join("transactions.parquet"))?,
+        customers: io::scan_parquet(&dir.join("customers.parquet"))?,
+        interactions: if ing.interactions.is_some() {
+            io::scan_parquet(&dir.join("interactions.parquet"))?
+        } else {
+            engagement::empty_interactions()
+        },
+        ..frame_flags(&ing, &s.config)
+    };
+    let mut scored = snapshot::compute(&frames, ing.as_of, &s.config)?;
     let t = timings.lap("score", t);
 
     let mut snap = Snapshot::begin(&s.out, ing.as_of, s.overwrite)?;
@@ -327,6 +214,7 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     snap.write("customer_scores", &mut scored.customer_scores, bom)?;
     snap.write("rfm_segments", &mut scored.rfm_segments, bom)?;
     snap.write("pyramid", &mut scored.pyramid, bom)?;
+    snap.write("tier_summary", &mut scored.tier_summary, bom)?;
     snap.write("rejects", &mut ing.rejects, bom)?;
     let t = timings.lap("publish", t);
     let _ = t;

@@ -263,3 +263,93 @@ mod tests {
         assert_eq!(df.height(), 0);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn higher_contribution_never_gets_a_lower_tier(
+            contrib in proptest::collection::vec(-5i64..40, 1..80),
+            contribution_mode in any::<bool>(),
+        ) {
+            let cfg = PyramidConfig {
+                mode: if contribution_mode { PyramidMode::ContributionShare } else { PyramidMode::CustomerShare },
+                ..Default::default()
+            };
+            let labels = cfg.labels();
+            let n = contrib.len();
+            let ids: Vec<String> = (0..n).map(|i| format!("c{i:03}")).collect();
+            let out = assign(
+                df!("customer_id" => ids, "in_scope" => vec![true; n], "contribution_cents" => &contrib)
+                    .unwrap()
+                    .lazy(),
+                &cfg,
+            )
+            .unwrap()
+            .sort(["customer_id"], Default::default())
+            .collect()
+            .unwrap();
+            let tiers: Vec<usize> = out
+                .column("pyramid_tier").unwrap().str().unwrap().iter()
+                .map(|t| labels.iter().position(|l| Some(l.as_str()) == t).unwrap())
+                .collect();
+            for i in 0..n {
+                for j in 0..n {
+                    if contrib[i] > contrib[j] {
+                        prop_assert!(tiers[i] <= tiers[j]);
+                    }
+                    if contrib[i] == contrib[j] {
+                        prop_assert_eq!(tiers[i], tiers[j]);
+                    }
+                }
+                if contrib[i] <= 0 {
+                    prop_assert_eq!(tiers[i], labels.len() - 1);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod cut_ties {
+    use super::*;
+
+    #[test]
+    fn ties_straddling_each_default_cut_take_the_higher_tier() {
+        // n = 100. Ranks 1 and 2 tie (straddle the 1% cut) → both A.
+        // Ranks 5–6 tie (straddle 5%) → both B. Ranks 20–21 tie (straddle
+        // 20%) → both C. Everything else distinct and positive.
+        let mut v: Vec<i64> = (1..=100).rev().map(|x| x * 10).collect();
+        v[1] = v[0];
+        v[5] = v[4];
+        v[20] = v[19];
+        let ids: Vec<String> = (0..100).map(|i| format!("c{i:03}")).collect();
+        let out = assign(
+            df!("customer_id" => ids, "in_scope" => vec![true; 100], "contribution_cents" => &v)
+                .unwrap()
+                .lazy(),
+            &PyramidConfig::default(),
+        )
+        .unwrap()
+        .sort(["customer_id"], Default::default())
+        .collect()
+        .unwrap();
+        let t: Vec<&str> = out
+            .column("pyramid_tier")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(&t[0..2], ["A", "A"]);
+        assert_eq!(t[2], "B");
+        assert_eq!(&t[4..6], ["B", "B"]);
+        assert_eq!(t[6], "C");
+        assert_eq!(&t[19..21], ["C", "C"]);
+        assert_eq!(t[21], "D");
+    }
+}

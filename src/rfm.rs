@@ -515,3 +515,59 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn scored(values: &[i64], higher: bool) -> Vec<i32> {
+        df!("v" => values)
+            .unwrap()
+            .lazy()
+            .select([quantile_score(col("v"), 5, higher).alias("s")])
+            .collect()
+            .unwrap()
+            .column("s")
+            .unwrap()
+            .i32()
+            .unwrap()
+            .iter()
+            .map(|s| s.unwrap())
+            .collect()
+    }
+
+    proptest! {
+        // Few distinct values, so ties are common.
+        #[test]
+        fn scores_are_monotone_tie_safe_and_order_free(
+            values in proptest::collection::vec(0i64..12, 1..60),
+            rotate in 0usize..60,
+        ) {
+            for higher in [true, false] {
+                let s = scored(&values, higher);
+                for i in 0..values.len() {
+                    prop_assert!((1..=5).contains(&s[i]));
+                    for j in 0..values.len() {
+                        if values[i] == values[j] {
+                            prop_assert_eq!(s[i], s[j]);
+                        }
+                        let better = if higher { values[i] < values[j] } else { values[i] > values[j] };
+                        if better {
+                            prop_assert!(s[i] <= s[j]);
+                        }
+                    }
+                }
+                // Any reordering of the rows gives each value the same score.
+                let mut moved = values.clone();
+                moved.rotate_left(rotate % values.len());
+                moved.reverse();
+                let s2 = scored(&moved, higher);
+                for (v, sc) in moved.iter().zip(&s2) {
+                    let k = values.iter().position(|x| x == v).unwrap();
+                    prop_assert_eq!(*sc, s[k]);
+                }
+            }
+        }
+    }
+}

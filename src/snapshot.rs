@@ -1,0 +1,301 @@
+//! One snapshot's tables from typed inputs: the per-customer base, every
+//! scoring stage, the summaries and the invariants checked before publish.
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::rfm::{self, RfmCuts};
+use crate::{churn, engagement, measures, pyramid, tiers};
+
+/// The typed inputs, as lazy frames (from memory or from `_ingest/`).
+#[derive(Clone)]
+pub struct Frames {
+    pub transactions: LazyFrame,
+    pub customers: LazyFrame,
+    /// Empty (with the canonical schema) when there is no interactions input.
+    pub interactions: LazyFrame,
+    pub has_margin: bool,
+    pub has_quantity: bool,
+    /// Customer attribute columns configured in the customers input.
+    pub attributes: Vec<String>,
+}
+
+/// Published columns of `customer_scores` that every run has, in order.
+/// Scheme columns (`<scheme>_…`) and attributes follow them.
+pub const BASE_COLUMNS: &[&str] = &[
+    "customer_id",
+    "region",
+    "industry",
+    "name",
+    "segment",
+    "sales_rep",
+    "in_scope",
+    "first_purchase",
+    "last_purchase",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "revenue",
+    "tenure_days",
+    "units_bought",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_code",
+    "rfm_segment",
+    "contribution",
+    "contribution_rank",
+    "cum_contribution_share",
+    "pyramid_tier",
+    "contribution_nonpositive",
+    "churn_status",
+    "calls",
+    "visits",
+    "service_visits",
+    "events_attended",
+    "complaints",
+    "complaints_resolved",
+    "unresolved_complaints",
+    "referrals_made",
+    "referrals_converted",
+    "lost_deals",
+    "last_call",
+    "last_visit",
+    "last_contact",
+    "days_since_contact",
+];
+
+/// Integer-cent columns kept beside `customer_scores` for exact summaries.
+pub const CENTS_COLUMNS: &[&str] = &["monetary_cents", "revenue_cents", "contribution_cents"];
+
+fn money(cents: &str) -> Expr {
+    measures::cents_to_units(col(cents)).alias(cents.trim_end_matches("_cents"))
+}
+
+/// The per-customer base as of `as_of`: measures, customer attributes and
+/// engagement, one row per customer.
+pub fn base(f: &Frames, as_of: NaiveDate, cfg: &Config) -> LazyFrame {
+    let m = measures::customer_measures_with(
+        f.transactions.clone(),
+        as_of,
+        &cfg.measures,
+        f.has_margin,
+        f.has_quantity,
+    );
+    let b = measures::customer_base(m, f.customers.clone(), &cfg.ingest.unknown_label);
+    let e = engagement::customer_engagement(
+        f.interactions.clone(),
+        as_of,
+        cfg.measures.window_days,
+        &cfg.measures.converted_outcomes,
+    );
+    engagement::join_engagement(b, e)
+}
+
+/// Every scoring stage on the base; keeps the cent columns; sorted by
+/// customer_id.
+pub fn score(base: LazyFrame, cfg: &Config, attributes: &[String]) -> Result<LazyFrame> {
+    let rules = rfm::rules(&cfg.rfm);
+    let scored = base.with_columns(rfm::score_exprs(&cfg.rfm)).with_columns([
+        rfm::rfm_code(cfg.rfm.bins).alias("rfm_code"),
+        rfm::segment_expr(&rules).alias("rfm_segment"),
+        churn::status(&cfg.churn).alias("churn_status"),
+    ]);
+    let mut lf = pyramid::assign(scored, &cfg.pyramid)?.with_columns([
+        money("monetary_cents"),
+        money("contribution_cents"),
+        money("revenue_cents"),
+    ]);
+    let available: Vec<String> = lf
+        .collect_schema()?
+        .iter_names()
+        .filter(|n| !n.starts_with("__") && !n.ends_with("_cents"))
+        .map(|n| n.to_string())
+        .collect();
+    let mut select: Vec<Expr> = BASE_COLUMNS.iter().map(|c| col(*c)).collect();
+    select.extend(attributes.iter().map(|a| col(a.as_str())));
+    for t in &cfg.threshold_tiers {
+        let exprs = tiers::threshold_exprs(t, &available)?;
+        lf = lf.with_columns(exprs);
+        select.push(col(format!("{}_value", t.name)));
+        select.push(col(format!("{}_tier", t.name)));
+    }
+    for s in &cfg.scorecards {
+        let (dims, totals) = tiers::scorecard_exprs(s, &available)?;
+        lf = lf.with_columns(dims).with_columns(totals);
+        for d in tiers::dimensions(s) {
+            select.push(col(tiers::dimension_column(s, &d)));
+        }
+        select.push(col(format!("{}_points", s.name)));
+        select.push(col(format!("{}_tier", s.name)));
+    }
+    select.extend(CENTS_COLUMNS.iter().map(|c| col(*c)));
+    Ok(lf
+        .select(select)
+        .sort(["customer_id"], SortMultipleOptions::default()))
+}
+
+/// Every scored customer as of `as_of`, with the cent columns.
+pub fn scores_as_of(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<DataFrame> {
+    Ok(score(base(f, as_of, cfg), cfg, &f.attributes)?.collect()?)
+}
+
+/// A tier scheme: its column in `customer_scores` and its labels, best first.
+#[derive(Debug, Clone)]
+pub struct TierScheme {
+    pub name: String,
+    pub column: String,
+    pub labels: Vec<String>,
+}
+
+/// Every tier scheme of the configuration, pyramid first.
+pub fn tier_schemes(cfg: &Config) -> Vec<TierScheme> {
+    let mut v = vec![TierScheme {
+        name: "pyramid".into(),
+        column: "pyramid_tier".into(),
+        labels: cfg.pyramid.labels(),
+    }];
+    for t in &cfg.threshold_tiers {
+        v.push(TierScheme {
+            name: t.name.clone(),
+            column: format!("{}_tier", t.name),
+            labels: tiers::threshold_labels(t),
+        });
+    }
+    for s in &cfg.scorecards {
+        v.push(TierScheme {
+            name: s.name.clone(),
+            column: format!("{}_tier", s.name),
+            labels: tiers::scorecard_labels(s),
+        });
+    }
+    v
+}
+
+/// `tier_summary`: per scheme and tier (in label order), customers,
+/// customer share, revenue and revenue share among customers with a tier.
+pub fn tier_summary(full: &DataFrame, schemes: &[TierScheme]) -> Result<DataFrame> {
+    let mut parts = Vec::new();
+    for s in schemes {
+        let order: Vec<u32> = (0..s.labels.len() as u32).collect();
+        let all = df!("tier" => s.labels.clone(), "tier_order" => order)?.lazy();
+        let agg = full
+            .clone()
+            .lazy()
+            .filter(col(s.column.as_str()).is_not_null())
+            .group_by([col(s.column.as_str()).alias("tier")])
+            .agg([
+                len().cast(DataType::Int64).alias("customers"),
+                col("revenue_cents").sum().alias("revenue_cents"),
+            ]);
+        parts.push(
+            all.join(
+                agg,
+                [col("tier")],
+                [col("tier")],
+                JoinArgs::new(JoinType::Left),
+            )
+            .with_columns([
+                col("customers").fill_null(lit(0i64)),
+                col("revenue_cents").fill_null(lit(0i64)),
+            ])
+            .with_columns([
+                lit(s.name.as_str()).alias("scheme"),
+                rfm::share(col("customers").cast(DataType::Float64)).alias("customer_share"),
+                rfm::share(col("revenue_cents").cast(DataType::Float64)).alias("revenue_share"),
+                measures::cents_to_units(col("revenue_cents")).alias("revenue"),
+            ])
+            .sort(["tier_order"], Default::default())
+            .select([
+                col("scheme"),
+                col("tier"),
+                col("tier_order").cast(DataType::Int32),
+                col("customers"),
+                col("customer_share"),
+                col("revenue"),
+                col("revenue_share"),
+            ]),
+        );
+    }
+    Ok(concat(parts, UnionArgs::default())?.collect()?)
+}
+
+/// Everything computed for one snapshot, ready to publish.
+pub struct Scored {
+    pub customer_scores: DataFrame,
+    pub rfm_segments: DataFrame,
+    pub pyramid: DataFrame,
+    pub tier_summary: DataFrame,
+    pub rfm_cuts: RfmCuts,
+    pub unknown_customers: usize,
+}
+
+/// Computes the snapshot's tables.
+pub fn compute(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Scored> {
+    let full = scores_as_of(f, as_of, cfg)?;
+    let unknown_customers = f
+        .transactions
+        .clone()
+        .filter(col("ts").lt_eq(lit(as_of)))
+        .select([col("customer_id")])
+        .unique(None, UniqueKeepStrategy::Any)
+        .join(
+            f.customers.clone().select([col("customer_id")]),
+            [col("customer_id")],
+            [col("customer_id")],
+            JoinArgs::new(JoinType::Anti),
+        )
+        .collect()?
+        .height();
+    let window_revenue: i64 = full.column("revenue_cents")?.i64()?.sum().unwrap_or(0);
+    let rules = rfm::rules(&cfg.rfm);
+    let rfm_segments = rfm::segment_summary(full.clone().lazy(), &rules)?;
+    let pyramid = pyramid::summary(full.clone().lazy(), &cfg.pyramid)?;
+    let tier_summary = tier_summary(&full, &tier_schemes(cfg))?;
+    let rfm_cuts = rfm::applied_cuts(&full, &cfg.rfm, &rfm_segments)?;
+    let customer_scores = full.drop_many(CENTS_COLUMNS.iter().copied());
+    check_invariants(&customer_scores, &rfm_segments, &pyramid, window_revenue)?;
+    Ok(Scored {
+        customer_scores,
+        rfm_segments,
+        pyramid,
+        tier_summary,
+        rfm_cuts,
+        unknown_customers,
+    })
+}
+
+/// Checks that hold for every correct snapshot; a failure aborts the publish.
+pub fn check_invariants(
+    scores: &DataFrame,
+    segments: &DataFrame,
+    pyramid: &DataFrame,
+    window_revenue_cents: i64,
+) -> Result<()> {
+    let ids = scores.column("customer_id")?.as_materialized_series();
+    if ids.n_unique()? != scores.height() {
+        return Err(Error::Invariant(
+            "customer_scores has a customer_id more than once".into(),
+        ));
+    }
+    let in_scope = scores.column("in_scope")?.bool()?.sum().unwrap_or(0) as i64;
+    for (name, table) in [("rfm_segments", segments), ("pyramid", pyramid)] {
+        let total: i64 = table.column("customers")?.i64()?.sum().unwrap_or(0);
+        if total != in_scope {
+            return Err(Error::Invariant(format!(
+                "{name} counts {total} customers, customer_scores has {in_scope} in scope"
+            )));
+        }
+    }
+    // Revenue in the summary equals the customers' revenue to the cent.
+    let seg_rev: f64 = segments.column("revenue")?.f64()?.sum().unwrap_or(0.0);
+    if (seg_rev * 100.0 - window_revenue_cents as f64).abs() > 0.5 {
+        return Err(Error::Invariant(format!(
+            "rfm_segments revenue {seg_rev:.2} does not reconcile with {:.2}",
+            window_revenue_cents as f64 / 100.0
+        )));
+    }
+    Ok(())
+}
