@@ -1,47 +1,203 @@
-//! Churn status from recency (SPEC §7): active, sleeping (沉睡) or lost (流失).
+//! Churn (SPEC §7): status active / sleeping (沉睡) / lost (流失) by fixed days
+//! or by each customer's own purchase cadence, the `declining` flag, and the
+//! `churn_summary` table.
 
 use polars::prelude::*;
 
-use crate::config::ChurnConfig;
+use crate::config::{ChurnConfig, ChurnMode};
+use crate::error::Result;
+use crate::measures::cents_to_units;
+use crate::snapshot::TierScheme;
 
-/// `active` when recency ≤ sleeping_days, `sleeping` when ≤ lost_days,
-/// else `lost`; customers with no transaction as of the snapshot are
-/// `no_purchase`.
-pub fn status(cfg: &ChurnConfig) -> Expr {
-    let r = col("recency_days");
+/// Days of recency after which a customer is sleeping: fixed, or
+/// `sleeping_multiple` × the median purchase gap (fixed days without one).
+pub fn sleeping_after(cfg: &ChurnConfig) -> Expr {
+    threshold(cfg, cfg.sleeping_days, cfg.sleeping_multiple)
+}
+
+/// Days of recency after which a customer is lost.
+pub fn lost_after(cfg: &ChurnConfig) -> Expr {
+    threshold(cfg, cfg.lost_days, cfg.lost_multiple)
+}
+
+fn threshold(cfg: &ChurnConfig, days: u32, multiple: f64) -> Expr {
+    let fixed = lit(days as f64);
+    match cfg.mode {
+        ChurnMode::Fixed => fixed,
+        ChurnMode::Cadence => when(col("median_gap_days").is_not_null())
+            .then(col("median_gap_days") * lit(multiple))
+            .otherwise(fixed),
+    }
+}
+
+/// `active` when recency ≤ the sleeping threshold, `sleeping` when ≤ the
+/// lost threshold, else `lost`; no transaction as of the snapshot →
+/// `no_purchase`. Needs the columns `sleeping_after_days` and `lost_after_days`.
+pub fn status() -> Expr {
+    let r = col("recency_days").cast(DataType::Float64);
     when(r.clone().is_null())
         .then(lit("no_purchase"))
-        .when(r.clone().lt_eq(lit(cfg.sleeping_days as i32)))
+        .when(r.clone().lt_eq(col("sleeping_after_days")))
         .then(lit("active"))
-        .when(r.lt_eq(lit(cfg.lost_days as i32)))
+        .when(r.lt_eq(col("lost_after_days")))
         .then(lit("sleeping"))
         .otherwise(lit("lost"))
+}
+
+/// Spend in the window fell by more than `drop` against the same window a
+/// year earlier (customers with no spend then are not declining).
+pub fn declining(drop: f64) -> Expr {
+    let prior = col("window_spend_prior_cents").cast(DataType::Float64);
+    let now = col("window_spend_cents").cast(DataType::Float64);
+    prior
+        .clone()
+        .gt(lit(0.0))
+        .and(now.lt(prior * lit(1.0 - drop)))
+}
+
+/// `churn_summary`: per dimension member and tier (plus the tier total
+/// `ALL`), in-scope customers by status, rates, declining customers, and the
+/// window spend of sleeping and lost customers (revenue at risk).
+pub fn summary(
+    scores: &DataFrame,
+    dims: &[String],
+    scheme: &TierScheme,
+    total_label: &str,
+) -> Result<DataFrame> {
+    let order: Vec<u32> = (0..=scheme.labels.len() as u32).collect();
+    let mut labels = scheme.labels.clone();
+    labels.push(total_label.to_string());
+    let tier_order = df!("tier" => labels, "tier_order" => order)?.lazy();
+    let is = |s: &str| col("churn_status").eq(lit(s));
+    let aggs = || {
+        [
+            len().cast(DataType::Int64).alias("customers"),
+            is("active").sum().cast(DataType::Int64).alias("active"),
+            is("sleeping").sum().cast(DataType::Int64).alias("sleeping"),
+            is("lost").sum().cast(DataType::Int64).alias("lost"),
+            col("declining")
+                .sum()
+                .cast(DataType::Int64)
+                .alias("declining"),
+            col("window_spend_cents")
+                .filter(is("sleeping").or(is("lost")))
+                .sum()
+                .alias("at_risk_cents"),
+            col("window_spend_cents").sum().alias("spend_cents"),
+        ]
+    };
+    let mut parts = Vec::new();
+    for dim in dims {
+        let base = scores.clone().lazy().filter(col("in_scope")).with_columns([
+            col(dim.as_str()).cast(DataType::String).alias("member"),
+            col(scheme.column.as_str()).alias("tier"),
+        ]);
+        let by_tier = base
+            .clone()
+            .group_by([col("member"), col("tier")])
+            .agg(aggs());
+        let all = base
+            .group_by([col("member")])
+            .agg(aggs())
+            .with_column(lit(total_label).alias("tier"));
+        parts.push(
+            concat(
+                [by_tier, all.select(by_tier_columns())],
+                UnionArgs::default(),
+            )?
+            .with_column(lit(dim.as_str()).alias("dimension")),
+        );
+    }
+    if parts.is_empty() {
+        return Ok(DataFrame::empty());
+    }
+    let rate = |c: &str| {
+        (col(c).cast(DataType::Float64) / col("customers").cast(DataType::Float64))
+            .alias(format!("{c}_rate"))
+    };
+    Ok(concat(parts, UnionArgs::default())?
+        .join(
+            tier_order,
+            [col("tier")],
+            [col("tier")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_columns([
+            rate("active"),
+            rate("sleeping"),
+            rate("lost"),
+            cents_to_units(col("at_risk_cents")).alias("revenue_at_risk"),
+            cents_to_units(col("spend_cents")).alias("window_spend"),
+        ])
+        .sort(
+            ["dimension", "member", "tier_order"],
+            SortMultipleOptions::default(),
+        )
+        .select([
+            col("dimension"),
+            col("member"),
+            col("tier"),
+            col("tier_order").cast(DataType::Int32),
+            col("customers"),
+            col("active"),
+            col("sleeping"),
+            col("lost"),
+            col("active_rate"),
+            col("sleeping_rate"),
+            col("lost_rate"),
+            col("declining"),
+            col("window_spend"),
+            col("revenue_at_risk"),
+        ])
+        .collect()?)
+}
+
+fn by_tier_columns() -> Vec<Expr> {
+    [
+        "member",
+        "tier",
+        "customers",
+        "active",
+        "sleeping",
+        "lost",
+        "declining",
+        "at_risk_cents",
+        "spend_cents",
+    ]
+    .iter()
+    .map(|c| col(*c))
+    .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn thresholds_are_inclusive() {
-        let df =
-            df!("recency_days" => [Some(0i32), Some(90), Some(91), Some(180), Some(181), None])
-                .unwrap();
-        let out = df
+    fn statuses(cfg: &ChurnConfig, recency: &[Option<i32>], gap: &[Option<f64>]) -> Vec<String> {
+        df!("recency_days" => recency, "median_gap_days" => gap)
+            .unwrap()
             .lazy()
-            .select([status(&ChurnConfig::default()).alias("s")])
+            .with_columns([
+                sleeping_after(cfg).alias("sleeping_after_days"),
+                lost_after(cfg).alias("lost_after_days"),
+            ])
+            .select([status().alias("s")])
             .collect()
-            .unwrap();
-        let s: Vec<_> = out
+            .unwrap()
             .column("s")
             .unwrap()
             .str()
             .unwrap()
             .iter()
-            .flatten()
-            .collect();
+            .map(|s| s.unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn fixed_thresholds_are_inclusive() {
+        let r = [Some(0), Some(90), Some(91), Some(180), Some(181), None];
         assert_eq!(
-            s,
+            statuses(&ChurnConfig::default(), &r, &[None; 6]),
             vec![
                 "active",
                 "active",
@@ -51,5 +207,45 @@ mod tests {
                 "no_purchase"
             ]
         );
+    }
+
+    #[test]
+    fn cadence_uses_each_customers_own_gap() {
+        let cfg = ChurnConfig {
+            mode: ChurnMode::Cadence,
+            ..Default::default()
+        };
+        // Regular buyer every 10 days: sleeping after 20, lost after 40.
+        // Irregular (median gap 100): 150 days is still active (≤ 200).
+        // Single purchase (no gap): the fixed 90 / 180 apply.
+        let r = [Some(20), Some(21), Some(41), Some(150), Some(100)];
+        let gap = [Some(10.0), Some(10.0), Some(10.0), Some(100.0), None];
+        assert_eq!(
+            statuses(&cfg, &r, &gap),
+            vec!["active", "sleeping", "lost", "active", "sleeping"]
+        );
+    }
+
+    #[test]
+    fn declining_needs_a_prior_year_and_a_real_drop() {
+        let df = df!(
+            "window_spend_cents" => [60i64, 80, 10, 5],
+            "window_spend_prior_cents" => [100i64, 100, 0, -5],
+        )
+        .unwrap();
+        let out = df
+            .lazy()
+            .select([declining(0.3).alias("d")])
+            .collect()
+            .unwrap();
+        let d: Vec<bool> = out
+            .column("d")
+            .unwrap()
+            .bool()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(d, vec![true, false, false, false]);
     }
 }

@@ -98,14 +98,15 @@ pub fn join_engagement(base: LazyFrame, engagement: LazyFrame) -> LazyFrame {
 /// An empty interactions frame with the canonical schema, for runs without
 /// an interactions input (every customer then has zero counts).
 pub fn empty_interactions() -> LazyFrame {
-    DataFrame::new_infer_height(vec![
-        Column::new_empty("customer_id".into(), &DataType::String),
-        Column::new_empty("ts".into(), &DataType::Date),
-        Column::new_empty("kind".into(), &DataType::String),
-        Column::new_empty("outcome".into(), &DataType::String),
-    ])
-    .map(|df| df.lazy())
-    .unwrap_or_default()
+    let mut columns = vec![Column::new_empty("ts".into(), &DataType::Date)];
+    for c in crate::ingest::canonical_columns("interactions") {
+        if c != "ts" {
+            columns.push(Column::new_empty(c.into(), &DataType::String));
+        }
+    }
+    DataFrame::new_infer_height(columns)
+        .map(|df| df.lazy())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

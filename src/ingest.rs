@@ -645,7 +645,7 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>) -> Result<Ingested> {
         "transactions",
         valid,
         &names,
-        col("ts").gt(lit(as_of)),
+        col("ts").gt(crate::measures::date_lit(as_of)),
         reason::AFTER_AS_OF,
     )?;
     rep.excluded_after_as_of = n_future;
@@ -708,7 +708,7 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>) -> Result<Ingested> {
                 "interactions",
                 valid,
                 &file_names(&rep),
-                col("ts").gt(lit(as_of)),
+                col("ts").gt(crate::measures::date_lit(as_of)),
                 reason::AFTER_AS_OF,
             )?;
             rep.excluded_after_as_of = n_future;

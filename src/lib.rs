@@ -4,14 +4,18 @@
 
 pub mod churn;
 pub mod cli;
+pub mod concentration;
 pub mod config;
 pub mod engagement;
 pub mod error;
+pub mod follow_up;
 pub mod generate;
 pub mod ingest;
 pub mod inspect;
 pub mod io;
+pub mod lost_deals;
 pub mod measures;
+pub mod migration;
 pub mod pipeline;
 pub mod publish;
 pub mod pyramid;

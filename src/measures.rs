@@ -26,6 +26,11 @@ pub fn cents_to_units(cents: Expr) -> Expr {
     x.clone() / (x * lit(0.0) + lit(100.0))
 }
 
+/// A Date literal (`lit(NaiveDate)` would make a Datetime).
+pub fn date_lit(d: NaiveDate) -> Expr {
+    lit(epoch_days(d)).cast(DataType::Date)
+}
+
 /// Whole days from a Date column to `as_of`.
 pub fn days_before(as_of: NaiveDate, date_col: &str) -> Expr {
     (lit(epoch_days(as_of)) - col(date_col).cast(DataType::Int32)).cast(DataType::Int32)
@@ -76,6 +81,16 @@ pub fn customer_measures_with(
         FrequencyMode::Orders => col("txn_id").filter(counted).n_unique(),
         FrequencyMode::Days => col("ts").filter(counted).n_unique(),
     };
+    // Declining compares the window (365 days without one) with the same
+    // span a year earlier.
+    let span = cfg.window_days.unwrap_or(365) as i32;
+    let day = col("ts").cast(DataType::Int32);
+    let now = epoch_days(as_of);
+    let last_span = day.clone().gt(lit(now - span));
+    let prior_span = day
+        .clone()
+        .gt(lit(now - 365 - span))
+        .and(day.lt_eq(lit(now - 365)));
     let mut aggs = vec![
         col("ts").filter(is_purchase()).min().alias("__first_p"),
         col("ts").min().alias("__first_any"),
@@ -86,6 +101,15 @@ pub fn customer_measures_with(
             .filter(window.clone())
             .sum()
             .alias("revenue_cents"),
+        col("amount_cents")
+            .filter(last_span)
+            .sum()
+            .alias("window_spend_cents"),
+        col("amount_cents")
+            .filter(prior_span)
+            .sum()
+            .alias("window_spend_prior_cents"),
+        median_gap_days().alias("median_gap_days"),
     ];
     if has_margin {
         aggs.push(
@@ -147,12 +171,27 @@ pub fn customer_measures_with(
         col("monetary_cents"),
         col("tenure_days"),
         col("contribution_cents"),
+        col("window_spend_cents"),
+        col("window_spend_prior_cents"),
+        col("median_gap_days"),
         if has_quantity {
             col("units_bought").cast(DataType::Float64)
         } else {
             lit(NULL).cast(DataType::Float64).alias("units_bought")
         },
     ])
+}
+
+/// Median gap in days between a customer's distinct purchase days (all
+/// history); null with fewer than two purchase days. For a group_by.
+pub fn median_gap_days() -> Expr {
+    col("ts")
+        .filter(is_purchase())
+        .cast(DataType::Int32)
+        .unique()
+        .sort(SortOptions::default())
+        .diff(lit(1), polars::series::ops::NullBehavior::Ignore)
+        .median()
 }
 
 /// Every customer once: those in the customers file and those seen only in
@@ -175,6 +214,8 @@ pub fn customer_base(measures: LazyFrame, customers: LazyFrame, unknown: &str) -
             col("revenue_cents").fill_null(lit(0i64)),
             col("monetary_cents").fill_null(lit(0i64)),
             col("contribution_cents").fill_null(lit(0i64)),
+            col("window_spend_cents").fill_null(lit(0i64)),
+            col("window_spend_prior_cents").fill_null(lit(0i64)),
         ])
 }
 
@@ -320,6 +361,33 @@ mod tests {
             .flatten()
             .collect();
         assert_eq!(scope, vec![true, true, false]);
+    }
+}
+
+#[cfg(test)]
+mod gaps {
+    use super::*;
+
+    #[test]
+    fn median_gap_for_regular_irregular_and_single_buyers() {
+        let d = |n: i64| NaiveDate::from_ymd_opt(2010, 1, 1).unwrap() + chrono::Duration::days(n);
+        // r: days 0, 10, 20 (and a same-day repeat) → gaps 10, 10 → 10.
+        // i: days 0, 10, 100, 110 → gaps 10, 90, 10 → 10. A refund on day
+        // 50 is not a purchase. s: one purchase → null.
+        let t = df!(
+            "customer_id" => ["r", "r", "r", "r", "i", "i", "i", "i", "i", "s"],
+            "ts" => [d(0), d(10), d(20), d(20), d(0), d(10), d(50), d(100), d(110), d(5)],
+            "amount_cents" => [1i64, 1, 1, 1, 1, 1, -1, 1, 1, 1],
+        )
+        .unwrap()
+        .lazy()
+        .group_by([col("customer_id")])
+        .agg([median_gap_days().alias("g")])
+        .sort(["customer_id"], Default::default())
+        .collect()
+        .unwrap();
+        let g: Vec<Option<f64>> = t.column("g").unwrap().f64().unwrap().iter().collect();
+        assert_eq!(g, vec![Some(10.0), Some(10.0), None]);
     }
 }
 

@@ -211,10 +211,9 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
 
     let mut snap = Snapshot::begin(&s.out, ing.as_of, s.overwrite)?;
     let bom = s.config.publish.csv_bom;
-    snap.write("customer_scores", &mut scored.customer_scores, bom)?;
-    snap.write("rfm_segments", &mut scored.rfm_segments, bom)?;
-    snap.write("pyramid", &mut scored.pyramid, bom)?;
-    snap.write("tier_summary", &mut scored.tier_summary, bom)?;
+    for (name, df) in scored.tables() {
+        snap.write(&name, df, bom)?;
+    }
     snap.write("rejects", &mut ing.rejects, bom)?;
     let t = timings.lap("publish", t);
     let _ = t;

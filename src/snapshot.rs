@@ -7,7 +7,8 @@ use polars::prelude::*;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::rfm::{self, RfmCuts};
-use crate::{churn, engagement, measures, pyramid, tiers};
+use crate::{churn, concentration, engagement, follow_up, lost_deals, measures, migration};
+use crate::{pyramid, tiers};
 
 /// The typed inputs, as lazy frames (from memory or from `_ingest/`).
 #[derive(Clone)]
@@ -50,7 +51,13 @@ pub const BASE_COLUMNS: &[&str] = &[
     "cum_contribution_share",
     "pyramid_tier",
     "contribution_nonpositive",
+    "median_gap_days",
+    "sleeping_after_days",
+    "lost_after_days",
     "churn_status",
+    "window_spend",
+    "window_spend_prior",
+    "declining",
     "calls",
     "visits",
     "service_visits",
@@ -68,7 +75,22 @@ pub const BASE_COLUMNS: &[&str] = &[
 ];
 
 /// Integer-cent columns kept beside `customer_scores` for exact summaries.
-pub const CENTS_COLUMNS: &[&str] = &["monetary_cents", "revenue_cents", "contribution_cents"];
+pub const CENTS_COLUMNS: &[&str] = &[
+    "monetary_cents",
+    "revenue_cents",
+    "contribution_cents",
+    "window_spend_cents",
+    "window_spend_prior_cents",
+];
+
+/// Follow-up columns, after the tier scheme columns.
+pub const FOLLOW_UP_COLUMNS: &[&str] = &[
+    "call_every_days",
+    "visit_every_days",
+    "overdue_contact",
+    "days_overdue",
+    "contact_overdue",
+];
 
 fn money(cents: &str) -> Expr {
     measures::cents_to_units(col(cents)).alias(cents.trim_end_matches("_cents"))
@@ -96,17 +118,29 @@ pub fn base(f: &Frames, as_of: NaiveDate, cfg: &Config) -> LazyFrame {
 
 /// Every scoring stage on the base; keeps the cent columns; sorted by
 /// customer_id.
-pub fn score(base: LazyFrame, cfg: &Config, attributes: &[String]) -> Result<LazyFrame> {
+pub fn score(
+    base: LazyFrame,
+    as_of: NaiveDate,
+    cfg: &Config,
+    attributes: &[String],
+) -> Result<LazyFrame> {
     let rules = rfm::rules(&cfg.rfm);
-    let scored = base.with_columns(rfm::score_exprs(&cfg.rfm)).with_columns([
-        rfm::rfm_code(cfg.rfm.bins).alias("rfm_code"),
-        rfm::segment_expr(&rules).alias("rfm_segment"),
-        churn::status(&cfg.churn).alias("churn_status"),
-    ]);
+    let scored = base
+        .with_columns(rfm::score_exprs(&cfg.rfm))
+        .with_columns([
+            rfm::rfm_code(cfg.rfm.bins).alias("rfm_code"),
+            rfm::segment_expr(&rules).alias("rfm_segment"),
+            churn::sleeping_after(&cfg.churn).alias("sleeping_after_days"),
+            churn::lost_after(&cfg.churn).alias("lost_after_days"),
+            churn::declining(cfg.churn.declining_drop).alias("declining"),
+        ])
+        .with_column(churn::status().alias("churn_status"));
     let mut lf = pyramid::assign(scored, &cfg.pyramid)?.with_columns([
         money("monetary_cents"),
         money("contribution_cents"),
         money("revenue_cents"),
+        money("window_spend_cents"),
+        money("window_spend_prior_cents"),
     ]);
     let available: Vec<String> = lf
         .collect_schema()?
@@ -131,6 +165,11 @@ pub fn score(base: LazyFrame, cfg: &Config, attributes: &[String]) -> Result<Laz
         select.push(col(format!("{}_points", s.name)));
         select.push(col(format!("{}_tier", s.name)));
     }
+    let follow = scheme(cfg, &cfg.follow_up.tier)?;
+    lf = lf
+        .with_columns(follow_up::cadence_exprs(&cfg.follow_up, &follow))
+        .with_columns(follow_up::overdue_exprs(as_of));
+    select.extend(FOLLOW_UP_COLUMNS.iter().map(|c| col(*c)));
     select.extend(CENTS_COLUMNS.iter().map(|c| col(*c)));
     Ok(lf
         .select(select)
@@ -139,7 +178,7 @@ pub fn score(base: LazyFrame, cfg: &Config, attributes: &[String]) -> Result<Laz
 
 /// Every scored customer as of `as_of`, with the cent columns.
 pub fn scores_as_of(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<DataFrame> {
-    Ok(score(base(f, as_of, cfg), cfg, &f.attributes)?.collect()?)
+    Ok(score(base(f, as_of, cfg), as_of, cfg, &f.attributes)?.collect()?)
 }
 
 /// A tier scheme: its column in `customer_scores` and its labels, best first.
@@ -172,6 +211,14 @@ pub fn tier_schemes(cfg: &Config) -> Vec<TierScheme> {
         });
     }
     v
+}
+
+/// The scheme called `name` (validated in the configuration).
+pub fn scheme(cfg: &Config, name: &str) -> Result<TierScheme> {
+    tier_schemes(cfg)
+        .into_iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| Error::invalid("tier", format!("unknown tier scheme '{name}'")))
 }
 
 /// `tier_summary`: per scheme and tier (in label order), customers,
@@ -228,17 +275,117 @@ pub struct Scored {
     pub rfm_segments: DataFrame,
     pub pyramid: DataFrame,
     pub tier_summary: DataFrame,
+    /// (dimension, table) per concentration dimension.
+    pub concentration: Vec<(String, DataFrame)>,
+    pub churn_summary: DataFrame,
+    pub follow_up: DataFrame,
+    pub tier_migration: DataFrame,
+    pub lost_deal_reasons: DataFrame,
     pub rfm_cuts: RfmCuts,
     pub unknown_customers: usize,
+    /// The earlier date tier_migration compares with.
+    pub migration_compared_to: NaiveDate,
 }
 
-/// Computes the snapshot's tables.
+impl Scored {
+    /// Every table with its published name, in publishing order.
+    pub fn tables(&mut self) -> Vec<(String, &mut DataFrame)> {
+        let mut v: Vec<(String, &mut DataFrame)> = vec![
+            ("customer_scores".into(), &mut self.customer_scores),
+            ("rfm_segments".into(), &mut self.rfm_segments),
+            ("pyramid".into(), &mut self.pyramid),
+            ("tier_summary".into(), &mut self.tier_summary),
+            ("churn_summary".into(), &mut self.churn_summary),
+            ("follow_up".into(), &mut self.follow_up),
+            ("tier_migration".into(), &mut self.tier_migration),
+            ("lost_deal_reasons".into(), &mut self.lost_deal_reasons),
+        ];
+        for (dim, df) in self.concentration.iter_mut() {
+            v.push((format!("concentration_{dim}"), df));
+        }
+        v
+    }
+}
+
+/// Scores as of several dates at once (rayon), each from the same inputs.
+fn scores_at(
+    f: &Frames,
+    dates: &[NaiveDate],
+    cfg: &Config,
+) -> Result<std::collections::BTreeMap<NaiveDate, DataFrame>> {
+    use rayon::prelude::*;
+    let mut unique: Vec<NaiveDate> = dates.to_vec();
+    unique.sort();
+    unique.dedup();
+    unique
+        .par_iter()
+        .map(|d| scores_as_of(f, *d, cfg).map(|df| (*d, df)))
+        .collect()
+}
+
+/// Computes the snapshot's tables. The as-of scoring, each concentration
+/// year's scoring and the migration's earlier scoring run in parallel.
 pub fn compute(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Scored> {
-    let full = scores_as_of(f, as_of, cfg)?;
+    let years = concentration::report_years(as_of, &cfg.concentration);
+    let compared_to = cfg
+        .migration
+        .compare_to
+        .unwrap_or_else(|| migration::previous_quarter_end(as_of));
+    let mut dates = vec![as_of, compared_to];
+    dates.extend(years.iter().map(|y| y.tiered_at));
+    let scored = scores_at(f, &dates, cfg)?;
+    let at = |d: NaiveDate| scored.get(&d).cloned().unwrap_or_default();
+    let full = at(as_of);
+    let previous = at(compared_to);
+
+    let conc_scheme = scheme(cfg, &cfg.concentration.tier)?;
+    let mut pops = Vec::new();
+    for ry in &years {
+        pops.push(concentration::population(
+            &at(ry.tiered_at),
+            f.transactions.clone(),
+            ry,
+            &conc_scheme,
+            &cfg.concentration.dimensions,
+        ));
+    }
+    let pops = concat(pops, UnionArgs::default())?;
+    let mut conc = Vec::new();
+    for dim in &cfg.concentration.dimensions {
+        let t = concentration::table(
+            pops.clone(),
+            &years,
+            dim,
+            &conc_scheme,
+            &cfg.concentration,
+            &cfg.ingest.unknown_label,
+        )?;
+        conc.push((dim.clone(), t));
+    }
+    let churn_summary = churn::summary(
+        &full,
+        &cfg.churn.dimensions,
+        &scheme(cfg, &cfg.churn.tier)?,
+        &cfg.concentration.total_label,
+    )?;
+    let follow_up = follow_up::table(&full, &scheme(cfg, &cfg.follow_up.tier)?)?;
+    let tier_migration = migration::table(
+        &full,
+        &previous,
+        &scheme(cfg, &cfg.migration.tier)?,
+        compared_to,
+    )?;
+    let lost_deal_reasons = lost_deals::reasons(
+        f.interactions.clone(),
+        as_of,
+        cfg.measures.window_days,
+        &cfg.concentration.total_label,
+    )?
+    .collect()?;
     let unknown_customers = f
         .transactions
         .clone()
-        .filter(col("ts").lt_eq(lit(as_of)))
+        .filter(col("ts").lt_eq(measures::date_lit(as_of)))
         .select([col("customer_id")])
         .unique(None, UniqueKeepStrategy::Any)
         .join(
@@ -262,8 +409,14 @@ pub fn compute(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Scored> {
         rfm_segments,
         pyramid,
         tier_summary,
+        concentration: conc,
+        churn_summary,
+        follow_up,
+        tier_migration,
+        lost_deal_reasons,
         rfm_cuts,
         unknown_customers,
+        migration_compared_to: compared_to,
     })
 }
 

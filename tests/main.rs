@@ -5,3 +5,4 @@ mod common;
 mod e2e;
 mod inputs;
 mod tiers;
+mod yoy;
