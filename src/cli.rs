@@ -22,6 +22,22 @@ use crate::pipeline::{self, RunSettings};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr, and no progress display.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -37,6 +53,12 @@ pub enum Command {
     /// Check the pipeline file and the inputs and compute everything; publish nothing.
     #[command(after_help = "Example:\n  tiering validate --config pipelines/sample.toml")]
     Validate(InputArgs),
+    /// Publish a snapshot for every month, quarter or year end (or every N
+    /// days) in a range: one ingest, snapshots computed in parallel.
+    #[command(
+        after_help = "Example:\n  tiering backfill --config pipelines/sample.toml --from 2009-03-31 --to 2010-12-31 --every quarter"
+    )]
+    Backfill(BackfillArgs),
     /// Write a deterministic synthetic data set (customers, transactions, interactions).
     #[command(
         after_help = "Example:\n  tiering generate --customers 400 --transactions 5000 --years 2 --seed 7 --out sample_data"
@@ -85,6 +107,24 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct BackfillArgs {
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    /// First date of the range.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub from: NaiveDate,
+    /// Last date of the range.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub to: NaiveDate,
+    /// month, quarter, year (period ends in the range) or N-days (from, from+N, …).
+    #[arg(long, default_value = "quarter")]
+    pub every: crate::pipeline::Every,
+    /// Replace existing snapshots for the same dates.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// Number of customers.
     #[arg(long, default_value_t = 400)]
@@ -111,6 +151,10 @@ pub struct GenerateArgs {
 
 /// Merges command-line inputs with the pipeline file (if any) and validates.
 pub fn settings(args: &InputArgs, overwrite: bool) -> Result<RunSettings> {
+    settings_with(args, overwrite, false)
+}
+
+fn settings_with(args: &InputArgs, overwrite: bool, progress: bool) -> Result<RunSettings> {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => {
@@ -156,6 +200,7 @@ pub fn settings(args: &InputArgs, overwrite: bool) -> Result<RunSettings> {
         config,
         out,
         overwrite,
+        progress,
     })
 }
 
@@ -168,11 +213,45 @@ fn plain_input(path: &str) -> InputFile {
     input
 }
 
+/// Sets up logging on stderr: warnings by default, -v info, -vv debug,
+/// -q errors only; text or JSON lines.
+pub fn init_logging(cli: &Cli) {
+    use tracing_subscriber::filter::LevelFilter;
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => LevelFilter::ERROR,
+        (false, 0) => LevelFilter::WARN,
+        (false, 1) => LevelFilter::INFO,
+        _ => LevelFilter::DEBUG,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    // Another subscriber may already be set (tests); keep it.
+    let _ = match cli.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
 /// Runs a parsed command line; the caller maps errors to exit codes.
 pub fn execute(cli: Cli) -> Result<()> {
+    init_logging(&cli);
+    let progress = crate::progress::wanted(cli.quiet);
     match cli.command {
+        Command::Backfill(a) => {
+            let s = settings_with(&a.inputs, a.overwrite, progress)?;
+            let done = pipeline::backfill(&s, a.from, a.to, a.every)?;
+            for o in &done {
+                println!(
+                    "published {} ({} customers)",
+                    o.snapshot.display(),
+                    o.customers
+                );
+            }
+        }
         Command::Run(args) => {
-            let s = settings(&args.inputs, args.overwrite)?;
+            let s = settings_with(&args.inputs, args.overwrite, progress)?;
             let o = pipeline::run(&s)?;
             println!(
                 "published {} ({} customers, {} transactions kept, {} rows rejected)",

@@ -8,7 +8,7 @@ use polars::prelude::*;
 use crate::config::ConcentrationConfig;
 use crate::error::Result;
 use crate::follow_up::tier_order;
-use crate::measures::{cents_to_units, date_lit, epoch_days, is_purchase};
+use crate::measures::{cents_to_units, date_lit, epoch_days};
 use crate::snapshot::TierScheme;
 
 /// One (fiscal) report year.
@@ -58,13 +58,13 @@ pub fn report_years(as_of: NaiveDate, cfg: &ConcentrationConfig) -> Vec<ReportYe
 /// and their net amount in the year.
 pub fn population(
     scores: &DataFrame,
-    transactions: LazyFrame,
+    daily: LazyFrame,
     ry: &ReportYear,
     scheme: &TierScheme,
     dims: &[String],
 ) -> LazyFrame {
     let day = col("ts").cast(DataType::Int32);
-    let buyers = transactions
+    let buyers = daily
         .filter(
             day.clone()
                 .gt_eq(lit(epoch_days(ry.start)))
@@ -72,8 +72,8 @@ pub fn population(
         )
         .group_by([col("customer_id")])
         .agg([
-            is_purchase().any(true).alias("__bought"),
-            col("amount_cents").sum().alias("year_cents"),
+            col("purchases").sum().gt(lit(0i64)).alias("__bought"),
+            col("net_cents").sum().alias("year_cents"),
         ])
         .filter(col("__bought"));
     let mut cols = vec![
@@ -206,17 +206,30 @@ pub fn table(
                 .over(yt.clone())?
                 .alias("__ordinal"),
         ])
+        // HHI and CR-k from integer counts, divided once: float sums would
+        // depend on row order, and so would the bytes of the table.
         .with_columns([
-            (col("column_share") * lit(100.0))
-                .pow(2)
-                .sum()
-                .over(yt.clone())?
-                .alias("hhi"),
-            col("column_share")
+            (lit(10000.0)
+                * (col("customers") * col("customers"))
+                    .sum()
+                    .over(yt.clone())?
+                    .cast(DataType::Float64)
+                / col("customers")
+                    .sum()
+                    .over(yt.clone())?
+                    .pow(2)
+                    .cast(DataType::Float64))
+            .alias("hhi"),
+            (col("customers")
                 .filter(col("__ordinal").lt_eq(lit(cfg.top_k)))
                 .sum()
                 .over(yt.clone())?
-                .alias("cr_k"),
+                .cast(DataType::Float64)
+                / col("customers")
+                    .sum()
+                    .over(yt.clone())?
+                    .cast(DataType::Float64))
+            .alias("cr_k"),
         ])
         .with_columns([
             // A tier with no customers that year has no concentration.

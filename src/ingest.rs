@@ -77,6 +77,8 @@ pub struct InputFileInfo {
     pub bytes: u64,
     /// Modification time, seconds since the Unix epoch.
     pub modified_unix: Option<u64>,
+    /// XXH3-128 of the file's bytes, hex.
+    pub xxh3_128: String,
     pub rows: usize,
 }
 
@@ -280,6 +282,7 @@ fn read_table(
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs()),
+            xxh3_128: io::content_hash(&file)?,
             rows: raw.height(),
         });
         report.rows_read += raw.height();
@@ -641,15 +644,8 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>) -> Result<Ingested> {
         })?,
     };
     let names = file_names(&rep);
-    let (valid, future, n_future) = move_out(
-        "transactions",
-        valid,
-        &names,
-        col("ts").gt(crate::measures::date_lit(as_of)),
-        reason::AFTER_AS_OF,
-    )?;
-    rep.excluded_after_as_of = n_future;
-    all_rejects.push(future);
+    // Duplicates collapse before the as-of cut, so a run for an earlier
+    // date keeps exactly the rows a backfill over the same files keeps.
     let (valid, dups, n_dups) = move_out(
         "transactions",
         valid,
@@ -659,6 +655,15 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>) -> Result<Ingested> {
     )?;
     rep.duplicates_collapsed = n_dups;
     all_rejects.push(dups);
+    let (valid, future, n_future) = move_out(
+        "transactions",
+        valid,
+        &names,
+        col("ts").gt(crate::measures::date_lit(as_of)),
+        reason::AFTER_AS_OF,
+    )?;
+    rep.excluded_after_as_of = n_future;
+    all_rejects.push(future);
     let transactions = sorted_without_bookkeeping(valid, &["customer_id", "ts", "txn_id"])?;
     rep.rows_kept = transactions.height();
     reports.insert("transactions".to_string(), rep);

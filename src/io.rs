@@ -100,6 +100,23 @@ pub fn read_raw(path: &Path, input: &InputFile) -> Result<DataFrame> {
     }
 }
 
+/// A fast content hash of a file (XXH3-128, hex), for the manifest: enough
+/// to tell whether an input changed between runs.
+pub fn content_hash(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut file = File::open(path).map_err(Error::io(path))?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(Error::io(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:032x}", hasher.digest128()))
+}
+
 /// Scans a Parquet file this tool wrote.
 pub fn scan_parquet(path: &Path) -> Result<LazyFrame> {
     let pl_path = PlRefPath::try_from_path(path)?;

@@ -17,6 +17,7 @@ pub mod lost_deals;
 pub mod measures;
 pub mod migration;
 pub mod pipeline;
+pub mod progress;
 pub mod publish;
 pub mod pyramid;
 pub mod rfm;

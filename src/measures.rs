@@ -75,11 +75,57 @@ pub fn customer_measures_with(
     has_margin: bool,
     has_quantity: bool,
 ) -> LazyFrame {
+    measures_from_daily(
+        daily(txns, has_margin, has_quantity),
+        as_of,
+        cfg,
+        has_margin,
+        has_quantity,
+    )
+}
+
+/// The customer × day pre-aggregate every measure is computed from:
+/// `purchases` (purchase orders that day), `net_cents`, and when present
+/// `margin_cents` and `units` (quantity of purchases). Built once per run
+/// (or backfill) so that scoring several dates never rescans transactions.
+pub fn daily(txns: LazyFrame, has_margin: bool, has_quantity: bool) -> LazyFrame {
+    let mut aggs = vec![
+        is_purchase().sum().cast(DataType::Int64).alias("purchases"),
+        col("amount_cents").sum().alias("net_cents"),
+    ];
+    if has_margin {
+        aggs.push(col("margin_cents").sum().alias("margin_cents"));
+    }
+    if has_quantity {
+        aggs.push(
+            col("quantity")
+                .filter(is_purchase())
+                .sum()
+                .cast(DataType::Float64)
+                .alias("units"),
+        );
+    }
+    txns.group_by([col("customer_id"), col("ts")]).agg(aggs)
+}
+
+/// A day with at least one purchase.
+fn purchase_day() -> Expr {
+    col("purchases").gt(lit(0i64))
+}
+
+/// Per-customer measures as of `as_of` from the [`daily`] pre-aggregate.
+pub fn measures_from_daily(
+    daily: LazyFrame,
+    as_of: NaiveDate,
+    cfg: &MeasuresConfig,
+    has_margin: bool,
+    has_quantity: bool,
+) -> LazyFrame {
     let window = in_window(as_of, cfg.window_days);
-    let counted = is_purchase().and(window.clone());
     let frequency = match cfg.frequency {
-        FrequencyMode::Orders => col("txn_id").filter(counted).n_unique(),
-        FrequencyMode::Days => col("ts").filter(counted).n_unique(),
+        // txn_ids are unique after ingest, so purchase rows are distinct orders.
+        FrequencyMode::Orders => col("purchases").filter(window.clone()).sum(),
+        FrequencyMode::Days => purchase_day().and(window.clone()).sum(),
     };
     // Declining compares the window (365 days without one) with the same
     // span a year earlier.
@@ -92,20 +138,20 @@ pub fn customer_measures_with(
         .gt(lit(now - 365 - span))
         .and(day.lt_eq(lit(now - 365)));
     let mut aggs = vec![
-        col("ts").filter(is_purchase()).min().alias("__first_p"),
+        col("ts").filter(purchase_day()).min().alias("__first_p"),
         col("ts").min().alias("__first_any"),
-        col("ts").filter(is_purchase()).max().alias("__last_p"),
+        col("ts").filter(purchase_day()).max().alias("__last_p"),
         col("ts").max().alias("__last_any"),
         frequency.cast(DataType::Int64).alias("frequency"),
-        col("amount_cents")
+        col("net_cents")
             .filter(window.clone())
             .sum()
             .alias("revenue_cents"),
-        col("amount_cents")
+        col("net_cents")
             .filter(last_span)
             .sum()
             .alias("window_spend_cents"),
-        col("amount_cents")
+        col("net_cents")
             .filter(prior_span)
             .sum()
             .alias("window_spend_prior_cents"),
@@ -120,12 +166,7 @@ pub fn customer_measures_with(
         );
     }
     if has_quantity {
-        aggs.push(
-            col("quantity")
-                .filter(is_purchase())
-                .sum()
-                .alias("units_bought"),
-        );
+        aggs.push(col("units").sum().alias("units_bought"));
     }
     let monetary = match cfg.monetary {
         MonetaryMode::Sum => col("revenue_cents"),
@@ -143,52 +184,52 @@ pub fn customer_measures_with(
     } else {
         col("revenue_cents")
     };
-    txns.filter(
-        col("ts")
-            .cast(DataType::Int32)
-            .lt_eq(lit(epoch_days(as_of))),
-    )
-    .group_by([col("customer_id")])
-    .agg(aggs)
-    .with_columns([
-        // No purchase at all: fall back to any transaction's dates.
-        coalesce(&[col("__first_p"), col("__first_any")]).alias("first_purchase"),
-        coalesce(&[col("__last_p"), col("__last_any")]).alias("last_purchase"),
-    ])
-    .with_columns([
-        days_before(as_of, "last_purchase").alias("recency_days"),
-        days_before(as_of, "first_purchase").alias("tenure_days"),
-        monetary.alias("monetary_cents"),
-        contribution.alias("contribution_cents"),
-    ])
-    .select([
-        col("customer_id"),
-        col("first_purchase"),
-        col("last_purchase"),
-        col("recency_days"),
-        col("frequency"),
-        col("revenue_cents"),
-        col("monetary_cents"),
-        col("tenure_days"),
-        col("contribution_cents"),
-        col("window_spend_cents"),
-        col("window_spend_prior_cents"),
-        col("median_gap_days"),
-        if has_quantity {
-            col("units_bought").cast(DataType::Float64)
-        } else {
-            lit(NULL).cast(DataType::Float64).alias("units_bought")
-        },
-    ])
+    daily
+        .filter(
+            col("ts")
+                .cast(DataType::Int32)
+                .lt_eq(lit(epoch_days(as_of))),
+        )
+        .group_by([col("customer_id")])
+        .agg(aggs)
+        .with_columns([
+            // No purchase at all: fall back to any transaction's dates.
+            coalesce(&[col("__first_p"), col("__first_any")]).alias("first_purchase"),
+            coalesce(&[col("__last_p"), col("__last_any")]).alias("last_purchase"),
+        ])
+        .with_columns([
+            days_before(as_of, "last_purchase").alias("recency_days"),
+            days_before(as_of, "first_purchase").alias("tenure_days"),
+            monetary.alias("monetary_cents"),
+            contribution.alias("contribution_cents"),
+        ])
+        .select([
+            col("customer_id"),
+            col("first_purchase"),
+            col("last_purchase"),
+            col("recency_days"),
+            col("frequency"),
+            col("revenue_cents"),
+            col("monetary_cents"),
+            col("tenure_days"),
+            col("contribution_cents"),
+            col("window_spend_cents"),
+            col("window_spend_prior_cents"),
+            col("median_gap_days"),
+            if has_quantity {
+                col("units_bought").cast(DataType::Float64)
+            } else {
+                lit(NULL).cast(DataType::Float64).alias("units_bought")
+            },
+        ])
 }
 
-/// Median gap in days between a customer's distinct purchase days (all
-/// history); null with fewer than two purchase days. For a group_by.
+/// Median gap in days between a customer's purchase days (all history);
+/// null with fewer than two. For a group_by over the [`daily`] frame.
 pub fn median_gap_days() -> Expr {
     col("ts")
-        .filter(is_purchase())
+        .filter(purchase_day())
         .cast(DataType::Int32)
-        .unique()
         .sort(SortOptions::default())
         .diff(lit(1), polars::series::ops::NullBehavior::Ignore)
         .median()
@@ -374,13 +415,17 @@ mod gaps {
         // r: days 0, 10, 20 (and a same-day repeat) → gaps 10, 10 → 10.
         // i: days 0, 10, 100, 110 → gaps 10, 90, 10 → 10. A refund on day
         // 50 is not a purchase. s: one purchase → null.
-        let t = df!(
-            "customer_id" => ["r", "r", "r", "r", "i", "i", "i", "i", "i", "s"],
-            "ts" => [d(0), d(10), d(20), d(20), d(0), d(10), d(50), d(100), d(110), d(5)],
-            "amount_cents" => [1i64, 1, 1, 1, 1, 1, -1, 1, 1, 1],
+        let t = daily(
+            df!(
+                "customer_id" => ["r", "r", "r", "r", "i", "i", "i", "i", "i", "s"],
+                "ts" => [d(0), d(10), d(20), d(20), d(0), d(10), d(50), d(100), d(110), d(5)],
+                "amount_cents" => [1i64, 1, 1, 1, 1, 1, -1, 1, 1, 1],
+            )
+            .unwrap()
+            .lazy(),
+            false,
+            false,
         )
-        .unwrap()
-        .lazy()
         .group_by([col("customer_id")])
         .agg([median_gap_days().alias("g")])
         .sort(["customer_id"], Default::default())

@@ -14,6 +14,7 @@ use crate::engagement;
 use crate::error::{Error, Result};
 use crate::ingest::{self, Ingested, TableReport};
 use crate::io;
+use crate::measures;
 use crate::publish::{self, Lock, Snapshot};
 use crate::rfm::RfmCuts;
 use crate::snapshot::{self, Frames, Scored};
@@ -28,6 +29,8 @@ pub struct RunSettings {
     pub out: PathBuf,
     /// Replace an existing snapshot for the same date.
     pub overwrite: bool,
+    /// Draw progress on the terminal.
+    pub progress: bool,
 }
 
 /// What a finished run reports back.
@@ -50,6 +53,10 @@ impl Timings {
             .push((stage.to_string(), since.elapsed().as_millis() as u64));
         Instant::now()
     }
+
+    fn last(&self) -> u64 {
+        self.0.last().map(|x| x.1).unwrap_or(0)
+    }
 }
 
 /// The manifest written beside the tables.
@@ -57,12 +64,18 @@ impl Timings {
 struct Manifest<'a> {
     tool: &'static str,
     version: &'static str,
+    /// The commit the binary was built from (empty when unknown).
+    git_revision: &'static str,
+    /// Set for snapshots published by `tiering backfill`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backfill: Option<&'a BackfillInfo>,
     as_of: NaiveDate,
     config: &'a Config,
     inputs: &'a BTreeMap<String, TableReport>,
     unknown_customers: usize,
     rfm: &'a RfmCuts,
     pyramid: PyramidApplied,
+    migration_compared_to: NaiveDate,
     outputs: &'a [io::TableInfo],
     timings_ms: BTreeMap<String, u64>,
     peak_rss_bytes: Option<u64>,
@@ -141,26 +154,10 @@ pub fn run_ingest(s: &RunSettings) -> Result<(Ingested, PathBuf)> {
     Ok((ing, dir))
 }
 
-/// Validate only: read and check everything, compute, publish nothing.
-pub fn run_validate(s: &RunSettings) -> Result<RunOutcome> {
-    let ing = ingest::ingest(&s.config, s.as_of)?;
-    let frames = Frames {
-        transactions: ing.transactions.clone().lazy(),
-        customers: ing.customers.clone().lazy(),
-        interactions: match &ing.interactions {
-            Some(i) => i.clone().lazy(),
-            None => engagement::empty_interactions(),
-        },
-        ..frame_flags(&ing, &s.config)
-    };
-    let scored = snapshot::compute(&frames, ing.as_of, &s.config)?;
-    Ok(outcome(&ing, &scored, PathBuf::new()))
-}
-
 /// Which optional inputs the typed frames carry.
 fn frame_flags(ing: &Ingested, cfg: &Config) -> Frames {
     Frames {
-        transactions: LazyFrame::default(),
+        daily: LazyFrame::default(),
         customers: LazyFrame::default(),
         interactions: LazyFrame::default(),
         has_margin: ing.transactions.column("margin_cents").is_ok(),
@@ -169,14 +166,103 @@ fn frame_flags(ing: &Ingested, cfg: &Config) -> Frames {
     }
 }
 
-fn outcome(ing: &Ingested, scored: &Scored, snapshot: PathBuf) -> RunOutcome {
+/// The frames every scoring reads: from `_ingest/` Parquet when `dir` is
+/// given, else from memory. The daily pre-aggregate is collected once, so
+/// every scoring date (and every backfill snapshot) reuses it.
+fn frames(ing: &Ingested, cfg: &Config, dir: Option<&Path>) -> Result<Frames> {
+    let flags = frame_flags(ing, cfg);
+    let source = |name: &str, df: &DataFrame| -> Result<LazyFrame> {
+        match dir {
+            Some(d) => io::scan_parquet(&d.join(format!("{name}.parquet"))),
+            None => Ok(df.clone().lazy()),
+        }
+    };
+    let daily = measures::daily(
+        source("transactions", &ing.transactions)?,
+        flags.has_margin,
+        flags.has_quantity,
+    )
+    .collect()?
+    .lazy();
+    Ok(Frames {
+        daily,
+        customers: source("customers", &ing.customers)?,
+        interactions: match &ing.interactions {
+            Some(i) => source("interactions", i)?,
+            None => engagement::empty_interactions(),
+        },
+        ..flags
+    })
+}
+
+fn outcome(ing: &Ingested, scored: &Scored, as_of: NaiveDate, snapshot: PathBuf) -> RunOutcome {
     RunOutcome {
         snapshot,
-        as_of: ing.as_of,
+        as_of,
         customers: scored.customer_scores.height(),
         transactions: ing.transactions.height(),
         rejected: ing.report.values().map(TableReport::rejected_total).sum(),
     }
+}
+
+/// Validate only: read and check everything, compute, publish nothing.
+pub fn run_validate(s: &RunSettings) -> Result<RunOutcome> {
+    let ing = ingest::ingest(&s.config, s.as_of)?;
+    let f = frames(&ing, &s.config, None)?;
+    let scored = snapshot::compute(&f, ing.as_of, &s.config)?;
+    Ok(outcome(&ing, &scored, ing.as_of, PathBuf::new()))
+}
+
+/// Fails fast, before any work, when a snapshot exists and may not be replaced.
+fn refuse_existing(s: &RunSettings, dates: &[NaiveDate]) -> Result<()> {
+    for d in dates {
+        let target = s.out.join(publish::snapshot_dir_name(*d));
+        if target.exists() && !s.overwrite {
+            return Err(Error::SnapshotExists { path: target });
+        }
+    }
+    Ok(())
+}
+
+/// Writes one snapshot's tables, manifest and `_SUCCESS`, then renames it
+/// into place.
+fn publish(
+    s: &RunSettings,
+    ing: &mut Ingested,
+    scored: &mut Scored,
+    as_of: NaiveDate,
+    mut timings: Timings,
+    backfill: Option<&BackfillInfo>,
+) -> Result<PathBuf> {
+    let t = Instant::now();
+    let mut snap = Snapshot::begin(&s.out, as_of, s.overwrite)?;
+    let bom = s.config.publish.csv_bom;
+    for (name, df) in scored.tables() {
+        snap.write(&name, df, bom)?;
+    }
+    let mut rejects = ing.rejects.clone();
+    snap.write("rejects", &mut rejects, bom)?;
+    timings.lap("publish", t);
+    let mut config = s.config.clone();
+    config.as_of = Some(as_of);
+    let manifest = Manifest {
+        tool: "tiering",
+        version: env!("CARGO_PKG_VERSION"),
+        git_revision: env!("TIERING_GIT_REV"),
+        as_of,
+        backfill,
+        config: &config,
+        inputs: &ing.report,
+        unknown_customers: scored.unknown_customers,
+        rfm: &scored.rfm_cuts,
+        pyramid: pyramid_applied(&s.config, &scored.pyramid)?,
+        migration_compared_to: scored.migration_compared_to,
+        outputs: snap.tables(),
+        timings_ms: timings.0.iter().cloned().collect(),
+        peak_rss_bytes: peak_rss_bytes(),
+    };
+    let json = serde_json::to_string_pretty(&manifest)?;
+    snap.commit(&json)
 }
 
 /// The whole pipeline for one snapshot.
@@ -184,54 +270,202 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     let mut timings = Timings::default();
     let t = Instant::now();
     let _lock = Lock::acquire(&s.out)?;
-    if let Some(d) = s.as_of {
-        // Fail fast, before any work, when the snapshot exists.
-        let target = s.out.join(publish::snapshot_dir_name(d));
-        if target.exists() && !s.overwrite {
-            return Err(Error::SnapshotExists { path: target });
-        }
-    }
+    refuse_existing(s, &s.as_of.into_iter().collect::<Vec<_>>())?;
+    let progress = crate::progress::Stages::new(s.progress);
+    progress.stage("ingest");
     let mut ing = ingest::ingest(&s.config, s.as_of)?;
     let t = timings.lap("ingest", t);
+    tracing::info!(
+        stage = "ingest",
+        ms = timings.last(),
+        rows = ing.transactions.height(),
+        "ingested"
+    );
+    publish::failpoint("after_ingest");
     let dir = write_ingested(&mut ing, &s.out)?;
     let t = timings.lap("write_ingest", t);
 
-    let frames = Frames {
-        transactions: io::scan_parquet(&dir.join("transactions.parquet"))?,
-        customers: io::scan_parquet(&dir.join("customers.parquet"))?,
-        interactions: if ing.interactions.is_some() {
-            io::scan_parquet(&dir.join("interactions.parquet"))?
-        } else {
-            engagement::empty_interactions()
-        },
-        ..frame_flags(&ing, &s.config)
-    };
-    let mut scored = snapshot::compute(&frames, ing.as_of, &s.config)?;
-    let t = timings.lap("score", t);
+    progress.stage("score");
+    let f = frames(&ing, &s.config, Some(&dir))?;
+    let mut scored = snapshot::compute(&f, ing.as_of, &s.config)?;
+    timings.lap("score", t);
+    tracing::info!(
+        stage = "score",
+        ms = timings.last(),
+        customers = scored.customer_scores.height(),
+        "scored"
+    );
+    publish::failpoint("after_score");
 
-    let mut snap = Snapshot::begin(&s.out, ing.as_of, s.overwrite)?;
-    let bom = s.config.publish.csv_bom;
-    for (name, df) in scored.tables() {
-        snap.write(&name, df, bom)?;
+    progress.stage("publish");
+    let as_of = ing.as_of;
+    let path = publish(s, &mut ing, &mut scored, as_of, timings, None)?;
+    progress.finish();
+    tracing::info!(stage = "publish", snapshot = %path.display(), "published");
+    Ok(outcome(&ing, &scored, as_of, path))
+}
+
+/// How often a backfill publishes a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Every {
+    Month,
+    Quarter,
+    Year,
+    Days(u32),
+}
+
+impl std::str::FromStr for Every {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Every, String> {
+        match s {
+            "month" => Ok(Every::Month),
+            "quarter" => Ok(Every::Quarter),
+            "year" => Ok(Every::Year),
+            _ => s
+                .strip_suffix("-days")
+                .and_then(|n| n.parse().ok())
+                .filter(|n| *n > 0)
+                .map(Every::Days)
+                .ok_or_else(|| format!("'{s}': expected month, quarter, year or N-days")),
+        }
     }
-    snap.write("rejects", &mut ing.rejects, bom)?;
-    let t = timings.lap("publish", t);
-    let _ = t;
+}
 
-    let manifest = Manifest {
-        tool: "tiering",
-        version: env!("CARGO_PKG_VERSION"),
-        as_of: ing.as_of,
-        config: &s.config,
-        inputs: &ing.report,
-        unknown_customers: scored.unknown_customers,
-        rfm: &scored.rfm_cuts,
-        pyramid: pyramid_applied(&s.config, &scored.pyramid)?,
-        outputs: snap.tables(),
-        timings_ms: timings.0.iter().cloned().collect(),
-        peak_rss_bytes: peak_rss_bytes(),
+/// The snapshot dates of a backfill: the month, quarter or year ends in
+/// [from, to], or from, from + N, … up to `to`.
+pub fn backfill_dates(from: NaiveDate, to: NaiveDate, every: Every) -> Vec<NaiveDate> {
+    use chrono::{Datelike, Months};
+    let mut out = Vec::new();
+    match every {
+        Every::Days(n) => {
+            let mut d = from;
+            while d <= to {
+                out.push(d);
+                d += chrono::Duration::days(n as i64);
+            }
+        }
+        _ => {
+            let step = match every {
+                Every::Month => 1,
+                Every::Quarter => 3,
+                _ => 12,
+            };
+            // Walk period ends from the first of the month of `from`.
+            let mut first = NaiveDate::from_ymd_opt(from.year(), from.month(), 1).unwrap_or(from);
+            while first <= to {
+                let end = (first + Months::new(1)).pred_opt().unwrap_or(first);
+                if end.month().is_multiple_of(step) && end >= from && end <= to {
+                    out.push(end);
+                }
+                first = first + Months::new(1);
+            }
+        }
+    }
+    out
+}
+
+/// What the manifest of a backfill snapshot records about the backfill.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackfillInfo {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub every: Every,
+    /// Inputs were ingested once, as of `to`.
+    pub ingested_as_of: NaiveDate,
+}
+
+/// Publishes a snapshot for every date: one ingest (as of the last date),
+/// one daily pre-aggregate, snapshots computed in parallel from it.
+pub fn backfill(
+    s: &RunSettings,
+    from: NaiveDate,
+    to: NaiveDate,
+    every: Every,
+) -> Result<Vec<RunOutcome>> {
+    use rayon::prelude::*;
+    let dates = backfill_dates(from, to, every);
+    if dates.is_empty() {
+        return Err(Error::Usage(format!(
+            "no {every:?} end between {from} and {to}"
+        )));
+    }
+    let last = *dates.last().unwrap_or(&to);
+    let _lock = Lock::acquire(&s.out)?;
+    refuse_existing(s, &dates)?;
+    let t = Instant::now();
+    let mut ing = ingest::ingest(&s.config, Some(last))?;
+    let dir = write_ingested(&mut ing, &s.out)?;
+    let f = frames(&ing, &s.config, Some(&dir))?;
+    let mut base = Timings::default();
+    base.lap("ingest", t);
+    let info = BackfillInfo {
+        from,
+        to,
+        every,
+        ingested_as_of: last,
     };
-    let json = serde_json::to_string_pretty(&manifest)?;
-    let path = snap.commit(&json)?;
-    Ok(outcome(&ing, &scored, path))
+    let bar = crate::progress::bar(s.progress, dates.len() as u64, "snapshots");
+    let results: Vec<Result<RunOutcome>> = dates
+        .par_iter()
+        .map(|d| {
+            let t = Instant::now();
+            let mut timings = base.clone();
+            let mut scored = snapshot::compute(&f, *d, &s.config)?;
+            timings.lap("score", t);
+            let mut ing_copy = Ingested {
+                transactions: DataFrame::empty(),
+                customers: DataFrame::empty(),
+                interactions: None,
+                rejects: ing.rejects.clone(),
+                report: ing.report.clone(),
+                as_of: *d,
+            };
+            let path = publish(s, &mut ing_copy, &mut scored, *d, timings, Some(&info))?;
+            bar.inc(1);
+            tracing::info!(snapshot = %path.display(), "published");
+            Ok(RunOutcome {
+                snapshot: path,
+                as_of: *d,
+                customers: scored.customer_scores.height(),
+                transactions: ing.transactions.height(),
+                rejected: ing.report.values().map(TableReport::rejected_total).sum(),
+            })
+        })
+        .collect();
+    bar.finish_and_clear();
+    results.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn backfill_dates_per_period() {
+        let q = backfill_dates(d(2009, 3, 31), d(2010, 12, 31), Every::Quarter);
+        assert_eq!(q.len(), 8);
+        assert_eq!((q[0], q[7]), (d(2009, 3, 31), d(2010, 12, 31)));
+        assert_eq!(q[1], d(2009, 6, 30));
+        let m = backfill_dates(d(2010, 1, 15), d(2010, 4, 30), Every::Month);
+        assert_eq!(
+            m,
+            vec![
+                d(2010, 1, 31),
+                d(2010, 2, 28),
+                d(2010, 3, 31),
+                d(2010, 4, 30)
+            ]
+        );
+        let y = backfill_dates(d(2008, 6, 1), d(2010, 12, 31), Every::Year);
+        assert_eq!(y, vec![d(2008, 12, 31), d(2009, 12, 31), d(2010, 12, 31)]);
+        let n = backfill_dates(d(2010, 1, 1), d(2010, 1, 20), Every::Days(7));
+        assert_eq!(n, vec![d(2010, 1, 1), d(2010, 1, 8), d(2010, 1, 15)]);
+        assert_eq!("10-days".parse::<Every>(), Ok(Every::Days(10)));
+        assert!("weekly".parse::<Every>().is_err());
+    }
 }

@@ -34,7 +34,9 @@ impl Lock {
                 Ok(mut f) => {
                     use std::io::Write;
                     write!(f, "{}", std::process::id()).map_err(Error::io(&path))?;
-                    return Ok(Lock { path });
+                    let lock = Lock { path };
+                    recover(root)?;
+                    return Ok(lock);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let pid = fs::read_to_string(&path)
@@ -60,6 +62,44 @@ impl Lock {
 impl Drop for Lock {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Cleans up after a run that died while holding the lock: staging
+/// directories are deleted; a snapshot moved aside for `--overwrite` is put
+/// back when its replacement never arrived, else deleted. Only called with
+/// the lock held, so nothing here belongs to a live run.
+pub fn recover(root: &Path) -> Result<()> {
+    let entries = fs::read_dir(root).map_err(Error::io(root))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if name.starts_with(STAGING) {
+            tracing::warn!(path = %path.display(), "removing a staging directory left by a failed run");
+            fs::remove_dir_all(&path).map_err(Error::io(&path))?;
+        } else if let Some(rest) = name.strip_prefix(REPLACED) {
+            let target = rest.rsplit_once('-').map(|(t, _)| t).unwrap_or(rest);
+            let target = root.join(target);
+            if target.exists() {
+                fs::remove_dir_all(&path).map_err(Error::io(&path))?;
+            } else {
+                tracing::warn!(path = %target.display(), "restoring the snapshot a failed --overwrite moved aside");
+                fs::rename(&path, &target).map_err(Error::io(&target))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+const STAGING: &str = ".staging-";
+const REPLACED: &str = ".replaced-";
+
+/// Test hook: when `TIERING_FAILPOINT` names this point, the process aborts
+/// on the spot (no destructors run), as if killed there.
+pub fn failpoint(point: &str) {
+    if std::env::var("TIERING_FAILPOINT").is_ok_and(|p| p == point) {
+        eprintln!("failpoint {point}: aborting");
+        std::process::abort();
     }
 }
 
@@ -89,7 +129,7 @@ impl Snapshot {
         if target.exists() && !overwrite {
             return Err(Error::SnapshotExists { path: target });
         }
-        let staging = root.join(format!(".staging-{name}-{}", std::process::id()));
+        let staging = root.join(format!("{STAGING}{name}-{}", std::process::id()));
         if staging.exists() {
             fs::remove_dir_all(&staging).map_err(Error::io(&staging))?;
         }
@@ -107,6 +147,7 @@ impl Snapshot {
     pub fn write(&mut self, name: &str, df: &mut DataFrame, bom: Option<bool>) -> Result<()> {
         let info = io::write_table(df, &self.staging, name, bom)?;
         self.tables.push(info);
+        failpoint(&format!("after_table:{name}"));
         Ok(())
     }
 
@@ -122,15 +163,24 @@ impl Snapshot {
         fs::write(&m, manifest_json).map_err(Error::io(&m))?;
         let s = self.staging.join("_SUCCESS");
         fs::write(&s, b"").map_err(Error::io(&s))?;
+        failpoint("before_rename");
         if self.target.exists() {
             if !self.overwrite {
                 return Err(Error::SnapshotExists {
                     path: self.target.clone(),
                 });
             }
-            // Move the old snapshot aside first so the rename below is atomic.
-            let old = self.staging.with_extension("replaced");
+            // Move the old snapshot aside, then rename the new one in. A
+            // crash between the two renames is repaired by `recover`.
+            let name = self
+                .target
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy();
+            let root = self.target.parent().unwrap_or(Path::new("."));
+            let old = root.join(format!("{REPLACED}{name}-{}", std::process::id()));
             fs::rename(&self.target, &old).map_err(Error::io(&self.target))?;
+            failpoint("between_renames");
             fs::rename(&self.staging, &self.target).map_err(Error::io(&self.target))?;
             let _ = fs::remove_dir_all(&old);
         } else {
@@ -196,6 +246,25 @@ mod tests {
             .unwrap();
         let m = fs::read_to_string(root.join("snapshot=2010-12-31/manifest.json")).unwrap();
         assert_eq!(m, "{\"v\":2}");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn recovery_restores_a_snapshot_moved_aside_and_drops_staging() {
+        let root = tmp("recover");
+        fs::create_dir_all(root.join(".replaced-snapshot=2010-12-31-4242")).unwrap();
+        fs::write(root.join(".replaced-snapshot=2010-12-31-4242/_SUCCESS"), "").unwrap();
+        fs::create_dir_all(root.join(".staging-snapshot=2010-12-31-4242")).unwrap();
+        fs::create_dir_all(root.join("snapshot=2010-09-30")).unwrap();
+        fs::create_dir_all(root.join(".replaced-snapshot=2010-09-30-77")).unwrap();
+        recover(&root).unwrap();
+        let mut left: Vec<String> = fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec!["snapshot=2010-09-30", "snapshot=2010-12-31"]);
+        assert!(root.join("snapshot=2010-12-31/_SUCCESS").exists());
         fs::remove_dir_all(&root).unwrap();
     }
 

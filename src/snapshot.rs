@@ -13,7 +13,8 @@ use crate::{pyramid, tiers};
 /// The typed inputs, as lazy frames (from memory or from `_ingest/`).
 #[derive(Clone)]
 pub struct Frames {
-    pub transactions: LazyFrame,
+    /// The customer × day pre-aggregate of transactions ([`measures::daily`]).
+    pub daily: LazyFrame,
     pub customers: LazyFrame,
     /// Empty (with the canonical schema) when there is no interactions input.
     pub interactions: LazyFrame,
@@ -99,8 +100,8 @@ fn money(cents: &str) -> Expr {
 /// The per-customer base as of `as_of`: measures, customer attributes and
 /// engagement, one row per customer.
 pub fn base(f: &Frames, as_of: NaiveDate, cfg: &Config) -> LazyFrame {
-    let m = measures::customer_measures_with(
-        f.transactions.clone(),
+    let m = measures::measures_from_daily(
+        f.daily.clone(),
         as_of,
         &cfg.measures,
         f.has_margin,
@@ -343,7 +344,7 @@ pub fn compute(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Scored> {
     for ry in &years {
         pops.push(concentration::population(
             &at(ry.tiered_at),
-            f.transactions.clone(),
+            f.daily.clone(),
             ry,
             &conc_scheme,
             &cfg.concentration.dimensions,
@@ -383,7 +384,7 @@ pub fn compute(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Scored> {
     )?
     .collect()?;
     let unknown_customers = f
-        .transactions
+        .daily
         .clone()
         .filter(col("ts").lt_eq(measures::date_lit(as_of)))
         .select([col("customer_id")])

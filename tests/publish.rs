@@ -1,0 +1,271 @@
+//! Nightly-batch publishing: a kill at any point leaves the last good
+//! snapshot, a backfill equals single runs, outputs are typed for BI tools.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::*;
+
+fn run_with_failpoint(args: &[&str], point: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tiering"))
+        .args(args)
+        .env("TIERING_FAILPOINT", point)
+        .output()
+        .unwrap()
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn snapshot_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    listing(dir)
+        .into_iter()
+        .filter(|n| n != "manifest.json")
+        .map(|n| {
+            let b = std::fs::read(dir.join(&n)).unwrap();
+            (n, b)
+        })
+        .collect()
+}
+
+fn args<'a>(data: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "run",
+        "--transactions",
+        data.join("transactions.csv").to_str().unwrap(),
+        "--customers",
+        data.join("customers.csv").to_str().unwrap(),
+        "--interactions",
+        data.join("interactions.csv").to_str().unwrap(),
+        "--as-of",
+        "2010-12-31",
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn strs_of(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn a_kill_at_any_point_keeps_the_last_good_snapshot() {
+    let tmp = TempDir::new("kill");
+    let data = tmp.join("data");
+    generate(&data, 80, 800, 21);
+    let out = tmp.join("out");
+    let snap = out.join("snapshot=2010-12-31");
+
+    // First run killed while writing: nothing published; the next run
+    // cleans up after it without help.
+    let a = args(&data, &out, &[]);
+    let o = run_with_failpoint(&strs_of(&a), "after_table:customer_scores");
+    assert!(!o.status.success());
+    assert!(!snap.exists());
+    assert!(listing(&out).iter().any(|n| n.starts_with(".staging-")));
+    ok(&strs_of(&a));
+    let good = snapshot_bytes(&snap);
+    assert!(!listing(&out).iter().any(|n| n.starts_with(".staging-")));
+
+    // Different data, --overwrite, killed at each point of the publish: the
+    // good snapshot survives (or is restored by the next run).
+    generate(&data, 80, 900, 22);
+    let b = args(&data, &out, &["--overwrite"]);
+    for point in [
+        "after_ingest",
+        "after_score",
+        "after_table:pyramid",
+        "before_rename",
+    ] {
+        let o = run_with_failpoint(&strs_of(&b), point);
+        assert!(!o.status.success(), "{point}");
+        assert_eq!(snapshot_bytes(&snap), good, "after a kill at {point}");
+    }
+    let o = run_with_failpoint(&strs_of(&b), "between_renames");
+    assert!(!o.status.success());
+    assert!(!snap.exists(), "the old snapshot was moved aside");
+    // The next run, even one that is refused, puts the old snapshot back.
+    let refused = tiering(&strs_of(&a));
+    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(snapshot_bytes(&snap), good);
+    // And a completed overwrite replaces it.
+    ok(&strs_of(&b));
+    assert_ne!(snapshot_bytes(&snap), good);
+    let names = listing(&out);
+    assert!(
+        names.iter().all(|n| !n.starts_with('.')),
+        "no lock, staging or aside left: {names:?}"
+    );
+}
+
+#[test]
+fn backfill_snapshots_equal_single_runs() {
+    let tmp = TempDir::new("backfill");
+    let data = tmp.join("data");
+    generate(&data, 120, 2000, 31);
+    let bf = tmp.join("bf");
+    let base = |out: &PathBuf| -> Vec<String> {
+        [
+            "--transactions",
+            data.join("transactions.csv").to_str().unwrap(),
+            "--customers",
+            data.join("customers.csv").to_str().unwrap(),
+            "--interactions",
+            data.join("interactions.csv").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let mut a = vec![
+        "backfill".to_string(),
+        "--from".into(),
+        "2010-02-15".into(),
+        "--to".into(),
+        "2010-12-31".into(),
+        "--every".into(),
+        "quarter".into(),
+    ];
+    a.extend(base(&bf));
+    ok(&strs_of(&a));
+    let dates = ["2010-03-31", "2010-06-30", "2010-09-30", "2010-12-31"];
+    assert_eq!(
+        listing(&bf)
+            .into_iter()
+            .filter(|n| n.starts_with("snapshot="))
+            .collect::<Vec<_>>(),
+        dates
+            .iter()
+            .map(|d| format!("snapshot={d}"))
+            .collect::<Vec<_>>()
+    );
+    for d in dates {
+        let single = tmp.join(&format!("single-{d}"));
+        let mut r = vec!["run".to_string(), "--as-of".into(), d.into()];
+        r.extend(base(&single));
+        ok(&strs_of(&r));
+        let x = bf.join(format!("snapshot={d}"));
+        let y = single.join(format!("snapshot={d}"));
+        for (name, bytes) in snapshot_bytes(&x) {
+            if name.starts_with("rejects.") {
+                continue; // backfill lists rows after --to only (README)
+            }
+            let single_bytes = std::fs::read(y.join(&name)).unwrap();
+            if bytes != single_bytes {
+                let a = String::from_utf8_lossy(&bytes).into_owned();
+                let b = String::from_utf8_lossy(&single_bytes).into_owned();
+                let first = a.lines().zip(b.lines()).find(|(x, y)| x != y);
+                panic!("{d} {name} differs (backfill vs single): {first:?}");
+            }
+        }
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(x.join("manifest.json")).unwrap())
+                .unwrap();
+        assert_eq!(m["as_of"], d);
+        assert_eq!(m["backfill"]["every"], "quarter");
+    }
+}
+
+#[test]
+fn outputs_read_back_with_an_independent_parquet_reader() {
+    use parquet::basic::{Compression, Encoding, LogicalType, Type as Physical};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let tmp = TempDir::new("bi");
+    let out = tmp.join("out");
+    ok(&[
+        "run",
+        "--config",
+        "pipelines/sample.toml",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let snap = out.join("snapshot=2010-12-31");
+    let file = std::fs::File::open(snap.join("customer_scores.parquet")).unwrap();
+    let reader = SerializedFileReader::new(file).unwrap();
+    let meta = reader.metadata();
+    let schema = meta.file_metadata().schema_descr();
+    let column = |name: &str| {
+        (0..schema.num_columns())
+            .map(|i| schema.column(i))
+            .find(|c| c.name() == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+    };
+    assert_eq!(
+        column("first_purchase").logical_type_ref(),
+        Some(&LogicalType::Date)
+    );
+    assert_eq!(
+        column("region").logical_type_ref(),
+        Some(&LogicalType::String)
+    );
+    assert_eq!(column("monetary").physical_type(), Physical::DOUBLE);
+    assert_eq!(column("frequency").physical_type(), Physical::INT64);
+    assert_eq!(column("in_scope").physical_type(), Physical::BOOLEAN);
+    assert_eq!(meta.file_metadata().num_rows(), 400);
+    let rg = meta.row_group(0);
+    for c in rg.columns() {
+        assert!(
+            matches!(c.compression(), Compression::ZSTD(_)),
+            "{:?}",
+            c.column_path()
+        );
+    }
+    let region = rg
+        .columns()
+        .iter()
+        .find(|c| c.column_path().string() == "region")
+        .unwrap();
+    assert!(
+        region.encodings().any(|e| e == Encoding::RLE_DICTIONARY),
+        "region is dictionary-encoded"
+    );
+    // Values: read the region of the first row with the independent reader.
+    let first = reader.get_row_iter(None).unwrap().next().unwrap().unwrap();
+    let polars_first = read_parquet(&snap.join("customer_scores.parquet"));
+    let want = strs(&polars_first, "region")[0].clone().unwrap();
+    let got = first
+        .get_column_iter()
+        .find(|(n, _)| n.as_str() == "region")
+        .map(|(_, v)| v.to_string())
+        .unwrap();
+    assert_eq!(got.trim_matches('"'), want);
+
+    // CSV for Excel: BOM (Chinese text), ISO dates, '.' decimals.
+    let csv = std::fs::read_to_string(snap.join("customer_scores.csv")).unwrap();
+    assert!(csv.starts_with('\u{feff}'));
+    let header: Vec<&str> = csv
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches('\u{feff}')
+        .split(',')
+        .collect();
+    let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    let at = |c: &str| row[header.iter().position(|h| *h == c).unwrap()];
+    assert!(chrono::NaiveDate::parse_from_str(at("first_purchase"), "%Y-%m-%d").is_ok());
+    assert!(at("monetary").parse::<f64>().is_ok() && !at("monetary").contains(' '));
+    // An ASCII-only table gets no BOM.
+    let pyr = std::fs::read(snap.join("pyramid.csv")).unwrap();
+    assert_ne!(&pyr[..3], b"\xEF\xBB\xBF");
+
+    // `tiering inspect` shows the manifest readably.
+    let text = ok(&["inspect", snap.to_str().unwrap()]);
+    assert!(text.contains("as of      2010-12-31"), "{text}");
+    assert!(
+        text.contains("customer_scores") && text.contains("400 rows"),
+        "{text}"
+    );
+}
