@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use polars::prelude::*;
 use serde::Serialize;
 
-use crate::config::{Config, InputFile};
+use crate::config::{Config, Format, InputFile};
 use crate::error::{Error, Result};
 use crate::io::{self, LINE};
 
@@ -133,10 +133,18 @@ pub fn clean_str(name: &str) -> Expr {
 /// fits wins); Date and Datetime columns pass through as dates.
 pub fn parse_date(name: &str, dtype: &DataType, formats: &[String]) -> Expr {
     match dtype {
-        DataType::Date => col(name),
-        DataType::Datetime(_, _) => col(name).cast(DataType::Date),
+        DataType::Date | DataType::Datetime(_, _) => parse_date_text(col(name), dtype, formats),
+        _ => parse_date_text(clean_str(name), dtype, formats),
+    }
+}
+
+/// [`parse_date`] on an expression that is already trimmed text (or a
+/// Date / Datetime).
+pub fn parse_date_text(text: Expr, dtype: &DataType, formats: &[String]) -> Expr {
+    match dtype {
+        DataType::Date => text,
+        DataType::Datetime(_, _) => text.cast(DataType::Date),
         _ => {
-            let text = clean_str(name);
             let tries: Vec<Expr> = formats
                 .iter()
                 .map(|f| {
@@ -164,11 +172,16 @@ pub fn parse_date(name: &str, dtype: &DataType, formats: &[String]) -> Expr {
 /// A money column as integer cents (rounded half away from zero), so sums
 /// are exact and independent of row order. Non-finite values become null.
 pub fn parse_cents(name: &str, dtype: &DataType) -> Expr {
-    let x = if dtype.is_primitive_numeric() {
-        col(name).cast(DataType::Float64)
+    if dtype.is_primitive_numeric() {
+        cents_from(col(name))
     } else {
-        clean_str(name).cast(DataType::Float64)
-    };
+        cents_from(clean_str(name))
+    }
+}
+
+/// [`parse_cents`] on a number or on already trimmed text.
+pub fn cents_from(value: Expr) -> Expr {
+    let x = value.cast(DataType::Float64);
     let cents = (x * lit(100.0)).round(0, RoundMode::HalfAwayFromZero);
     // 9e15 cents is far beyond any real amount and still exact in f64.
     when(
@@ -184,14 +197,17 @@ pub fn parse_cents(name: &str, dtype: &DataType) -> Expr {
 /// Selects and renames a raw frame's columns to canonical names; a missing
 /// required column is an error naming the file and the raw column.
 fn select_canonical(
-    df: &DataFrame,
+    mut lf: LazyFrame,
     file: &Path,
     table: &str,
     input: &InputFile,
-) -> Result<(DataFrame, Vec<&'static str>)> {
-    let names: Vec<String> = df
-        .get_column_names()
-        .iter()
+) -> Result<(LazyFrame, Vec<&'static str>, Schema)> {
+    let header = lf.collect_schema().map_err(|e| Error::Read {
+        file: file.to_path_buf(),
+        message: e.to_string().lines().next().unwrap_or_default().to_string(),
+    })?;
+    let names: Vec<String> = header
+        .iter_names()
         .map(|s| s.to_string())
         .filter(|s| s != LINE)
         .collect();
@@ -241,7 +257,9 @@ fn select_canonical(
         }
         exprs.push(col(a.as_str()));
     }
-    Ok((df.clone().lazy().select(exprs).collect()?, present))
+    let mut selected = lf.select(exprs);
+    let schema = selected.collect_schema()?.as_ref().clone();
+    Ok((selected, present, schema))
 }
 
 /// When the header came back as a single column that contains another
@@ -259,21 +277,41 @@ fn delimiter_hint(names: &[String], delimiter: char) -> String {
     format!(" (found columns: {})", names.join(", "))
 }
 
-/// A validated file's frame plus its per-row reject reason (null = valid).
-struct Checked {
-    frame: LazyFrame,
-    file: String,
-}
-
-fn read_table(
+/// Reads and checks every file of a table: one pass per file, producing
+/// the parsed columns plus `reason` (null = valid) and `value`. Date formats
+/// are narrowed to those that fit a sample of the file; should any row then
+/// fail, the file is checked again with every configured format.
+fn load_table(
     table: &'static str,
     input: &InputFile,
+    unknown: &str,
     report: &mut TableReport,
-) -> Result<Vec<(DataFrame, PathBuf, Vec<&'static str>)>> {
+) -> Result<Vec<(DataFrame, String)>> {
     let mut out = Vec::new();
     for file in io::expand_inputs(table, &input.path)? {
-        let raw = io::read_raw(&file, input)?;
         let meta = std::fs::metadata(&file).map_err(Error::io(&file))?;
+        // Fast path for clean transaction files: amounts parsed by the CSV
+        // reader. Should any amount come back null (empty or not a number),
+        // the file is read again as text, where every reject gets its reason.
+        let numeric = if table == "transactions" && io::format_of(&file, input) == Format::Csv {
+            let header = io::read_raw(&file, input, &[])?
+                .collect_schema()
+                .map_err(|e| Error::Read {
+                    file: file.clone(),
+                    message: e.to_string().lines().next().unwrap_or_default().to_string(),
+                })?;
+            ["amount", "margin", "quantity"]
+                .iter()
+                .map(|c| input.columns.get(*c).cloned().unwrap_or(c.to_string()))
+                .filter(|raw| header.contains(raw))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut df = check_file(table, &file, input, unknown, &numeric)?;
+        if !numeric.is_empty() && df.column("amount_cents").is_ok_and(|c| c.null_count() > 0) {
+            df = check_file(table, &file, input, unknown, &[])?;
+        }
         report.files.push(InputFileInfo {
             path: file.clone(),
             bytes: meta.len(),
@@ -282,101 +320,208 @@ fn read_table(
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs()),
-            xxh3_128: io::content_hash(&file)?,
-            rows: raw.height(),
+            xxh3_128: {
+                let t = std::time::Instant::now();
+                let h = io::content_hash(&file)?;
+                tracing::debug!(ms = t.elapsed().as_millis() as u64, "hashed");
+                h
+            },
+            rows: df.height(),
         });
-        report.rows_read += raw.height();
-        let (df, present) = select_canonical(&raw, &file, table, input)?;
-        out.push((df, file, present));
+        report.rows_read += df.height();
+        out.push((df, file.to_string_lossy().into_owned()));
     }
     Ok(out)
 }
 
-/// The reason column: the first failed check of each row, else null.
-fn reason_expr(checks: &[(Expr, String, &str)]) -> (Expr, Expr) {
-    let null_s = || lit(NULL).cast(DataType::String);
-    let mut reason = null_s();
-    let mut value = null_s();
-    for (failed, why, col_name) in checks.iter().rev() {
-        reason = when(failed.clone())
-            .then(lit(why.as_str()))
-            .otherwise(reason);
-        value = when(failed.clone())
-            .then(col(*col_name).cast(DataType::String))
-            .otherwise(value);
+/// Reads one file and checks every row (see [`load_table`]).
+fn check_file(
+    table: &'static str,
+    file: &Path,
+    input: &InputFile,
+    unknown: &str,
+    numeric: &[String],
+) -> Result<DataFrame> {
+    let raw = io::read_raw(file, input, numeric)?;
+    let (lf, present, schema) = select_canonical(raw, file, table, input)?;
+    let all = &input.date_formats;
+    let narrowed = match (table, schema.get("ts")) {
+        ("customers", _) => all.clone(),
+        (_, Some(DataType::String)) => {
+            let t = std::time::Instant::now();
+            let f = sample_formats(lf.clone(), all, file)?;
+            tracing::debug!(ms = t.elapsed().as_millis() as u64, "date formats sampled");
+            f
+        }
+        _ => all.clone(),
+    };
+    let check = |formats: &[String]| -> LazyFrame {
+        match table {
+            "transactions" => parse_transactions(lf.clone(), &schema, &present, formats),
+            "customers" => parse_customers(lf.clone(), &schema, &present, input, unknown),
+            _ => parse_interactions(lf.clone(), &schema, &present, input, formats),
+        }
+    };
+    let t = std::time::Instant::now();
+    let mut df = io::collect_file(check(&narrowed), file)?;
+    if narrowed.len() < all.len() && has_reason(table, &df, "unparseable ts")? {
+        df = io::collect_file(check(all), file)?;
     }
-    (reason.alias("reason"), value.alias("value"))
+    tracing::debug!(file = %file.display(), ms = t.elapsed().as_millis() as u64, fast = !numeric.is_empty(), "read and checked");
+    Ok(df)
 }
 
-fn parse_transactions(
-    df: DataFrame,
-    present: &[&str],
-    input: &InputFile,
-    file: &Path,
-) -> Result<Checked> {
-    let schema = df.schema().clone();
-    let dt = |c: &str| schema.get(c).cloned().unwrap_or(DataType::String);
-    let mut exprs = vec![
-        col(LINE),
-        clean_str("customer_id").alias("customer_id"),
-        clean_str("txn_id").alias("txn_id"),
-        parse_date("ts", &dt("ts"), &input.date_formats).alias("ts"),
-        parse_cents("amount", &dt("amount")).alias("amount_cents"),
-        col("ts").cast(DataType::String).alias("__ts_raw"),
-        col("amount").cast(DataType::String).alias("__amount_raw"),
-    ];
-    for &c in present {
-        match c {
-            "quantity" => exprs.push(if dt(c).is_primitive_numeric() {
-                col(c).cast(DataType::Float64)
-            } else {
-                clean_str(c).cast(DataType::Float64).alias(c)
-            }),
-            "margin" => exprs.push(parse_cents(c, &dt(c)).alias("margin_cents")),
-            "product_line" | "channel" | "currency" => exprs.push(clean_str(c).alias(c)),
-            _ => {}
+/// The formats (in configured order) that parse at least one non-empty `ts`
+/// among the first 5000 rows; all of them when none does.
+fn sample_formats(lf: LazyFrame, formats: &[String], file: &Path) -> Result<Vec<String>> {
+    let sample = io::collect_file(
+        // The limit comes first so that only the file's head is read.
+        lf.limit(5000)
+            .select([clean_str("ts").alias("ts")])
+            .filter(col("ts").is_not_null()),
+        file,
+    )?;
+    if sample.height() == 0 {
+        return Ok(formats.to_vec());
+    }
+    let mut keep = Vec::new();
+    for f in formats {
+        let one = std::slice::from_ref(f);
+        let hits = sample
+            .clone()
+            .lazy()
+            .select([parse_date("ts", &DataType::String, one).alias("d")])
+            .collect()?
+            .column("d")?
+            .null_count();
+        if hits < sample.height() {
+            keep.push(f.clone());
         }
     }
-    let raw_empty = |c: &str| clean_str(c).is_null();
-    let checks = [
-        (
-            col("customer_id").is_null(),
-            "empty customer_id".into(),
-            "customer_id",
-        ),
-        (col("txn_id").is_null(), "empty txn_id".into(), "txn_id"),
-        (raw_empty("__ts_raw"), "empty ts".into(), "__ts_raw"),
-        (col("ts").is_null(), "unparseable ts".into(), "__ts_raw"),
-        (
-            raw_empty("__amount_raw"),
-            "empty amount".into(),
-            "__amount_raw",
-        ),
-        (
-            col("amount_cents").is_null(),
-            "unparseable amount".into(),
-            "__amount_raw",
-        ),
-    ];
-    let (reason, value) = reason_expr(&checks);
-    Ok(Checked {
-        frame: df
-            .lazy()
-            .select(exprs)
-            .with_columns([reason, value])
-            .drop(cols(["__ts_raw", "__amount_raw"])),
-        file: file.to_string_lossy().into_owned(),
+    Ok(if keep.is_empty() {
+        formats.to_vec()
+    } else {
+        keep
     })
 }
 
+fn has_reason(table: &str, df: &DataFrame, why: &str) -> Result<bool> {
+    let Some(i) = checks_for(table).iter().position(|c| c.0 == why) else {
+        return Ok(false);
+    };
+    let code = i as i32 + 1;
+    Ok(df.column("__code")?.i32()?.iter().any(|c| c == Some(code)))
+}
+
+/// The reason column: the first failed check of each row, else null.
+/// The row checks of each table, in order: (reason, column whose text is
+/// reported as the rejected value). A row fails on the first that applies.
+fn checks_for(table: &str) -> &'static [(&'static str, &'static str)] {
+    match table {
+        "transactions" => &[
+            ("empty customer_id", "customer_id"),
+            ("empty txn_id", "txn_id"),
+            ("empty ts", "__ts"),
+            ("unparseable ts", "__ts"),
+            ("empty amount", "__amount"),
+            ("unparseable amount", "__amount"),
+        ],
+        "customers" => &[("empty customer_id", "customer_id")],
+        _ => &[
+            ("empty customer_id", "customer_id"),
+            ("empty ts", "__ts"),
+            ("unparseable ts", "__ts"),
+            ("unknown kind", "__kind"),
+        ],
+    }
+}
+
+/// `__code`: 0 for a valid row, else 1 + the index of the first failed
+/// check. A small integer per row is far cheaper than reason text; the text
+/// and the offending value are filled in for rejected rows only (`split`).
+fn reason_code(failed: &[Expr]) -> Expr {
+    let mut code = lit(0i32);
+    for (i, f) in failed.iter().enumerate().rev() {
+        code = when(f.clone()).then(lit(i as i32 + 1)).otherwise(code);
+    }
+    code.cast(DataType::Int32).alias("__code")
+}
+
+fn parse_transactions(
+    lf: LazyFrame,
+    schema: &Schema,
+    present: &[&str],
+    formats: &[String],
+) -> LazyFrame {
+    let dt = |c: &str| schema.get(c).cloned().unwrap_or(DataType::String);
+    // Text columns are trimmed once (stage 1); parsing (stage 2) and the
+    // checks (stage 3) then read materialised columns.
+    let trimmed = |c: &str| {
+        if dt(c) == DataType::String {
+            clean_str(c)
+        } else {
+            col(c)
+        }
+    };
+    let mut stage1 = vec![
+        col(LINE),
+        clean_str("customer_id").alias("customer_id"),
+        clean_str("txn_id").alias("txn_id"),
+        trimmed("ts").alias("__ts"),
+        trimmed("amount").alias("__amount"),
+    ];
+    let mut stage2 = vec![
+        parse_date_text(col("__ts"), &dt("ts"), formats).alias("ts"),
+        cents_from(col("__amount")).alias("amount_cents"),
+    ];
+    let mut keep = vec![
+        col(LINE),
+        col("customer_id"),
+        col("txn_id"),
+        col("ts"),
+        col("amount_cents"),
+    ];
+    for &c in present {
+        match c {
+            "quantity" => {
+                stage1.push(trimmed(c).alias("__quantity"));
+                stage2.push(col("__quantity").cast(DataType::Float64).alias("quantity"));
+                keep.push(col("quantity"));
+            }
+            "margin" => {
+                stage1.push(trimmed(c).alias("__margin"));
+                stage2.push(cents_from(col("__margin")).alias("margin_cents"));
+                keep.push(col("margin_cents"));
+            }
+            "product_line" | "channel" | "currency" => {
+                stage1.push(clean_str(c).alias(c));
+                keep.push(col(c));
+            }
+            _ => {}
+        }
+    }
+    let code = reason_code(&[
+        col("customer_id").is_null(),
+        col("txn_id").is_null(),
+        col("__ts").is_null(),
+        col("ts").is_null(),
+        col("__amount").is_null(),
+        col("amount_cents").is_null(),
+    ]);
+    keep.extend([col("__code"), col("__ts"), col("__amount")]);
+    lf.select(stage1)
+        .with_columns(stage2)
+        .with_column(code)
+        .select(keep)
+}
+
 fn parse_customers(
-    df: DataFrame,
+    lf: LazyFrame,
+    schema: &Schema,
     present: &[&str],
     input: &InputFile,
     unknown: &str,
-    file: &Path,
-) -> Checked {
-    let schema = df.schema().clone();
+) -> LazyFrame {
     let mut exprs = vec![col(LINE), clean_str("customer_id").alias("customer_id")];
     for dim in ["region", "industry"] {
         exprs.push(if present.contains(&dim) {
@@ -413,15 +558,8 @@ fn parse_customers(
             clean_str(a).cast(DataType::Float64).alias(a.as_str())
         });
     }
-    let (reason, value) = reason_expr(&[(
-        col("customer_id").is_null(),
-        "empty customer_id".into(),
-        "customer_id",
-    )]);
-    Checked {
-        frame: df.lazy().select(exprs).with_columns([reason, value]),
-        file: file.to_string_lossy().into_owned(),
-    }
+    lf.select(exprs)
+        .with_column(reason_code(&[col("customer_id").is_null()]))
 }
 
 /// Maps raw kind values to canonical ones; unmapped values become null.
@@ -438,66 +576,89 @@ pub fn map_kind(raw: Expr, kinds: &BTreeMap<String, String>) -> Expr {
     e
 }
 
-fn parse_interactions(df: DataFrame, present: &[&str], input: &InputFile, file: &Path) -> Checked {
-    let schema = df.schema().clone();
+fn parse_interactions(
+    lf: LazyFrame,
+    schema: &Schema,
+    present: &[&str],
+    input: &InputFile,
+    formats: &[String],
+) -> LazyFrame {
     let ts_type = schema.get("ts").cloned().unwrap_or(DataType::String);
-    let mut exprs = vec![
+    let trimmed_ts = if ts_type == DataType::String {
+        clean_str("ts")
+    } else {
+        col("ts")
+    };
+    let mut stage1 = vec![
         col(LINE),
         clean_str("customer_id").alias("customer_id"),
-        parse_date("ts", &ts_type, &input.date_formats).alias("ts"),
-        map_kind(clean_str("kind"), &input.kinds).alias("kind"),
-        col("ts").cast(DataType::String).alias("__ts_raw"),
-        col("kind").cast(DataType::String).alias("__kind_raw"),
+        trimmed_ts.alias("__ts"),
+        clean_str("kind").alias("__kind"),
     ];
     // Optional columns are always there (null when the file lacks them),
     // so later stages need no special case.
     for &c in INTER_OPTIONAL {
-        exprs.push(if present.contains(&c) {
+        stage1.push(if present.contains(&c) {
             clean_str(c).alias(c)
         } else {
             lit(NULL).cast(DataType::String).alias(c)
         });
     }
-    let checks = [
-        (
-            col("customer_id").is_null(),
-            "empty customer_id".into(),
-            "customer_id",
-        ),
-        (
-            clean_str("__ts_raw").is_null(),
-            "empty ts".into(),
-            "__ts_raw",
-        ),
-        (col("ts").is_null(), "unparseable ts".into(), "__ts_raw"),
-        (col("kind").is_null(), "unknown kind".into(), "__kind_raw"),
-    ];
-    let (reason, value) = reason_expr(&checks);
-    Checked {
-        frame: df
-            .lazy()
-            .select(exprs)
-            .with_columns([reason, value])
-            .drop(cols(["__ts_raw", "__kind_raw"])),
-        file: file.to_string_lossy().into_owned(),
-    }
+    let code = reason_code(&[
+        col("customer_id").is_null(),
+        col("__ts").is_null(),
+        col("ts").is_null(),
+        col("kind").is_null(),
+    ]);
+    lf.select(stage1)
+        .with_columns([
+            parse_date_text(col("__ts"), &ts_type, formats).alias("ts"),
+            map_kind(col("__kind"), &input.kinds).alias("kind"),
+        ])
+        .with_column(code)
 }
 
 /// Splits checked files into (valid rows, rejects), tagging rejects with
 /// their table and file.
-fn split(table: &str, checked: Vec<Checked>) -> Result<(DataFrame, DataFrame)> {
+fn split(table: &str, files: Vec<(DataFrame, String)>) -> Result<(DataFrame, DataFrame)> {
+    let checks = checks_for(table);
+    let mut reason = lit(NULL).cast(DataType::String);
+    let mut value = lit(NULL).cast(DataType::String);
+    for (i, (why, column)) in checks.iter().enumerate().rev() {
+        let hit = col("__code").eq(lit(i as i32 + 1));
+        reason = when(hit.clone()).then(lit(*why)).otherwise(reason);
+        value = when(hit)
+            .then(col(*column).cast(DataType::String))
+            .otherwise(value);
+    }
+    // Raw-text helper columns leave with the rejects.
+    let mut helpers: Vec<&str> = checks
+        .iter()
+        .map(|c| c.1)
+        .filter(|c| c.starts_with("__"))
+        .collect();
+    helpers.sort();
+    helpers.dedup();
+    helpers.push("__code");
     let mut valid = Vec::new();
     let mut rejects = Vec::new();
-    for (i, c) in checked.into_iter().enumerate() {
-        let f = c.frame.with_column(lit(i as u32).alias("__file_no"));
-        valid.push(f.clone().filter(col("reason").is_null()));
+    for (i, (df, file)) in files.into_iter().enumerate() {
+        let clean = df.column("__code")?.i32()?.max().unwrap_or(0) == 0;
+        let f = df.lazy().with_column(lit(i as u32).alias("__file_no"));
+        // A file without rejects is kept whole, not copied by a filter.
+        valid.push(if clean {
+            f.clone()
+        } else {
+            f.clone().filter(col("__code").eq(lit(0i32)))
+        });
         rejects.push(
-            f.filter(col("reason").is_not_null())
-                .select(reject_columns(table, lit(c.file.as_str()))),
+            f.filter(col("__code").neq(lit(0i32)))
+                .with_columns([reason.clone().alias("reason"), value.clone().alias("value")])
+                .select(reject_columns(table, lit(file.as_str()))),
         );
     }
     let valid = concat(valid, UnionArgs::default())?
-        .drop(cols(["reason", "value"]))
+        .drop(cols(helpers))
         .collect()?;
     let rejects = concat(rejects, UnionArgs::default())?.collect()?;
     Ok((valid, rejects))
@@ -521,6 +682,32 @@ fn move_out(
     cond: Expr,
     why: &str,
 ) -> Result<(DataFrame, DataFrame, usize)> {
+    // Usually nothing matches: then the (large) frame is kept as it is
+    // instead of being copied by a filter.
+    let hits = valid
+        .clone()
+        .lazy()
+        .select([cond.clone().sum().alias("n")])
+        .collect()?;
+    if hits
+        .column("n")?
+        .cast(&DataType::Int64)?
+        .i64()?
+        .get(0)
+        .unwrap_or(0)
+        == 0
+    {
+        let empty = valid.head(Some(0));
+        let none = empty
+            .lazy()
+            .with_columns([
+                lit(why).alias("reason"),
+                lit(NULL).cast(DataType::String).alias("value"),
+            ])
+            .select(reject_columns(table, files_lookup(files)))
+            .collect()?;
+        return Ok((valid, none, 0));
+    }
     let lf = valid.lazy().with_column(cond.alias("__out"));
     let file_name = files_lookup(files);
     let out = lf
@@ -549,6 +736,24 @@ fn files_lookup(files: &[String]) -> Expr {
             .otherwise(e);
     }
     e
+}
+
+/// Moves every row whose `key` was already seen earlier (file order, then
+/// line) to the rejects. The usual case, no duplicate at all, costs one
+/// distinct count instead of a window over every row.
+fn collapse_duplicates(
+    table: &str,
+    valid: DataFrame,
+    files: &[String],
+    key: &str,
+    why: &str,
+) -> Result<(DataFrame, DataFrame, usize)> {
+    let distinct = valid.column(key)?.as_materialized_series().n_unique()?;
+    if distinct == valid.height() {
+        let (_, none, _) = move_out(table, valid.head(Some(0)), files, lit(false), why)?;
+        return Ok((valid, none, 0));
+    }
+    move_out(table, valid, files, later_duplicate(key)?, why)
 }
 
 /// Marks every row whose key was already seen earlier (file order, then line).
@@ -625,12 +830,10 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>) -> Result<Ingested> {
     // Transactions.
     let input = &cfg.inputs.transactions;
     let mut rep = TableReport::default();
-    let files = read_table("transactions", input, &mut rep)?;
-    let mut checked = Vec::new();
-    for (df, file, present) in files {
-        checked.push(parse_transactions(df, &present, input, &file)?);
-    }
-    let (valid, rejects) = split("transactions", checked)?;
+    let files = load_table("transactions", input, &cfg.ingest.unknown_label, &mut rep)?;
+    let t = std::time::Instant::now();
+    let (valid, rejects) = split("transactions", files)?;
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "split transactions");
     count_reasons(&rejects, &mut rep)?;
     enforce_ratio("transactions", &input.path, &rep, limit)?;
     all_rejects.push(rejects);
@@ -646,15 +849,16 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>) -> Result<Ingested> {
     let names = file_names(&rep);
     // Duplicates collapse before the as-of cut, so a run for an earlier
     // date keeps exactly the rows a backfill over the same files keeps.
-    let (valid, dups, n_dups) = move_out(
+    let (valid, dups, n_dups) = collapse_duplicates(
         "transactions",
         valid,
         &names,
-        later_duplicate("txn_id")?,
+        "txn_id",
         reason::DUPLICATE_TXN,
     )?;
     rep.duplicates_collapsed = n_dups;
     all_rejects.push(dups);
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "duplicates collapsed");
     let (valid, future, n_future) = move_out(
         "transactions",
         valid,
@@ -664,29 +868,25 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>) -> Result<Ingested> {
     )?;
     rep.excluded_after_as_of = n_future;
     all_rejects.push(future);
-    let transactions = sorted_without_bookkeeping(valid, &["customer_id", "ts", "txn_id"])?;
+    // File order is kept (no sort): every later stage aggregates, and
+    // sorting ten million rows by string keys costs more than the rest.
+    let transactions = without_bookkeeping(valid)?;
     rep.rows_kept = transactions.height();
     reports.insert("transactions".to_string(), rep);
 
     // Customers.
     let input = &cfg.inputs.customers;
     let mut rep = TableReport::default();
-    let files = read_table("customers", input, &mut rep)?;
-    let checked = files
-        .into_iter()
-        .map(|(df, file, present)| {
-            parse_customers(df, &present, input, &cfg.ingest.unknown_label, &file)
-        })
-        .collect();
-    let (valid, rejects) = split("customers", checked)?;
+    let files = load_table("customers", input, &cfg.ingest.unknown_label, &mut rep)?;
+    let (valid, rejects) = split("customers", files)?;
     count_reasons(&rejects, &mut rep)?;
     enforce_ratio("customers", &input.path, &rep, limit)?;
     all_rejects.push(rejects);
-    let (valid, dups, n_dups) = move_out(
+    let (valid, dups, n_dups) = collapse_duplicates(
         "customers",
         valid,
         &file_names(&rep),
-        later_duplicate("customer_id")?,
+        "customer_id",
         reason::DUPLICATE_CUSTOMER,
     )?;
     rep.duplicates_collapsed = n_dups;
@@ -700,12 +900,8 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>) -> Result<Ingested> {
         None => None,
         Some(input) => {
             let mut rep = TableReport::default();
-            let files = read_table("interactions", input, &mut rep)?;
-            let checked = files
-                .into_iter()
-                .map(|(df, file, present)| parse_interactions(df, &present, input, &file))
-                .collect();
-            let (valid, rejects) = split("interactions", checked)?;
+            let files = load_table("interactions", input, &cfg.ingest.unknown_label, &mut rep)?;
+            let (valid, rejects) = split("interactions", files)?;
             count_reasons(&rejects, &mut rep)?;
             enforce_ratio("interactions", &input.path, &rep, limit)?;
             all_rejects.push(rejects);
@@ -718,7 +914,7 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>) -> Result<Ingested> {
             )?;
             rep.excluded_after_as_of = n_future;
             all_rejects.push(future);
-            let df = sorted_without_bookkeeping(valid, &["customer_id", "ts", "kind"])?;
+            let df = without_bookkeeping(valid)?;
             rep.rows_kept = df.height();
             reports.insert("interactions".to_string(), rep);
             Some(df)
@@ -751,6 +947,10 @@ fn latest_date(df: &DataFrame) -> Option<NaiveDate> {
     let days = df.column("ts").ok()?.cast(&DataType::Int32).ok()?;
     let max = days.i32().ok()?.max()?;
     NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(chrono::Duration::days(max as i64))
+}
+
+fn without_bookkeeping(df: DataFrame) -> Result<DataFrame> {
+    Ok(df.lazy().drop(cols([LINE, "__file_no"])).collect()?)
 }
 
 fn sorted_without_bookkeeping(df: DataFrame, by: &[&str]) -> Result<DataFrame> {

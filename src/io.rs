@@ -47,10 +47,12 @@ pub fn format_of(path: &Path, input: &InputFile) -> Format {
     })
 }
 
-/// Reads one raw input file. CSV columns all come back as strings (parsing
+/// Scans one raw input file. CSV columns all come back as strings (parsing
 /// and rejecting is ingest's job); Parquet keeps its types. A `__line`
 /// column holds the physical line (CSV, header = line 1) or row number.
-pub fn read_raw(path: &Path, input: &InputFile) -> Result<DataFrame> {
+/// `numeric` names CSV columns to parse as Float64 while reading (fast path;
+/// a value that does not parse reads as null).
+pub fn read_raw(path: &Path, input: &InputFile, numeric: &[String]) -> Result<LazyFrame> {
     let read_err = |e: PolarsError| Error::Read {
         file: path.to_path_buf(),
         message: e.to_string().lines().next().unwrap_or_default().to_string(),
@@ -68,10 +70,19 @@ pub fn read_raw(path: &Path, input: &InputFile) -> Result<DataFrame> {
                 Encoding::Utf8 => CsvEncoding::Utf8,
                 Encoding::Utf8Lossy => CsvEncoding::LossyUtf8,
             };
+            let overwrite = (!numeric.is_empty()).then(|| {
+                Arc::new(Schema::from_iter(
+                    numeric
+                        .iter()
+                        .map(|n| Field::new(n.as_str().into(), DataType::Float64)),
+                ))
+            });
             LazyCsvReader::new(pl_path)
                 .with_has_header(true)
                 .with_separator(input.delimiter as u8)
                 .with_infer_schema_length(Some(0))
+                .with_dtype_overwrite(overwrite)
+                .with_ignore_errors(!numeric.is_empty())
                 .with_encoding(encoding)
                 .with_missing_is_null(true)
                 .with_glob(false)
@@ -81,7 +92,6 @@ pub fn read_raw(path: &Path, input: &InputFile) -> Result<DataFrame> {
                     offset: 2,
                 }))
                 .finish()
-                .and_then(|lf| lf.collect())
                 .map_err(read_err)
         }
         Format::Parquet => {
@@ -93,11 +103,17 @@ pub fn read_raw(path: &Path, input: &InputFile) -> Result<DataFrame> {
                 glob: false,
                 ..Default::default()
             };
-            LazyFrame::scan_parquet(pl_path, args)
-                .and_then(|lf| lf.collect())
-                .map_err(read_err)
+            LazyFrame::scan_parquet(pl_path, args).map_err(read_err)
         }
     }
+}
+
+/// Collects a frame read from `path`, naming the file on failure.
+pub fn collect_file(lf: LazyFrame, path: &Path) -> Result<DataFrame> {
+    lf.collect().map_err(|e| Error::Read {
+        file: path.to_path_buf(),
+        message: e.to_string().lines().next().unwrap_or_default().to_string(),
+    })
 }
 
 /// A fast content hash of a file (XXH3-128, hex), for the manifest: enough

@@ -129,19 +129,21 @@ pub fn peak_rss_bytes() -> Option<u64> {
 }
 
 /// Writes the typed inputs under `<out>/_ingest/` (each file atomically).
-pub fn write_ingested(ing: &mut Ingested, out: &Path) -> Result<PathBuf> {
+pub fn write_ingested(ing: &Ingested, out: &Path) -> Result<PathBuf> {
     let dir = out.join("_ingest");
     std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
-    let mut tables: Vec<(&str, &mut DataFrame)> = vec![
-        ("transactions", &mut ing.transactions),
-        ("customers", &mut ing.customers),
+    let mut tables: Vec<(&str, &DataFrame)> = vec![
+        ("transactions", &ing.transactions),
+        ("customers", &ing.customers),
     ];
-    if let Some(i) = ing.interactions.as_mut() {
+    if let Some(i) = ing.interactions.as_ref() {
         tables.push(("interactions", i));
     }
     for (name, df) in tables {
         let path = dir.join(format!("{name}.parquet"));
-        publish::write_atomically(&path, |tmp| io::write_parquet(df, tmp))?;
+        // The writer may rechunk, so it gets its own (cheap, shared) copy.
+        let mut df = df.clone();
+        publish::write_atomically(&path, |tmp| io::write_parquet(&mut df, tmp))?;
     }
     Ok(dir)
 }
@@ -149,8 +151,8 @@ pub fn write_ingested(ing: &mut Ingested, out: &Path) -> Result<PathBuf> {
 /// Ingest only: validate inputs and write typed Parquet under `<out>/_ingest/`.
 pub fn run_ingest(s: &RunSettings) -> Result<(Ingested, PathBuf)> {
     let _lock = Lock::acquire(&s.out)?;
-    let mut ing = ingest::ingest(&s.config, s.as_of)?;
-    let dir = write_ingested(&mut ing, &s.out)?;
+    let ing = ingest::ingest(&s.config, s.as_of)?;
+    let dir = write_ingested(&ing, &s.out)?;
     Ok((ing, dir))
 }
 
@@ -282,11 +284,19 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
         "ingested"
     );
     publish::failpoint("after_ingest");
-    let dir = write_ingested(&mut ing, &s.out)?;
-    let t = timings.lap("write_ingest", t);
-
     progress.stage("score");
-    let f = frames(&ing, &s.config, Some(&dir))?;
+    // The typed Parquet is written while scoring starts from the same
+    // frames in memory (no second read of what was just written).
+    let (written, f) = rayon::join(
+        || write_ingested(&ing, &s.out),
+        || frames(&ing, &s.config, None),
+    );
+    written?;
+    let f = f?;
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        "typed Parquet written, daily built"
+    );
     let mut scored = snapshot::compute(&f, ing.as_of, &s.config)?;
     timings.lap("score", t);
     tracing::info!(
@@ -394,9 +404,9 @@ pub fn backfill(
     let _lock = Lock::acquire(&s.out)?;
     refuse_existing(s, &dates)?;
     let t = Instant::now();
-    let mut ing = ingest::ingest(&s.config, Some(last))?;
-    let dir = write_ingested(&mut ing, &s.out)?;
-    let f = frames(&ing, &s.config, Some(&dir))?;
+    let ing = ingest::ingest(&s.config, Some(last))?;
+    write_ingested(&ing, &s.out)?;
+    let f = frames(&ing, &s.config, None)?;
     let mut base = Timings::default();
     base.lap("ingest", t);
     let info = BackfillInfo {
@@ -406,13 +416,47 @@ pub fn backfill(
         ingested_as_of: last,
     };
     let bar = crate::progress::bar(s.progress, dates.len() as u64, "snapshots");
+    // Every full scoring and every auxiliary tiering (concentration year
+    // ends, migration dates) once for the whole backfill; an auxiliary date
+    // that is also a snapshot date reuses that snapshot's scoring.
+    let t = Instant::now();
+    let mut keys: Vec<snapshot::AuxKey> = dates
+        .iter()
+        .flat_map(|d| snapshot::aux_needed(*d, &s.config))
+        .filter(|(d, _)| !dates.contains(d))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let (fulls, aux) = rayon::join(
+        || {
+            dates
+                .par_iter()
+                .map(|d| snapshot::scores_as_of(&f, *d, &s.config))
+                .collect::<Result<Vec<DataFrame>>>()
+        },
+        || snapshot::aux_tierings(&f, &keys, &s.config),
+    );
+    let fulls = fulls?;
+    let mut aux = aux?;
+    for (d, full) in dates.iter().zip(&fulls) {
+        for (kd, scheme) in dates
+            .iter()
+            .flat_map(|x| snapshot::aux_needed(*x, &s.config))
+        {
+            if kd == *d {
+                aux.insert((kd, scheme), full.clone());
+            }
+        }
+    }
+    base.lap("score_all", t);
     let results: Vec<Result<RunOutcome>> = dates
         .par_iter()
-        .map(|d| {
+        .zip(fulls)
+        .map(|(d, full)| {
             let t = Instant::now();
             let mut timings = base.clone();
-            let mut scored = snapshot::compute(&f, *d, &s.config)?;
-            timings.lap("score", t);
+            let mut scored = snapshot::compute_with(&f, *d, &s.config, full, &aux)?;
+            timings.lap("summaries", t);
             let mut ing_copy = Ingested {
                 transactions: DataFrame::empty(),
                 customers: DataFrame::empty(),

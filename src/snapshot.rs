@@ -308,42 +308,112 @@ impl Scored {
     }
 }
 
-/// Scores as of several dates at once (rayon), each from the same inputs.
-fn scores_at(
+/// Customers tiered by one scheme at one date, for concentration years and
+/// migration. The pyramid needs only the measures, so it skips the rest of
+/// the scoring; threshold and scorecard schemes take the full scoring.
+pub fn tiers_as_of(
     f: &Frames,
-    dates: &[NaiveDate],
+    date: NaiveDate,
     cfg: &Config,
-) -> Result<std::collections::BTreeMap<NaiveDate, DataFrame>> {
+    scheme_name: &str,
+) -> Result<DataFrame> {
+    if scheme_name != "pyramid" {
+        return scores_as_of(f, date, cfg);
+    }
+    let m = measures::measures_from_daily(
+        f.daily.clone(),
+        date,
+        &cfg.measures,
+        f.has_margin,
+        f.has_quantity,
+    );
+    let b = measures::customer_base(m, f.customers.clone(), &cfg.ingest.unknown_label);
+    Ok(pyramid::assign(b, &cfg.pyramid)?.collect()?)
+}
+
+/// An auxiliary tiering: (date, scheme name).
+pub type AuxKey = (NaiveDate, String);
+
+/// The auxiliary tierings a snapshot as of `as_of` needs: each concentration
+/// year's end and the migration's earlier date (the as-of itself excluded:
+/// the full scoring serves it).
+pub fn aux_needed(as_of: NaiveDate, cfg: &Config) -> Vec<AuxKey> {
+    let mut v: Vec<AuxKey> = concentration::report_years(as_of, &cfg.concentration)
+        .iter()
+        .map(|y| (y.tiered_at, cfg.concentration.tier.clone()))
+        .collect();
+    v.push((migration_date(as_of, cfg), cfg.migration.tier.clone()));
+    v.retain(|(d, _)| *d != as_of);
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn migration_date(as_of: NaiveDate, cfg: &Config) -> NaiveDate {
+    cfg.migration
+        .compare_to
+        .unwrap_or_else(|| migration::previous_quarter_end(as_of))
+}
+
+/// Computes auxiliary tierings in parallel (rayon).
+pub fn aux_tierings(
+    f: &Frames,
+    keys: &[AuxKey],
+    cfg: &Config,
+) -> Result<std::collections::BTreeMap<AuxKey, DataFrame>> {
     use rayon::prelude::*;
-    let mut unique: Vec<NaiveDate> = dates.to_vec();
-    unique.sort();
-    unique.dedup();
-    unique
-        .par_iter()
-        .map(|d| scores_as_of(f, *d, cfg).map(|df| (*d, df)))
+    keys.par_iter()
+        .map(|k| tiers_as_of(f, k.0, cfg, &k.1).map(|df| (k.clone(), df)))
         .collect()
 }
 
-/// Computes the snapshot's tables. The as-of scoring, each concentration
-/// year's scoring and the migration's earlier scoring run in parallel.
+/// Computes the snapshot's tables: the full scoring as of `as_of` and the
+/// auxiliary tierings run in parallel.
 pub fn compute(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Scored> {
+    let keys = aux_needed(as_of, cfg);
+    let t = std::time::Instant::now();
+    let (full, aux) = rayon::join(
+        || scores_as_of(f, as_of, cfg),
+        || aux_tierings(f, &keys, cfg),
+    );
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        aux = keys.len(),
+        "scored"
+    );
+    let t = std::time::Instant::now();
+    let out = compute_with(f, as_of, cfg, full?, &aux?);
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "summaries");
+    out
+}
+
+/// The snapshot's tables from its full scoring and the auxiliary tierings
+/// (shared across the snapshots of a backfill).
+pub fn compute_with(
+    f: &Frames,
+    as_of: NaiveDate,
+    cfg: &Config,
+    full: DataFrame,
+    aux: &std::collections::BTreeMap<AuxKey, DataFrame>,
+) -> Result<Scored> {
     let years = concentration::report_years(as_of, &cfg.concentration);
-    let compared_to = cfg
-        .migration
-        .compare_to
-        .unwrap_or_else(|| migration::previous_quarter_end(as_of));
-    let mut dates = vec![as_of, compared_to];
-    dates.extend(years.iter().map(|y| y.tiered_at));
-    let scored = scores_at(f, &dates, cfg)?;
-    let at = |d: NaiveDate| scored.get(&d).cloned().unwrap_or_default();
-    let full = at(as_of);
-    let previous = at(compared_to);
+    let compared_to = migration_date(as_of, cfg);
+    let at = |d: NaiveDate, scheme: &str| -> DataFrame {
+        if d == as_of {
+            full.clone()
+        } else {
+            aux.get(&(d, scheme.to_string()))
+                .cloned()
+                .unwrap_or_default()
+        }
+    };
+    let previous = at(compared_to, &cfg.migration.tier);
 
     let conc_scheme = scheme(cfg, &cfg.concentration.tier)?;
     let mut pops = Vec::new();
     for ry in &years {
         pops.push(concentration::population(
-            &at(ry.tiered_at),
+            &at(ry.tiered_at, &cfg.concentration.tier),
             f.daily.clone(),
             ry,
             &conc_scheme,
