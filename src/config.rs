@@ -159,9 +159,21 @@ pub struct InputFile {
     /// CSV field delimiter, one character. Default `,`.
     #[serde(default = "default_delimiter")]
     pub delimiter: char,
-    /// CSV encoding: `utf8` (a leading BOM is accepted) or `utf8-lossy`. Default `utf8`.
+    /// CSV encoding: `utf8` (a leading BOM is accepted), `utf8-lossy`,
+    /// `gbk` or `gb18030`. Default `utf8`.
     #[serde(default)]
     pub encoding: Encoding,
+    /// Thousands separator inside amounts (`"1,234.50"`), removed before
+    /// parsing. Default: none.
+    #[serde(default)]
+    pub thousands_separator: Option<char>,
+    /// Amounts use a decimal comma (`"1.234,50"` with `thousands_separator = "."`).
+    #[serde(default)]
+    pub decimal_comma: bool,
+    /// Currency symbols and codes stripped from amounts. Default ¥ ￥ $ € £
+    /// and the codes RMB, CNY.
+    #[serde(default = "default_currency_symbols")]
+    pub currency_symbols: Vec<String>,
     /// Date formats tried in order (chrono strftime). Default: ISO date and
     /// datetime, `%Y/%m/%d` and `%Y/%m/%d %H:%M:%S`.
     #[serde(default = "default_date_formats")]
@@ -194,6 +206,17 @@ pub enum Encoding {
     #[default]
     Utf8,
     Utf8Lossy,
+    /// GBK / GB2312 (Chinese CRM exports).
+    Gbk,
+    /// GB18030 (the superset of GBK).
+    Gb18030,
+}
+
+fn default_currency_symbols() -> Vec<String> {
+    ["¥", "￥", "$", "€", "£", "RMB", "CNY"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 fn default_delimiter() -> char {

@@ -202,10 +202,7 @@ fn select_canonical(
     table: &str,
     input: &InputFile,
 ) -> Result<(LazyFrame, Vec<&'static str>, Schema)> {
-    let header = lf.collect_schema().map_err(|e| Error::Read {
-        file: file.to_path_buf(),
-        message: e.to_string().lines().next().unwrap_or_default().to_string(),
-    })?;
+    let header = lf.collect_schema().map_err(|e| io::read_error(file, &e))?;
     let names: Vec<String> = header
         .iter_names()
         .map(|s| s.to_string())
@@ -296,10 +293,7 @@ fn load_table(
         let numeric = if table == "transactions" && io::format_of(&file, input) == Format::Csv {
             let header = io::read_raw(&file, input, &[])?
                 .collect_schema()
-                .map_err(|e| Error::Read {
-                    file: file.clone(),
-                    message: e.to_string().lines().next().unwrap_or_default().to_string(),
-                })?;
+                .map_err(|e| io::read_error(&file, &e))?;
             ["amount", "margin", "quantity"]
                 .iter()
                 .map(|c| input.columns.get(*c).cloned().unwrap_or(c.to_string()))
@@ -357,7 +351,7 @@ fn check_file(
     };
     let check = |formats: &[String]| -> LazyFrame {
         match table {
-            "transactions" => parse_transactions(lf.clone(), &schema, &present, formats),
+            "transactions" => parse_transactions(lf.clone(), &schema, &present, input, formats),
             "customers" => parse_customers(lf.clone(), &schema, &present, input, unknown),
             _ => parse_interactions(lf.clone(), &schema, &present, input, formats),
         }
@@ -447,10 +441,36 @@ fn reason_code(failed: &[Expr]) -> Expr {
     code.cast(DataType::Int32).alias("__code")
 }
 
+/// The text of an amount with currency symbols and thousands separators
+/// removed and a decimal comma made a point, ready for a number parse.
+pub fn amount_text(text: Expr, input: &InputFile) -> Expr {
+    let mut t = text;
+    for sym in &input.currency_symbols {
+        t = t.str().replace_all(lit(sym.as_str()), lit(""), true);
+    }
+    if let Some(sep) = input.thousands_separator {
+        t = t.str().replace_all(lit(sep.to_string()), lit(""), true);
+    }
+    if input.decimal_comma {
+        t = t.str().replace_all(lit(","), lit("."), true);
+    }
+    t.str().strip_chars(lit(NULL))
+}
+
+/// Numbers pass through; text goes through [`amount_text`].
+fn money_text(value: Expr, dtype: &DataType, input: &InputFile) -> Expr {
+    if dtype.is_primitive_numeric() {
+        value
+    } else {
+        amount_text(value, input)
+    }
+}
+
 fn parse_transactions(
     lf: LazyFrame,
     schema: &Schema,
     present: &[&str],
+    input: &InputFile,
     formats: &[String],
 ) -> LazyFrame {
     let dt = |c: &str| schema.get(c).cloned().unwrap_or(DataType::String);
@@ -472,7 +492,7 @@ fn parse_transactions(
     ];
     let mut stage2 = vec![
         parse_date_text(col("__ts"), &dt("ts"), formats).alias("ts"),
-        cents_from(col("__amount")).alias("amount_cents"),
+        cents_from(money_text(col("__amount"), &dt("amount"), input)).alias("amount_cents"),
     ];
     let mut keep = vec![
         col(LINE),
@@ -490,7 +510,9 @@ fn parse_transactions(
             }
             "margin" => {
                 stage1.push(trimmed(c).alias("__margin"));
-                stage2.push(cents_from(col("__margin")).alias("margin_cents"));
+                stage2.push(
+                    cents_from(money_text(col("__margin"), &dt(c), input)).alias("margin_cents"),
+                );
                 keep.push(col("margin_cents"));
             }
             "product_line" | "channel" | "currency" => {

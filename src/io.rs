@@ -53,10 +53,7 @@ pub fn format_of(path: &Path, input: &InputFile) -> Format {
 /// `numeric` names CSV columns to parse as Float64 while reading (fast path;
 /// a value that does not parse reads as null).
 pub fn read_raw(path: &Path, input: &InputFile, numeric: &[String]) -> Result<LazyFrame> {
-    let read_err = |e: PolarsError| Error::Read {
-        file: path.to_path_buf(),
-        message: e.to_string().lines().next().unwrap_or_default().to_string(),
-    };
+    let read_err = |e: PolarsError| read_error(path, &e);
     let meta = std::fs::metadata(path).map_err(Error::io(path))?;
     if meta.len() == 0 {
         return Err(Error::EmptyFile {
@@ -64,19 +61,48 @@ pub fn read_raw(path: &Path, input: &InputFile, numeric: &[String]) -> Result<La
         });
     }
     let pl_path = PlRefPath::try_from_path(path).map_err(read_err)?;
+    let overwrite = (!numeric.is_empty()).then(|| {
+        Arc::new(Schema::from_iter(
+            numeric
+                .iter()
+                .map(|n| Field::new(n.as_str().into(), DataType::Float64)),
+        ))
+    });
+    let gb = match input.encoding {
+        Encoding::Gbk => Some(encoding_rs::GBK),
+        Encoding::Gb18030 => Some(encoding_rs::GB18030),
+        _ => None,
+    };
     match format_of(path, input) {
+        Format::Csv if gb.is_some() => {
+            // polars reads UTF-8 only: decode in memory (bytes that are not
+            // valid GBK become U+FFFD) and read the text.
+            let bytes = std::fs::read(path).map_err(Error::io(path))?;
+            let (text, _, _) = gb.unwrap_or(encoding_rs::GBK).decode(&bytes);
+            let cursor = std::io::Cursor::new(text.into_owned().into_bytes());
+            CsvReadOptions::default()
+                .with_has_header(true)
+                .with_infer_schema_length(Some(0))
+                .with_schema_overwrite(overwrite)
+                .with_ignore_errors(!numeric.is_empty())
+                .with_row_index(Some(RowIndex {
+                    name: LINE.into(),
+                    offset: 2,
+                }))
+                .map_parse_options(|o| {
+                    o.with_separator(input.delimiter as u8)
+                        .with_missing_is_null(true)
+                })
+                .into_reader_with_file_handle(cursor)
+                .finish()
+                .map(|df| df.lazy())
+                .map_err(read_err)
+        }
         Format::Csv => {
             let encoding = match input.encoding {
-                Encoding::Utf8 => CsvEncoding::Utf8,
                 Encoding::Utf8Lossy => CsvEncoding::LossyUtf8,
+                _ => CsvEncoding::Utf8,
             };
-            let overwrite = (!numeric.is_empty()).then(|| {
-                Arc::new(Schema::from_iter(
-                    numeric
-                        .iter()
-                        .map(|n| Field::new(n.as_str().into(), DataType::Float64)),
-                ))
-            });
             LazyCsvReader::new(pl_path)
                 .with_has_header(true)
                 .with_separator(input.delimiter as u8)
@@ -110,10 +136,24 @@ pub fn read_raw(path: &Path, input: &InputFile, numeric: &[String]) -> Result<La
 
 /// Collects a frame read from `path`, naming the file on failure.
 pub fn collect_file(lf: LazyFrame, path: &Path) -> Result<DataFrame> {
-    lf.collect().map_err(|e| Error::Read {
+    lf.collect().map_err(|e| read_error(path, &e))
+}
+
+/// A read failure as one line naming the file, with a hint for the usual
+/// causes.
+pub fn read_error(path: &Path, e: &PolarsError) -> Error {
+    let first = e.to_string().lines().next().unwrap_or_default().to_string();
+    let hint = if first.contains("utf-8") || first.contains("utf8") {
+        " (not UTF-8: set encoding = \"gbk\", \"gb18030\" or \"utf8-lossy\" for this input)"
+    } else if first.contains("more fields") {
+        " (a row has more fields than the header: a shifted column or an unquoted delimiter)"
+    } else {
+        ""
+    };
+    Error::Read {
         file: path.to_path_buf(),
-        message: e.to_string().lines().next().unwrap_or_default().to_string(),
-    })
+        message: format!("{first}{hint}"),
+    }
 }
 
 /// A fast content hash of a file (XXH3-128, hex), for the manifest: enough

@@ -3,6 +3,7 @@
 
 mod common;
 mod e2e;
+mod hostile;
 mod inputs;
 mod publish;
 mod tiers;
