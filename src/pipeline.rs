@@ -76,6 +76,8 @@ struct Manifest<'a> {
     rfm: &'a RfmCuts,
     pyramid: PyramidApplied,
     migration_compared_to: NaiveDate,
+    /// Every invariant checked before publishing (a failed one publishes nothing).
+    invariants: &'a [snapshot::Invariant],
     outputs: &'a [io::TableInfo],
     timings_ms: BTreeMap<String, u64>,
     peak_rss_bytes: Option<u64>,
@@ -259,6 +261,7 @@ fn publish(
         rfm: &scored.rfm_cuts,
         pyramid: pyramid_applied(&s.config, &scored.pyramid)?,
         migration_compared_to: scored.migration_compared_to,
+        invariants: &scored.invariants,
         outputs: snap.tables(),
         timings_ms: timings.0.iter().cloned().collect(),
         peak_rss_bytes: peak_rss_bytes(),

@@ -103,6 +103,18 @@ pub fn failpoint(point: &str) {
     }
 }
 
+/// Test hook: when `TIERING_FAILPOINT` names this point, fail as a full
+/// disk would (ENOSPC) on `path`.
+pub fn failpoint_io(point: &str, path: &Path) -> Result<()> {
+    if std::env::var("TIERING_FAILPOINT").is_ok_and(|p| p == point) {
+        return Err(Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::from_raw_os_error(28),
+        });
+    }
+    Ok(())
+}
+
 fn process_alive(pid: &str) -> bool {
     match pid.parse::<u32>() {
         Ok(p) if p == std::process::id() => false,
@@ -145,6 +157,10 @@ impl Snapshot {
 
     /// Writes one table as Parquet and CSV into the staging directory.
     pub fn write(&mut self, name: &str, df: &mut DataFrame, bom: Option<bool>) -> Result<()> {
+        failpoint_io(
+            &format!("disk_full:{name}"),
+            &self.staging.join(format!("{name}.csv")),
+        )?;
         let info = io::write_table(df, &self.staging, name, bom)?;
         self.tables.push(info);
         failpoint(&format!("after_table:{name}"));

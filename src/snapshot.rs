@@ -286,6 +286,15 @@ pub struct Scored {
     pub unknown_customers: usize,
     /// The earlier date tier_migration compares with.
     pub migration_compared_to: NaiveDate,
+    /// The invariants checked before publishing (all held).
+    pub invariants: Vec<Invariant>,
+}
+
+/// One invariant as checked, for the manifest.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Invariant {
+    pub name: String,
+    pub detail: String,
 }
 
 impl Scored {
@@ -467,14 +476,35 @@ pub fn compute_with(
         )
         .collect()?
         .height();
-    let window_revenue: i64 = full.column("revenue_cents")?.i64()?.sum().unwrap_or(0);
+    // The window's net amount straight from the pre-aggregate, independent
+    // of the per-customer path, for the reconciliation invariant.
+    let ingested_window_cents: i64 = f
+        .daily
+        .clone()
+        .filter(
+            col("ts")
+                .lt_eq(measures::date_lit(as_of))
+                .and(measures::in_window(as_of, cfg.measures.window_days)),
+        )
+        .select([col("net_cents").sum()])
+        .collect()?
+        .column("net_cents")?
+        .i64()?
+        .get(0)
+        .unwrap_or(0);
     let rules = rfm::rules(&cfg.rfm);
     let rfm_segments = rfm::segment_summary(full.clone().lazy(), &rules)?;
     let pyramid = pyramid::summary(full.clone().lazy(), &cfg.pyramid)?;
     let tier_summary = tier_summary(&full, &tier_schemes(cfg))?;
     let rfm_cuts = rfm::applied_cuts(&full, &cfg.rfm, &rfm_segments)?;
+    let invariants = check_invariants(
+        &full,
+        &rfm_segments,
+        &pyramid,
+        &tier_summary,
+        ingested_window_cents,
+    )?;
     let customer_scores = full.drop_many(CENTS_COLUMNS.iter().copied());
-    check_invariants(&customer_scores, &rfm_segments, &pyramid, window_revenue)?;
     Ok(Scored {
         customer_scores,
         rfm_segments,
@@ -488,38 +518,92 @@ pub fn compute_with(
         rfm_cuts,
         unknown_customers,
         migration_compared_to: compared_to,
+        invariants,
     })
 }
 
-/// Checks that hold for every correct snapshot; a failure aborts the publish.
+/// Checks that hold for every correct snapshot; the first that fails
+/// aborts the publish. Returns what was checked, for the manifest.
 pub fn check_invariants(
-    scores: &DataFrame,
+    full: &DataFrame,
     segments: &DataFrame,
     pyramid: &DataFrame,
-    window_revenue_cents: i64,
-) -> Result<()> {
-    let ids = scores.column("customer_id")?.as_materialized_series();
-    if ids.n_unique()? != scores.height() {
-        return Err(Error::Invariant(
-            "customer_scores has a customer_id more than once".into(),
-        ));
-    }
-    let in_scope = scores.column("in_scope")?.bool()?.sum().unwrap_or(0) as i64;
+    tier_summary: &DataFrame,
+    ingested_window_cents: i64,
+) -> Result<Vec<Invariant>> {
+    let mut held = Vec::new();
+    let mut check = |name: &str, ok: bool, detail: String| -> Result<()> {
+        if ok {
+            held.push(Invariant {
+                name: name.to_string(),
+                detail,
+            });
+            Ok(())
+        } else {
+            Err(Error::Invariant(format!("{name}: {detail}")))
+        }
+    };
+    let ids = full.column("customer_id")?.as_materialized_series();
+    let distinct = ids.n_unique()?;
+    check(
+        "every customer once in customer_scores",
+        distinct == full.height(),
+        format!("{} rows, {distinct} distinct customer_id", full.height()),
+    )?;
+    let in_scope = full.column("in_scope")?.bool()?.sum().unwrap_or(0) as i64;
     for (name, table) in [("rfm_segments", segments), ("pyramid", pyramid)] {
         let total: i64 = table.column("customers")?.i64()?.sum().unwrap_or(0);
-        if total != in_scope {
-            return Err(Error::Invariant(format!(
-                "{name} counts {total} customers, customer_scores has {in_scope} in scope"
-            )));
-        }
+        check(
+            &format!("{name} counts the in-scope population"),
+            total == in_scope,
+            format!("{total} counted, {in_scope} in scope"),
+        )?;
     }
-    // Revenue in the summary equals the customers' revenue to the cent.
+    let per_scheme = tier_summary
+        .clone()
+        .lazy()
+        .group_by([col("scheme")])
+        .agg([
+            col("customers").sum().alias("n"),
+            col("customer_share").sum().alias("share"),
+        ])
+        .sort(["scheme"], Default::default())
+        .collect()?;
+    let schemes = per_scheme.column("scheme")?.str()?.clone();
+    let ns = per_scheme.column("n")?.i64()?.clone();
+    let shares = per_scheme.column("share")?.f64()?.clone();
+    for i in 0..per_scheme.height() {
+        let scheme = schemes.get(i).unwrap_or_default();
+        // The pyramid tiers the in-scope customers, other schemes everyone.
+        let population = if scheme == "pyramid" {
+            in_scope
+        } else {
+            full.height() as i64
+        };
+        let n = ns.get(i).unwrap_or(0);
+        check(
+            &format!("{scheme} tier counts sum to the population"),
+            n == population,
+            format!("{n} tiered, population {population}"),
+        )?;
+        let share = shares.get(i);
+        check(
+            &format!("{scheme} customer shares sum to 1"),
+            population == 0 || share.is_some_and(|x| (x - 1.0).abs() < 1e-9),
+            format!("{share:?}"),
+        )?;
+    }
+    let customer_cents: i64 = full.column("revenue_cents")?.i64()?.sum().unwrap_or(0);
+    check(
+        "customer revenue reconciles with the ingested window total to the cent",
+        customer_cents == ingested_window_cents,
+        format!("{customer_cents} vs {ingested_window_cents} cents"),
+    )?;
     let seg_rev: f64 = segments.column("revenue")?.f64()?.sum().unwrap_or(0.0);
-    if (seg_rev * 100.0 - window_revenue_cents as f64).abs() > 0.5 {
-        return Err(Error::Invariant(format!(
-            "rfm_segments revenue {seg_rev:.2} does not reconcile with {:.2}",
-            window_revenue_cents as f64 / 100.0
-        )));
-    }
-    Ok(())
+    check(
+        "rfm_segments revenue reconciles with customer revenue",
+        (seg_rev * 100.0 - customer_cents as f64).abs() < 0.5,
+        format!("{seg_rev:.2} vs {:.2}", customer_cents as f64 / 100.0),
+    )?;
+    Ok(held)
 }

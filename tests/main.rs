@@ -3,6 +3,7 @@
 
 mod common;
 mod e2e;
+mod fuzz;
 mod hostile;
 mod inputs;
 mod publish;

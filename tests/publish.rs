@@ -269,3 +269,46 @@ fn outputs_read_back_with_an_independent_parquet_reader() {
         "{text}"
     );
 }
+
+#[test]
+fn a_full_disk_fails_cleanly_and_the_next_run_recovers() {
+    let tmp = TempDir::new("diskfull");
+    let data = tmp.join("data");
+    generate(&data, 60, 500, 41);
+    let out = tmp.join("out");
+    let snap = out.join("snapshot=2010-12-31");
+    let a = args(&data, &out, &[]);
+    ok(&strs_of(&a));
+    let good = snapshot_bytes(&snap);
+    generate(&data, 60, 600, 42);
+    let b = args(&data, &out, &["--overwrite"]);
+    let o = run_with_failpoint(&strs_of(&b), "disk_full:tier_summary");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("tier_summary.csv") && err.contains("No space left"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(
+        snapshot_bytes(&snap),
+        good,
+        "the last good snapshot is untouched"
+    );
+    assert!(
+        listing(&out).iter().all(|n| !n.starts_with(".staging-")),
+        "staging removed"
+    );
+    ok(&strs_of(&b));
+    assert_ne!(snapshot_bytes(&snap), good);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(snap.join("manifest.json")).unwrap())
+            .unwrap();
+    let checked = m["invariants"].as_array().unwrap();
+    assert!(checked.iter().any(|i| {
+        i["name"]
+            .as_str()
+            .unwrap()
+            .contains("reconciles with the ingested window total")
+    }));
+}
