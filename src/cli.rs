@@ -64,6 +64,12 @@ pub enum Command {
         after_help = "Example:\n  tiering generate --customers 400 --transactions 5000 --years 2 --seed 7 --out sample_data"
     )]
     Generate(GenerateArgs),
+    /// Rebuild a published snapshot's report.html from its tables.
+    #[command(after_help = "Example:\n  tiering report out/snapshot=2010-12-31")]
+    Report {
+        /// The snapshot directory.
+        dir: PathBuf,
+    },
     /// Print a published snapshot's manifest readably.
     #[command(after_help = "Example:\n  tiering inspect out/snapshot=2010-12-31")]
     Inspect {
@@ -300,6 +306,14 @@ pub fn execute(cli: Cli) -> Result<()> {
             );
         }
         Command::Inspect { dir } => print!("{}", crate::inspect::render(&dir)?),
+        Command::Report { dir } => {
+            let html = crate::report::render_dir(&dir)?;
+            let path = dir.join("report.html");
+            crate::publish::write_atomically(&path, |tmp| {
+                std::fs::write(tmp, html.as_bytes()).map_err(Error::io(tmp))
+            })?;
+            println!("wrote {}", path.display());
+        }
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod publish;
 pub mod pyramid;
+pub mod report;
 pub mod rfm;
 pub mod snapshot;
 pub mod tiers;

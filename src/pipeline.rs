@@ -266,7 +266,19 @@ fn publish(
         timings_ms: timings.0.iter().cloned().collect(),
         peak_rss_bytes: peak_rss_bytes(),
     };
-    let json = serde_json::to_string_pretty(&manifest)?;
+    let value = serde_json::to_value(&manifest)?;
+    let json = serde_json::to_string_pretty(&value)?;
+    let mut tables: BTreeMap<String, DataFrame> = scored
+        .tables()
+        .into_iter()
+        .map(|(n, df)| (n, df.clone()))
+        .collect();
+    tables.insert("rejects".into(), rejects);
+    let html = crate::report::render(&crate::report::ReportInput {
+        manifest: &value,
+        tables,
+    })?;
+    snap.write_file("report.html", html.as_bytes())?;
     snap.commit(&json)
 }
 

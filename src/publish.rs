@@ -167,6 +167,12 @@ impl Snapshot {
         Ok(())
     }
 
+    /// Writes a non-table file (the report) into the staging directory.
+    pub fn write_file(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.staging.join(name);
+        fs::write(&path, bytes).map_err(Error::io(&path))
+    }
+
     /// Tables written so far.
     pub fn tables(&self) -> &[TableInfo] {
         &self.tables

@@ -7,5 +7,6 @@ mod fuzz;
 mod hostile;
 mod inputs;
 mod publish;
+mod report;
 mod tiers;
 mod yoy;
