@@ -160,8 +160,10 @@ fn backfill_snapshots_equal_single_runs() {
         let x = bf.join(format!("snapshot={d}"));
         let y = single.join(format!("snapshot={d}"));
         for (name, bytes) in snapshot_bytes(&x) {
-            if name.starts_with("rejects.") {
-                continue; // backfill lists rows after --to only (README)
+            if name.starts_with("rejects.") || name == "report.html" {
+                // A backfill ingests once, as of --to: its rejects and the
+                // report's ingest counts speak of that ingest (README).
+                continue;
             }
             let single_bytes = std::fs::read(y.join(&name)).unwrap();
             if bytes != single_bytes {
