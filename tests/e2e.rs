@@ -275,15 +275,7 @@ fn rerun_is_byte_identical_and_csv_matches_parquet() {
 #[test]
 fn sample_pipeline_publishes_a_reconciled_snapshot() {
     let tmp = TempDir::new("sample");
-    let out = tmp.join("out");
-    ok(&[
-        "run",
-        "--config",
-        "pipelines/sample.toml",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let snap = out.join("snapshot=2010-12-31");
+    let snap = run_pipeline(&tmp, "sample.toml");
     let scores = read_parquet(&snap.join("customer_scores.parquet"));
     let customers = std::fs::read_to_string("sample_data/customers.csv").unwrap();
     assert_eq!(scores.height(), customers.lines().count() - 1);

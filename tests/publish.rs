@@ -186,15 +186,7 @@ fn outputs_read_back_with_an_independent_parquet_reader() {
     use parquet::basic::{Compression, Encoding, LogicalType, Type as Physical};
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let tmp = TempDir::new("bi");
-    let out = tmp.join("out");
-    ok(&[
-        "run",
-        "--config",
-        "pipelines/sample.toml",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let snap = out.join("snapshot=2010-12-31");
+    let snap = run_pipeline(&tmp, "sample.toml");
     let file = std::fs::File::open(snap.join("customer_scores.parquet")).unwrap();
     let reader = SerializedFileReader::new(file).unwrap();
     let meta = reader.metadata();

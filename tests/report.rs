@@ -39,15 +39,7 @@ fn headless(chrome: &Path, profile: &Path, extra: &[&str], url: &str) -> std::pr
 #[test]
 fn the_report_renders_in_headless_chromium() {
     let tmp = TempDir::new("report");
-    let out = tmp.join("out");
-    ok(&[
-        "run",
-        "--config",
-        "pipelines/dealer_scorecard.toml",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let snap = out.join("snapshot=2010-12-31");
+    let snap = run_pipeline(&tmp, "dealer_scorecard.toml");
     let page = snap.join("report.html");
     let html = std::fs::read_to_string(&page).unwrap();
     // Self-contained: no script, nothing fetched (the SVG namespace URI is

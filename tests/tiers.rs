@@ -15,15 +15,8 @@ fn points(value: Option<f64>, bands: &[tiering::config::Band]) -> f64 {
 #[test]
 fn dealer_scorecard_points_and_tiers_match_a_recomputation() {
     let tmp = TempDir::new("dealer");
-    let out = tmp.join("out");
-    ok(&[
-        "run",
-        "--config",
-        "pipelines/dealer_scorecard.toml",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let df = read_parquet(&out.join("snapshot=2010-12-31/customer_scores.parquet"));
+    let snap = run_pipeline(&tmp, "dealer_scorecard.toml");
+    let df = read_parquet(&snap.join("customer_scores.parquet"));
     let cfg = Config::load(std::path::Path::new("pipelines/dealer_scorecard.toml")).unwrap();
     let card = &cfg.scorecards[0];
     let n = df.height();
@@ -57,7 +50,7 @@ fn dealer_scorecard_points_and_tiers_match_a_recomputation() {
         *counts.entry(want).or_insert(0i64) += 1;
     }
     // tier_summary agrees with the per-customer tiers.
-    let ts = read_parquet(&out.join("snapshot=2010-12-31/tier_summary.parquet"));
+    let ts = read_parquet(&snap.join("tier_summary.parquet"));
     let schemes = strs(&ts, "scheme");
     let labels = strs(&ts, "tier");
     let customers = ints(&ts, "customers");
@@ -76,15 +69,8 @@ fn dealer_scorecard_points_and_tiers_match_a_recomputation() {
 #[test]
 fn star_levels_follow_the_bank_thresholds() {
     let tmp = TempDir::new("star");
-    let out = tmp.join("out");
-    ok(&[
-        "run",
-        "--config",
-        "pipelines/sample.toml",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let df = read_parquet(&out.join("snapshot=2010-12-31/customer_scores.parquet"));
+    let snap = run_pipeline(&tmp, "sample.toml");
+    let df = read_parquet(&snap.join("customer_scores.parquet"));
     let pts = floats(&df, "star_points");
     let tiers = strs(&df, "star_tier");
     for i in 0..df.height() {

@@ -58,6 +58,20 @@ pub fn ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs a shipped pipeline file into `tmp/out` and returns the snapshot
+/// directory of its as-of date (2010-12-31 for every shipped pipeline).
+pub fn run_pipeline(tmp: &TempDir, pipeline: &str) -> PathBuf {
+    let out = tmp.join("out");
+    ok(&[
+        "run",
+        "--config",
+        &format!("pipelines/{pipeline}"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    out.join("snapshot=2010-12-31")
+}
+
 /// Generates a data set into `dir`.
 pub fn generate(dir: &Path, customers: usize, transactions: usize, seed: u64) {
     ok(&[
