@@ -93,6 +93,10 @@ fn the_report_renders_in_headless_chromium() {
         dom_text.contains("id=\"migration\"") && dom_text.contains("<svg"),
         "DOM lacks the report"
     );
+    assert!(
+        dom_text.contains(&format!("<dd id=\"customers\">{}</dd>", scores.height())),
+        "the customer count is in the rendered DOM"
+    );
     let log = String::from_utf8_lossy(&dom.stderr);
     for bad in ["CONSOLE", "Uncaught", "Failed to load resource"] {
         assert!(!log.contains(bad), "browser reported {bad}: {log}");
