@@ -25,7 +25,8 @@ pub struct Frames {
 }
 
 /// Published columns of `customer_scores` that every run has, in order.
-/// Scheme columns (`<scheme>_…`) and attributes follow them.
+/// The engagement columns ([`engagement::COUNT_COLUMNS`], `DATE_COLUMNS`,
+/// `days_since_contact`), attributes and scheme columns follow them.
 pub const BASE_COLUMNS: &[&str] = &[
     "customer_id",
     "region",
@@ -59,20 +60,6 @@ pub const BASE_COLUMNS: &[&str] = &[
     "window_spend",
     "window_spend_prior",
     "declining",
-    "calls",
-    "visits",
-    "service_visits",
-    "events_attended",
-    "complaints",
-    "complaints_resolved",
-    "unresolved_complaints",
-    "referrals_made",
-    "referrals_converted",
-    "lost_deals",
-    "last_call",
-    "last_visit",
-    "last_contact",
-    "days_since_contact",
 ];
 
 /// Integer-cent columns kept beside `customer_scores` for exact summaries.
@@ -149,7 +136,13 @@ pub fn score(
         .filter(|n| !n.starts_with("__") && !n.ends_with("_cents"))
         .map(|n| n.to_string())
         .collect();
-    let mut select: Vec<Expr> = BASE_COLUMNS.iter().map(|c| col(*c)).collect();
+    let mut select: Vec<Expr> = BASE_COLUMNS
+        .iter()
+        .chain(engagement::COUNT_COLUMNS)
+        .chain(engagement::DATE_COLUMNS)
+        .chain(&["days_since_contact"])
+        .map(|c| col(*c))
+        .collect();
     select.extend(attributes.iter().map(|a| col(a.as_str())));
     for t in &cfg.threshold_tiers {
         let exprs = tiers::threshold_exprs(t, &available)?;
