@@ -400,22 +400,24 @@ pub fn compute_with(
 ) -> Result<Scored> {
     let years = concentration::report_years(as_of, &cfg.concentration);
     let compared_to = migration_date(as_of, cfg);
-    let at = |d: NaiveDate, scheme: &str| -> DataFrame {
+    // A missing tiering is a bug in aux_needed, never something to paper
+    // over with an empty frame.
+    let at = |d: NaiveDate, scheme: &str| -> Result<DataFrame> {
         if d == as_of {
-            full.clone()
+            Ok(full.clone())
         } else {
             aux.get(&(d, scheme.to_string()))
                 .cloned()
-                .unwrap_or_default()
+                .ok_or_else(|| Error::Invariant(format!("no {scheme} tiering computed for {d}")))
         }
     };
-    let previous = at(compared_to, &cfg.migration.tier);
+    let previous = at(compared_to, &cfg.migration.tier)?;
 
     let conc_scheme = scheme(cfg, &cfg.concentration.tier)?;
     let mut pops = Vec::new();
     for ry in &years {
         pops.push(concentration::population(
-            &at(ry.tiered_at, &cfg.concentration.tier),
+            &at(ry.tiered_at, &cfg.concentration.tier)?,
             f.daily.clone(),
             ry,
             &conc_scheme,
