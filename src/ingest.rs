@@ -95,6 +95,9 @@ pub struct TableReport {
     pub excluded_after_as_of: usize,
     /// Duplicate ids collapsed to their first occurrence.
     pub duplicates_collapsed: usize,
+    /// Optional values that did not parse (the row is kept, the value null),
+    /// by column, e.g. "unparseable margin".
+    pub warnings: BTreeMap<String, usize>,
 }
 
 impl TableReport {
@@ -303,7 +306,10 @@ fn load_table(
             Vec::new()
         };
         let mut df = check_file(table, &file, input, unknown, &numeric)?;
-        if !numeric.is_empty() && df.column("amount_cents").is_ok_and(|c| c.null_count() > 0) {
+        let any_null = |c: &str| df.column(c).is_ok_and(|c| c.null_count() > 0);
+        if !numeric.is_empty()
+            && (any_null("amount_cents") || any_null("margin_cents") || any_null("quantity"))
+        {
             df = check_file(table, &file, input, unknown, &[])?;
         }
         report.files.push(InputFileInfo {
@@ -506,14 +512,14 @@ fn parse_transactions(
             "quantity" => {
                 stage1.push(trimmed(c).alias("__quantity"));
                 stage2.push(col("__quantity").cast(DataType::Float64).alias("quantity"));
-                keep.push(col("quantity"));
+                keep.extend([col("quantity"), col("__quantity")]);
             }
             "margin" => {
                 stage1.push(trimmed(c).alias("__margin"));
                 stage2.push(
                     cents_from(money_text(col("__margin"), &dt(c), input)).alias("margin_cents"),
                 );
-                keep.push(col("margin_cents"));
+                keep.extend([col("margin_cents"), col("__margin")]);
             }
             "product_line" | "channel" | "currency" => {
                 stage1.push(clean_str(c).alias(c));
@@ -892,6 +898,8 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>) -> Result<Ingested> {
     all_rejects.push(future);
     // File order is kept (no sort): every later stage aggregates, and
     // sorting ten million rows by string keys costs more than the rest.
+    let (valid, warnings) = count_unparsed_optional(valid)?;
+    rep.warnings = warnings;
     let transactions = without_bookkeeping(valid)?;
     rep.rows_kept = transactions.height();
     reports.insert("transactions".to_string(), rep);
@@ -969,6 +977,40 @@ fn latest_date(df: &DataFrame) -> Option<NaiveDate> {
     let days = df.column("ts").ok()?.cast(&DataType::Int32).ok()?;
     let max = days.i32().ok()?.max()?;
     NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(chrono::Duration::days(max as i64))
+}
+
+/// Counts optional values (margin, quantity) that had text but did not
+/// parse, then drops their text columns.
+fn count_unparsed_optional(df: DataFrame) -> Result<(DataFrame, BTreeMap<String, usize>)> {
+    let mut warnings = BTreeMap::new();
+    let mut drop = Vec::new();
+    for (text, parsed, label) in [
+        ("__margin", "margin_cents", "unparseable margin"),
+        ("__quantity", "quantity", "unparseable quantity"),
+    ] {
+        if df.column(text).is_err() {
+            continue;
+        }
+        let n = df
+            .clone()
+            .lazy()
+            .select([col(text)
+                .is_not_null()
+                .and(col(parsed).is_null())
+                .sum()
+                .cast(DataType::Int64)
+                .alias("n")])
+            .collect()?
+            .column("n")?
+            .i64()?
+            .get(0)
+            .unwrap_or(0);
+        if n > 0 {
+            warnings.insert(label.to_string(), n as usize);
+        }
+        drop.push(text);
+    }
+    Ok((df.drop_many(drop), warnings))
 }
 
 fn without_bookkeeping(df: DataFrame) -> Result<DataFrame> {

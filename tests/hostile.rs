@@ -181,3 +181,23 @@ fn files_that_cannot_be_read_are_refused_in_one_line() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(reasons(&tmp), vec!["unparseable amount"]);
 }
+
+#[test]
+fn an_unparseable_optional_value_keeps_its_row_and_is_counted() {
+    let (code, err, tmp) = run_case("bad_margin.csv", "", "customers.csv", "");
+    assert_eq!(code, 0, "{err}");
+    assert!(reasons(&tmp).is_empty(), "margin is optional: no reject");
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.join("out/snapshot=2010-12-31/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    // "abc" is counted; the empty margin is just absent.
+    assert_eq!(
+        m["inputs"]["transactions"]["warnings"]["unparseable margin"],
+        1
+    );
+    assert_eq!(
+        floats(&scores(&tmp), "contribution"),
+        vec![Some(2.5), Some(0.0)]
+    );
+}
