@@ -103,16 +103,23 @@ pub fn failpoint(point: &str) {
     }
 }
 
-/// Test hook: when `TIERING_FAILPOINT` names this point, fail as a full
-/// disk would (ENOSPC) on `path`.
-pub fn failpoint_io(point: &str, path: &Path) -> Result<()> {
-    if std::env::var("TIERING_FAILPOINT").is_ok_and(|p| p == point) {
-        return Err(Error::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::from_raw_os_error(28),
-        });
-    }
-    Ok(())
+/// Test hook for write failures: `TIERING_FAILPOINT=disk_full:<table>`
+/// fails writing that table as a full disk would (ENOSPC),
+/// `read_only:<table>` as a read-only directory would (EACCES; a real
+/// chmod does not stop root, who runs CI).
+pub fn failpoint_io(table: &str, path: &Path) -> Result<()> {
+    let Ok(point) = std::env::var("TIERING_FAILPOINT") else {
+        return Ok(());
+    };
+    let errno = match point.split_once(':') {
+        Some(("disk_full", t)) if t == table => 28,
+        Some(("read_only", t)) if t == table => 13,
+        _ => return Ok(()),
+    };
+    Err(Error::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::from_raw_os_error(errno),
+    })
 }
 
 fn process_alive(pid: &str) -> bool {
@@ -157,10 +164,7 @@ impl Snapshot {
 
     /// Writes one table as Parquet and CSV into the staging directory.
     pub fn write(&mut self, name: &str, df: &mut DataFrame, bom: Option<bool>) -> Result<()> {
-        failpoint_io(
-            &format!("disk_full:{name}"),
-            &self.staging.join(format!("{name}.csv")),
-        )?;
+        failpoint_io(name, &self.staging.join(format!("{name}.csv")))?;
         let info = io::write_table(df, &self.staging, name, bom)?;
         self.tables.push(info);
         failpoint(&format!("after_table:{name}"));
