@@ -625,7 +625,7 @@ impl Config {
             if Path::new(p).is_absolute() || base.as_os_str().is_empty() {
                 p.to_string()
             } else {
-                base.join(p).to_string_lossy().into_owned()
+                lexical_join(base, p)
             }
         };
         self.inputs.transactions.path = fix(&self.inputs.transactions.path);
@@ -942,6 +942,31 @@ impl Config {
     }
 }
 
+/// `base/p` with `dir/..` pairs folded away, so messages show
+/// `out/snapshot=…` rather than `pipelines/../out/snapshot=…`. Purely
+/// textual: a leading `..` that cannot fold is kept.
+fn lexical_join(base: &Path, p: &str) -> String {
+    use std::path::Component;
+    let full = base.join(p);
+    let mut parts: Vec<Component> = Vec::new();
+    for c in full.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if parts
+                    .last()
+                    .is_some_and(|l| matches!(l, Component::Normal(_))) =>
+            {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    let joined: std::path::PathBuf = parts.iter().collect();
+    let s = joined.to_string_lossy().into_owned();
+    if s.is_empty() { ".".into() } else { s }
+}
+
 fn is_identifier(s: &str) -> bool {
     s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && s.chars()
@@ -1045,6 +1070,9 @@ mod tests {
         let mut c = Config::parse(MINIMAL).unwrap();
         c.resolve_paths(Path::new("pipelines"));
         assert_eq!(c.inputs.transactions.path, "pipelines/t.csv");
+        assert_eq!(lexical_join(Path::new("pipelines"), "../out"), "out");
+        assert_eq!(lexical_join(Path::new("a/b"), "../../../x"), "../x");
+        assert_eq!(lexical_join(Path::new("pipelines"), ".."), ".");
     }
 
     #[test]
