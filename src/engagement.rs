@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 use polars::prelude::*;
 
-use crate::measures::{days_before, epoch_days, in_window};
+use crate::measures::{days_before, in_window, on_or_before};
 
 /// Count columns this module adds (0 for customers without interactions).
 pub const COUNT_COLUMNS: &[&str] = &[
@@ -51,11 +51,7 @@ pub fn customer_engagement(
         .or(kind_is("service"))
         .or(kind_is("event"));
     interactions
-        .filter(
-            col("ts")
-                .cast(DataType::Int32)
-                .lt_eq(lit(epoch_days(as_of))),
-        )
+        .filter(on_or_before(as_of))
         .group_by([col("customer_id")])
         .agg([
             count(kind_is("call")).alias("calls"),

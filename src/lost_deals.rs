@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 use polars::prelude::*;
 
 use crate::error::Result;
-use crate::measures::{epoch_days, in_window};
+use crate::measures::{in_window, on_or_before};
 
 /// `lost_deal_reasons`: product_line, reason, deals, share of the product
 /// line's lost deals; plus `total_label` rows over all product lines.
@@ -20,11 +20,7 @@ pub fn reasons(
         .filter(
             col("kind")
                 .eq(lit("lost_deal"))
-                .and(
-                    col("ts")
-                        .cast(DataType::Int32)
-                        .lt_eq(lit(epoch_days(as_of))),
-                )
+                .and(on_or_before(as_of))
                 .and(in_window(as_of, window_days)),
         )
         .select([

@@ -36,6 +36,13 @@ pub fn days_before(as_of: NaiveDate, date_col: &str) -> Expr {
     (lit(epoch_days(as_of)) - col(date_col).cast(DataType::Int32)).cast(DataType::Int32)
 }
 
+/// True for rows dated on or before `as_of` (the snapshot's cut).
+pub fn on_or_before(as_of: NaiveDate) -> Expr {
+    col("ts")
+        .cast(DataType::Int32)
+        .lt_eq(lit(epoch_days(as_of)))
+}
+
 /// True for transactions inside the look-back window ending at `as_of`.
 pub fn in_window(as_of: NaiveDate, window_days: Option<u32>) -> Expr {
     match window_days {
@@ -185,11 +192,7 @@ pub fn measures_from_daily(
         col("revenue_cents")
     };
     daily
-        .filter(
-            col("ts")
-                .cast(DataType::Int32)
-                .lt_eq(lit(epoch_days(as_of))),
-        )
+        .filter(on_or_before(as_of))
         .group_by([col("customer_id")])
         .agg(aggs)
         .with_columns([

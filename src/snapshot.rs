@@ -460,7 +460,7 @@ pub fn compute_with(
     let unknown_customers = f
         .daily
         .clone()
-        .filter(col("ts").lt_eq(measures::date_lit(as_of)))
+        .filter(measures::on_or_before(as_of))
         .select([col("customer_id")])
         .unique(None, UniqueKeepStrategy::Any)
         .join(
@@ -477,9 +477,7 @@ pub fn compute_with(
         .daily
         .clone()
         .filter(
-            col("ts")
-                .lt_eq(measures::date_lit(as_of))
-                .and(measures::in_window(as_of, cfg.measures.window_days)),
+            measures::on_or_before(as_of).and(measures::in_window(as_of, cfg.measures.window_days)),
         )
         .select([col("net_cents").sum()])
         .collect()?
