@@ -4,6 +4,8 @@
 
 use polars::prelude::*;
 
+use crate::io::Run;
+
 use crate::config::{ChurnConfig, ChurnMode};
 use crate::error::Result;
 use crate::measures::cents_to_units;
@@ -149,7 +151,7 @@ pub fn summary(
             col("window_spend"),
             col("revenue_at_risk"),
         ])
-        .collect()?)
+        .run()?)
 }
 
 fn by_tier_columns() -> Vec<Expr> {

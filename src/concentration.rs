@@ -5,6 +5,8 @@
 use chrono::{Datelike, NaiveDate};
 use polars::prelude::*;
 
+use crate::io::Run;
+
 use crate::config::ConcentrationConfig;
 use crate::error::Result;
 use crate::follow_up::tier_order;
@@ -300,7 +302,7 @@ pub fn table(
             col("k"),
             col("cr_k"),
         ])
-        .collect()?)
+        .run()?)
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 use chrono::NaiveDate;
 use polars::prelude::*;
 
+use crate::io::Run;
+
 use crate::config::FollowUpConfig;
 use crate::error::Result;
 use crate::measures::epoch_days;
@@ -109,7 +111,7 @@ pub fn table(scores: &DataFrame, scheme: &TierScheme) -> Result<DataFrame> {
             col("days_overdue"),
             col("contribution"),
         ])
-        .collect()?)
+        .run()?)
 }
 
 #[cfg(test)]

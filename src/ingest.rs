@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use polars::prelude::*;
+
+use crate::io::Run;
 use serde::Serialize;
 
 use crate::config::{Config, Format, InputFile};
@@ -106,10 +108,29 @@ impl TableReport {
     }
 }
 
+/// A typed table ingest wrote to Parquet: scanned, never held whole.
+#[derive(Debug, Clone)]
+pub struct TypedFile {
+    pub path: PathBuf,
+    pub rows: usize,
+    pub columns: Vec<String>,
+}
+
+impl TypedFile {
+    pub fn scan(&self) -> Result<LazyFrame> {
+        io::scan_parquet(&self.path)
+    }
+
+    pub fn has(&self, column: &str) -> bool {
+        self.columns.iter().any(|c| c == column)
+    }
+}
+
 /// The validated inputs of one run.
 pub struct Ingested {
-    /// customer_id, txn_id, ts (Date), amount_cents (Int64), optional columns.
-    pub transactions: DataFrame,
+    /// customer_id, txn_id, ts (Date), amount_cents (Int64), optional
+    /// columns: `<dir>/transactions.parquet`, streamed there by ingest.
+    pub transactions: TypedFile,
     /// customer_id, region, industry, optional columns.
     pub customers: DataFrame,
     /// customer_id, ts (Date), kind, optional columns.
@@ -289,22 +310,7 @@ fn load_table(
 ) -> Result<Vec<(DataFrame, String)>> {
     let mut out = Vec::new();
     for file in io::expand_inputs(table, &input.path)? {
-        let meta = std::fs::metadata(&file).map_err(Error::io(&file))?;
-        // Fast path for clean transaction files: amounts parsed by the CSV
-        // reader. Should any amount come back null (empty or not a number),
-        // the file is read again as text, where every reject gets its reason.
-        let numeric = if table == "transactions" && io::format_of(&file, input) == Format::Csv {
-            let header = io::read_raw(&file, input, &[])?
-                .collect_schema()
-                .map_err(|e| io::read_error(&file, &e))?;
-            ["amount", "margin", "quantity"]
-                .iter()
-                .map(|c| input.columns.get(*c).cloned().unwrap_or(c.to_string()))
-                .filter(|raw| header.contains(raw))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let numeric = numeric_columns(table, &file, input)?;
         let mut df = check_file(table, &file, input, unknown, &numeric)?;
         let any_null = |c: &str| df.column(c).is_ok_and(|c| c.null_count() > 0);
         if !numeric.is_empty()
@@ -312,27 +318,154 @@ fn load_table(
         {
             df = check_file(table, &file, input, unknown, &[])?;
         }
-        report.files.push(InputFileInfo {
-            path: file.clone(),
-            bytes: meta.len(),
-            modified_unix: meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_secs()),
-            xxh3_128: {
-                let t = std::time::Instant::now();
-                let h = io::content_hash(&file)?;
-                tracing::debug!(ms = t.elapsed().as_millis() as u64, "hashed");
-                h
-            },
-            rows: df.height(),
-        });
+        report.files.push(file_info(&file, df.height())?);
         report.rows_read += df.height();
         out.push((df, file.to_string_lossy().into_owned()));
     }
     Ok(out)
 }
+
+/// The raw columns the CSV reader may parse as numbers itself (the fast
+/// path for clean transaction files). Should any come back null (empty or
+/// not a number), the file is checked again as text, where every reject
+/// gets its reason.
+fn numeric_columns(table: &str, file: &Path, input: &InputFile) -> Result<Vec<String>> {
+    if table != "transactions" || io::format_of(file, input) != Format::Csv {
+        return Ok(Vec::new());
+    }
+    let header = io::read_raw(file, input, &[])?
+        .collect_schema()
+        .map_err(|e| io::read_error(file, &e))?;
+    Ok(["amount", "margin", "quantity"]
+        .iter()
+        .map(|c| input.columns.get(*c).cloned().unwrap_or(c.to_string()))
+        .filter(|raw| header.contains(raw))
+        .collect())
+}
+
+/// What the manifest records of one input file.
+fn file_info(file: &Path, rows: usize) -> Result<InputFileInfo> {
+    let meta = std::fs::metadata(file).map_err(Error::io(file))?;
+    let t = std::time::Instant::now();
+    let xxh3_128 = io::content_hash(file)?;
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "hashed");
+    Ok(InputFileInfo {
+        path: file.to_path_buf(),
+        bytes: meta.len(),
+        modified_unix: meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs()),
+        xxh3_128,
+        rows,
+    })
+}
+
+/// Checks every file of a table straight into a work Parquet file (LZ4)
+/// under `work`, never holding a file in memory. The fast paths (numbers
+/// parsed by the CSV reader, date formats narrowed to a sample) are
+/// verified on the written file, which is checked again without them
+/// should they have missed anything.
+fn stage_table(
+    table: &'static str,
+    input: &InputFile,
+    unknown: &str,
+    work: &Path,
+    report: &mut TableReport,
+) -> Result<Vec<(LazyFrame, String)>> {
+    let mut out = Vec::new();
+    for (i, file) in io::expand_inputs(table, &input.path)?
+        .into_iter()
+        .enumerate()
+    {
+        let t = std::time::Instant::now();
+        let staged = work.join(format!("{table}-{i}.parquet"));
+        let mut numeric = numeric_columns(table, &file, input)?;
+        let mut narrow = true;
+        let rows = loop {
+            let (plan, narrowed) = check_plan(table, &file, input, unknown, &numeric, narrow)?;
+            io::sink_parquet(plan, &staged, true).map_err(|e| io::read_error(&file, &e))?;
+            let st = staged_stats(table, &staged)?;
+            if !numeric.is_empty() && st.numbers_missing {
+                numeric.clear();
+            } else if narrowed && st.dates_unparsed {
+                narrow = false;
+            } else {
+                break st.rows;
+            }
+        };
+        tracing::debug!(file = %file.display(), ms = t.elapsed().as_millis() as u64, "read, checked and staged");
+        report.files.push(file_info(&file, rows)?);
+        report.rows_read += rows;
+        out.push((
+            io::scan_parquet(&staged)?,
+            file.to_string_lossy().into_owned(),
+        ));
+    }
+    Ok(out)
+}
+
+struct StagedStats {
+    rows: usize,
+    /// A number column the CSV reader parsed has a null.
+    numbers_missing: bool,
+    /// A row was rejected for an unparseable date.
+    dates_unparsed: bool,
+}
+
+fn staged_stats(table: &str, staged: &Path) -> Result<StagedStats> {
+    let mut lf = io::scan_parquet(staged)?;
+    let schema = lf.collect_schema()?;
+    let mut missing = lit(false);
+    for c in ["amount_cents", "margin_cents", "quantity"] {
+        if schema.contains(c) {
+            missing = missing.or(col(c).null_count().gt(lit(0)));
+        }
+    }
+    let ts_code = checks_for(table)
+        .iter()
+        .position(|c| c.0 == "unparseable ts")
+        .map_or(-1, |i| i as i32 + 1);
+    let st = lf
+        .select([
+            len().cast(DataType::UInt64).alias("rows"),
+            missing.alias("missing"),
+            col("__code").eq(lit(ts_code)).any(true).alias("dates"),
+        ])
+        .run()?;
+    let flag = |c: &str| -> Result<bool> { Ok(st.column(c)?.bool()?.get(0).unwrap_or(false)) };
+    Ok(StagedStats {
+        rows: st.column("rows")?.u64()?.get(0).unwrap_or(0) as usize,
+        numbers_missing: flag("missing")?,
+        dates_unparsed: flag("dates")?,
+    })
+}
+
+/// A work directory removed when dropped (a killed run's is removed by
+/// the next run's recovery).
+pub struct WorkDir(PathBuf);
+
+impl WorkDir {
+    pub fn create(parent: &Path) -> Result<WorkDir> {
+        let path = parent.join(format!("{WORK_PREFIX}{}", std::process::id()));
+        std::fs::create_dir_all(&path).map_err(Error::io(&path))?;
+        Ok(WorkDir(path))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Name prefix of ingest's work directories under `_ingest/`.
+pub const WORK_PREFIX: &str = ".work-";
 
 /// Reads one file and checks every row (see [`load_table`]).
 fn check_file(
@@ -342,12 +475,35 @@ fn check_file(
     unknown: &str,
     numeric: &[String],
 ) -> Result<DataFrame> {
+    let t = std::time::Instant::now();
+    let (plan, narrowed) = check_plan(table, file, input, unknown, numeric, true)?;
+    let mut df = io::collect_file(plan, file)?;
+    if narrowed && has_reason(table, &df, "unparseable ts")? {
+        let (all, _) = check_plan(table, file, input, unknown, numeric, false)?;
+        df = io::collect_file(all, file)?;
+    }
+    tracing::debug!(file = %file.display(), ms = t.elapsed().as_millis() as u64, fast = !numeric.is_empty(), "read and checked");
+    Ok(df)
+}
+
+/// The query that reads one file and checks every row: the parsed columns
+/// plus `__code` (0 = valid) and the raw text of checked values. With
+/// `narrow`, date formats are narrowed to those that fit a sample of the
+/// file; the flag returned says whether that left any format out.
+fn check_plan(
+    table: &'static str,
+    file: &Path,
+    input: &InputFile,
+    unknown: &str,
+    numeric: &[String],
+    narrow: bool,
+) -> Result<(LazyFrame, bool)> {
     let raw = io::read_raw(file, input, numeric)?;
     let (lf, present, schema) = select_canonical(raw, file, table, input)?;
     let all = &input.date_formats;
-    let narrowed = match (table, schema.get("ts")) {
+    let formats = match (table, schema.get("ts")) {
         ("customers", _) => all.clone(),
-        (_, Some(DataType::String)) => {
+        (_, Some(DataType::String)) if narrow => {
             let t = std::time::Instant::now();
             let f = sample_formats(lf.clone(), all, file)?;
             tracing::debug!(ms = t.elapsed().as_millis() as u64, "date formats sampled");
@@ -355,20 +511,12 @@ fn check_file(
         }
         _ => all.clone(),
     };
-    let check = |formats: &[String]| -> LazyFrame {
-        match table {
-            "transactions" => parse_transactions(lf.clone(), &schema, &present, input, formats),
-            "customers" => parse_customers(lf.clone(), &schema, &present, input, unknown),
-            _ => parse_interactions(lf.clone(), &schema, &present, input, formats),
-        }
+    let plan = match table {
+        "transactions" => parse_transactions(lf, &schema, &present, input, &formats),
+        "customers" => parse_customers(lf, &schema, &present, input, unknown),
+        _ => parse_interactions(lf, &schema, &present, input, &formats),
     };
-    let t = std::time::Instant::now();
-    let mut df = io::collect_file(check(&narrowed), file)?;
-    if narrowed.len() < all.len() && has_reason(table, &df, "unparseable ts")? {
-        df = io::collect_file(check(all), file)?;
-    }
-    tracing::debug!(file = %file.display(), ms = t.elapsed().as_millis() as u64, fast = !numeric.is_empty(), "read and checked");
-    Ok(df)
+    Ok((plan, formats.len() < all.len()))
 }
 
 /// The formats (in configured order) that parse at least one non-empty `ts`
@@ -391,7 +539,7 @@ fn sample_formats(lf: LazyFrame, formats: &[String], file: &Path) -> Result<Vec<
             .clone()
             .lazy()
             .select([parse_date("ts", &DataType::String, one).alias("d")])
-            .collect()?
+            .run()?
             .column("d")?
             .null_count();
         if hits < sample.height() {
@@ -647,8 +795,8 @@ fn parse_interactions(
 }
 
 /// Splits checked files into (valid rows, rejects), tagging rejects with
-/// their table and file.
-fn split(table: &str, files: Vec<(DataFrame, String)>) -> Result<(DataFrame, DataFrame)> {
+/// their table and file. Valid rows stay a query; rejects are collected.
+fn split(table: &str, files: Vec<(LazyFrame, String)>) -> Result<(LazyFrame, DataFrame)> {
     let checks = checks_for(table);
     let mut reason = lit(NULL).cast(DataType::String);
     let mut value = lit(NULL).cast(DataType::String);
@@ -670,26 +818,25 @@ fn split(table: &str, files: Vec<(DataFrame, String)>) -> Result<(DataFrame, Dat
     helpers.push("__code");
     let mut valid = Vec::new();
     let mut rejects = Vec::new();
-    for (i, (df, file)) in files.into_iter().enumerate() {
-        let clean = df.column("__code")?.i32()?.max().unwrap_or(0) == 0;
-        let f = df.lazy().with_column(lit(i as u32).alias("__file_no"));
-        // A file without rejects is kept whole, not copied by a filter.
-        valid.push(if clean {
-            f.clone()
-        } else {
-            f.clone().filter(col("__code").eq(lit(0i32)))
-        });
+    for (i, (lf, file)) in files.into_iter().enumerate() {
+        let f = lf.with_column(lit(i as u32).alias("__file_no"));
+        valid.push(f.clone().filter(col("__code").eq(lit(0i32))));
         rejects.push(
             f.filter(col("__code").neq(lit(0i32)))
                 .with_columns([reason.clone().alias("reason"), value.clone().alias("value")])
                 .select(reject_columns(table, lit(file.as_str()))),
         );
     }
-    let valid = concat(valid, UnionArgs::default())?
-        .drop(cols(helpers))
-        .collect()?;
-    let rejects = concat(rejects, UnionArgs::default())?.collect()?;
+    let valid = concat(valid, UnionArgs::default())?.drop(cols(helpers));
+    let rejects = concat(rejects, UnionArgs::default())?.run()?;
     Ok((valid, rejects))
+}
+
+/// [`split`] for files read into memory.
+fn split_frames(table: &str, files: Vec<(DataFrame, String)>) -> Result<(DataFrame, DataFrame)> {
+    let files = files.into_iter().map(|(df, f)| (df.lazy(), f)).collect();
+    let (valid, rejects) = split(table, files)?;
+    Ok((valid.run()?, rejects))
 }
 
 fn reject_columns(table: &str, file: Expr) -> [Expr; 5] {
@@ -716,7 +863,7 @@ fn move_out(
         .clone()
         .lazy()
         .select([cond.clone().sum().alias("n")])
-        .collect()?;
+        .run()?;
     if hits
         .column("n")?
         .cast(&DataType::Int64)?
@@ -733,7 +880,7 @@ fn move_out(
                 lit(NULL).cast(DataType::String).alias("value"),
             ])
             .select(reject_columns(table, files_lookup(files)))
-            .collect()?;
+            .run()?;
         return Ok((valid, none, 0));
     }
     let lf = valid.lazy().with_column(cond.alias("__out"));
@@ -746,11 +893,8 @@ fn move_out(
             lit(NULL).cast(DataType::String).alias("value"),
         ])
         .select(reject_columns(table, file_name))
-        .collect()?;
-    let kept = lf
-        .filter(col("__out").not())
-        .drop(cols(["__out"]))
-        .collect()?;
+        .run()?;
+    let kept = lf.filter(col("__out").not()).drop(cols(["__out"])).run()?;
     let n = out.height();
     Ok((kept, out, n))
 }
@@ -776,12 +920,105 @@ fn collapse_duplicates(
     key: &str,
     why: &str,
 ) -> Result<(DataFrame, DataFrame, usize)> {
-    let distinct = valid.column(key)?.as_materialized_series().n_unique()?;
-    if distinct == valid.height() {
+    let column = valid.column(key)?.as_materialized_series();
+    if !may_repeat(column.str()?) || column.n_unique()? == valid.height() {
         let (_, none, _) = move_out(table, valid.head(Some(0)), files, lit(false), why)?;
         return Ok((valid, none, 0));
     }
     move_out(table, valid, files, later_duplicate(key)?, why)
+}
+
+/// [`collapse_duplicates`] for a query: the key column is collected (one
+/// column) and hashed; only when a key repeats are the repeated keys'
+/// rows looked at, and the later ones anti-joined away.
+fn drop_duplicates(
+    table: &str,
+    valid: LazyFrame,
+    files: &[String],
+    key: &str,
+    why: &str,
+) -> Result<(LazyFrame, DataFrame, usize)> {
+    let keys = valid.clone().select([col(key)]).run()?;
+    let repeats = may_repeat(keys.column(key)?.str()?);
+    drop(keys);
+    if !repeats {
+        return Ok((valid, no_rejects(), 0));
+    }
+    let repeated = valid
+        .clone()
+        .group_by([col(key)])
+        .agg([len().alias("__n")])
+        .filter(col("__n").gt(lit(1)))
+        .select([col(key)]);
+    let on = [col("__file_no"), col(LINE)];
+    let later = valid
+        .clone()
+        .select([col("__file_no"), col(LINE), col(key)])
+        .join(
+            repeated,
+            [col(key)],
+            [col(key)],
+            JoinArgs::new(JoinType::Semi),
+        )
+        .filter(later_duplicate(key)?)
+        .select(on.clone())
+        .run()?;
+    let n = later.height();
+    let rejects = later
+        .clone()
+        .lazy()
+        .with_columns([
+            lit(why).alias("reason"),
+            lit(NULL).cast(DataType::String).alias("value"),
+        ])
+        .select(reject_columns(table, files_lookup(files)))
+        .run()?;
+    let kept = valid.join(later.lazy(), on.clone(), on, JoinArgs::new(JoinType::Anti));
+    Ok((kept, rejects, n))
+}
+
+/// An empty rejects table.
+fn no_rejects() -> DataFrame {
+    let schema = Schema::from_iter([
+        Field::new("table".into(), DataType::String),
+        Field::new("file".into(), DataType::String),
+        Field::new("line".into(), DataType::UInt64),
+        Field::new("reason".into(), DataType::String),
+        Field::new("value".into(), DataType::String),
+    ]);
+    DataFrame::empty_with_schema(&schema)
+}
+
+/// Rows matching `cond` as rejects with `why` (collected).
+fn rejects_where(
+    table: &str,
+    valid: LazyFrame,
+    files: &[String],
+    cond: Expr,
+    why: &str,
+) -> Result<DataFrame> {
+    Ok(valid
+        .filter(cond)
+        .with_columns([
+            lit(why).alias("reason"),
+            lit(NULL).cast(DataType::String).alias("value"),
+        ])
+        .select(reject_columns(table, files_lookup(files)))
+        .run()?)
+}
+
+/// Whether two values of `s` may be equal, decided on sorted 64-bit hashes:
+/// ~10× cheaper than an exact distinct count of strings; only a repeated
+/// hash (a real duplicate or, rarely, a collision) costs the exact check.
+fn may_repeat(s: &StringChunked) -> bool {
+    use rayon::prelude::*;
+    let mut hashes: Vec<u64> = s
+        .iter()
+        .flatten()
+        .map(|v| xxhash_rust::xxh3::xxh3_64(v.as_bytes()))
+        .collect();
+    hashes.par_sort_unstable();
+    hashes.windows(2).any(|w| w[0] == w[1])
 }
 
 /// Marks every row whose key was already seen earlier (file order, then line).
@@ -828,7 +1065,7 @@ fn count_reasons(rejects: &DataFrame, report: &mut TableReport) -> Result<()> {
         .lazy()
         .group_by([col("reason")])
         .agg([len().alias("n")])
-        .collect()?;
+        .run()?;
     let reasons = counts.column("reason")?.str()?.clone();
     let ns = counts.column("n")?.cast(&DataType::UInt64)?;
     let ns = ns.u64()?;
@@ -849,25 +1086,36 @@ fn file_names(report: &TableReport) -> Vec<String> {
 }
 
 /// Reads, validates and types every input. `as_of` None → the latest valid
-/// transaction date.
-pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>) -> Result<Ingested> {
+/// transaction date. Transactions stream file by file through work files
+/// into `<dir>/transactions.parquet` (written atomically), so their size is
+/// bounded by disk, not memory; customers and interactions are read into
+/// memory.
+pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Ingested> {
     let mut reports = BTreeMap::new();
     let mut all_rejects = Vec::new();
     let limit = cfg.ingest.max_reject_ratio;
 
     // Transactions.
     let input = &cfg.inputs.transactions;
+    std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    let work = WorkDir::create(dir)?;
     let mut rep = TableReport::default();
-    let files = load_table("transactions", input, &cfg.ingest.unknown_label, &mut rep)?;
+    let files = stage_table(
+        "transactions",
+        input,
+        &cfg.ingest.unknown_label,
+        &work.0,
+        &mut rep,
+    )?;
     let t = std::time::Instant::now();
     let (valid, rejects) = split("transactions", files)?;
-    tracing::debug!(ms = t.elapsed().as_millis() as u64, "split transactions");
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "rejects split off");
     count_reasons(&rejects, &mut rep)?;
     enforce_ratio("transactions", &input.path, &rep, limit)?;
     all_rejects.push(rejects);
     let as_of = match as_of {
         Some(d) => d,
-        None => latest_date(&valid).ok_or_else(|| {
+        None => latest_date(valid.clone())?.ok_or_else(|| {
             Error::Usage(format!(
                 "{}: no valid transaction to take the as-of date from; pass --as-of",
                 input.path
@@ -877,7 +1125,8 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>) -> Result<Ingested> {
     let names = file_names(&rep);
     // Duplicates collapse before the as-of cut, so a run for an earlier
     // date keeps exactly the rows a backfill over the same files keeps.
-    let (valid, dups, n_dups) = collapse_duplicates(
+    let t = std::time::Instant::now();
+    let (valid, dups, n_dups) = drop_duplicates(
         "transactions",
         valid,
         &names,
@@ -886,29 +1135,44 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>) -> Result<Ingested> {
     )?;
     rep.duplicates_collapsed = n_dups;
     all_rejects.push(dups);
-    tracing::debug!(ms = t.elapsed().as_millis() as u64, "duplicates collapsed");
-    let (valid, future, n_future) = move_out(
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "duplicates checked");
+    let after = col("ts").gt(crate::measures::date_lit(as_of));
+    let future = rejects_where(
         "transactions",
-        valid,
+        valid.clone(),
         &names,
-        col("ts").gt(crate::measures::date_lit(as_of)),
+        after.clone(),
         reason::AFTER_AS_OF,
     )?;
-    rep.excluded_after_as_of = n_future;
+    rep.excluded_after_as_of = future.height();
     all_rejects.push(future);
-    // File order is kept (no sort): every later stage aggregates, and
-    // sorting ten million rows by string keys costs more than the rest.
-    let (valid, warnings) = count_unparsed_optional(valid)?;
-    rep.warnings = warnings;
-    let transactions = without_bookkeeping(valid)?;
-    rep.rows_kept = transactions.height();
+    let kept = valid.filter(after.not());
+    rep.warnings = unparsed_optional(kept.clone())?;
+    // File order is kept (no sort): every later stage aggregates.
+    let mut kept = kept;
+    let schema = kept.collect_schema()?;
+    let bookkeeping: Vec<&str> = ["__margin", "__quantity", LINE, "__file_no"]
+        .into_iter()
+        .filter(|c| schema.contains(c))
+        .collect();
+    let kept = kept.drop(cols(bookkeeping));
+    let path = dir.join("transactions.parquet");
+    let t = std::time::Instant::now();
+    crate::publish::write_atomically(&path, |tmp| Ok(io::sink_parquet(kept, tmp, false)?))?;
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        "typed transactions written"
+    );
+    drop(work);
+    let transactions = typed_file(path)?;
+    rep.rows_kept = transactions.rows;
     reports.insert("transactions".to_string(), rep);
 
     // Customers.
     let input = &cfg.inputs.customers;
     let mut rep = TableReport::default();
     let files = load_table("customers", input, &cfg.ingest.unknown_label, &mut rep)?;
-    let (valid, rejects) = split("customers", files)?;
+    let (valid, rejects) = split_frames("customers", files)?;
     count_reasons(&rejects, &mut rep)?;
     enforce_ratio("customers", &input.path, &rep, limit)?;
     all_rejects.push(rejects);
@@ -931,7 +1195,7 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>) -> Result<Ingested> {
         Some(input) => {
             let mut rep = TableReport::default();
             let files = load_table("interactions", input, &cfg.ingest.unknown_label, &mut rep)?;
-            let (valid, rejects) = split("interactions", files)?;
+            let (valid, rejects) = split_frames("interactions", files)?;
             count_reasons(&rejects, &mut rep)?;
             enforce_ratio("interactions", &input.path, &rep, limit)?;
             all_rejects.push(rejects);
@@ -962,7 +1226,7 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>) -> Result<Ingested> {
         ["table", "file", "line"],
         SortMultipleOptions::default().with_maintain_order(true),
     )
-    .collect()?;
+    .run()?;
     Ok(Ingested {
         transactions,
         customers,
@@ -973,48 +1237,70 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>) -> Result<Ingested> {
     })
 }
 
-fn latest_date(df: &DataFrame) -> Option<NaiveDate> {
-    let days = df.column("ts").ok()?.cast(&DataType::Int32).ok()?;
-    let max = days.i32().ok()?.max()?;
-    NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(chrono::Duration::days(max as i64))
+fn latest_date(valid: LazyFrame) -> Result<Option<NaiveDate>> {
+    let max = valid
+        .select([col("ts").cast(DataType::Int32).max().alias("ts")])
+        .run()?;
+    Ok(max
+        .column("ts")?
+        .i32()?
+        .get(0)
+        .map(crate::measures::from_epoch_days))
 }
 
 /// Counts optional values (margin, quantity) that had text but did not
-/// parse, then drops their text columns.
-fn count_unparsed_optional(df: DataFrame) -> Result<(DataFrame, BTreeMap<String, usize>)> {
-    let mut warnings = BTreeMap::new();
-    let mut drop = Vec::new();
+/// parse (the row is kept, the value null).
+fn unparsed_optional(mut kept: LazyFrame) -> Result<BTreeMap<String, usize>> {
+    let schema = kept.collect_schema()?;
+    let mut counts = Vec::new();
     for (text, parsed, label) in [
         ("__margin", "margin_cents", "unparseable margin"),
         ("__quantity", "quantity", "unparseable quantity"),
     ] {
-        if df.column(text).is_err() {
-            continue;
+        if schema.contains(text) {
+            counts.push(
+                col(text)
+                    .is_not_null()
+                    .and(col(parsed).is_null())
+                    .sum()
+                    .cast(DataType::Int64)
+                    .alias(label),
+            );
         }
-        let n = df
-            .clone()
-            .lazy()
-            .select([col(text)
-                .is_not_null()
-                .and(col(parsed).is_null())
-                .sum()
-                .cast(DataType::Int64)
-                .alias("n")])
-            .collect()?
-            .column("n")?
-            .i64()?
-            .get(0)
-            .unwrap_or(0);
-        if n > 0 {
-            warnings.insert(label.to_string(), n as usize);
-        }
-        drop.push(text);
     }
-    Ok((df.drop_many(drop), warnings))
+    let mut warnings = BTreeMap::new();
+    if counts.is_empty() {
+        return Ok(warnings);
+    }
+    let df = kept.select(counts).run()?;
+    for c in df.columns() {
+        let n = c.i64()?.get(0).unwrap_or(0);
+        if n > 0 {
+            warnings.insert(c.name().to_string(), n as usize);
+        }
+    }
+    Ok(warnings)
+}
+
+/// The row count and columns of a Parquet file ingest wrote.
+fn typed_file(path: PathBuf) -> Result<TypedFile> {
+    let mut lf = io::scan_parquet(&path)?;
+    let columns = lf
+        .collect_schema()?
+        .iter_names()
+        .map(|n| n.to_string())
+        .collect();
+    let n = lf.select([len().cast(DataType::UInt64).alias("n")]).run()?;
+    let rows = n.column("n")?.u64()?.get(0).unwrap_or(0) as usize;
+    Ok(TypedFile {
+        path,
+        rows,
+        columns,
+    })
 }
 
 fn without_bookkeeping(df: DataFrame) -> Result<DataFrame> {
-    Ok(df.lazy().drop(cols([LINE, "__file_no"])).collect()?)
+    Ok(df.lazy().drop(cols([LINE, "__file_no"])).run()?)
 }
 
 fn sorted_without_bookkeeping(df: DataFrame, by: &[&str]) -> Result<DataFrame> {
@@ -1023,7 +1309,7 @@ fn sorted_without_bookkeeping(df: DataFrame, by: &[&str]) -> Result<DataFrame> {
         .lazy()
         .drop(cols([LINE, "__file_no"]))
         .sort(by, SortMultipleOptions::default().with_maintain_order(true))
-        .collect()?)
+        .run()?)
 }
 
 #[cfg(test)]
@@ -1085,6 +1371,14 @@ mod tests {
             .unwrap();
         let v: Vec<Option<&str>> = out.column("kind").unwrap().str().unwrap().iter().collect();
         assert_eq!(v, vec![Some("call"), Some("visit"), None]);
+    }
+
+    #[test]
+    fn repeats_are_found_by_hash() {
+        let some = StringChunked::from_slice("id".into(), &["a", "b", "c", "b"]);
+        let none = StringChunked::from_slice("id".into(), &["a", "b", "c", "ab"]);
+        assert!(may_repeat(&some));
+        assert!(!may_repeat(&none));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 use chrono::{Datelike, NaiveDate};
 use polars::prelude::*;
 
+use crate::io::Run;
+
 use crate::error::Result;
 use crate::follow_up::tier_order;
 use crate::measures::{cents_to_units, date_lit};
@@ -110,7 +112,7 @@ pub fn table(
             col("revenue"),
             col("revenue_before"),
         ])
-        .collect()?)
+        .run()?)
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use chrono::NaiveDate;
 use polars::prelude::*;
+
+use crate::io::Run;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -130,14 +132,16 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Writes the typed inputs under `<out>/_ingest/` (each file atomically).
+/// Where ingest writes the typed inputs.
+pub fn ingest_dir(out: &Path) -> PathBuf {
+    out.join("_ingest")
+}
+
+/// Writes the typed customers and interactions beside the transactions
+/// ingest streamed to `<out>/_ingest/` (each file atomically).
 pub fn write_ingested(ing: &Ingested, out: &Path) -> Result<PathBuf> {
-    let dir = out.join("_ingest");
-    std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
-    let mut tables: Vec<(&str, &DataFrame)> = vec![
-        ("transactions", &ing.transactions),
-        ("customers", &ing.customers),
-    ];
+    let dir = ingest_dir(out);
+    let mut tables: Vec<(&str, &DataFrame)> = vec![("customers", &ing.customers)];
     if let Some(i) = ing.interactions.as_ref() {
         tables.push(("interactions", i));
     }
@@ -153,49 +157,30 @@ pub fn write_ingested(ing: &Ingested, out: &Path) -> Result<PathBuf> {
 /// Ingest only: validate inputs and write typed Parquet under `<out>/_ingest/`.
 pub fn run_ingest(s: &RunSettings) -> Result<(Ingested, PathBuf)> {
     let _lock = Lock::acquire(&s.out)?;
-    let ing = ingest::ingest(&s.config, s.as_of)?;
+    let ing = ingest::ingest(&s.config, s.as_of, &ingest_dir(&s.out))?;
     let dir = write_ingested(&ing, &s.out)?;
     Ok((ing, dir))
 }
 
-/// Which optional inputs the typed frames carry.
-fn frame_flags(ing: &Ingested, cfg: &Config) -> Frames {
-    Frames {
-        daily: LazyFrame::default(),
-        customers: LazyFrame::default(),
-        interactions: LazyFrame::default(),
-        has_margin: ing.transactions.column("margin_cents").is_ok(),
-        has_quantity: ing.transactions.column("quantity").is_ok(),
-        attributes: cfg.inputs.customers.attributes.clone(),
-    }
-}
-
-/// The frames every scoring reads: from `_ingest/` Parquet when `dir` is
-/// given, else from memory. The daily pre-aggregate is collected once, so
-/// every scoring date (and every backfill snapshot) reuses it.
-fn frames(ing: &Ingested, cfg: &Config, dir: Option<&Path>) -> Result<Frames> {
-    let flags = frame_flags(ing, cfg);
-    let source = |name: &str, df: &DataFrame| -> Result<LazyFrame> {
-        match dir {
-            Some(d) => io::scan_parquet(&d.join(format!("{name}.parquet"))),
-            None => Ok(df.clone().lazy()),
-        }
-    };
-    let daily = measures::daily(
-        source("transactions", &ing.transactions)?,
-        flags.has_margin,
-        flags.has_quantity,
-    )
-    .collect()?
-    .lazy();
+/// The frames every scoring reads. The daily pre-aggregate is built from
+/// the typed transactions Parquet once, so every scoring date (and every
+/// backfill snapshot) reuses it.
+fn frames(ing: &Ingested, cfg: &Config) -> Result<Frames> {
+    let has_margin = ing.transactions.has("margin_cents");
+    let has_quantity = ing.transactions.has("quantity");
+    let daily = measures::daily(ing.transactions.scan()?, has_margin, has_quantity)
+        .run()?
+        .lazy();
     Ok(Frames {
         daily,
-        customers: source("customers", &ing.customers)?,
+        customers: ing.customers.clone().lazy(),
         interactions: match &ing.interactions {
-            Some(i) => source("interactions", i)?,
+            Some(i) => i.clone().lazy(),
             None => engagement::empty_interactions(),
         },
-        ..flags
+        has_margin,
+        has_quantity,
+        attributes: cfg.inputs.customers.attributes.clone(),
     })
 }
 
@@ -204,15 +189,18 @@ fn outcome(ing: &Ingested, scored: &Scored, as_of: NaiveDate, snapshot: PathBuf)
         snapshot,
         as_of,
         customers: scored.customer_scores.height(),
-        transactions: ing.transactions.height(),
+        transactions: ing.transactions.rows,
         rejected: ing.report.values().map(TableReport::rejected_total).sum(),
     }
 }
 
 /// Validate only: read and check everything, compute, publish nothing.
 pub fn run_validate(s: &RunSettings) -> Result<RunOutcome> {
-    let ing = ingest::ingest(&s.config, s.as_of)?;
-    let f = frames(&ing, &s.config, None)?;
+    // Nothing is published: the typed transactions go to a scratch
+    // directory removed afterwards.
+    let scratch = ingest::WorkDir::create(&std::env::temp_dir())?;
+    let ing = ingest::ingest(&s.config, s.as_of, scratch.path())?;
+    let f = frames(&ing, &s.config)?;
     let scored = snapshot::compute(&f, ing.as_of, &s.config)?;
     Ok(outcome(&ing, &scored, ing.as_of, PathBuf::new()))
 }
@@ -290,22 +278,19 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     refuse_existing(s, &s.as_of.into_iter().collect::<Vec<_>>())?;
     let progress = crate::progress::Stages::new(s.progress);
     progress.stage("ingest");
-    let mut ing = ingest::ingest(&s.config, s.as_of)?;
+    let mut ing = ingest::ingest(&s.config, s.as_of, &ingest_dir(&s.out))?;
     let t = timings.lap("ingest", t);
     tracing::info!(
         stage = "ingest",
         ms = timings.last(),
-        rows = ing.transactions.height(),
+        rows = ing.transactions.rows,
         "ingested"
     );
     publish::failpoint("after_ingest");
     progress.stage("score");
     // The typed Parquet is written while scoring starts from the same
     // frames in memory (no second read of what was just written).
-    let (written, f) = rayon::join(
-        || write_ingested(&ing, &s.out),
-        || frames(&ing, &s.config, None),
-    );
+    let (written, f) = rayon::join(|| write_ingested(&ing, &s.out), || frames(&ing, &s.config));
     written?;
     let f = f?;
     tracing::debug!(
@@ -419,9 +404,9 @@ pub fn backfill(
     let _lock = Lock::acquire(&s.out)?;
     refuse_existing(s, &dates)?;
     let t = Instant::now();
-    let ing = ingest::ingest(&s.config, Some(last))?;
+    let ing = ingest::ingest(&s.config, Some(last), &ingest_dir(&s.out))?;
     write_ingested(&ing, &s.out)?;
-    let f = frames(&ing, &s.config, None)?;
+    let f = frames(&ing, &s.config)?;
     let mut base = Timings::default();
     base.lap("ingest", t);
     let info = BackfillInfo {
@@ -473,7 +458,7 @@ pub fn backfill(
             let mut scored = snapshot::compute_with(&f, *d, &s.config, full, &aux)?;
             timings.lap("summaries", t);
             let mut ing_copy = Ingested {
-                transactions: DataFrame::empty(),
+                transactions: ing.transactions.clone(),
                 customers: DataFrame::empty(),
                 interactions: None,
                 rejects: ing.rejects.clone(),
@@ -487,7 +472,7 @@ pub fn backfill(
                 snapshot: path,
                 as_of: *d,
                 customers: scored.customer_scores.height(),
-                transactions: ing.transactions.height(),
+                transactions: ing.transactions.rows,
                 rejected: ing.report.values().map(TableReport::rejected_total).sum(),
             })
         })

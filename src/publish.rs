@@ -88,6 +88,18 @@ pub fn recover(root: &Path) -> Result<()> {
             }
         }
     }
+    // Ingest's work files of a run that was killed (the lock says no run
+    // is using them).
+    let ingest = root.join("_ingest");
+    if let Ok(entries) = fs::read_dir(&ingest) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(crate::ingest::WORK_PREFIX) {
+                tracing::warn!(path = %entry.path().display(), "removing ingest work files left by a failed run");
+                fs::remove_dir_all(entry.path()).map_err(Error::io(entry.path()))?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -3,6 +3,8 @@
 
 use polars::prelude::*;
 
+use crate::io::Run;
+
 use crate::config::{PyramidConfig, PyramidMode};
 use crate::error::Result;
 use crate::measures::cents_to_units;
@@ -149,7 +151,7 @@ pub fn summary(scores: LazyFrame, cfg: &PyramidConfig) -> Result<DataFrame> {
             col("min_contribution"),
             col("max_contribution"),
         ])
-        .collect()?)
+        .run()?)
 }
 
 #[cfg(test)]

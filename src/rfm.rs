@@ -1,6 +1,8 @@
 //! RFM scores (tie-safe quantile or fixed edges), codes and segments (SPEC §4).
 
 use polars::prelude::*;
+
+use crate::io::Run;
 use serde::Serialize;
 
 use crate::config::{Relative, RfmConfig, RfmMode, ScoreCond, SegmentRule, SegmentScheme};
@@ -239,7 +241,7 @@ pub fn applied_cuts(scored: &DataFrame, cfg: &RfmConfig, segments: &DataFrame) -
                 col(measure).min().cast(DataType::Float64).alias("lo"),
                 col(measure).max().cast(DataType::Float64).alias("hi"),
             ])
-            .collect()?;
+            .run()?;
         let mut bins = Vec::new();
         for s in 1..=cfg.bins as i32 {
             let mask = g.column(score)?.as_materialized_series().equal(s)?;
@@ -345,7 +347,7 @@ pub fn segment_summary(scores: LazyFrame, rules: &[SegmentRule]) -> Result<DataF
             col("mean_frequency"),
             col("mean_monetary"),
         ])
-        .collect()?)
+        .run()?)
 }
 
 /// x / sum(x), null when the sum is zero.

@@ -4,6 +4,8 @@
 use chrono::NaiveDate;
 use polars::prelude::*;
 
+use crate::io::Run;
+
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::rfm::{self, RfmCuts};
@@ -172,7 +174,7 @@ pub fn score(
 
 /// Every scored customer as of `as_of`, with the cent columns.
 pub fn scores_as_of(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<DataFrame> {
-    Ok(score(base(f, as_of, cfg), as_of, cfg, &f.attributes)?.collect()?)
+    Ok(score(base(f, as_of, cfg), as_of, cfg, &f.attributes)?.run()?)
 }
 
 /// A tier scheme: its column in `customer_scores` and its labels, best first.
@@ -260,7 +262,7 @@ pub fn tier_summary(full: &DataFrame, schemes: &[TierScheme]) -> Result<DataFram
             ]),
         );
     }
-    Ok(concat(parts, UnionArgs::default())?.collect()?)
+    Ok(concat(parts, UnionArgs::default())?.run()?)
 }
 
 /// Everything computed for one snapshot, ready to publish.
@@ -330,7 +332,7 @@ pub fn tiers_as_of(
         f.has_quantity,
     );
     let b = measures::customer_base(m, f.customers.clone(), &cfg.ingest.unknown_label);
-    Ok(pyramid::assign(b, &cfg.pyramid)?.collect()?)
+    Ok(pyramid::assign(b, &cfg.pyramid)?.run()?)
 }
 
 /// An auxiliary tiering: (date, scheme name).
@@ -456,7 +458,7 @@ pub fn compute_with(
         cfg.measures.window_days,
         &cfg.concentration.total_label,
     )?
-    .collect()?;
+    .run()?;
     let unknown_customers = f
         .daily
         .clone()
@@ -469,7 +471,7 @@ pub fn compute_with(
             [col("customer_id")],
             JoinArgs::new(JoinType::Anti),
         )
-        .collect()?
+        .run()?
         .height();
     // The window's net amount straight from the pre-aggregate, independent
     // of the per-customer path, for the reconciliation invariant.
@@ -480,7 +482,7 @@ pub fn compute_with(
             measures::on_or_before(as_of).and(measures::in_window(as_of, cfg.measures.window_days)),
         )
         .select([col("net_cents").sum()])
-        .collect()?
+        .run()?
         .column("net_cents")?
         .i64()?
         .get(0)
@@ -561,7 +563,7 @@ pub fn check_invariants(
             col("customer_share").sum().alias("share"),
         ])
         .sort(["scheme"], Default::default())
-        .collect()?;
+        .run()?;
     let schemes = per_scheme.column("scheme")?.str()?.clone();
     let ns = per_scheme.column("n")?.i64()?.clone();
     let shares = per_scheme.column("share")?.f64()?.clone();

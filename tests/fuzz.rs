@@ -59,9 +59,11 @@ proptest! {
         let cfg = Config::parse(&text).unwrap();
         let as_of = chrono::NaiveDate::from_ymd_opt(2010, 12, 31);
         // Any outcome but a panic is fine; a kept frame is internally consistent.
-        if let Ok(ing) = tiering::ingest::ingest(&cfg, as_of) {
+        if let Ok(ing) = tiering::ingest::ingest(&cfg, as_of, &tmp.join("_ingest")) {
             let kept = ing.report["transactions"].rows_kept;
-            prop_assert_eq!(kept, ing.transactions.height());
+            let typed = ing.transactions.scan().unwrap().collect().unwrap();
+            prop_assert_eq!(kept, typed.height());
+            prop_assert_eq!(kept, ing.transactions.rows);
             prop_assert!(ing.report["transactions"].rows_read >= kept);
         }
     }
