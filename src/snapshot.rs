@@ -332,7 +332,24 @@ pub fn tiers_as_of(
         f.has_quantity,
     );
     let b = measures::customer_base(m, f.customers.clone(), &cfg.ingest.unknown_label);
-    Ok(pyramid::assign(b, &cfg.pyramid)?.run()?)
+    // Only what concentration and migration read: the projection lets
+    // polars skip every other measure (the median gap's per-customer sort
+    // above all).
+    let mut keep = vec![
+        col("customer_id"),
+        col("in_scope"),
+        col("revenue_cents"),
+        col("contribution_cents"),
+        col(scheme(cfg, "pyramid")?.column.as_str()),
+    ];
+    let customer_columns = f.customers.clone().collect_schema()?;
+    keep.extend(
+        customer_columns
+            .iter_names()
+            .filter(|n| n.as_str() != "customer_id")
+            .map(|n| col(n.clone())),
+    );
+    Ok(pyramid::assign(b, &cfg.pyramid)?.select(keep).run()?)
 }
 
 /// An auxiliary tiering: (date, scheme name).
