@@ -101,6 +101,11 @@ pub struct InputArgs {
     /// Output root. Default: the pipeline file's `out`, else ./out.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Memory budget, e.g. 4GiB: above the fast plan's estimate the run
+    /// takes the lean (streaming, one scoring at a time) plan; below even
+    /// that it stops before starting. Default: no limit, fast plan.
+    #[arg(long, value_name = "SIZE", value_parser = crate::memory::parse_size)]
+    pub memory_limit: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +212,7 @@ fn settings_with(args: &InputArgs, overwrite: bool, progress: bool) -> Result<Ru
         out,
         overwrite,
         progress,
+        memory_limit: args.memory_limit,
     })
 }
 
@@ -337,6 +343,7 @@ mod tests {
             interactions: None,
             as_of: None,
             out: None,
+            memory_limit: None,
         };
         assert!(matches!(settings(&args, false), Err(Error::Usage(_))));
     }
@@ -350,6 +357,7 @@ mod tests {
             interactions: None,
             as_of: NaiveDate::from_ymd_opt(2010, 12, 31),
             out: Some("o".into()),
+            memory_limit: None,
         };
         let s = settings(&args, false).unwrap();
         assert_eq!(s.config.inputs.transactions.delimiter, ',');

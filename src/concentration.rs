@@ -58,15 +58,11 @@ pub fn report_years(as_of: NaiveDate, cfg: &ConcentrationConfig) -> Vec<ReportYe
 /// The customers who bought (amount > 0) in the year, with their tier as of
 /// `tiered_at` (from `scores`, scored at that date), the dimension columns
 /// and their net amount in the year.
-pub fn population(
-    scores: &DataFrame,
-    daily: LazyFrame,
-    ry: &ReportYear,
-    scheme: &TierScheme,
-    dims: &[String],
-) -> LazyFrame {
+/// The customers who bought in the report year, with their net amount
+/// (`year_cents`), from the customer × day pre-aggregate.
+pub fn buyers(daily: LazyFrame, ry: &ReportYear) -> LazyFrame {
     let day = col("ts").cast(DataType::Int32);
-    let buyers = daily
+    daily
         .filter(
             day.clone()
                 .gt_eq(lit(epoch_days(ry.start)))
@@ -77,7 +73,18 @@ pub fn population(
             col("purchases").sum().gt(lit(0i64)).alias("__bought"),
             col("net_cents").sum().alias("year_cents"),
         ])
-        .filter(col("__bought"));
+        .filter(col("__bought"))
+}
+
+/// The tiered population of a report year: every [`buyers`] row with its
+/// tier (as of the year end) and dimensions.
+pub fn population(
+    scores: &DataFrame,
+    buyers: LazyFrame,
+    ry: &ReportYear,
+    scheme: &TierScheme,
+    dims: &[String],
+) -> LazyFrame {
     let mut cols = vec![
         col("customer_id"),
         col(scheme.column.as_str()).alias("tier"),

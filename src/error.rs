@@ -65,6 +65,17 @@ pub enum Error {
     )]
     Locked { path: PathBuf, pid: String },
 
+    /// The data needs more memory than --memory-limit allows, even on the
+    /// lean plan.
+    #[error(
+        "--memory-limit {limit_mib} MiB is too small: the lean plan needs about {needed_mib} MiB for {customers} customers; raise the limit"
+    )]
+    MemoryLimit {
+        limit_mib: u64,
+        needed_mib: u64,
+        customers: usize,
+    },
+
     /// A check that must hold before publishing did not.
     #[error("invariant violated, nothing published: {0}")]
     Invariant(String),
@@ -98,7 +109,8 @@ impl Error {
             | Error::MissingColumn { .. }
             | Error::Read { .. }
             | Error::SnapshotExists { .. }
-            | Error::Locked { .. } => 2,
+            | Error::Locked { .. }
+            | Error::MemoryLimit { .. } => 2,
             Error::RejectRatio { .. } => 3,
             Error::Invariant(_) | Error::Io { .. } | Error::Polars(_) | Error::Json(_) => 1,
         }

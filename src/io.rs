@@ -209,7 +209,9 @@ pub fn sink_parquet(lf: LazyFrame, path: &Path, fast: bool) -> PolarsResult<()> 
             ParquetCompression::Zstd(None)
         },
         statistics: StatisticsOptions::default(),
-        row_group_size: Some(1 << 20),
+        // The sink buffers a whole row group: small groups keep a streamed
+        // write's memory flat whatever the data size.
+        row_group_size: Some(1 << 17),
         ..Default::default()
     };
     let target = SinkTarget::Path(PlRefPath::try_from_path(path)?);

@@ -15,6 +15,7 @@ pub mod inspect;
 pub mod io;
 pub mod lost_deals;
 pub mod measures;
+pub mod memory;
 pub mod migration;
 pub mod pipeline;
 pub mod progress;

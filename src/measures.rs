@@ -115,6 +115,21 @@ pub fn daily(txns: LazyFrame, has_margin: bool, has_quantity: bool) -> LazyFrame
     txns.group_by([col("customer_id"), col("ts")]).agg(aggs)
 }
 
+/// The part (0..parts) a customer falls in on the lean plan: the id's
+/// trailing digits (CRM ids are mostly numbered, so parts come out even),
+/// else its length. Any split is exact, because every per-customer
+/// computation sees all of a customer's rows in one part.
+pub fn customer_part(parts: u32) -> Expr {
+    let id = col("customer_id");
+    let digits = id
+        .clone()
+        .str()
+        .extract(lit(r"(\d{1,9})$"), 1)
+        .cast(DataType::Int64);
+    let key = coalesce(&[digits, id.str().len_bytes().cast(DataType::Int64)]);
+    (key % lit(parts as i64)).cast(DataType::UInt32)
+}
+
 /// A day with at least one purchase.
 fn purchase_day() -> Expr {
     col("purchases").gt(lit(0i64))
@@ -271,6 +286,18 @@ mod tests {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
     }
 
+    #[test]
+    fn customer_parts_follow_trailing_digits_else_length() {
+        let df = df!("customer_id" => ["C000007", "C000010", "x9", "abc", "abcd"]).unwrap();
+        let parts = df
+            .lazy()
+            .select([customer_part(4).alias("p")])
+            .collect()
+            .unwrap();
+        let p: Vec<Option<u32>> = parts.column("p").unwrap().u32().unwrap().iter().collect();
+        // 7 % 4, 10 % 4, 9 % 4, then lengths 3 % 4 and 4 % 4.
+        assert_eq!(p, vec![Some(3), Some(2), Some(1), Some(3), Some(0)]);
+    }
     /// c1: two purchases and a refund; c2: only a refund; c3: after as-of only.
     fn txns() -> LazyFrame {
         df!(

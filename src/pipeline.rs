@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::ingest::{self, Ingested, TableReport};
 use crate::io;
 use crate::measures;
+use crate::memory;
 use crate::publish::{self, Lock, Snapshot};
 use crate::rfm::RfmCuts;
 use crate::snapshot::{self, Frames, Scored};
@@ -33,6 +34,8 @@ pub struct RunSettings {
     pub overwrite: bool,
     /// Draw progress on the terminal.
     pub progress: bool,
+    /// `--memory-limit` in bytes (see [`crate::memory`]).
+    pub memory_limit: Option<u64>,
 }
 
 /// What a finished run reports back.
@@ -78,6 +81,8 @@ struct Manifest<'a> {
     rfm: &'a RfmCuts,
     pyramid: PyramidApplied,
     migration_compared_to: NaiveDate,
+    /// The execution plan and the estimates it was chosen from.
+    memory: &'a memory::Plan,
     /// Every invariant checked before publishing (a failed one publishes nothing).
     invariants: &'a [snapshot::Invariant],
     outputs: &'a [io::TableInfo],
@@ -165,12 +170,18 @@ pub fn run_ingest(s: &RunSettings) -> Result<(Ingested, PathBuf)> {
 /// The frames every scoring reads. The daily pre-aggregate is built from
 /// the typed transactions Parquet once, so every scoring date (and every
 /// backfill snapshot) reuses it.
-fn frames(ing: &Ingested, cfg: &Config) -> Result<Frames> {
+fn frames(ing: &Ingested, cfg: &Config, plan: &memory::Plan) -> Result<Frames> {
     let has_margin = ing.transactions.has("margin_cents");
     let has_quantity = ing.transactions.has("quantity");
-    let daily = measures::daily(ing.transactions.scan()?, has_margin, has_quantity)
-        .run()?
-        .lazy();
+    let daily = if plan.lean() {
+        snapshot::Daily::Parts {
+            transactions: ing.transactions.clone(),
+            parts: plan.parts,
+        }
+    } else {
+        let d = measures::daily(ing.transactions.scan()?, has_margin, has_quantity);
+        snapshot::Daily::Memory(d.run()?.lazy())
+    };
     Ok(Frames {
         daily,
         customers: ing.customers.clone().lazy(),
@@ -181,7 +192,26 @@ fn frames(ing: &Ingested, cfg: &Config) -> Result<Frames> {
         has_margin,
         has_quantity,
         attributes: cfg.inputs.customers.attributes.clone(),
+        lean: plan.lean(),
     })
+}
+
+/// The plan for this run's data and `--memory-limit`.
+fn plan(ing: &Ingested, s: &RunSettings, snapshots: usize) -> Result<memory::Plan> {
+    let p = memory::choose(
+        ing.transactions.rows,
+        ing.customers.height(),
+        snapshots,
+        s.memory_limit,
+    )?;
+    tracing::info!(
+        plan = p.plan,
+        parts = p.parts,
+        estimate_mib = p.estimate_bytes >> 20,
+        fast_mib = p.fast_estimate_bytes >> 20,
+        "execution plan"
+    );
+    Ok(p)
 }
 
 fn outcome(ing: &Ingested, scored: &Scored, as_of: NaiveDate, snapshot: PathBuf) -> RunOutcome {
@@ -200,7 +230,7 @@ pub fn run_validate(s: &RunSettings) -> Result<RunOutcome> {
     // directory removed afterwards.
     let scratch = ingest::WorkDir::create(&std::env::temp_dir())?;
     let ing = ingest::ingest(&s.config, s.as_of, scratch.path())?;
-    let f = frames(&ing, &s.config)?;
+    let f = frames(&ing, &s.config, &plan(&ing, s, 1)?)?;
     let scored = snapshot::compute(&f, ing.as_of, &s.config)?;
     Ok(outcome(&ing, &scored, ing.as_of, PathBuf::new()))
 }
@@ -225,6 +255,7 @@ fn publish(
     as_of: NaiveDate,
     mut timings: Timings,
     backfill: Option<&BackfillInfo>,
+    plan: &memory::Plan,
 ) -> Result<PathBuf> {
     let t = Instant::now();
     let mut snap = Snapshot::begin(&s.out, as_of, s.overwrite)?;
@@ -249,6 +280,7 @@ fn publish(
         rfm: &scored.rfm_cuts,
         pyramid: pyramid_applied(&s.config, &scored.pyramid)?,
         migration_compared_to: scored.migration_compared_to,
+        memory: plan,
         invariants: &scored.invariants,
         outputs: snap.tables(),
         timings_ms: timings.0.iter().cloned().collect(),
@@ -290,7 +322,12 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     progress.stage("score");
     // The typed Parquet is written while scoring starts from the same
     // frames in memory (no second read of what was just written).
-    let (written, f) = rayon::join(|| write_ingested(&ing, &s.out), || frames(&ing, &s.config));
+    let plan = plan(&ing, s, 1)?;
+    let (written, f) = snapshot::both(
+        plan.lean(),
+        || write_ingested(&ing, &s.out),
+        || frames(&ing, &s.config, &plan),
+    );
     written?;
     let f = f?;
     tracing::debug!(
@@ -309,7 +346,7 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
 
     progress.stage("publish");
     let as_of = ing.as_of;
-    let path = publish(s, &mut ing, &mut scored, as_of, timings, None)?;
+    let path = publish(s, &mut ing, &mut scored, as_of, timings, None, &plan)?;
     progress.finish();
     tracing::info!(stage = "publish", snapshot = %path.display(), "published");
     Ok(outcome(&ing, &scored, as_of, path))
@@ -406,7 +443,8 @@ pub fn backfill(
     let t = Instant::now();
     let ing = ingest::ingest(&s.config, Some(last), &ingest_dir(&s.out))?;
     write_ingested(&ing, &s.out)?;
-    let f = frames(&ing, &s.config)?;
+    let plan = plan(&ing, s, dates.len())?;
+    let f = frames(&ing, &s.config, &plan)?;
     let mut base = Timings::default();
     base.lap("ingest", t);
     let info = BackfillInfo {
@@ -416,6 +454,38 @@ pub fn backfill(
         ingested_as_of: last,
     };
     let bar = crate::progress::bar(s.progress, dates.len() as u64, "snapshots");
+    let copy = |d: NaiveDate| Ingested {
+        transactions: ing.transactions.clone(),
+        customers: DataFrame::empty(),
+        interactions: None,
+        rejects: ing.rejects.clone(),
+        report: ing.report.clone(),
+        as_of: d,
+    };
+    let outcome = |d: NaiveDate, path: PathBuf, scored: &Scored| RunOutcome {
+        snapshot: path,
+        as_of: d,
+        customers: scored.customer_scores.height(),
+        transactions: ing.transactions.rows,
+        rejected: ing.report.values().map(TableReport::rejected_total).sum(),
+    };
+    if plan.lean() {
+        // One snapshot at a time, each scored on its own: nothing is shared
+        // across dates, so only one snapshot's frames are ever held.
+        let mut done = Vec::new();
+        for d in dates {
+            let t = Instant::now();
+            let mut timings = base.clone();
+            let mut scored = snapshot::compute(&f, d, &s.config)?;
+            timings.lap("score", t);
+            let path = publish(s, &mut copy(d), &mut scored, d, timings, Some(&info), &plan)?;
+            bar.inc(1);
+            tracing::info!(snapshot = %path.display(), "published");
+            done.push(outcome(d, path, &scored));
+        }
+        bar.finish_and_clear();
+        return Ok(done);
+    }
     // Every full scoring and every auxiliary tiering (concentration year
     // ends, migration dates) once for the whole backfill; an auxiliary date
     // that is also a snapshot date reuses that snapshot's scoring.
@@ -457,24 +527,18 @@ pub fn backfill(
             let mut timings = base.clone();
             let mut scored = snapshot::compute_with(&f, *d, &s.config, full, &aux)?;
             timings.lap("summaries", t);
-            let mut ing_copy = Ingested {
-                transactions: ing.transactions.clone(),
-                customers: DataFrame::empty(),
-                interactions: None,
-                rejects: ing.rejects.clone(),
-                report: ing.report.clone(),
-                as_of: *d,
-            };
-            let path = publish(s, &mut ing_copy, &mut scored, *d, timings, Some(&info))?;
+            let path = publish(
+                s,
+                &mut copy(*d),
+                &mut scored,
+                *d,
+                timings,
+                Some(&info),
+                &plan,
+            )?;
             bar.inc(1);
             tracing::info!(snapshot = %path.display(), "published");
-            Ok(RunOutcome {
-                snapshot: path,
-                as_of: *d,
-                customers: scored.customer_scores.height(),
-                transactions: ing.transactions.rows,
-                rejected: ing.report.values().map(TableReport::rejected_total).sum(),
-            })
+            Ok(outcome(*d, path, &scored))
         })
         .collect();
     bar.finish_and_clear();

@@ -12,11 +12,23 @@ use crate::rfm::{self, RfmCuts};
 use crate::{churn, concentration, engagement, follow_up, lost_deals, measures, migration};
 use crate::{pyramid, tiers};
 
+/// The customer × day pre-aggregate of transactions ([`measures::daily`]).
+#[derive(Clone)]
+pub enum Daily {
+    /// Built once and held (the fast plan).
+    Memory(LazyFrame),
+    /// Built part by part from the typed transactions whenever needed, each
+    /// part a share of the customers (the lean plan: memory for one part).
+    Parts {
+        transactions: crate::ingest::TypedFile,
+        parts: u32,
+    },
+}
+
 /// The typed inputs, as lazy frames (from memory or from `_ingest/`).
 #[derive(Clone)]
 pub struct Frames {
-    /// The customer × day pre-aggregate of transactions ([`measures::daily`]).
-    pub daily: LazyFrame,
+    pub daily: Daily,
     pub customers: LazyFrame,
     /// Empty (with the canonical schema) when there is no interactions input.
     pub interactions: LazyFrame,
@@ -24,6 +36,43 @@ pub struct Frames {
     pub has_quantity: bool,
     /// Customer attribute columns configured in the customers input.
     pub attributes: Vec<String>,
+    /// The lean plan (`--memory-limit`): `daily` is a query over the typed
+    /// Parquet rather than a frame in memory, and scorings run one at a time.
+    pub lean: bool,
+}
+
+impl Frames {
+    /// `q` over the customer × day pre-aggregate. `q` must keep customers
+    /// apart (group by customer, or filter rows): on the lean plan it runs
+    /// once per part and the results are stacked, which is then exact.
+    pub fn per_customer(&self, q: impl Fn(LazyFrame) -> LazyFrame) -> Result<LazyFrame> {
+        match &self.daily {
+            Daily::Memory(d) => Ok(q(d.clone())),
+            Daily::Parts {
+                transactions,
+                parts,
+            } => {
+                let mut done = Vec::new();
+                for i in 0..*parts {
+                    let rows = transactions
+                        .scan()?
+                        .filter(measures::customer_part(*parts).eq(lit(i)));
+                    let daily = measures::daily(rows, self.has_margin, self.has_quantity);
+                    done.push(q(daily).run()?.lazy());
+                }
+                Ok(concat(done, UnionArgs::default())?)
+            }
+        }
+    }
+}
+
+/// `a` and `b` together: in parallel, or one after the other on the lean plan.
+pub fn both<A: Send, B: Send>(
+    lean: bool,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    if lean { (a(), b()) } else { rayon::join(a, b) }
 }
 
 /// Published columns of `customer_scores` that every run has, in order.
@@ -88,14 +137,10 @@ fn money(cents: &str) -> Expr {
 
 /// The per-customer base as of `as_of`: measures, customer attributes and
 /// engagement, one row per customer.
-pub fn base(f: &Frames, as_of: NaiveDate, cfg: &Config) -> LazyFrame {
-    let m = measures::measures_from_daily(
-        f.daily.clone(),
-        as_of,
-        &cfg.measures,
-        f.has_margin,
-        f.has_quantity,
-    );
+pub fn base(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<LazyFrame> {
+    let m = f.per_customer(|d| {
+        measures::measures_from_daily(d, as_of, &cfg.measures, f.has_margin, f.has_quantity)
+    })?;
     let b = measures::customer_base(m, f.customers.clone(), &cfg.ingest.unknown_label);
     let e = engagement::customer_engagement(
         f.interactions.clone(),
@@ -103,7 +148,7 @@ pub fn base(f: &Frames, as_of: NaiveDate, cfg: &Config) -> LazyFrame {
         cfg.measures.window_days,
         &cfg.measures.converted_outcomes,
     );
-    engagement::join_engagement(b, e)
+    Ok(engagement::join_engagement(b, e))
 }
 
 /// Every scoring stage on the base; keeps the cent columns; sorted by
@@ -174,7 +219,7 @@ pub fn score(
 
 /// Every scored customer as of `as_of`, with the cent columns.
 pub fn scores_as_of(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<DataFrame> {
-    Ok(score(base(f, as_of, cfg), as_of, cfg, &f.attributes)?.run()?)
+    Ok(score(base(f, as_of, cfg)?, as_of, cfg, &f.attributes)?.run()?)
 }
 
 /// A tier scheme: its column in `customer_scores` and its labels, best first.
@@ -324,13 +369,9 @@ pub fn tiers_as_of(
     if scheme_name != "pyramid" {
         return scores_as_of(f, date, cfg);
     }
-    let m = measures::measures_from_daily(
-        f.daily.clone(),
-        date,
-        &cfg.measures,
-        f.has_margin,
-        f.has_quantity,
-    );
+    let m = f.per_customer(|d| {
+        measures::measures_from_daily(d, date, &cfg.measures, f.has_margin, f.has_quantity)
+    })?;
     let b = measures::customer_base(m, f.customers.clone(), &cfg.ingest.unknown_label);
     // Only what concentration and migration read: the projection lets
     // polars skip every other measure (the median gap's per-customer sort
@@ -383,9 +424,12 @@ pub fn aux_tierings(
     cfg: &Config,
 ) -> Result<std::collections::BTreeMap<AuxKey, DataFrame>> {
     use rayon::prelude::*;
-    keys.par_iter()
-        .map(|k| tiers_as_of(f, k.0, cfg, &k.1).map(|df| (k.clone(), df)))
-        .collect()
+    let one = |k: &AuxKey| tiers_as_of(f, k.0, cfg, &k.1).map(|df| (k.clone(), df));
+    if f.lean {
+        keys.iter().map(one).collect()
+    } else {
+        keys.par_iter().map(one).collect()
+    }
 }
 
 /// Computes the snapshot's tables: the full scoring as of `as_of` and the
@@ -393,7 +437,8 @@ pub fn aux_tierings(
 pub fn compute(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Scored> {
     let keys = aux_needed(as_of, cfg);
     let t = std::time::Instant::now();
-    let (full, aux) = rayon::join(
+    let (full, aux) = both(
+        f.lean,
         || scores_as_of(f, as_of, cfg),
         || aux_tierings(f, &keys, cfg),
     );
@@ -437,7 +482,7 @@ pub fn compute_with(
     for ry in &years {
         pops.push(concentration::population(
             &at(ry.tiered_at, &cfg.concentration.tier)?,
-            f.daily.clone(),
+            f.per_customer(|d| concentration::buyers(d, ry))?,
             ry,
             &conc_scheme,
             &cfg.concentration.dimensions,
@@ -477,11 +522,11 @@ pub fn compute_with(
     )?
     .run()?;
     let unknown_customers = f
-        .daily
-        .clone()
-        .filter(measures::on_or_before(as_of))
-        .select([col("customer_id")])
-        .unique(None, UniqueKeepStrategy::Any)
+        .per_customer(|d| {
+            d.filter(measures::on_or_before(as_of))
+                .select([col("customer_id")])
+                .unique(None, UniqueKeepStrategy::Any)
+        })?
         .join(
             f.customers.clone().select([col("customer_id")]),
             [col("customer_id")],
@@ -493,11 +538,13 @@ pub fn compute_with(
     // The window's net amount straight from the pre-aggregate, independent
     // of the per-customer path, for the reconciliation invariant.
     let ingested_window_cents: i64 = f
-        .daily
-        .clone()
-        .filter(
-            measures::on_or_before(as_of).and(measures::in_window(as_of, cfg.measures.window_days)),
-        )
+        .per_customer(|d| {
+            d.filter(
+                measures::on_or_before(as_of)
+                    .and(measures::in_window(as_of, cfg.measures.window_days)),
+            )
+            .select([col("net_cents").sum()])
+        })?
         .select([col("net_cents").sum()])
         .run()?
         .column("net_cents")?

@@ -6,6 +6,7 @@ mod e2e;
 mod fuzz;
 mod hostile;
 mod inputs;
+mod limits;
 mod publish;
 mod report;
 mod tiers;

@@ -1,0 +1,175 @@
+//! `--memory-limit`: choosing between the fast plan and the lean one from
+//! what the data needs, before the memory is spent.
+//!
+//! Ingest always streams (transactions never sit in memory whole). What
+//! grows with the data after that is the customer × day pre-aggregate and
+//! the per-customer frames of each scoring. The fast plan keeps the
+//! pre-aggregate in memory and runs the scorings in parallel; the lean plan
+//! re-reads the typed Parquet in each scoring (streaming) and runs scorings
+//! one at a time. A limit even the lean plan cannot meet is refused up
+//! front, so the run stops with a message instead of being killed.
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+// Estimates, calibrated on the 2-core development machine: peak RSS
+// 0.23 GB at 2·10^6 transactions / 10^3 customers, 0.92 GB at 10^7 / 10^4,
+// 1.84 GB at 10^7 / 10^6 on the fast plan; 0.70 GB at 10^7 / 10^4 on the
+// lean plan in 3 parts (README, Performance). They err on the high side.
+
+/// Process, thread pools and the streaming engine's buffers: what any run
+/// holds whatever the data.
+pub const FLOOR_BYTES: u64 = 192 << 20;
+/// Bytes per pre-aggregate row (key, day, sums, hash tables); its rows are
+/// bounded by the transactions kept.
+pub const PER_DAILY_ROW: u64 = 80;
+/// Bytes per customer for the scorings and summaries of one snapshot.
+pub const PER_CUSTOMER: u64 = 1_000;
+/// Bytes per pre-aggregate row of one part on the lean plan: more than
+/// [`PER_DAILY_ROW`], as each part also streams the typed Parquet.
+pub const PER_DAILY_ROW_LEAN: u64 = 144;
+
+/// At most this many parts on the lean plan (each part is one more scan of
+/// the typed transactions per scoring).
+pub const MAX_PARTS: u32 = 64;
+
+/// The plan a run chose, as recorded in the manifest.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Plan {
+    /// "fast" or "lean".
+    pub plan: &'static str,
+    pub limit_bytes: Option<u64>,
+    /// Customer parts the pre-aggregate is built in (1 on the fast plan).
+    pub parts: u32,
+    /// Estimated peak of the fast plan, and of the plan chosen.
+    pub fast_estimate_bytes: u64,
+    pub estimate_bytes: u64,
+}
+
+impl Plan {
+    pub fn lean(&self) -> bool {
+        self.plan == "lean"
+    }
+}
+
+/// The fast plan unless its estimate exceeds `limit`; else the lean plan
+/// with as few customer parts as fit; else an error naming what would be
+/// needed. `snapshots` is how many snapshots the fast plan holds at once (a
+/// backfill's dates).
+pub fn choose(
+    transactions: usize,
+    customers: usize,
+    snapshots: usize,
+    limit: Option<u64>,
+) -> Result<Plan> {
+    let daily = transactions as u64 * PER_DAILY_ROW;
+    let daily_lean = transactions as u64 * PER_DAILY_ROW_LEAN;
+    let fast = FLOOR_BYTES + daily + (customers * snapshots.max(1)) as u64 * PER_CUSTOMER;
+    let lean_base = FLOOR_BYTES + customers as u64 * PER_CUSTOMER;
+    let plan = |plan, parts: u32, estimate| Plan {
+        plan,
+        limit_bytes: limit,
+        parts,
+        fast_estimate_bytes: fast,
+        estimate_bytes: estimate,
+    };
+    let Some(limit) = limit else {
+        return Ok(plan("fast", 1, fast));
+    };
+    if fast <= limit {
+        return Ok(plan("fast", 1, fast));
+    }
+    if lean_base < limit {
+        let parts = daily_lean
+            .div_ceil(limit - lean_base)
+            .clamp(2, MAX_PARTS as u64) as u32;
+        let lean = lean_base + daily_lean.div_ceil(parts as u64);
+        if lean <= limit {
+            return Ok(plan("lean", parts, lean));
+        }
+    }
+    Err(Error::MemoryLimit {
+        limit_mib: limit >> 20,
+        needed_mib: (lean_base + daily_lean.div_ceil(MAX_PARTS as u64)).div_ceil(1 << 20),
+        customers,
+    })
+}
+
+/// Parses a size such as `512MiB`, `4GiB`, `4G`, `2.5GB` or `1000000`
+/// (bytes). K/M/G/T and their -iB forms are powers of 1024; kB/MB/GB/TB
+/// are powers of 1000.
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}': expected a size such as 512MiB or 4GiB"))?;
+    let scale: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "K" | "KiB" => 1024.0,
+        "M" | "MiB" => 1024f64.powi(2),
+        "G" | "GiB" => 1024f64.powi(3),
+        "T" | "TiB" => 1024f64.powi(4),
+        "kB" | "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        other => return Err(format!("'{text}': unknown unit '{other}'")),
+    };
+    let bytes = value * scale;
+    if !bytes.is_finite() || bytes < 1.0 {
+        return Err(format!("'{text}': a memory limit must be at least 1 byte"));
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_in_binary_and_decimal_units() {
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("4G"), Ok(4 << 30));
+        assert_eq!(parse_size("2.5GB"), Ok(2_500_000_000));
+        assert_eq!(parse_size(" 1 KiB "), Ok(1024));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("4 parsecs").is_err());
+        assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn the_plan_follows_the_limit() {
+        // 10^7 transactions, 10^4 customers.
+        let daily = 10_000_000 * PER_DAILY_ROW;
+        let daily_lean = 10_000_000 * PER_DAILY_ROW_LEAN;
+        let fast = FLOOR_BYTES + daily + 10_000 * PER_CUSTOMER;
+        let lean_base = FLOOR_BYTES + 10_000 * PER_CUSTOMER;
+        let pick = |snapshots, limit| choose(10_000_000, 10_000, snapshots, limit);
+        assert_eq!(pick(1, None).unwrap().plan, "fast");
+        assert_eq!(pick(1, Some(fast)).unwrap().plan, "fast");
+        // Just under the fast plan: the lean plan in as few parts as fit.
+        let lean = pick(1, Some(fast - 1)).unwrap();
+        assert_eq!((lean.plan, lean.parts), ("lean", 2));
+        assert_eq!(lean.estimate_bytes, lean_base + daily_lean / 2);
+        assert!(lean.estimate_bytes < fast);
+        // Room for a tenth of the lean pre-aggregate: ten parts.
+        let tight = pick(1, Some(lean_base + daily_lean / 10)).unwrap();
+        assert_eq!(tight.parts, 10);
+        assert!(tight.estimate_bytes <= lean_base + daily_lean / 10);
+        // A backfill of 8 holds 8 scorings on the fast plan.
+        assert_eq!(pick(8, Some(fast)).unwrap().plan, "lean");
+        // Not even 64 parts fit: refused, naming the need.
+        match pick(1, Some(lean_base + daily_lean / 100)) {
+            Err(Error::MemoryLimit { needed_mib, .. }) => {
+                assert_eq!(needed_mib, (lean_base + daily_lean / 64).div_ceil(1 << 20))
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+}

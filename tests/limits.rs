@@ -1,0 +1,127 @@
+//! `--memory-limit`: the lean plan (pre-aggregate built per customer part,
+//! scorings one at a time) publishes exactly the fast plan's tables; a limit
+//! not even the lean plan meets stops the run with exit code 2 and
+//! publishes nothing.
+
+use std::path::Path;
+
+use crate::common::*;
+
+fn manifest(snapshot: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(snapshot.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// Every table (Parquet and CSV) of two snapshots, byte for byte.
+fn assert_same_tables(a: &Path, b: &Path) {
+    let mut names: Vec<String> = std::fs::read_dir(a)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".csv") || n.ends_with(".parquet"))
+        .collect();
+    names.sort();
+    assert!(names.len() > 10, "{names:?}");
+    for n in names {
+        let x = std::fs::read(a.join(&n)).unwrap();
+        let y = std::fs::read(b.join(&n)).unwrap();
+        assert!(
+            x == y,
+            "{n} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
+}
+
+#[test]
+fn the_lean_plan_publishes_the_fast_plans_tables() {
+    let tmp = TempDir::new("limits");
+    let data = tmp.join("data");
+    generate(&data, 90, 4000, 41);
+    let inputs = |out: &Path| -> Vec<String> {
+        [
+            "--transactions",
+            data.join("transactions.csv").to_str().unwrap(),
+            "--customers",
+            data.join("customers.csv").to_str().unwrap(),
+            "--interactions",
+            data.join("interactions.csv").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |out: &Path, extra: &[&str]| -> std::process::Output {
+        let mut a = vec!["run".to_string(), "--as-of".into(), "2010-12-31".into()];
+        a.extend(inputs(out));
+        a.extend(extra.iter().map(|s| s.to_string()));
+        tiering(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let snap = "snapshot=2010-12-31";
+
+    let fast = tmp.join("fast");
+    assert!(run(&fast, &[]).status.success());
+    let m = manifest(&fast.join(snap));
+    assert_eq!(m["memory"]["plan"], "fast");
+    assert_eq!(m["memory"]["parts"], 1);
+    let need = m["memory"]["fast_estimate_bytes"].as_u64().unwrap();
+
+    // One byte under the fast plan's estimate: the lean plan, in parts.
+    let lean = tmp.join("lean");
+    let limit = (need - 1).to_string();
+    let out = run(&lean, &["--memory-limit", &limit]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = manifest(&lean.join(snap));
+    assert_eq!(m["memory"]["plan"], "lean");
+    assert!(m["memory"]["parts"].as_u64().unwrap() >= 2);
+    assert_eq!(m["memory"]["limit_bytes"].as_u64(), Some(need - 1));
+    assert!(m["memory"]["estimate_bytes"].as_u64().unwrap() < need);
+    assert_same_tables(&fast.join(snap), &lean.join(snap));
+
+    // A backfill on the lean plan equals the fast single run for its last date.
+    let bf = tmp.join("bf");
+    let mut a = vec![
+        "backfill".to_string(),
+        "--from".into(),
+        "2010-09-30".into(),
+        "--to".into(),
+        "2010-12-31".into(),
+        "--memory-limit".into(),
+        limit.clone(),
+    ];
+    a.extend(inputs(&bf));
+    ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(manifest(&bf.join(snap))["memory"]["plan"], "lean");
+    assert_same_tables_but_rejects(&fast.join(snap), &bf.join(snap));
+
+    // Far too small: refused before scoring, nothing published.
+    let refused = tmp.join("refused");
+    let out = run(&refused, &["--memory-limit", "1MiB"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--memory-limit 1 MiB is too small"), "{err}");
+    assert!(!refused.join(snap).exists());
+}
+
+/// As [`assert_same_tables`], without `rejects` (a backfill ingests as of
+/// its last date, see README).
+fn assert_same_tables_but_rejects(a: &Path, b: &Path) {
+    let tmp = TempDir::new("limits-copy");
+    for (i, dir) in [a, b].iter().enumerate() {
+        let to = tmp.join(&i.to_string());
+        std::fs::create_dir_all(&to).unwrap();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let n = e.file_name().to_string_lossy().into_owned();
+            if !n.starts_with("rejects.") {
+                std::fs::copy(e.path(), to.join(&n)).unwrap();
+            }
+        }
+    }
+    assert_same_tables(&tmp.join("0"), &tmp.join("1"));
+}
