@@ -180,7 +180,7 @@ fn frames(ing: &Ingested, cfg: &Config, plan: &memory::Plan) -> Result<Frames> {
         }
     } else {
         let d = measures::daily(ing.transactions.scan()?, has_margin, has_quantity);
-        snapshot::Daily::Memory(d.run()?.lazy())
+        snapshot::Daily::Memory(Box::new(d.run()?.lazy()))
     };
     Ok(Frames {
         daily,

@@ -16,7 +16,7 @@ use crate::{pyramid, tiers};
 #[derive(Clone)]
 pub enum Daily {
     /// Built once and held (the fast plan).
-    Memory(LazyFrame),
+    Memory(Box<LazyFrame>),
     /// Built part by part from the typed transactions whenever needed, each
     /// part a share of the customers (the lean plan: memory for one part).
     Parts {
@@ -47,7 +47,7 @@ impl Frames {
     /// once per part and the results are stacked, which is then exact.
     pub fn per_customer(&self, q: impl Fn(LazyFrame) -> LazyFrame) -> Result<LazyFrame> {
         match &self.daily {
-            Daily::Memory(d) => Ok(q(d.clone())),
+            Daily::Memory(d) => Ok(q(d.as_ref().clone())),
             Daily::Parts {
                 transactions,
                 parts,
