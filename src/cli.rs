@@ -47,6 +47,12 @@ pub enum Command {
         after_help = "Examples:\n  tiering run --config pipelines/sample.toml\n  tiering run --config pipelines/sample.toml --as-of 2010-06-30 --out /data/tiers\n  tiering run --transactions t.csv --customers c.csv --as-of 2010-12-31 --out out"
     )]
     Run(RunArgs),
+    /// Write the customer-level plan as Spark SQL (for spark-sql -f or
+    /// spark-submit) over the typed Parquet a previous ingest wrote.
+    #[command(
+        after_help = "Example:\n  tiering ingest --config pipelines/sample.toml\n  tiering plan --emit spark-sql --config pipelines/sample.toml > plan.sql"
+    )]
+    Plan(PlanArgs),
     /// Validate the inputs and write typed Parquet to OUT/_ingest/ only.
     #[command(after_help = "Example:\n  tiering ingest --config pipelines/sample.toml")]
     Ingest(InputArgs),
@@ -115,6 +121,37 @@ pub struct RunArgs {
     /// Replace an existing snapshot for the same date.
     #[arg(long)]
     pub overwrite: bool,
+    /// Where the snapshot date's per-customer measures are computed:
+    /// embedded polars, or a Spark Connect server (builds with --features spark).
+    #[arg(long, value_enum, default_value = "polars")]
+    pub engine: EngineArg,
+    /// The Spark Connect server for --engine spark, sc://HOST:PORT.
+    /// Default: $SPARK_REMOTE.
+    #[arg(long, value_name = "URL")]
+    pub spark_remote: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineArg {
+    Polars,
+    Spark,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    /// What to write: spark-sql (the only backend with text form).
+    #[arg(long, value_enum, default_value = "spark-sql")]
+    pub emit: Emit,
+    /// Write to FILE instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Emit {
+    SparkSql,
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +250,7 @@ fn settings_with(args: &InputArgs, overwrite: bool, progress: bool) -> Result<Ru
         overwrite,
         progress,
         memory_limit: args.memory_limit,
+        engine: pipeline::Engine::Polars,
     })
 }
 
@@ -262,8 +300,29 @@ pub fn execute(cli: Cli) -> Result<()> {
                 );
             }
         }
+        Command::Plan(args) => {
+            let s = settings(&args.inputs, false)?;
+            let sql = pipeline::emit_plan(&s)?;
+            match &args.output {
+                Some(path) => std::fs::write(path, sql).map_err(Error::io(path))?,
+                None => print!("{sql}"),
+            }
+        }
         Command::Run(args) => {
-            let s = settings_with(&args.inputs, args.overwrite, progress)?;
+            let mut s = settings_with(&args.inputs, args.overwrite, progress)?;
+            if args.engine == EngineArg::Spark {
+                let remote = args
+                    .spark_remote
+                    .clone()
+                    .or_else(|| std::env::var("SPARK_REMOTE").ok())
+                    .ok_or_else(|| {
+                        Error::Usage(
+                            "--engine spark needs --spark-remote sc://HOST:PORT (or $SPARK_REMOTE)"
+                                .into(),
+                        )
+                    })?;
+                s.engine = pipeline::Engine::Spark { remote };
+            }
             let o = pipeline::run(&s)?;
             println!(
                 "published {} ({} customers, {} transactions kept, {} rows rejected)",

@@ -55,9 +55,6 @@ pub fn report_years(as_of: NaiveDate, cfg: &ConcentrationConfig) -> Vec<ReportYe
         .collect()
 }
 
-/// The customers who bought (amount > 0) in the year, with their tier as of
-/// `tiered_at` (from `scores`, scored at that date), the dimension columns
-/// and their net amount in the year.
 /// The customers who bought in the report year, with their net amount
 /// (`year_cents`), from the customer × day pre-aggregate.
 pub fn buyers(daily: LazyFrame, ry: &ReportYear) -> LazyFrame {
@@ -76,8 +73,9 @@ pub fn buyers(daily: LazyFrame, ry: &ReportYear) -> LazyFrame {
         .filter(col("__bought"))
 }
 
-/// The tiered population of a report year: every [`buyers`] row with its
-/// tier (as of the year end) and dimensions.
+/// The customers who bought (amount > 0) in the year, with their tier as of
+/// `tiered_at` (from `scores`, scored at that date), the dimension columns
+/// and their net amount in the year (from [`buyers`]).
 pub fn population(
     scores: &DataFrame,
     buyers: LazyFrame,

@@ -76,6 +76,10 @@ pub enum Error {
         customers: usize,
     },
 
+    /// The Spark backend failed (connection, SQL, or an unexpected result).
+    #[error("spark: {0}")]
+    Spark(String),
+
     /// A check that must hold before publishing did not.
     #[error("invariant violated, nothing published: {0}")]
     Invariant(String),
@@ -112,7 +116,11 @@ impl Error {
             | Error::Locked { .. }
             | Error::MemoryLimit { .. } => 2,
             Error::RejectRatio { .. } => 3,
-            Error::Invariant(_) | Error::Io { .. } | Error::Polars(_) | Error::Json(_) => 1,
+            Error::Invariant(_)
+            | Error::Io { .. }
+            | Error::Polars(_)
+            | Error::Json(_)
+            | Error::Spark(_) => 1,
         }
     }
 

@@ -136,7 +136,31 @@ pub fn read_raw(path: &Path, input: &InputFile, numeric: &[String]) -> Result<La
 
 /// Collects a frame read from `path`, naming the file on failure.
 pub fn collect_file(lf: LazyFrame, path: &Path) -> Result<DataFrame> {
-    lf.run().map_err(|e| read_error(path, &e))
+    guarded(path, || lf.run())
+}
+
+/// Runs a query reading `path`; an error or a panic inside polars (its
+/// CSV reader has panicked on malformed input) becomes a read error naming
+/// the file instead of a crash.
+pub fn guarded<T>(path: &Path, f: impl FnOnce() -> PolarsResult<T>) -> Result<T> {
+    match catch_panic(f) {
+        Ok(r) => r.map_err(|e| read_error(path, &e)),
+        Err(what) => Err(Error::Read {
+            file: path.to_path_buf(),
+            message: format!("the CSV reader failed ({what}); is a quoted field malformed?"),
+        }),
+    }
+}
+
+/// `f`'s result, or the message of a panic inside it.
+pub fn catch_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown".into())
+    })
 }
 
 /// Runs a query on polars' streaming engine: morsel-parallel and lean on

@@ -18,12 +18,15 @@ pub mod measures;
 pub mod memory;
 pub mod migration;
 pub mod pipeline;
+pub mod plan;
 pub mod progress;
 pub mod publish;
 pub mod pyramid;
 pub mod report;
 pub mod rfm;
 pub mod snapshot;
+#[cfg(feature = "spark")]
+pub mod spark;
 pub mod tiers;
 
 pub use error::{Error, Result};

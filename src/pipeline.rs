@@ -36,6 +36,58 @@ pub struct RunSettings {
     pub progress: bool,
     /// `--memory-limit` in bytes (see [`crate::memory`]).
     pub memory_limit: Option<u64>,
+    /// Where the per-customer measures of the snapshot date are computed.
+    pub engine: Engine,
+}
+
+/// `--engine`: polars (embedded, the default) or a Spark Connect server.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    #[default]
+    Polars,
+    Spark {
+        remote: String,
+    },
+}
+
+/// The Spark backend computes the snapshot date's per-customer measures
+/// (the plan's `core` table) from the typed Parquet; scoring starts from
+/// them. The paths must be ones the Spark server can read.
+#[cfg(feature = "spark")]
+fn spark_measures(
+    mut f: Frames,
+    s: &RunSettings,
+    remote: &str,
+    as_of: NaiveDate,
+) -> Result<Frames> {
+    use crate::plan::{CORE_COLUMNS, CustomerPlan, Sources};
+    let dir = ingest_dir(&s.out);
+    let dir = dir.canonicalize().map_err(Error::io(&dir))?;
+    let src = Sources {
+        transactions: dir.join("transactions.parquet").display().to_string(),
+        customers: dir.join("customers.parquet").display().to_string(),
+    };
+    let plan = CustomerPlan::new(&s.config, as_of, f.has_margin, f.has_quantity);
+    let (core_sql, _) = plan.spark_sql(&src)?;
+    let t = Instant::now();
+    let spark = crate::spark::Spark::connect(remote)?;
+    let core = spark.query(&core_sql, CORE_COLUMNS)?;
+    tracing::info!(
+        ms = t.elapsed().as_millis() as u64,
+        rows = core.height(),
+        remote,
+        "spark computed the measures"
+    );
+    f.measures_at = Some((as_of, crate::plan::measures_from_core(&core)?));
+    Ok(f)
+}
+
+#[cfg(not(feature = "spark"))]
+fn spark_measures(_: Frames, _: &RunSettings, _: &str, _: NaiveDate) -> Result<Frames> {
+    Err(Error::Usage(
+        "--engine spark: this build has no Spark backend (build with --features spark)".into(),
+    ))
 }
 
 /// What a finished run reports back.
@@ -83,6 +135,7 @@ struct Manifest<'a> {
     migration_compared_to: NaiveDate,
     /// The execution plan and the estimates it was chosen from.
     memory: &'a memory::Plan,
+    engine: &'a Engine,
     /// Every invariant checked before publishing (a failed one publishes nothing).
     invariants: &'a [snapshot::Invariant],
     outputs: &'a [io::TableInfo],
@@ -193,6 +246,7 @@ fn frames(ing: &Ingested, cfg: &Config, plan: &memory::Plan) -> Result<Frames> {
         has_quantity,
         attributes: cfg.inputs.customers.attributes.clone(),
         lean: plan.lean(),
+        measures_at: None,
     })
 }
 
@@ -222,6 +276,47 @@ fn outcome(ing: &Ingested, scored: &Scored, as_of: NaiveDate, snapshot: PathBuf)
         transactions: ing.transactions.rows,
         rejected: ing.report.values().map(TableReport::rejected_total).sum(),
     }
+}
+
+/// `tiering plan --emit spark-sql`: the customer-level plan as Spark SQL
+/// over `<out>/_ingest/` (written by `tiering ingest` or a run), as of the
+/// given date or the latest transaction there.
+pub fn emit_plan(s: &RunSettings) -> Result<String> {
+    use crate::plan::{CustomerPlan, Sources};
+    let dir = ingest_dir(&s.out);
+    let path = dir.join("transactions.parquet");
+    if !path.exists() {
+        return Err(Error::Usage(format!(
+            "{}: no typed transactions; run `tiering ingest` with the same --out first",
+            path.display()
+        )));
+    }
+    let dir = dir.canonicalize().map_err(Error::io(&dir))?;
+    let typed = ingest::typed_file(dir.join("transactions.parquet"))?;
+    let as_of = match s.as_of {
+        Some(d) => d,
+        None => ingest::latest_date(typed.scan()?)?.ok_or_else(|| {
+            Error::Usage(format!(
+                "{}: no transactions; pass --as-of",
+                typed.path.display()
+            ))
+        })?,
+    };
+    let plan = CustomerPlan::new(
+        &s.config,
+        as_of,
+        typed.has("margin_cents"),
+        typed.has("quantity"),
+    );
+    let src = Sources {
+        transactions: typed.path.display().to_string(),
+        customers: dir.join("customers.parquet").display().to_string(),
+    };
+    let (core, buyers) = plan.spark_sql(&src)?;
+    Ok(format!(
+        "-- tiering {} customer-level plan as of {as_of} (Spark SQL).\n\n-- core: one row per customer (measures, RFM scores, pyramid).\n{core};\n\n-- buyers: per report year, customers who bought and their net amount.\n{buyers};\n",
+        env!("CARGO_PKG_VERSION")
+    ))
 }
 
 /// Validate only: read and check everything, compute, publish nothing.
@@ -281,6 +376,7 @@ fn publish(
         pyramid: pyramid_applied(&s.config, &scored.pyramid)?,
         migration_compared_to: scored.migration_compared_to,
         memory: plan,
+        engine: &s.engine,
         invariants: &scored.invariants,
         outputs: snap.tables(),
         timings_ms: timings.0.iter().cloned().collect(),
@@ -329,7 +425,10 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
         || frames(&ing, &s.config, &plan),
     );
     written?;
-    let f = f?;
+    let mut f = f?;
+    if let Engine::Spark { remote } = &s.engine {
+        f = spark_measures(f, s, remote, ing.as_of)?;
+    }
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
         "typed Parquet written, daily built"

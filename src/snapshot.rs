@@ -39,6 +39,20 @@ pub struct Frames {
     /// The lean plan (`--memory-limit`): `daily` is a query over the typed
     /// Parquet rather than a frame in memory, and scorings run one at a time.
     pub lean: bool,
+    /// Per-customer measures computed elsewhere (the Spark backend) for one
+    /// date; scorings at that date use them instead of `daily`.
+    pub measures_at: Option<(NaiveDate, DataFrame)>,
+}
+
+/// Per-customer measures as of `date` ([`measures::measures_from_daily`]),
+/// or those provided for that date.
+pub fn measures_as_of(f: &Frames, date: NaiveDate, cfg: &Config) -> Result<LazyFrame> {
+    if let Some((_, m)) = f.measures_at.as_ref().filter(|(d, _)| *d == date) {
+        return Ok(m.clone().lazy());
+    }
+    f.per_customer(|d| {
+        measures::measures_from_daily(d, date, &cfg.measures, f.has_margin, f.has_quantity)
+    })
 }
 
 impl Frames {
@@ -138,9 +152,7 @@ fn money(cents: &str) -> Expr {
 /// The per-customer base as of `as_of`: measures, customer attributes and
 /// engagement, one row per customer.
 pub fn base(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<LazyFrame> {
-    let m = f.per_customer(|d| {
-        measures::measures_from_daily(d, as_of, &cfg.measures, f.has_margin, f.has_quantity)
-    })?;
+    let m = measures_as_of(f, as_of, cfg)?;
     let b = measures::customer_base(m, f.customers.clone(), &cfg.ingest.unknown_label);
     let e = engagement::customer_engagement(
         f.interactions.clone(),
@@ -369,9 +381,7 @@ pub fn tiers_as_of(
     if scheme_name != "pyramid" {
         return scores_as_of(f, date, cfg);
     }
-    let m = f.per_customer(|d| {
-        measures::measures_from_daily(d, date, &cfg.measures, f.has_margin, f.has_quantity)
-    })?;
+    let m = measures_as_of(f, date, cfg)?;
     let b = measures::customer_base(m, f.customers.clone(), &cfg.ingest.unknown_label);
     // Only what concentration and migration read: the projection lets
     // polars skip every other measure (the median gap's per-customer sort

@@ -9,5 +9,6 @@ mod inputs;
 mod limits;
 mod publish;
 mod report;
+mod spark;
 mod tiers;
 mod yoy;

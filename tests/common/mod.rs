@@ -141,3 +141,30 @@ pub fn floats(df: &DataFrame, c: &str) -> Vec<Option<f64>> {
         .iter()
         .collect()
 }
+
+/// Every table (Parquet and CSV) of two snapshot directories, byte for
+/// byte, except those whose name starts with one of `except` (the manifest
+/// and report, which name how a run was made, are never compared).
+pub fn assert_same_tables(a: &Path, b: &Path, except: &[&str]) {
+    let mut names: Vec<String> = std::fs::read_dir(a)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".csv") || n.ends_with(".parquet"))
+        .filter(|n| !except.iter().any(|x| n.starts_with(x)))
+        .collect();
+    names.sort();
+    assert!(names.len() > 10, "{names:?}");
+    for n in names {
+        let x = std::fs::read(a.join(&n)).unwrap();
+        let y = std::fs::read(b.join(&n)).unwrap();
+        if x != y {
+            let (x, y) = (String::from_utf8_lossy(&x), String::from_utf8_lossy(&y));
+            let first = x.lines().zip(y.lines()).find(|(p, q)| p != q);
+            panic!(
+                "{n} differs between {} and {}: first differing lines {first:?}",
+                a.display(),
+                b.display()
+            );
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! The heavy customer-level computation as one small typed plan, with two
+//! backends: polars (the default, embedded) and Spark SQL text (sent over
+//! Spark Connect with `--features spark`, or written out by `tiering plan
+//! --emit spark-sql`).
+//!
+//! The plan yields two tables:
+//! - `core`: one row per customer as of the plan's date — the measures
+//!   (SPEC §3), `in_scope`, the RFM scores (tie-safe quantile or fixed
+//!   edges) and the contribution pyramid (rank, cumulative share, tier);
+//! - `buyers`: the year-over-year group-by under `concentration_*`: per
+//!   report year, each customer who bought and their net amount.
+//!
+//! Both backends give the same answers: money as integer cents, ties
+//! broken the same way ('min' ranks; a tie group shares its cumulative
+//! share), every integer cast to 64 bits and every fraction computed in
+//! doubles in the same order. `tests/spark.rs` runs both and compares
+//! every column.
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+use crate::concentration::{self, ReportYear};
+use crate::config::{Config, FrequencyMode, MonetaryMode, PyramidMode, RfmMode};
+use crate::error::{Error, Result};
+use crate::io::Run;
+use crate::measures;
+use crate::snapshot::Frames;
+use crate::{pyramid, rfm};
+
+/// The columns of `core`, in order, with their (canonical) types.
+pub const CORE_COLUMNS: &[(&str, Kind)] = &[
+    ("customer_id", Kind::Text),
+    ("region", Kind::Text),
+    ("industry", Kind::Text),
+    ("in_scope", Kind::Flag),
+    ("first_purchase", Kind::Day),
+    ("last_purchase", Kind::Day),
+    ("recency_days", Kind::Int),
+    ("tenure_days", Kind::Int),
+    ("frequency", Kind::Int),
+    ("revenue_cents", Kind::Int),
+    ("monetary_cents", Kind::Int),
+    ("contribution_cents", Kind::Int),
+    ("window_spend_cents", Kind::Int),
+    ("window_spend_prior_cents", Kind::Int),
+    ("median_gap_days", Kind::Real),
+    ("units_bought", Kind::Real),
+    ("r_score", Kind::Int),
+    ("f_score", Kind::Int),
+    ("m_score", Kind::Int),
+    ("contribution_rank", Kind::Int),
+    ("cum_contribution_share", Kind::Real),
+    ("pyramid_tier", Kind::Text),
+];
+
+/// The columns of `buyers`.
+pub const BUYERS_COLUMNS: &[(&str, Kind)] = &[
+    ("year", Kind::Int),
+    ("customer_id", Kind::Text),
+    ("year_cents", Kind::Int),
+];
+
+/// A column's canonical type: what both backends' results are cast to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Flag,
+    Day,
+    Int,
+    Real,
+}
+
+impl Kind {
+    pub fn dtype(self) -> DataType {
+        match self {
+            Kind::Text => DataType::String,
+            Kind::Flag => DataType::Boolean,
+            Kind::Day => DataType::Date,
+            Kind::Int => DataType::Int64,
+            Kind::Real => DataType::Float64,
+        }
+    }
+
+    fn sql(self) -> &'static str {
+        match self {
+            Kind::Text => "STRING",
+            Kind::Flag => "BOOLEAN",
+            Kind::Day => "DATE",
+            Kind::Int => "BIGINT",
+            Kind::Real => "DOUBLE",
+        }
+    }
+}
+
+/// RFM scoring as the plan carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scoring {
+    Quantile,
+    /// Fixed edges for recency, frequency, monetary (monetary in cents).
+    Fixed([Vec<f64>; 3]),
+}
+
+/// The customer-level computation of one snapshot date.
+#[derive(Debug, Clone)]
+pub struct CustomerPlan {
+    pub as_of: NaiveDate,
+    pub window_days: Option<u32>,
+    pub frequency: FrequencyMode,
+    pub monetary: MonetaryMode,
+    pub has_margin: bool,
+    pub has_quantity: bool,
+    pub unknown_label: String,
+    pub bins: u32,
+    pub scoring: Scoring,
+    pub pyramid_mode: PyramidMode,
+    /// Cuts in percent and labels (one more than the cuts), best first.
+    pub pyramid_cuts: Vec<f64>,
+    pub pyramid_labels: Vec<String>,
+    pub report_years: Vec<ReportYear>,
+}
+
+/// Where the Spark backend reads the typed inputs (paths Spark can reach).
+#[derive(Debug, Clone)]
+pub struct Sources {
+    pub transactions: String,
+    pub customers: String,
+}
+
+impl CustomerPlan {
+    pub fn new(cfg: &Config, as_of: NaiveDate, has_margin: bool, has_quantity: bool) -> Self {
+        let scoring = match (&cfg.rfm.mode, &cfg.rfm.edges) {
+            (RfmMode::Fixed, Some(e)) => Scoring::Fixed([
+                e.recency.clone(),
+                e.frequency.clone(),
+                e.monetary.iter().map(|x| x * 100.0).collect(),
+            ]),
+            _ => Scoring::Quantile,
+        };
+        CustomerPlan {
+            as_of,
+            window_days: cfg.measures.window_days,
+            frequency: cfg.measures.frequency,
+            monetary: cfg.measures.monetary,
+            has_margin,
+            has_quantity,
+            unknown_label: cfg.ingest.unknown_label.clone(),
+            bins: cfg.rfm.bins,
+            scoring,
+            pyramid_mode: cfg.pyramid.mode,
+            pyramid_cuts: cfg.pyramid.cuts().to_vec(),
+            pyramid_labels: cfg.pyramid.labels(),
+            report_years: concentration::report_years(as_of, &cfg.concentration),
+        }
+    }
+
+    /// The polars backend: `core` and `buyers`, canonical types, sorted.
+    pub fn polars(&self, f: &Frames, cfg: &Config) -> Result<(DataFrame, DataFrame)> {
+        let m = f.per_customer(|d| {
+            measures::measures_from_daily(
+                d,
+                self.as_of,
+                &cfg.measures,
+                self.has_margin,
+                self.has_quantity,
+            )
+        })?;
+        let b = measures::customer_base(m, f.customers.clone(), &self.unknown_label)
+            .with_columns(rfm::score_exprs(&cfg.rfm));
+        let core = canonical(pyramid::assign(b, &cfg.pyramid)?, CORE_COLUMNS)
+            .sort(["customer_id"], SortMultipleOptions::default())
+            .run()?;
+        let mut years = Vec::new();
+        for ry in &self.report_years {
+            years.push(
+                f.per_customer(|d| concentration::buyers(d, ry))?
+                    .with_column(lit(ry.year).alias("year")),
+            );
+        }
+        let buyers = canonical(concat(years, UnionArgs::default())?, BUYERS_COLUMNS)
+            .sort(["year", "customer_id"], SortMultipleOptions::default())
+            .run()?;
+        Ok((core, buyers))
+    }
+
+    /// The Spark SQL backend: (`core`, `buyers`) as two SELECT statements
+    /// over the typed Parquet files.
+    pub fn spark_sql(&self, src: &Sources) -> Result<(String, String)> {
+        let daily = self.daily_sql(src)?;
+        let core = format!(
+            "WITH {daily},\n{measures},\n{base},\n{scored},\n{pyramid}\nSELECT {cols}\nFROM pyramid\nORDER BY customer_id",
+            measures = self.measures_sql(),
+            base = self.base_sql(src)?,
+            scored = self.scores_sql(),
+            pyramid = self.pyramid_sql(),
+            cols = select_list(CORE_COLUMNS),
+        );
+        let years: Vec<String> = self
+            .report_years
+            .iter()
+            .map(|ry| {
+                format!(
+                    "SELECT {year} AS year, customer_id, SUM(net_cents) AS year_cents\n  FROM daily\n  WHERE ts BETWEEN {start} AND {end}\n  GROUP BY customer_id\n  HAVING SUM(purchases) > 0",
+                    year = ry.year,
+                    start = date(ry.start),
+                    end = date(ry.tiered_at),
+                )
+            })
+            .collect();
+        let buyers = format!(
+            "WITH {daily},\nyears AS (\n  {union}\n)\nSELECT {cols}\nFROM years\nORDER BY year, customer_id",
+            union = years.join("\n  UNION ALL\n  "),
+            cols = select_list(BUYERS_COLUMNS),
+        );
+        Ok((core, buyers))
+    }
+
+    /// Transactions on or before the date, per customer and day.
+    fn daily_sql(&self, src: &Sources) -> Result<String> {
+        let mut cols = vec!["customer_id", "ts", "amount_cents"];
+        let mut aggs = vec![
+            "CAST(SUM(CASE WHEN amount_cents > 0 THEN 1 ELSE 0 END) AS BIGINT) AS purchases"
+                .to_string(),
+            "SUM(amount_cents) AS net_cents".to_string(),
+        ];
+        if self.has_margin {
+            cols.push("margin_cents");
+            aggs.push("COALESCE(SUM(margin_cents), 0) AS margin_cents".into());
+        }
+        if self.has_quantity {
+            cols.push("quantity");
+            aggs.push(
+                "COALESCE(SUM(CASE WHEN amount_cents > 0 THEN CAST(quantity AS DOUBLE) END), CAST(0 AS DOUBLE)) AS units"
+                    .into(),
+            );
+        }
+        Ok(format!(
+            "daily AS (\n  SELECT customer_id, ts, {aggs}\n  FROM (SELECT {cols} FROM parquet.{path} WHERE ts <= {as_of})\n  GROUP BY customer_id, ts\n)",
+            aggs = aggs.join(",\n    "),
+            cols = cols.join(", "),
+            path = quoted_path(&src.transactions)?,
+            as_of = date(self.as_of),
+        ))
+    }
+
+    /// Per-customer measures from `daily` (see [`measures::measures_from_daily`]).
+    fn measures_sql(&self) -> String {
+        let window = match self.window_days {
+            Some(w) => format!("DATEDIFF({}, ts) < {w}", date(self.as_of)),
+            None => "TRUE".into(),
+        };
+        let span = self.window_days.unwrap_or(365);
+        let age = format!("DATEDIFF({}, ts)", date(self.as_of));
+        let freq_term = match self.frequency {
+            FrequencyMode::Orders => "purchases",
+            FrequencyMode::Days => "CASE WHEN purchases > 0 THEN 1 ELSE 0 END",
+        };
+        let mut aggs = vec![
+            "COALESCE(MIN(CASE WHEN purchases > 0 THEN ts END), MIN(ts)) AS first_purchase"
+                .to_string(),
+            "COALESCE(MAX(CASE WHEN purchases > 0 THEN ts END), MAX(ts)) AS last_purchase".into(),
+            format!(
+                "CAST(SUM(CASE WHEN {window} THEN {freq_term} ELSE 0 END) AS BIGINT) AS frequency"
+            ),
+            format!("SUM(CASE WHEN {window} THEN net_cents ELSE 0 END) AS revenue_cents"),
+            format!(
+                "SUM(CASE WHEN {age} < {span} THEN net_cents ELSE 0 END) AS window_spend_cents"
+            ),
+            format!(
+                "SUM(CASE WHEN {age} >= 365 AND {age} < {} THEN net_cents ELSE 0 END) AS window_spend_prior_cents",
+                365 + span
+            ),
+        ];
+        aggs.push(if self.has_margin {
+            format!("SUM(CASE WHEN {window} THEN margin_cents ELSE 0 END) AS contribution_cents")
+        } else {
+            format!("SUM(CASE WHEN {window} THEN net_cents ELSE 0 END) AS contribution_cents")
+        });
+        aggs.push(if self.has_quantity {
+            "SUM(units) AS units_bought".into()
+        } else {
+            "CAST(NULL AS DOUBLE) AS units_bought".into()
+        });
+        let monetary = match self.monetary {
+            MonetaryMode::Sum => "revenue_cents".to_string(),
+            MonetaryMode::Mean => "CASE WHEN frequency > 0 THEN CAST(ROUND(CAST(revenue_cents AS DOUBLE) / CAST(frequency AS DOUBLE)) AS BIGINT) ELSE revenue_cents END".into(),
+        };
+        format!(
+            "gaps AS (\n  SELECT customer_id, CAST(DATEDIFF(ts, LAG(ts) OVER (PARTITION BY customer_id ORDER BY ts)) AS DOUBLE) AS gap\n  FROM daily WHERE purchases > 0\n),\n\
+             measures AS (\n  SELECT agg.*, {monetary} AS monetary_cents, g.median_gap_days\n  FROM (SELECT customer_id,\n    {aggs}\n    FROM daily GROUP BY customer_id) agg\n  LEFT JOIN (SELECT customer_id, MEDIAN(gap) AS median_gap_days FROM gaps GROUP BY customer_id) g\n    ON agg.customer_id = g.customer_id\n)",
+            aggs = aggs.join(",\n    "),
+        )
+    }
+
+    /// Every customer once (see [`measures::customer_base`]).
+    fn base_sql(&self, src: &Sources) -> Result<String> {
+        let unknown = text(&self.unknown_label);
+        let as_of = date(self.as_of);
+        Ok(format!(
+            "base AS (\n  SELECT COALESCE(m.customer_id, c.customer_id) AS customer_id,\n    COALESCE(c.region, {unknown}) AS region,\n    COALESCE(c.industry, {unknown}) AS industry,\n    m.first_purchase IS NOT NULL AS in_scope,\n    m.first_purchase, m.last_purchase,\n    CAST(DATEDIFF({as_of}, m.last_purchase) AS BIGINT) AS recency_days,\n    CAST(DATEDIFF({as_of}, m.first_purchase) AS BIGINT) AS tenure_days,\n    COALESCE(m.frequency, 0) AS frequency,\n    COALESCE(m.revenue_cents, 0) AS revenue_cents,\n    COALESCE(m.monetary_cents, 0) AS monetary_cents,\n    COALESCE(m.contribution_cents, 0) AS contribution_cents,\n    COALESCE(m.window_spend_cents, 0) AS window_spend_cents,\n    COALESCE(m.window_spend_prior_cents, 0) AS window_spend_prior_cents,\n    m.median_gap_days, m.units_bought\n  FROM measures m\n  FULL OUTER JOIN (SELECT customer_id, region, industry FROM parquet.{path}) c\n    ON m.customer_id = c.customer_id\n)",
+            path = quoted_path(&src.customers)?,
+        ))
+    }
+
+    /// r/f/m scores (see [`rfm::score_exprs`]).
+    fn scores_sql(&self) -> String {
+        let b = self.bins;
+        let measures = [
+            ("r_score", "recency_days", false),
+            ("f_score", "frequency", true),
+            ("m_score", "monetary_cents", true),
+        ];
+        let scores: Vec<String> = measures
+            .iter()
+            .enumerate()
+            .map(|(i, (name, column, higher))| {
+                let v = format!("CASE WHEN in_scope THEN {column} END");
+                let score = match &self.scoring {
+                    Scoring::Quantile => format!(
+                        "CAST(((RANK() OVER (ORDER BY {v} {dir} NULLS LAST) - 1) * {b}) DIV COUNT({v}) OVER () + 1 AS BIGINT)",
+                        dir = if *higher { "ASC" } else { "DESC" },
+                    ),
+                    Scoring::Fixed(edges) => {
+                        let x = format!("CAST({column} AS DOUBLE)");
+                        let hits: Vec<String> = edges[i]
+                            .iter()
+                            .map(|e| {
+                                let op = if *higher { ">=" } else { ">" };
+                                format!("CASE WHEN {x} {op} {} THEN 1 ELSE 0 END", double(*e))
+                            })
+                            .collect();
+                        let passed = if hits.is_empty() {
+                            "0".to_string()
+                        } else {
+                            hits.join(" + ")
+                        };
+                        if *higher {
+                            format!("CAST(1 + {passed} AS BIGINT)")
+                        } else {
+                            format!("CAST({b} - ({passed}) AS BIGINT)")
+                        }
+                    }
+                };
+                format!("CASE WHEN {v} IS NULL THEN NULL ELSE {score} END AS {name}")
+            })
+            .collect();
+        format!(
+            "scored AS (\n  SELECT *,\n    {}\n  FROM base\n)",
+            scores.join(",\n    ")
+        )
+    }
+
+    /// Rank, cumulative share and tier (see [`pyramid::assign`]): a tie
+    /// group shares the cumulative share of the whole group.
+    fn pyramid_sql(&self) -> String {
+        let order = "ORDER BY c DESC NULLS LAST";
+        let last = text(self.pyramid_labels.last().map_or("", String::as_str));
+        let (position, scale) = match self.pyramid_mode {
+            PyramidMode::CustomerShare => (
+                "CAST(contribution_rank - 1 AS DOUBLE) * CAST(100 AS DOUBLE)",
+                "n",
+            ),
+            PyramidMode::ContributionShare => (
+                "CAST(cum_group - group_pos AS DOUBLE) * CAST(100 AS DOUBLE)",
+                "CAST(total AS DOUBLE)",
+            ),
+        };
+        let mut tier = format!("CASE WHEN c IS NULL THEN NULL WHEN c <= 0 THEN {last}");
+        for (cut, label) in self.pyramid_cuts.iter().zip(&self.pyramid_labels) {
+            tier.push_str(&format!(
+                " WHEN {position} < {} * {scale} THEN {}",
+                double(*cut),
+                text(label)
+            ));
+        }
+        tier.push_str(&format!(" ELSE {last} END"));
+        format!(
+            "ranked AS (\n  SELECT *,\n    SUM(pos) OVER ({order} RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum_group,\n    SUM(pos) OVER (PARTITION BY c) AS group_pos,\n    SUM(pos) OVER () AS total,\n    CASE WHEN c IS NULL THEN NULL ELSE CAST(RANK() OVER ({order}) AS BIGINT) END AS contribution_rank,\n    CAST(COUNT(c) OVER () AS DOUBLE) AS n\n  FROM (SELECT *, CASE WHEN c > 0 THEN c ELSE 0 END AS pos\n        FROM (SELECT *, CASE WHEN in_scope THEN contribution_cents END AS c FROM scored))\n),\n\
+             pyramid AS (\n  SELECT *,\n    CASE WHEN in_scope AND total > 0 THEN CAST(cum_group AS DOUBLE) / CAST(total AS DOUBLE) END AS cum_contribution_share,\n    {tier} AS pyramid_tier\n  FROM ranked\n)"
+        )
+    }
+}
+
+/// The measures part of a `core` table, shaped as
+/// [`measures::measures_from_daily`] gives it (customers with transactions
+/// only), so scoring can start from measures another backend computed.
+pub fn measures_from_core(core: &DataFrame) -> Result<DataFrame> {
+    let int32 = |c: &str| col(c).cast(DataType::Int32);
+    Ok(core
+        .clone()
+        .lazy()
+        .filter(col("in_scope"))
+        .select([
+            col("customer_id"),
+            col("first_purchase"),
+            col("last_purchase"),
+            int32("recency_days"),
+            col("frequency"),
+            col("revenue_cents"),
+            col("monetary_cents"),
+            int32("tenure_days"),
+            col("contribution_cents"),
+            col("window_spend_cents"),
+            col("window_spend_prior_cents"),
+            col("median_gap_days"),
+            col("units_bought"),
+        ])
+        .run()?)
+}
+
+/// Casts and orders a frame's columns to the canonical list.
+fn canonical(lf: LazyFrame, columns: &[(&str, Kind)]) -> LazyFrame {
+    lf.select(
+        columns
+            .iter()
+            .map(|(n, k)| col(*n).cast(k.dtype()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn select_list(columns: &[(&str, Kind)]) -> String {
+    columns
+        .iter()
+        .map(|(n, k)| format!("CAST({n} AS {}) AS {n}", k.sql()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn date(d: NaiveDate) -> String {
+    format!("DATE'{}'", d.format("%Y-%m-%d"))
+}
+
+/// A SQL string literal.
+fn text(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// A double literal that parses to exactly `x` (Spark reads `1.5` as a
+/// decimal, so the text is cast).
+fn double(x: f64) -> String {
+    format!("CAST('{x:?}' AS DOUBLE)")
+}
+
+/// A path in backquotes for `parquet.`…``; a backquote in it is refused.
+fn quoted_path(path: &str) -> Result<String> {
+    if path.contains('`') {
+        return Err(Error::Usage(format!(
+            "{path}: a path with a backquote cannot be read by the Spark backend"
+        )));
+    }
+    Ok(format!("`{path}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> CustomerPlan {
+        let cfg = Config::default();
+        CustomerPlan::new(
+            &cfg,
+            NaiveDate::from_ymd_opt(2010, 12, 31).unwrap(),
+            true,
+            false,
+        )
+    }
+
+    #[test]
+    fn literals_are_exact_and_quoted() {
+        assert_eq!(double(0.1), "CAST('0.1' AS DOUBLE)");
+        assert_eq!(double(1e20), "CAST('1e20' AS DOUBLE)");
+        assert_eq!("1e20".parse::<f64>().unwrap(), 1e20);
+        assert_eq!(text("it's"), "'it\\'s'");
+        assert!(quoted_path("/a/`b").is_err());
+    }
+
+    #[test]
+    fn the_sql_follows_the_configuration() {
+        let src = Sources {
+            transactions: "/d/t.parquet".into(),
+            customers: "/d/c.parquet".into(),
+        };
+        let (core, buyers) = plan().spark_sql(&src).unwrap();
+        // Default pyramid: customer share, cuts 1/5/20, labels A..D.
+        assert!(core.contains("WHEN CAST(contribution_rank - 1 AS DOUBLE) * CAST(100 AS DOUBLE) < CAST('1.0' AS DOUBLE) * n THEN 'A'"), "{core}");
+        assert!(core.contains("ELSE 'D' END AS pyramid_tier"));
+        // Quantile scores, recency ranked worst (largest) first.
+        assert!(core.contains(
+            "RANK() OVER (ORDER BY CASE WHEN in_scope THEN recency_days END DESC NULLS LAST)"
+        ));
+        assert!(core.contains("FROM parquet.`/d/t.parquet` WHERE ts <= DATE'2010-12-31'"));
+        assert!(core.contains("margin_cents"));
+        // Default concentration: two report years plus the base year.
+        assert_eq!(
+            buyers.matches("UNION ALL").count(),
+            plan().report_years.len() - 1
+        );
+        assert!(buyers.contains("WHERE ts BETWEEN DATE'2010-01-01' AND DATE'2010-12-31'"));
+    }
+}
