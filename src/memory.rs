@@ -96,6 +96,57 @@ pub fn choose(
     })
 }
 
+/// Samples the process's anonymous resident memory (heap, not the file
+/// pages polars maps while reading inputs) every 20 ms and keeps the peak:
+/// what `--memory-limit` is about. Peak RSS (`VmHWM`) also counts mapped
+/// input files, which the kernel can drop under pressure.
+pub struct Sampler {
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Sampler {
+    pub fn start() -> Sampler {
+        use std::sync::atomic::Ordering;
+        let peak =
+            std::sync::Arc::new(std::sync::atomic::AtomicU64::new(anon_bytes().unwrap_or(0)));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                if let Some(now) = anon_bytes() {
+                    p.fetch_max(now, Ordering::Relaxed);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        Sampler { peak, stop }
+    }
+
+    /// The highest anonymous resident memory seen so far (0 where
+    /// /proc/self/status is not available).
+    pub fn peak_bytes(&self) -> u64 {
+        let now = anon_bytes().unwrap_or(0);
+        self.peak
+            .fetch_max(now, std::sync::atomic::Ordering::Relaxed)
+            .max(now)
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Anonymous resident memory now (Linux `RssAnon`), in bytes.
+pub fn anon_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("RssAnon:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// Parses a size such as `512MiB`, `4GiB`, `4G`, `2.5GB` or `1000000`
 /// (bytes). K/M/G/T and their -iB forms are powers of 1024; kB/MB/GB/TB
 /// are powers of 1000.

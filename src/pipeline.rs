@@ -140,7 +140,10 @@ struct Manifest<'a> {
     invariants: &'a [snapshot::Invariant],
     outputs: &'a [io::TableInfo],
     timings_ms: BTreeMap<String, u64>,
+    /// Peak resident memory, including input files mapped while reading.
     peak_rss_bytes: Option<u64>,
+    /// Peak anonymous memory (sampled every 20 ms): what --memory-limit bounds.
+    peak_anon_bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -341,6 +344,13 @@ fn refuse_existing(s: &RunSettings, dates: &[NaiveDate]) -> Result<()> {
     Ok(())
 }
 
+/// How a snapshot was made, for its manifest.
+struct How<'a> {
+    backfill: Option<&'a BackfillInfo>,
+    plan: &'a memory::Plan,
+    sampler: &'a memory::Sampler,
+}
+
 /// Writes one snapshot's tables, manifest and `_SUCCESS`, then renames it
 /// into place.
 fn publish(
@@ -349,9 +359,9 @@ fn publish(
     scored: &mut Scored,
     as_of: NaiveDate,
     mut timings: Timings,
-    backfill: Option<&BackfillInfo>,
-    plan: &memory::Plan,
+    how: &How,
 ) -> Result<PathBuf> {
+    let (backfill, plan, sampler) = (how.backfill, how.plan, how.sampler);
     let t = Instant::now();
     let mut snap = Snapshot::begin(&s.out, as_of, s.overwrite)?;
     let bom = s.config.publish.csv_bom;
@@ -381,6 +391,7 @@ fn publish(
         outputs: snap.tables(),
         timings_ms: timings.0.iter().cloned().collect(),
         peak_rss_bytes: peak_rss_bytes(),
+        peak_anon_bytes: sampler.peak_bytes(),
     };
     let value = serde_json::to_value(&manifest)?;
     let json = serde_json::to_string_pretty(&value)?;
@@ -400,6 +411,7 @@ fn publish(
 
 /// The whole pipeline for one snapshot.
 pub fn run(s: &RunSettings) -> Result<RunOutcome> {
+    let sampler = memory::Sampler::start();
     let mut timings = Timings::default();
     let t = Instant::now();
     let _lock = Lock::acquire(&s.out)?;
@@ -445,7 +457,12 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
 
     progress.stage("publish");
     let as_of = ing.as_of;
-    let path = publish(s, &mut ing, &mut scored, as_of, timings, None, &plan)?;
+    let how = How {
+        backfill: None,
+        plan: &plan,
+        sampler: &sampler,
+    };
+    let path = publish(s, &mut ing, &mut scored, as_of, timings, &how)?;
     progress.finish();
     tracing::info!(stage = "publish", snapshot = %path.display(), "published");
     Ok(outcome(&ing, &scored, as_of, path))
@@ -537,6 +554,7 @@ pub fn backfill(
         )));
     }
     let last = *dates.last().unwrap_or(&to);
+    let sampler = memory::Sampler::start();
     let _lock = Lock::acquire(&s.out)?;
     refuse_existing(s, &dates)?;
     let t = Instant::now();
@@ -553,6 +571,11 @@ pub fn backfill(
         ingested_as_of: last,
     };
     let bar = crate::progress::bar(s.progress, dates.len() as u64, "snapshots");
+    let how = How {
+        backfill: Some(&info),
+        plan: &plan,
+        sampler: &sampler,
+    };
     let copy = |d: NaiveDate| Ingested {
         transactions: ing.transactions.clone(),
         customers: DataFrame::empty(),
@@ -577,7 +600,7 @@ pub fn backfill(
             let mut timings = base.clone();
             let mut scored = snapshot::compute(&f, d, &s.config)?;
             timings.lap("score", t);
-            let path = publish(s, &mut copy(d), &mut scored, d, timings, Some(&info), &plan)?;
+            let path = publish(s, &mut copy(d), &mut scored, d, timings, &how)?;
             bar.inc(1);
             tracing::info!(snapshot = %path.display(), "published");
             done.push(outcome(d, path, &scored));
@@ -626,15 +649,7 @@ pub fn backfill(
             let mut timings = base.clone();
             let mut scored = snapshot::compute_with(&f, *d, &s.config, full, &aux)?;
             timings.lap("summaries", t);
-            let path = publish(
-                s,
-                &mut copy(*d),
-                &mut scored,
-                *d,
-                timings,
-                Some(&info),
-                &plan,
-            )?;
+            let path = publish(s, &mut copy(*d), &mut scored, *d, timings, &how)?;
             bar.inc(1);
             tracing::info!(snapshot = %path.display(), "published");
             Ok(outcome(*d, path, &scored))
