@@ -311,6 +311,11 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Run(args) => {
             let mut s = settings_with(&args.inputs, args.overwrite, progress)?;
             if args.engine == EngineArg::Spark {
+                if !cfg!(feature = "spark") {
+                    return Err(Error::Usage(
+                        "--engine spark: this build has no Spark backend (cargo build --release --features spark)".into(),
+                    ));
+                }
                 let remote = args
                     .spark_remote
                     .clone()
