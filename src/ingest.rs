@@ -847,11 +847,9 @@ fn split(table: &str, files: Vec<(LazyFrame, String)>) -> Result<(LazyFrame, Dat
     Ok((valid, rejects))
 }
 
-/// [`split`] for files read into memory.
-fn split_frames(table: &str, files: Vec<(DataFrame, String)>) -> Result<(DataFrame, DataFrame)> {
-    let files = files.into_iter().map(|(df, f)| (df.lazy(), f)).collect();
-    let (valid, rejects) = split(table, files)?;
-    Ok((valid.run()?, rejects))
+/// Files read into memory, as queries for [`split`].
+fn lazy(files: Vec<(DataFrame, String)>) -> Vec<(LazyFrame, String)> {
+    files.into_iter().map(|(df, f)| (df.lazy(), f)).collect()
 }
 
 fn reject_columns(table: &str, file: Expr) -> [Expr; 5] {
@@ -862,56 +860,6 @@ fn reject_columns(table: &str, file: Expr) -> [Expr; 5] {
         col("reason"),
         col("value"),
     ]
-}
-
-/// Moves rows matching `cond` from `valid` to the rejects with `why`.
-fn move_out(
-    table: &str,
-    valid: DataFrame,
-    files: &[String],
-    cond: Expr,
-    why: &str,
-) -> Result<(DataFrame, DataFrame, usize)> {
-    // Usually nothing matches: then the (large) frame is kept as it is
-    // instead of being copied by a filter.
-    let hits = valid
-        .clone()
-        .lazy()
-        .select([cond.clone().sum().alias("n")])
-        .run()?;
-    if hits
-        .column("n")?
-        .cast(&DataType::Int64)?
-        .i64()?
-        .get(0)
-        .unwrap_or(0)
-        == 0
-    {
-        let empty = valid.head(Some(0));
-        let none = empty
-            .lazy()
-            .with_columns([
-                lit(why).alias("reason"),
-                lit(NULL).cast(DataType::String).alias("value"),
-            ])
-            .select(reject_columns(table, files_lookup(files)))
-            .run()?;
-        return Ok((valid, none, 0));
-    }
-    let lf = valid.lazy().with_column(cond.alias("__out"));
-    let file_name = files_lookup(files);
-    let out = lf
-        .clone()
-        .filter(col("__out"))
-        .with_columns([
-            lit(why).alias("reason"),
-            lit(NULL).cast(DataType::String).alias("value"),
-        ])
-        .select(reject_columns(table, file_name))
-        .run()?;
-    let kept = lf.filter(col("__out").not()).drop(cols(["__out"])).run()?;
-    let n = out.height();
-    Ok((kept, out, n))
 }
 
 /// An expression giving the file path for `__file_no`.
@@ -926,26 +874,9 @@ fn files_lookup(files: &[String]) -> Expr {
 }
 
 /// Moves every row whose `key` was already seen earlier (file order, then
-/// line) to the rejects. The usual case, no duplicate at all, costs one
-/// distinct count instead of a window over every row.
-fn collapse_duplicates(
-    table: &str,
-    valid: DataFrame,
-    files: &[String],
-    key: &str,
-    why: &str,
-) -> Result<(DataFrame, DataFrame, usize)> {
-    let column = valid.column(key)?.as_materialized_series();
-    if !may_repeat(column.str()?) || column.n_unique()? == valid.height() {
-        let (_, none, _) = move_out(table, valid.head(Some(0)), files, lit(false), why)?;
-        return Ok((valid, none, 0));
-    }
-    move_out(table, valid, files, later_duplicate(key)?, why)
-}
-
-/// [`collapse_duplicates`] for a query: the key column is collected (one
-/// column) and hashed; only when a key repeats are the repeated keys'
-/// rows looked at, and the later ones anti-joined away.
+/// line) to the rejects with `why`. The key column is collected (one
+/// column) and hashed; only when a key repeats are the repeated keys' rows
+/// looked at, and the later ones anti-joined away.
 fn drop_duplicates(
     table: &str,
     valid: LazyFrame,
@@ -1187,11 +1118,11 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
     let input = &cfg.inputs.customers;
     let mut rep = TableReport::default();
     let files = load_table("customers", input, &cfg.ingest.unknown_label, &mut rep)?;
-    let (valid, rejects) = split_frames("customers", files)?;
+    let (valid, rejects) = split("customers", lazy(files))?;
     count_reasons(&rejects, &mut rep)?;
     enforce_ratio("customers", &input.path, &rep, limit)?;
     all_rejects.push(rejects);
-    let (valid, dups, n_dups) = collapse_duplicates(
+    let (valid, dups, n_dups) = drop_duplicates(
         "customers",
         valid,
         &file_names(&rep),
@@ -1200,7 +1131,12 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
     )?;
     rep.duplicates_collapsed = n_dups;
     all_rejects.push(dups);
-    let customers = sorted_without_bookkeeping(valid, &["customer_id"])?;
+    let customers = without_bookkeeping(valid)
+        .sort(
+            ["customer_id"],
+            SortMultipleOptions::default().with_maintain_order(true),
+        )
+        .run()?;
     rep.rows_kept = customers.height();
     reports.insert("customers".to_string(), rep);
 
@@ -1210,20 +1146,21 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
         Some(input) => {
             let mut rep = TableReport::default();
             let files = load_table("interactions", input, &cfg.ingest.unknown_label, &mut rep)?;
-            let (valid, rejects) = split_frames("interactions", files)?;
+            let (valid, rejects) = split("interactions", lazy(files))?;
             count_reasons(&rejects, &mut rep)?;
             enforce_ratio("interactions", &input.path, &rep, limit)?;
             all_rejects.push(rejects);
-            let (valid, future, n_future) = move_out(
+            let after = col("ts").gt(crate::measures::date_lit(as_of));
+            let future = rejects_where(
                 "interactions",
-                valid,
+                valid.clone(),
                 &file_names(&rep),
-                col("ts").gt(crate::measures::date_lit(as_of)),
+                after.clone(),
                 reason::AFTER_AS_OF,
             )?;
-            rep.excluded_after_as_of = n_future;
+            rep.excluded_after_as_of = future.height();
             all_rejects.push(future);
-            let df = without_bookkeeping(valid)?;
+            let df = without_bookkeeping(valid.filter(after.not())).run()?;
             rep.rows_kept = df.height();
             reports.insert("interactions".to_string(), rep);
             Some(df)
@@ -1315,17 +1252,9 @@ pub fn typed_file(path: PathBuf) -> Result<TypedFile> {
     })
 }
 
-fn without_bookkeeping(df: DataFrame) -> Result<DataFrame> {
-    Ok(df.lazy().drop(cols([LINE, "__file_no"])).run()?)
-}
-
-fn sorted_without_bookkeeping(df: DataFrame, by: &[&str]) -> Result<DataFrame> {
-    let by: Vec<PlSmallStr> = by.iter().map(|s| (*s).into()).collect();
-    Ok(df
-        .lazy()
-        .drop(cols([LINE, "__file_no"]))
-        .sort(by, SortMultipleOptions::default().with_maintain_order(true))
-        .run()?)
+/// Drops the line and file-number columns every table carries through ingest.
+fn without_bookkeeping(valid: LazyFrame) -> LazyFrame {
+    valid.drop(cols([LINE, "__file_no"]))
 }
 
 #[cfg(test)]

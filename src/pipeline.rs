@@ -185,14 +185,6 @@ fn pyramid_applied(cfg: &Config, summary: &DataFrame) -> Result<PyramidApplied> 
     })
 }
 
-/// Peak resident memory of this process so far (Linux), in bytes.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 /// Where ingest writes the typed inputs.
 pub fn ingest_dir(out: &Path) -> PathBuf {
     out.join("_ingest")
@@ -390,7 +382,7 @@ fn publish(
         invariants: &scored.invariants,
         outputs: snap.tables(),
         timings_ms: timings.0.iter().cloned().collect(),
-        peak_rss_bytes: peak_rss_bytes(),
+        peak_rss_bytes: memory::peak_rss_bytes(),
         peak_anon_bytes: sampler.peak_bytes(),
     };
     let value = serde_json::to_value(&manifest)?;

@@ -50,14 +50,7 @@ proptest! {
         };
         let mut bytes = head.to_vec();
         bytes.extend_from_slice(&body);
-        std::fs::write(tmp.join("t.csv"), &bytes).unwrap();
-        std::fs::write(tmp.join("c.csv"), "customer_id\nC1\n").unwrap();
-        let text = format!(
-            "[inputs.transactions]\npath = {:?}\n[inputs.customers]\npath = {:?}\n[ingest]\nmax_reject_ratio = 1.0\n",
-            tmp.join("t.csv").to_string_lossy(),
-            tmp.join("c.csv").to_string_lossy()
-        );
-        let cfg = Config::parse(&text).unwrap();
+        let cfg = transactions_config(&tmp, &bytes);
         let as_of = chrono::NaiveDate::from_ymd_opt(2010, 12, 31);
         // Any outcome but a panic is fine; a kept frame is internally consistent.
         if let Ok(ing) = tiering::ingest::ingest(&cfg, as_of, &tmp.join("_ingest")) {
@@ -177,9 +170,9 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
     files
 }
 
-/// Ingests `bytes` as a transactions file; panics (with the reason) when a
-/// row is lost or the library panics.
-fn ingest_checked(tmp: &TempDir, bytes: &[u8]) -> Result<(), String> {
+/// Writes `bytes` as the transactions file (beside a one-customer file)
+/// and a pipeline reading it that rejects rather than stops.
+fn transactions_config(tmp: &TempDir, bytes: &[u8]) -> Config {
     std::fs::write(tmp.join("t.csv"), bytes).unwrap();
     std::fs::write(tmp.join("c.csv"), "customer_id\nC1\n").unwrap();
     let text = format!(
@@ -187,7 +180,13 @@ fn ingest_checked(tmp: &TempDir, bytes: &[u8]) -> Result<(), String> {
         tmp.join("t.csv").to_string_lossy(),
         tmp.join("c.csv").to_string_lossy()
     );
-    let cfg = Config::parse(&text).unwrap();
+    Config::parse(&text).unwrap()
+}
+
+/// Ingests `bytes` as a transactions file; panics (with the reason) when a
+/// row is lost or the library panics.
+fn ingest_checked(tmp: &TempDir, bytes: &[u8]) -> Result<(), String> {
+    let cfg = transactions_config(tmp, bytes);
     let as_of = chrono::NaiveDate::from_ymd_opt(2010, 12, 31);
     let out = tmp.join("_ingest");
     let result = std::panic::catch_unwind(|| tiering::ingest::ingest(&cfg, as_of, &out));

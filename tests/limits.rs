@@ -16,21 +16,7 @@ fn the_lean_plan_publishes_the_fast_plans_tables() {
     let tmp = TempDir::new("limits");
     let data = tmp.join("data");
     generate(&data, 90, 4000, 41);
-    let inputs = |out: &Path| -> Vec<String> {
-        [
-            "--transactions",
-            data.join("transactions.csv").to_str().unwrap(),
-            "--customers",
-            data.join("customers.csv").to_str().unwrap(),
-            "--interactions",
-            data.join("interactions.csv").to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
+    let inputs = |out: &Path| -> Vec<String> { input_args(&data, out) };
     let run = |out: &Path, extra: &[&str]| -> std::process::Output {
         let mut a = vec!["run".to_string(), "--as-of".into(), "2010-12-31".into()];
         a.extend(inputs(out));

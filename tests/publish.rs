@@ -115,21 +115,7 @@ fn backfill_snapshots_equal_single_runs() {
     let data = tmp.join("data");
     generate(&data, 120, 2000, 31);
     let bf = tmp.join("bf");
-    let base = |out: &PathBuf| -> Vec<String> {
-        [
-            "--transactions",
-            data.join("transactions.csv").to_str().unwrap(),
-            "--customers",
-            data.join("customers.csv").to_str().unwrap(),
-            "--interactions",
-            data.join("interactions.csv").to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
+    let base = |out: &PathBuf| -> Vec<String> { input_args(&data, out) };
     let mut a = vec![
         "backfill".to_string(),
         "--from".into(),

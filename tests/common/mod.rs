@@ -168,3 +168,21 @@ pub fn assert_same_tables(a: &Path, b: &Path, except: &[&str]) {
         }
     }
 }
+
+/// `--transactions/--customers/--interactions` of a generated data set and
+/// `--out`, as owned arguments.
+pub fn input_args(data: &Path, out: &Path) -> Vec<String> {
+    [
+        "--transactions",
+        data.join("transactions.csv").to_str().unwrap(),
+        "--customers",
+        data.join("customers.csv").to_str().unwrap(),
+        "--interactions",
+        data.join("interactions.csv").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
