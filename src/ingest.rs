@@ -704,6 +704,31 @@ fn parse_transactions(
         .with_columns(stage2)
         .with_column(code)
         .select(keep)
+        .with_columns(only_where_needed(present))
+}
+
+/// The raw text kept beside parsed values is only ever read for rejected
+/// rows (the reported value) and for optional values that did not parse
+/// (the manifest's warnings): elsewhere it is nulled, so the staged work
+/// file does not carry a second copy of every date and number.
+fn only_where_needed(present: &[&str]) -> Vec<Expr> {
+    let rejected = || col("__code").neq(lit(0i32));
+    // A null literal takes the column's type (text, or a number the CSV
+    // reader parsed).
+    let keep = |text: &str, needed: Expr| {
+        when(needed)
+            .then(col(text))
+            .otherwise(lit(NULL))
+            .alias(text)
+    };
+    let mut v = vec![keep("__ts", rejected()), keep("__amount", rejected())];
+    if present.contains(&"margin") {
+        v.push(keep("__margin", col("margin_cents").is_null()));
+    }
+    if present.contains(&"quantity") {
+        v.push(keep("__quantity", col("quantity").is_null()));
+    }
+    v
 }
 
 fn parse_customers(
@@ -1316,6 +1341,42 @@ mod tests {
             .unwrap();
         let v: Vec<Option<&str>> = out.column("kind").unwrap().str().unwrap().iter().collect();
         assert_eq!(v, vec![Some("call"), Some("visit"), None]);
+    }
+
+    #[test]
+    fn raw_text_is_kept_only_for_rejects_and_unparsed_optionals() {
+        // Row 1 is valid with a parsed margin; row 2 is rejected (code 4);
+        // row 3 is valid but its margin text did not parse.
+        let df = df!(
+            "__code" => [0i32, 4, 0],
+            "__ts" => ["2010-01-01", "2010-13-01", "2010-01-03"],
+            "__amount" => [Some(1.5f64), Some(2.0), Some(3.0)],
+            "margin_cents" => [Some(10i64), Some(20), None],
+            "__margin" => ["0.10", "0.20", "n/a"],
+        )
+        .unwrap()
+        .lazy()
+        .with_columns(only_where_needed(&["margin"]))
+        .collect()
+        .unwrap();
+        let ts: Vec<Option<&str>> = df.column("__ts").unwrap().str().unwrap().iter().collect();
+        assert_eq!(ts, vec![None, Some("2010-13-01"), None]);
+        let amount: Vec<Option<f64>> = df
+            .column("__amount")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .iter()
+            .collect();
+        assert_eq!(amount, vec![None, Some(2.0), None]);
+        let margin: Vec<Option<&str>> = df
+            .column("__margin")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .collect();
+        assert_eq!(margin, vec![None, None, Some("n/a")]);
     }
 
     #[test]

@@ -306,9 +306,16 @@ pub fn write_table(
     name: &str,
     bom: Option<bool>,
 ) -> Result<TableInfo> {
-    write_parquet(df, &dir.join(format!("{name}.parquet")))?;
     let bom = bom.unwrap_or_else(|| has_non_ascii_text(df));
-    write_csv(df, &dir.join(format!("{name}.csv")), bom)?;
+    // Both encoders are mostly single-threaded per file: two at once use
+    // both cores. Each writer gets its own (shared-buffer) copy to rechunk.
+    let (mut a, mut b) = (df.clone(), df.clone());
+    let (pq, csv) = rayon::join(
+        || write_parquet(&mut a, &dir.join(format!("{name}.parquet"))),
+        || write_csv(&mut b, &dir.join(format!("{name}.csv")), bom),
+    );
+    pq?;
+    csv?;
     Ok(TableInfo {
         name: name.to_string(),
         rows: df.height(),

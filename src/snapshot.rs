@@ -46,12 +46,13 @@ pub struct Frames {
 
 /// Per-customer measures as of `date` ([`measures::measures_from_daily`]),
 /// or those provided for that date.
-pub fn measures_as_of(f: &Frames, date: NaiveDate, cfg: &Config) -> Result<LazyFrame> {
+/// Without `gaps` the median gap is left null (pyramid-only tierings).
+pub fn measures_as_of(f: &Frames, date: NaiveDate, cfg: &Config, gaps: bool) -> Result<LazyFrame> {
     if let Some((_, m)) = f.measures_at.as_ref().filter(|(d, _)| *d == date) {
         return Ok(m.clone().lazy());
     }
     f.per_customer(|d| {
-        measures::measures_from_daily(d, date, &cfg.measures, f.has_margin, f.has_quantity)
+        measures::measures_with_gaps(d, date, &cfg.measures, f.has_margin, f.has_quantity, gaps)
     })
 }
 
@@ -152,7 +153,7 @@ fn money(cents: &str) -> Expr {
 /// The per-customer base as of `as_of`: measures, customer attributes and
 /// engagement, one row per customer.
 pub fn base(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<LazyFrame> {
-    let m = measures_as_of(f, as_of, cfg)?;
+    let m = measures_as_of(f, as_of, cfg, true)?;
     let b = measures::customer_base(m, f.customers.clone(), &cfg.ingest.unknown_label);
     let e = engagement::customer_engagement(
         f.interactions.clone(),
@@ -381,7 +382,7 @@ pub fn tiers_as_of(
     if scheme_name != "pyramid" {
         return scores_as_of(f, date, cfg);
     }
-    let m = measures_as_of(f, date, cfg)?;
+    let m = measures_as_of(f, date, cfg, false)?;
     let b = measures::customer_base(m, f.customers.clone(), &cfg.ingest.unknown_label);
     // Only what concentration and migration read: the projection lets
     // polars skip every other measure (the median gap's per-customer sort
