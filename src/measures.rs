@@ -96,22 +96,28 @@ pub fn customer_measures_with(
 /// `margin_cents` and `units` (quantity of purchases). Built once per run
 /// (or backfill) so that scoring several dates never rescans transactions.
 pub fn daily(txns: LazyFrame, has_margin: bool, has_quantity: bool) -> LazyFrame {
+    // Conditions are masked columns and every aggregation a plain sum (see
+    // `measures_with_gaps`).
+    let mut masked = vec![is_purchase().cast(DataType::Int64).alias("__purchase")];
     let mut aggs = vec![
-        is_purchase().sum().cast(DataType::Int64).alias("purchases"),
+        col("__purchase").sum().alias("purchases"),
         col("amount_cents").sum().alias("net_cents"),
     ];
     if has_margin {
         aggs.push(col("margin_cents").sum().alias("margin_cents"));
     }
     if has_quantity {
-        aggs.push(
-            col("quantity")
-                .filter(is_purchase())
-                .sum()
-                .cast(DataType::Float64)
-                .alias("units"),
+        // Null, not zero, outside purchases: the sum then adds exactly the
+        // same floats as before.
+        masked.push(
+            when(is_purchase())
+                .then(col("quantity").cast(DataType::Float64))
+                .otherwise(lit(NULL))
+                .alias("__units"),
         );
+        aggs.push(col("__units").sum().cast(DataType::Float64).alias("units"));
     }
+    let txns = txns.with_columns(masked);
     let daily = txns.group_by([col("customer_id"), col("ts")]).agg(aggs);
     // `cid`: a dense integer per customer, numbered in customer_id order,
     // so per-customer work groups, joins and sorts on 32-bit integers
@@ -173,10 +179,15 @@ pub fn measures_with_gaps(
     gaps: bool,
 ) -> LazyFrame {
     let window = in_window(as_of, cfg.window_days);
+    // Conditions become masked columns before the group-by, so that every
+    // aggregation is a plain sum / min / max: polars' streaming group-by
+    // runs those natively, while a `filter` inside an aggregation is
+    // evaluated group by group (3-4x slower at 10^7 transactions).
+    let amount_if = |cond: Expr, value: &str| when(cond).then(col(value)).otherwise(lit(0i64));
     let frequency = match cfg.frequency {
         // txn_ids are unique after ingest, so purchase rows are distinct orders.
-        FrequencyMode::Orders => col("purchases").filter(window.clone()).sum(),
-        FrequencyMode::Days => purchase_day().and(window.clone()).sum(),
+        FrequencyMode::Orders => amount_if(window.clone(), "purchases"),
+        FrequencyMode::Days => purchase_day().and(window.clone()).cast(DataType::Int64),
     };
     // Declining compares the window (365 days without one) with the same
     // span a year earlier.
@@ -188,32 +199,32 @@ pub fn measures_with_gaps(
         .clone()
         .gt(lit(now - 365 - span))
         .and(day.lt_eq(lit(now - 365)));
+    let mut masked = vec![
+        when(purchase_day())
+            .then(col("ts"))
+            .otherwise(lit(NULL))
+            .alias("__purchase_ts"),
+        frequency.alias("__frequency"),
+        amount_if(window.clone(), "net_cents").alias("__revenue"),
+        amount_if(last_span, "net_cents").alias("__spend"),
+        amount_if(prior_span, "net_cents").alias("__spend_prior"),
+    ];
     let mut aggs = vec![
-        col("ts").filter(purchase_day()).min().alias("__first_p"),
+        col("__purchase_ts").min().alias("__first_p"),
         col("ts").min().alias("__first_any"),
-        col("ts").filter(purchase_day()).max().alias("__last_p"),
+        col("__purchase_ts").max().alias("__last_p"),
         col("ts").max().alias("__last_any"),
-        frequency.cast(DataType::Int64).alias("frequency"),
-        col("net_cents")
-            .filter(window.clone())
+        col("__frequency")
             .sum()
-            .alias("revenue_cents"),
-        col("net_cents")
-            .filter(last_span)
-            .sum()
-            .alias("window_spend_cents"),
-        col("net_cents")
-            .filter(prior_span)
-            .sum()
-            .alias("window_spend_prior_cents"),
+            .cast(DataType::Int64)
+            .alias("frequency"),
+        col("__revenue").sum().alias("revenue_cents"),
+        col("__spend").sum().alias("window_spend_cents"),
+        col("__spend_prior").sum().alias("window_spend_prior_cents"),
     ];
     if has_margin {
-        aggs.push(
-            col("margin_cents")
-                .filter(window)
-                .sum()
-                .alias("contribution_cents"),
-        );
+        masked.push(amount_if(window, "margin_cents").alias("__contribution"));
+        aggs.push(col("__contribution").sum().alias("contribution_cents"));
     }
     if has_quantity {
         aggs.push(col("units").sum().alias("units_bought"));
@@ -239,6 +250,7 @@ pub fn measures_with_gaps(
     // carrying customer_id through an aggregation, and `cid` joins the gaps.
     let per_customer = cut
         .clone()
+        .with_columns(masked)
         .group_by([col("cid"), col("customer_id")])
         .agg(aggs);
     let per_customer = if gaps {

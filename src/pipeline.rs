@@ -600,55 +600,61 @@ pub fn backfill(
         bar.finish_and_clear();
         return Ok(done);
     }
-    // Every full scoring and every auxiliary tiering (concentration year
-    // ends, migration dates) once for the whole backfill; an auxiliary date
-    // that is also a snapshot date reuses that snapshot's scoring.
+    // Every auxiliary tiering (concentration year ends, migration dates)
+    // once for the whole backfill; an auxiliary date that is also a
+    // snapshot date takes that snapshot's scoring, narrowed to what the
+    // later snapshots read. Snapshots go two at a time in date order (an
+    // auxiliary date is never after its snapshot), so two full scorings
+    // are held at once, not all of them.
     let t = Instant::now();
-    let mut keys: Vec<snapshot::AuxKey> = dates
+    let needed: Vec<snapshot::AuxKey> = dates
         .iter()
         .flat_map(|d| snapshot::aux_needed(*d, &s.config))
+        .collect();
+    let mut keys: Vec<snapshot::AuxKey> = needed
+        .iter()
         .filter(|(d, _)| !dates.contains(d))
+        .cloned()
         .collect();
     keys.sort();
     keys.dedup();
-    let (fulls, aux) = rayon::join(
-        || {
-            dates
-                .par_iter()
-                .map(|d| snapshot::scores_as_of(&f, *d, &s.config))
-                .collect::<Result<Vec<DataFrame>>>()
-        },
-        || snapshot::aux_tierings(&f, &keys, &s.config),
-    );
-    let fulls = fulls?;
-    let mut aux = aux?;
-    for (d, full) in dates.iter().zip(&fulls) {
-        for (kd, scheme) in dates
-            .iter()
-            .flat_map(|x| snapshot::aux_needed(*x, &s.config))
-        {
-            if kd == *d {
-                aux.insert((kd, scheme), full.clone());
+    let mut aux = snapshot::aux_tierings(&f, &keys, &s.config)?;
+    base.lap("auxiliary", t);
+    let mut done = Vec::new();
+    for pair in dates.chunks(2) {
+        let t = Instant::now();
+        let fulls = pair
+            .par_iter()
+            .map(|d| snapshot::scores_as_of(&f, *d, &s.config))
+            .collect::<Result<Vec<DataFrame>>>()?;
+        for (d, full) in pair.iter().zip(&fulls) {
+            for (kd, scheme) in needed.iter().filter(|(kd, _)| kd == d) {
+                let narrowed = snapshot::as_tiering(&f, full, &s.config, scheme)?;
+                aux.insert((*kd, scheme.clone()), narrowed);
             }
         }
+        let scoring = t.elapsed();
+        let results: Vec<Result<RunOutcome>> = pair
+            .par_iter()
+            .zip(fulls)
+            .map(|(d, full)| {
+                let t = Instant::now();
+                let mut timings = base.clone();
+                timings.0.push(("score".into(), scoring.as_millis() as u64));
+                let mut scored = snapshot::compute_with(&f, *d, &s.config, full, &aux)?;
+                timings.lap("summaries", t);
+                let path = publish(s, &mut copy(*d), &mut scored, *d, timings, &how)?;
+                bar.inc(1);
+                tracing::info!(snapshot = %path.display(), "published");
+                Ok(outcome(*d, path, &scored))
+            })
+            .collect();
+        for r in results {
+            done.push(r?);
+        }
     }
-    base.lap("score_all", t);
-    let results: Vec<Result<RunOutcome>> = dates
-        .par_iter()
-        .zip(fulls)
-        .map(|(d, full)| {
-            let t = Instant::now();
-            let mut timings = base.clone();
-            let mut scored = snapshot::compute_with(&f, *d, &s.config, full, &aux)?;
-            timings.lap("summaries", t);
-            let path = publish(s, &mut copy(*d), &mut scored, *d, timings, &how)?;
-            bar.inc(1);
-            tracing::info!(snapshot = %path.display(), "published");
-            Ok(outcome(*d, path, &scored))
-        })
-        .collect();
     bar.finish_and_clear();
-    results.into_iter().collect()
+    Ok(done)
 }
 
 #[cfg(test)]

@@ -379,20 +379,26 @@ pub fn tiers_as_of(
     cfg: &Config,
     scheme_name: &str,
 ) -> Result<DataFrame> {
+    let keep = tiering_columns(f, cfg, scheme_name)?;
     if scheme_name != "pyramid" {
-        return scores_as_of(f, date, cfg);
+        return Ok(scores_as_of(f, date, cfg)?.lazy().select(keep).run()?);
     }
     let m = measures_as_of(f, date, cfg, false)?;
     let b = measures::customer_base(m, f.customers.clone(), &cfg.ingest.unknown_label);
-    // Only what concentration and migration read: the projection lets
-    // polars skip every other measure (the median gap's per-customer sort
-    // above all).
+    // The projection lets polars skip every other measure (the median
+    // gap's sort above all).
+    Ok(pyramid::assign(b, &cfg.pyramid)?.select(keep).run()?)
+}
+
+/// What concentration and migration read from a tiering at an earlier
+/// date: keeping only these keeps auxiliary tierings small.
+fn tiering_columns(f: &Frames, cfg: &Config, scheme_name: &str) -> Result<Vec<Expr>> {
     let mut keep = vec![
         col("customer_id"),
         col("in_scope"),
         col("revenue_cents"),
         col("contribution_cents"),
-        col(scheme(cfg, "pyramid")?.column.as_str()),
+        col(scheme(cfg, scheme_name)?.column.as_str()),
     ];
     let customer_columns = f.customers.clone().collect_schema()?;
     keep.extend(
@@ -401,7 +407,19 @@ pub fn tiers_as_of(
             .filter(|n| n.as_str() != "customer_id")
             .map(|n| col(n.clone())),
     );
-    Ok(pyramid::assign(b, &cfg.pyramid)?.select(keep).run()?)
+    Ok(keep)
+}
+
+/// A snapshot's full scoring as the tiering other snapshots of a backfill
+/// read ([`tiers_as_of`]'s columns), so the full frame can be dropped.
+pub fn as_tiering(
+    f: &Frames,
+    full: &DataFrame,
+    cfg: &Config,
+    scheme_name: &str,
+) -> Result<DataFrame> {
+    let keep = tiering_columns(f, cfg, scheme_name)?;
+    Ok(full.clone().lazy().select(keep).run()?)
 }
 
 /// An auxiliary tiering: (date, scheme name).
@@ -499,7 +517,8 @@ pub fn compute_with(
             &cfg.concentration.dimensions,
         ));
     }
-    let pops = concat(pops, UnionArgs::default())?;
+    // Collected once: every dimension's table reads the same populations.
+    let pops = concat(pops, UnionArgs::default())?.run()?.lazy();
     let mut conc = Vec::new();
     for dim in &cfg.concentration.dimensions {
         let t = concentration::table(
