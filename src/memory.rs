@@ -139,6 +139,22 @@ impl Drop for Sampler {
     }
 }
 
+/// Hands memory the allocator holds free back to the system (glibc keeps
+/// freed heap pages otherwise, so a stage's scratch would count towards
+/// every later stage's footprint).
+pub fn release_free() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: malloc_trim only returns free pages to the kernel.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
 /// Anonymous resident memory now (Linux `RssAnon`), in bytes.
 pub fn anon_bytes() -> Option<u64> {
     status_bytes("RssAnon:")

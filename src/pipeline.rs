@@ -228,7 +228,9 @@ fn frames(ing: &Ingested, cfg: &Config, plan: &memory::Plan) -> Result<Frames> {
         }
     } else {
         let d = measures::daily(ing.transactions.scan()?, has_margin, has_quantity);
-        snapshot::Daily::Memory(Box::new(d.run()?.lazy()))
+        let d = d.run()?;
+        memory::release_free();
+        snapshot::Daily::Memory(Box::new(d.lazy()))
     };
     Ok(Frames {
         daily,
@@ -629,7 +631,7 @@ pub fn backfill(
             .collect::<Result<Vec<DataFrame>>>()?;
         for (d, full) in pair.iter().zip(&fulls) {
             for (kd, scheme) in needed.iter().filter(|(kd, _)| kd == d) {
-                let narrowed = snapshot::as_tiering(&f, full, &s.config, scheme)?;
+                let narrowed = snapshot::as_tiering(full, &s.config, scheme)?;
                 aux.insert((*kd, scheme.clone()), narrowed);
             }
         }
