@@ -308,7 +308,9 @@ pub fn write_table(
 ) -> Result<TableInfo> {
     let bom = bom.unwrap_or_else(|| has_non_ascii_text(df));
     // Both encoders are mostly single-threaded per file: two at once use
-    // both cores. Each writer gets its own (shared-buffer) copy to rechunk.
+    // both cores. One contiguous copy made here is shared by both writers
+    // (each would otherwise make its own).
+    df.rechunk_mut_par();
     let (mut a, mut b) = (df.clone(), df.clone());
     let (pq, csv) = rayon::join(
         || write_parquet(&mut a, &dir.join(format!("{name}.parquet"))),

@@ -447,7 +447,11 @@ pub fn aux_tierings(
     cfg: &Config,
 ) -> Result<std::collections::BTreeMap<AuxKey, DataFrame>> {
     keys.iter()
-        .map(|k| tiers_as_of(f, k.0, cfg, &k.1).map(|df| (k.clone(), df)))
+        .map(|k| {
+            let df = tiers_as_of(f, k.0, cfg, &k.1)?;
+            crate::memory::release_free();
+            Ok((k.clone(), df))
+        })
         .collect()
 }
 
@@ -457,6 +461,7 @@ pub fn compute(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Scored> {
     let keys = aux_needed(as_of, cfg);
     let t = std::time::Instant::now();
     let full = scores_as_of(f, as_of, cfg)?;
+    crate::memory::release_free();
     let aux = aux_tierings(f, &keys, cfg)?;
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
