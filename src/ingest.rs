@@ -362,18 +362,30 @@ fn file_info(file: &Path, rows: usize) -> Result<InputFileInfo> {
     })
 }
 
-/// Checks every file of a table straight into a work Parquet file (LZ4)
-/// under `work`, never holding a file in memory. The fast paths (numbers
-/// parsed by the CSV reader, date formats narrowed to a sample) are
-/// verified on the written file, which is checked again without them
-/// should they have missed anything.
+/// One staged input file: its work rows and its typed candidate.
+struct Staged {
+    /// Every row's bookkeeping (line, check code, the raw text of rejected
+    /// values, txn_id and ts for the duplicate and as-of checks).
+    work: LazyFrame,
+    /// The file's valid rows with the typed columns, in file order: the
+    /// typed Parquet itself unless rows must still be dropped.
+    candidate: PathBuf,
+    file: String,
+}
+
+/// Checks every file of a table in one streamed pass per file, never
+/// holding a file in memory: the valid rows go straight to a typed
+/// candidate (zstd, the published layout) and every row's bookkeeping to a
+/// work file (LZ4). The fast paths (numbers parsed by the CSV reader, date
+/// formats narrowed to a sample) are verified by the same pass, which is
+/// run again without them should they have missed anything.
 fn stage_table(
     table: &'static str,
     input: &InputFile,
     unknown: &str,
     work: &Path,
     report: &mut TableReport,
-) -> Result<Vec<(LazyFrame, String)>> {
+) -> Result<Vec<Staged>> {
     let mut out = Vec::new();
     for (i, file) in io::expand_inputs(table, &input.path)?
         .into_iter()
@@ -381,16 +393,17 @@ fn stage_table(
     {
         let t = std::time::Instant::now();
         let staged = work.join(format!("{table}-{i}.parquet"));
+        let candidate = work.join(format!("{table}-{i}-typed.parquet"));
         let mut numeric = numeric_columns(table, &file, input)?;
         let mut narrow = true;
         let rows = loop {
             let (plan, narrowed) = check_plan(table, &file, input, unknown, &numeric, narrow)?;
-            if !numeric.is_empty() {
+            let pass = || stage_pass(table, plan, &staged, &candidate);
+            let st = if !numeric.is_empty() {
                 // polars' CSV number parser can panic on a malformed quoted
                 // field (found by tests/fuzz.rs): then read the numbers as
                 // text, where such a row is rejected or the file refused.
-                let sunk = io::catch_panic(|| io::sink_parquet(plan, &staged, true));
-                match sunk {
+                match io::catch_panic(pass) {
                     Ok(r) => r.map_err(|e| io::read_error(&file, &e))?,
                     Err(what) => {
                         tracing::warn!(file = %file.display(), error = %what, "the fast number parse failed; reading numbers as text");
@@ -399,9 +412,8 @@ fn stage_table(
                     }
                 }
             } else {
-                io::guarded(&file, || io::sink_parquet(plan, &staged, true))?;
-            }
-            let st = staged_stats(table, &staged)?;
+                io::guarded(&file, pass)?
+            };
             if !numeric.is_empty() && st.numbers_missing {
                 numeric.clear();
             } else if narrowed && st.dates_unparsed {
@@ -413,10 +425,11 @@ fn stage_table(
         tracing::debug!(file = %file.display(), ms = t.elapsed().as_millis() as u64, "read, checked and staged");
         report.files.push(file_info(&file, rows)?);
         report.rows_read += rows;
-        out.push((
-            io::scan_parquet(&staged)?,
-            file.to_string_lossy().into_owned(),
-        ));
+        out.push(Staged {
+            work: io::scan_parquet(&staged)?,
+            candidate,
+            file: file.to_string_lossy().into_owned(),
+        });
     }
     Ok(out)
 }
@@ -429,9 +442,36 @@ struct StagedStats {
     dates_unparsed: bool,
 }
 
-fn staged_stats(table: &str, staged: &Path) -> Result<StagedStats> {
-    let mut lf = io::scan_parquet(staged)?;
-    let schema = lf.collect_schema()?;
+/// The pass of [`stage_table`] over one file's checked rows (`plan`):
+/// writes `staged` and `candidate`, returns what decides a re-read.
+fn stage_pass(
+    table: &str,
+    mut plan: LazyFrame,
+    staged: &Path,
+    candidate: &Path,
+) -> PolarsResult<StagedStats> {
+    let schema = plan.collect_schema()?;
+    let rejected = col("__code").neq(lit(0i32));
+    // Bookkeeping columns start with "__"; the typed columns are the rest.
+    let mut work = Vec::new();
+    let mut typed = Vec::new();
+    for name in schema.iter_names() {
+        match name.as_str() {
+            "txn_id" | "ts" => work.push(col(name.clone())),
+            // Only a rejected row's customer_id is ever reported.
+            "customer_id" => work.push(
+                when(rejected.clone())
+                    .then(col(name.clone()))
+                    .otherwise(lit(NULL))
+                    .alias(name.clone()),
+            ),
+            n if n.starts_with("__") => work.push(col(name.clone())),
+            _ => {}
+        }
+        if !name.starts_with("__") {
+            typed.push(col(name.clone()));
+        }
+    }
     let mut missing = lit(false);
     for c in ["amount_cents", "margin_cents", "quantity"] {
         if schema.contains(c) {
@@ -442,14 +482,25 @@ fn staged_stats(table: &str, staged: &Path) -> Result<StagedStats> {
         .iter()
         .position(|c| c.0 == "unparseable ts")
         .map_or(-1, |i| i as i32 + 1);
-    let st = lf
-        .select([
-            len().cast(DataType::UInt64).alias("rows"),
-            missing.alias("missing"),
-            col("__code").eq(lit(ts_code)).any(true).alias("dates"),
-        ])
-        .run()?;
-    let flag = |c: &str| -> Result<bool> { Ok(st.column(c)?.bool()?.get(0).unwrap_or(false)) };
+    let stats = plan.clone().select([
+        len().cast(DataType::UInt64).alias("rows"),
+        missing.alias("missing"),
+        col("__code").eq(lit(ts_code)).any(true).alias("dates"),
+    ]);
+    let out = io::sink_and_collect(
+        vec![
+            (plan.clone().select(work), staged, true),
+            (
+                plan.filter(col("__code").eq(lit(0i32))).select(typed),
+                candidate,
+                false,
+            ),
+        ],
+        vec![stats],
+    )?;
+    let st = &out[0];
+    let flag =
+        |c: &str| -> PolarsResult<bool> { Ok(st.column(c)?.bool()?.get(0).unwrap_or(false)) };
     Ok(StagedStats {
         rows: st.column("rows")?.u64()?.get(0).unwrap_or(0) as usize,
         numbers_missing: flag("missing")?,
@@ -478,6 +529,9 @@ impl Drop for WorkDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A valid transaction's row number in its file's typed candidate.
+const POS: &str = "__pos";
 
 /// Name prefix of ingest's work directories under `_ingest/`.
 pub const WORK_PREFIX: &str = ".work-";
@@ -836,7 +890,13 @@ fn parse_interactions(
 
 /// Splits checked files into (valid rows, rejects), tagging rejects with
 /// their table and file. Valid rows stay a query; rejects are collected.
-fn split(table: &str, files: Vec<(LazyFrame, String)>) -> Result<(LazyFrame, DataFrame)> {
+/// Valid rows (with `__file_no`, and `__pos`, a valid row's position in
+/// its file's typed candidate, when `positions`) and the collected rejects.
+fn split(
+    table: &str,
+    files: Vec<(LazyFrame, String)>,
+    positions: bool,
+) -> Result<(LazyFrame, DataFrame)> {
     let checks = checks_for(table);
     let mut reason = lit(NULL).cast(DataType::String);
     let mut value = lit(NULL).cast(DataType::String);
@@ -860,7 +920,12 @@ fn split(table: &str, files: Vec<(LazyFrame, String)>) -> Result<(LazyFrame, Dat
     let mut rejects = Vec::new();
     for (i, (lf, file)) in files.into_iter().enumerate() {
         let f = lf.with_column(lit(i as u32).alias("__file_no"));
-        valid.push(f.clone().filter(col("__code").eq(lit(0i32))));
+        let ok = f.clone().filter(col("__code").eq(lit(0i32)));
+        valid.push(if positions {
+            ok.with_row_index(POS, None)
+        } else {
+            ok
+        });
         rejects.push(
             f.filter(col("__code").neq(lit(0i32)))
                 .with_columns([reason.clone().alias("reason"), value.clone().alias("value")])
@@ -902,18 +967,25 @@ fn files_lookup(files: &[String]) -> Expr {
 /// line) to the rejects with `why`. The key column is collected (one
 /// column) and hashed; only when a key repeats are the repeated keys' rows
 /// looked at, and the later ones anti-joined away.
+/// Also returns the dropped rows' file numbers and lines (and `__pos`
+/// when `valid` has it).
 fn drop_duplicates(
     table: &str,
-    valid: LazyFrame,
+    mut valid: LazyFrame,
     files: &[String],
     key: &str,
     why: &str,
-) -> Result<(LazyFrame, DataFrame, usize)> {
+) -> Result<(LazyFrame, DataFrame, DataFrame)> {
+    let mut on = vec![col("__file_no"), col(LINE)];
+    if valid.collect_schema()?.contains(POS) {
+        on.push(col(POS));
+    }
     let keys = valid.clone().select([col(key)]).run()?;
     let repeats = may_repeat(keys.column(key)?.str()?);
     drop(keys);
     if !repeats {
-        return Ok((valid, no_rejects(), 0));
+        let none = valid.clone().select(on).limit(0).run()?;
+        return Ok((valid, no_rejects(), none));
     }
     let repeated = valid
         .clone()
@@ -921,10 +993,11 @@ fn drop_duplicates(
         .agg([len().alias("__n")])
         .filter(col("__n").gt(lit(1)))
         .select([col(key)]);
-    let on = [col("__file_no"), col(LINE)];
+    let mut columns = on.clone();
+    columns.push(col(key));
     let later = valid
         .clone()
-        .select([col("__file_no"), col(LINE), col(key)])
+        .select(columns)
         .join(
             repeated,
             [col(key)],
@@ -932,9 +1005,8 @@ fn drop_duplicates(
             JoinArgs::new(JoinType::Semi),
         )
         .filter(later_duplicate(key)?)
-        .select(on.clone())
+        .select(on)
         .run()?;
-    let n = later.height();
     let rejects = later
         .clone()
         .lazy()
@@ -944,8 +1016,14 @@ fn drop_duplicates(
         ])
         .select(reject_columns(table, files_lookup(files)))
         .run()?;
-    let kept = valid.join(later.lazy(), on.clone(), on, JoinArgs::new(JoinType::Anti));
-    Ok((kept, rejects, n))
+    let on = [col("__file_no"), col(LINE)];
+    let kept = valid.join(
+        later.clone().lazy().select(on.clone()),
+        on.clone(),
+        on,
+        JoinArgs::new(JoinType::Anti),
+    );
+    Ok((kept, rejects, later))
 }
 
 /// An empty rejects table.
@@ -1071,7 +1149,7 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
     let work = WorkDir::create(dir)?;
     let mut rep = TableReport::default();
-    let files = stage_table(
+    let staged = stage_table(
         "transactions",
         input,
         &cfg.ingest.unknown_label,
@@ -1079,7 +1157,11 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
         &mut rep,
     )?;
     let t = std::time::Instant::now();
-    let (valid, rejects) = split("transactions", files)?;
+    let files = staged
+        .iter()
+        .map(|s| (s.work.clone(), s.file.clone()))
+        .collect();
+    let (valid, rejects) = split("transactions", files, true)?;
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "rejects split off");
     count_reasons(&rejects, &mut rep)?;
     enforce_ratio("transactions", &input.path, &rep, limit)?;
@@ -1097,14 +1179,14 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
     // Duplicates collapse before the as-of cut, so a run for an earlier
     // date keeps exactly the rows a backfill over the same files keeps.
     let t = std::time::Instant::now();
-    let (valid, dups, n_dups) = drop_duplicates(
+    let (valid, dups, later) = drop_duplicates(
         "transactions",
         valid,
         &names,
         "txn_id",
         reason::DUPLICATE_TXN,
     )?;
-    rep.duplicates_collapsed = n_dups;
+    rep.duplicates_collapsed = later.height();
     all_rejects.push(dups);
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "duplicates checked");
     let after = col("ts").gt(crate::measures::date_lit(as_of));
@@ -1117,19 +1199,52 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
     )?;
     rep.excluded_after_as_of = future.height();
     all_rejects.push(future);
-    let kept = valid.filter(after.not());
-    rep.warnings = unparsed_optional(kept.clone())?;
-    // File order is kept (no sort): every later stage aggregates.
-    let mut kept = kept;
-    let schema = kept.collect_schema()?;
-    let bookkeeping: Vec<&str> = ["__margin", "__quantity", LINE, "__file_no"]
-        .into_iter()
-        .filter(|c| schema.contains(c))
-        .collect();
-    let kept = kept.drop(cols(bookkeeping));
+    let kept = valid.clone().filter(after.clone().not());
+    rep.warnings = unparsed_optional(kept)?;
+    // The candidates' rows that must still go: later duplicates and rows
+    // after the as-of date.
+    let on = [col("__file_no"), col(POS)];
+    let dropped = concat(
+        [
+            later.lazy().select(on.clone()),
+            valid.filter(after).select(on.clone()),
+        ],
+        UnionArgs::default(),
+    )?
+    .run()?;
     let path = dir.join("transactions.parquet");
     let t = std::time::Instant::now();
-    crate::publish::write_atomically(&path, |tmp| Ok(io::sink_parquet(kept, tmp, false)?))?;
+    if let ([only], 0) = (staged.as_slice(), dropped.height()) {
+        // The usual case: the one file's candidate is the typed file.
+        std::fs::rename(&only.candidate, &path).map_err(Error::io(&path))?;
+    } else {
+        // A filter, not an anti-join: the rows stay in file order (a
+        // streamed join does not keep it), so the file is the same bytes
+        // on every run.
+        let key = || {
+            col("__file_no").cast(DataType::UInt64) * lit(1u64 << 32)
+                + col(POS).cast(DataType::UInt64)
+        };
+        let gone = dropped
+            .lazy()
+            .select([key().alias("k")])
+            .run()?
+            .column("k")?
+            .as_materialized_series()
+            .clone();
+        let mut parts = Vec::new();
+        for (i, s) in staged.iter().enumerate() {
+            parts.push(
+                io::scan_parquet(&s.candidate)?
+                    .with_row_index(POS, None)
+                    .with_column(lit(i as u32).alias("__file_no")),
+            );
+        }
+        let kept = concat(parts, UnionArgs::default())?
+            .filter(key().is_in(lit(gone).implode(false), false).not())
+            .drop(cols([POS, "__file_no"]));
+        crate::publish::write_atomically(&path, |tmp| Ok(io::sink_parquet(kept, tmp, false)?))?;
+    }
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
         "typed transactions written"
@@ -1143,18 +1258,18 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
     let input = &cfg.inputs.customers;
     let mut rep = TableReport::default();
     let files = load_table("customers", input, &cfg.ingest.unknown_label, &mut rep)?;
-    let (valid, rejects) = split("customers", lazy(files))?;
+    let (valid, rejects) = split("customers", lazy(files), false)?;
     count_reasons(&rejects, &mut rep)?;
     enforce_ratio("customers", &input.path, &rep, limit)?;
     all_rejects.push(rejects);
-    let (valid, dups, n_dups) = drop_duplicates(
+    let (valid, dups, later) = drop_duplicates(
         "customers",
         valid,
         &file_names(&rep),
         "customer_id",
         reason::DUPLICATE_CUSTOMER,
     )?;
-    rep.duplicates_collapsed = n_dups;
+    rep.duplicates_collapsed = later.height();
     all_rejects.push(dups);
     let customers = without_bookkeeping(valid)
         .sort(
@@ -1171,7 +1286,7 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
         Some(input) => {
             let mut rep = TableReport::default();
             let files = load_table("interactions", input, &cfg.ingest.unknown_label, &mut rep)?;
-            let (valid, rejects) = split("interactions", lazy(files))?;
+            let (valid, rejects) = split("interactions", lazy(files), false)?;
             count_reasons(&rejects, &mut rep)?;
             enforce_ratio("interactions", &input.path, &rep, limit)?;
             all_rejects.push(rejects);
@@ -1231,15 +1346,16 @@ pub fn latest_date(valid: LazyFrame) -> Result<Option<NaiveDate>> {
 fn unparsed_optional(mut kept: LazyFrame) -> Result<BTreeMap<String, usize>> {
     let schema = kept.collect_schema()?;
     let mut counts = Vec::new();
-    for (text, parsed, label) in [
-        ("__margin", "margin_cents", "unparseable margin"),
-        ("__quantity", "quantity", "unparseable quantity"),
+    // The raw text is kept only where the parse failed
+    // (`only_where_needed`), so any text left is an unparsed value.
+    for (text, label) in [
+        ("__margin", "unparseable margin"),
+        ("__quantity", "unparseable quantity"),
     ] {
         if schema.contains(text) {
             counts.push(
                 col(text)
                     .is_not_null()
-                    .and(col(parsed).is_null())
                     .sum()
                     .cast(DataType::Int64)
                     .alias(label),

@@ -226,6 +226,12 @@ pub fn scan_parquet(path: &Path) -> Result<LazyFrame> {
 /// memory. `fast` trades size for speed (LZ4, for work files read back once);
 /// otherwise the project's settings (zstd, fixed row groups) apply.
 pub fn sink_parquet(lf: LazyFrame, path: &Path, fast: bool) -> PolarsResult<()> {
+    parquet_sink(lf, path, fast)?.collect_with_engine(Engine::Streaming)?;
+    Ok(())
+}
+
+/// `lf` as a query that writes `path` (see [`sink_parquet`]).
+fn parquet_sink(lf: LazyFrame, path: &Path, fast: bool) -> PolarsResult<LazyFrame> {
     let options = ParquetWriteOptions {
         compression: if fast {
             ParquetCompression::Lz4Raw
@@ -243,9 +249,33 @@ pub fn sink_parquet(lf: LazyFrame, path: &Path, fast: bool) -> PolarsResult<()> 
         SinkDestination::File { target },
         FileWriteFormat::Parquet(Arc::new(options)),
         UnifiedSinkArgs::default(),
-    )?
-    .collect_with_engine(Engine::Streaming)?;
-    Ok(())
+    )
+}
+
+/// Several outputs of one streamed pass over a shared input: each
+/// `(query, path, fast)` written as by [`sink_parquet`], then each of
+/// `collect` gathered in memory (returned in order). Queries that share
+/// their input (clones of one LazyFrame) read it once.
+pub fn sink_and_collect(
+    sinks: Vec<(LazyFrame, &Path, bool)>,
+    collect: Vec<LazyFrame>,
+) -> PolarsResult<Vec<DataFrame>> {
+    let Some(first) = sinks
+        .first()
+        .map(|s| s.0.clone())
+        .or(collect.first().cloned())
+    else {
+        return Ok(Vec::new());
+    };
+    let flags = first.get_current_optimizations();
+    let n_sinks = sinks.len();
+    let mut plans = Vec::new();
+    for (lf, path, fast) in sinks {
+        plans.push(parquet_sink(lf, path, fast)?.logical_plan);
+    }
+    plans.extend(collect.into_iter().map(|lf| lf.logical_plan));
+    let out = LazyFrame::collect_all_with_engine(plans, Engine::Streaming, flags)?;
+    Ok(out.into_iter().skip(n_sinks).collect())
 }
 
 /// Writes a Parquet file with the project's fixed settings: zstd, one

@@ -268,3 +268,144 @@ fn parquet_input_gives_the_same_scores_as_csv() {
     }
     assert_eq!(floats(&a, "monetary"), floats(&b, "monetary"));
 }
+
+/// Rows of one generated transactions file, as written, and the file text.
+fn messy_file(
+    seed: &mut u64,
+    first_id: usize,
+    ids_so_far: &mut Vec<String>,
+) -> (String, Vec<[String; 4]>) {
+    let mut next = || {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*seed >> 33) as usize
+    };
+    let mut rows = Vec::new();
+    let mut text = String::from("customer_id,txn_id,ts,amount\n");
+    for k in 0..300 {
+        let customer = if next() % 25 == 0 {
+            String::new()
+        } else {
+            format!("C{}", 1 + next() % 2)
+        };
+        // One in eight reuses an earlier id (within or across files).
+        let txn = if !ids_so_far.is_empty() && next() % 8 == 0 {
+            ids_so_far[next() % ids_so_far.len()].clone()
+        } else {
+            format!("T{}", first_id + k)
+        };
+        ids_so_far.push(txn.clone());
+        // 2010-11-01 + 0..92 days: about a third after the as-of date.
+        let day = chrono::NaiveDate::from_ymd_opt(2010, 11, 1).unwrap()
+            + chrono::Duration::days((next() % 92) as i64);
+        let cents = next() % 100_000;
+        let amount = match next() % 30 {
+            0 => String::new(),
+            1 => "abc".to_string(),
+            _ => format!("{}.{:02}", cents / 100, cents % 100),
+        };
+        text.push_str(&format!("{customer},{txn},{day},{amount}\n"));
+        rows.push([customer, txn, day.to_string(), amount]);
+    }
+    (text, rows)
+}
+
+/// The typed transactions as the spec defines them, computed directly:
+/// valid rows in file order, the first of each txn_id kept, rows after the
+/// as-of date dropped. (txn_id, amount in cents).
+fn expected_kept(rows: &[[String; 4]], as_of: &str) -> Vec<(String, i64)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut kept = Vec::new();
+    for [customer, txn, ts, amount] in rows {
+        let Ok(cents) = amount.parse::<f64>().map(|a| (a * 100.0).round() as i64) else {
+            continue;
+        };
+        if customer.is_empty() || txn.is_empty() {
+            continue;
+        }
+        if seen.insert(txn.clone()) && ts.as_str() <= as_of {
+            kept.push((txn.clone(), cents));
+        }
+    }
+    kept
+}
+
+/// Runs with a pipeline file allowing half the rows to be rejected.
+fn run_tolerant(tmp: &TempDir, txns: &str, customers: &str) -> (i32, String, std::path::PathBuf) {
+    let cfg = format!(
+        "as_of = \"2010-12-31\"\n[inputs.transactions]\npath = {txns:?}\n[inputs.customers]\npath = {customers:?}\n[ingest]\nmax_reject_ratio = 0.5\n"
+    );
+    let p = tmp.write("p.toml", &cfg);
+    let out = tmp.join("out");
+    let o = tiering(&["run", "--config", &p, "--out", out.to_str().unwrap()]);
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        out,
+    )
+}
+
+fn typed_rows(out: &std::path::Path) -> Vec<(String, i64)> {
+    let t = read_parquet(&out.join("_ingest/transactions.parquet"));
+    strs(&t, "txn_id")
+        .into_iter()
+        .zip(ints(&t, "amount_cents"))
+        .map(|(a, b)| (a.unwrap(), b.unwrap()))
+        .collect()
+}
+
+#[test]
+fn typed_transactions_are_exactly_the_kept_rows_in_file_order() {
+    let mut seed = 11u64;
+    let mut ids = Vec::new();
+    // Two files with rejects, repeats within and across files and rows
+    // after the as-of date: the typed file is rebuilt from the candidates.
+    let tmp = TempDir::new("typed-rows");
+    let (a, rows_a) = messy_file(&mut seed, 0, &mut ids);
+    let (b, rows_b) = messy_file(&mut seed, 1000, &mut ids);
+    tmp.write("t_1.csv", &a);
+    tmp.write("t_2.csv", &b);
+    let c = tmp.write("c.csv", CUSTOMERS);
+    let pattern = tmp.join("t_*.csv").to_string_lossy().into_owned();
+    let (code, err, out) = run_tolerant(&tmp, &pattern, &c);
+    assert_eq!(code, 0, "{err}");
+    let all: Vec<[String; 4]> = rows_a.iter().chain(&rows_b).cloned().collect();
+    let expected = expected_kept(&all, "2010-12-31");
+    assert!(
+        expected.len() > 200 && expected.len() < 450,
+        "{}",
+        expected.len()
+    );
+    assert_eq!(typed_rows(&out), expected);
+
+    // One clean file (nothing dropped): its candidate becomes the typed file.
+    let tmp = TempDir::new("typed-clean");
+    let mut text = String::from("customer_id,txn_id,ts,amount\n");
+    let mut clean = Vec::new();
+    for k in 0..50 {
+        let row = [
+            format!("C{}", 1 + k % 2),
+            format!("T{k}"),
+            format!("2010-12-{:02}", 1 + k % 28),
+            format!("{k}.25"),
+        ];
+        text.push_str(&row.join(","));
+        text.push('\n');
+        clean.push(row);
+    }
+    let t = tmp.write("t.csv", &text);
+    let c = tmp.write("c.csv", CUSTOMERS);
+    let (code, err, out) = run_files(&tmp, &t, &c, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(typed_rows(&out), expected_kept(&clean, "2010-12-31"));
+
+    // One messy file: rows dropped after the pass.
+    let tmp = TempDir::new("typed-one");
+    let (text, rows) = messy_file(&mut seed, 5000, &mut Vec::new());
+    let t = tmp.write("t.csv", &text);
+    let c = tmp.write("c.csv", CUSTOMERS);
+    let (code, err, out) = run_tolerant(&tmp, &t, &c);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(typed_rows(&out), expected_kept(&rows, "2010-12-31"));
+}
