@@ -1,0 +1,153 @@
+//! Timings of the hot per-customer expressions on a synthetic frame, for
+//! iterating on one expression without the whole pipeline (the end-to-end
+//! comparison with DuckDB and polars is `benches/run.sh`). Run with
+//! `cargo bench --bench hot` (`HOT_ROWS`, default 5,000,000 transactions
+//! of `HOT_ROWS / 10` customers over two years). Prints the median of
+//! `HOT_REPS` (default 5) runs of each step.
+
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+use tiering::config::Config;
+use tiering::io::Run;
+use tiering::snapshot::{self, Daily, Frames};
+use tiering::{engagement, measures, pyramid};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Transactions with the typed schema: a fixed linear congruential stream,
+/// so every run times the same data.
+fn transactions(rows: usize) -> DataFrame {
+    let customers = (rows / 10).max(1) as u64;
+    let mut x = 42u64;
+    let mut next = move || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        x >> 33
+    };
+    let start = measures::epoch_days(NaiveDate::from_ymd_opt(2009, 1, 1).unwrap());
+    let (mut id, mut ts, mut amount, mut margin, mut qty) = (
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+    );
+    for _ in 0..rows {
+        id.push(format!("C{:07}", next() % customers));
+        ts.push(start + (next() % 730) as i32);
+        let cents = (next() % 200_000) as i64 - 5_000;
+        amount.push(cents);
+        margin.push(cents / 7);
+        qty.push((1 + next() % 4) as f64);
+    }
+    df!(
+        "customer_id" => id,
+        "ts" => ts,
+        "amount_cents" => amount,
+        "margin_cents" => margin,
+        "quantity" => qty,
+    )
+    .unwrap()
+    .lazy()
+    .with_column(col("ts").cast(DataType::Date))
+    .collect()
+    .unwrap()
+}
+
+fn time<T>(label: &str, reps: usize, mut f: impl FnMut() -> T) {
+    let mut runs: Vec<Duration> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(f());
+            t.elapsed()
+        })
+        .collect();
+    runs.sort();
+    println!("{label:<44} {:>9.1} ms", runs[reps / 2].as_secs_f64() * 1e3);
+}
+
+fn main() {
+    let rows = env("HOT_ROWS", 5_000_000);
+    let reps = env("HOT_REPS", 5).max(1);
+    let txns = transactions(rows);
+    let cfg = Config::default();
+    let as_of = NaiveDate::from_ymd_opt(2010, 12, 31).unwrap();
+    println!("{rows} transactions, median of {reps}");
+    time("daily pre-aggregate", reps, || {
+        measures::daily(txns.clone().lazy(), true, true)
+            .run()
+            .unwrap()
+    });
+    let daily = measures::daily(txns.clone().lazy(), true, true)
+        .run()
+        .unwrap();
+    time("median gaps", reps, || {
+        measures::median_gaps(daily.clone().lazy()).run().unwrap()
+    });
+    for gaps in [false, true] {
+        time(&format!("measures (median gap: {gaps})"), reps, || {
+            measures::measures_with_gaps(
+                daily.clone().lazy(),
+                as_of,
+                &cfg.measures,
+                true,
+                true,
+                gaps,
+            )
+            .run()
+            .unwrap()
+        });
+    }
+    let ids = daily
+        .clone()
+        .lazy()
+        .select([col("customer_id")])
+        .unique(None, UniqueKeepStrategy::Any)
+        .with_columns([
+            lit("north").alias("region"),
+            lit("retail").alias("industry"),
+            lit("name").alias("name"),
+            lit("dealer").alias("segment"),
+            lit("rep01").alias("sales_rep"),
+        ])
+        .run()
+        .unwrap();
+    let f = Frames {
+        daily: Daily::Memory(Box::new(daily.clone().lazy())),
+        customers: ids.lazy(),
+        interactions: engagement::empty_interactions(),
+        has_margin: true,
+        has_quantity: true,
+        attributes: vec![],
+        lean: false,
+        measures_at: None,
+    };
+    let base = snapshot::base(&f, as_of, &cfg).unwrap().run().unwrap();
+    time("pyramid assignment", reps, || {
+        pyramid::assign(base.clone().lazy(), &cfg.pyramid)
+            .unwrap()
+            .run()
+            .unwrap()
+    });
+    time("full scoring from the base", reps, || {
+        snapshot::score(base.clone().lazy(), as_of, &cfg, &[])
+            .unwrap()
+            .run()
+            .unwrap()
+    });
+    time("full scoring from the pre-aggregate", reps, || {
+        snapshot::scores_as_of(&f, as_of, &cfg).unwrap()
+    });
+    let year_end = NaiveDate::from_ymd_opt(2009, 12, 31).unwrap();
+    time("pyramid-only tiering", reps, || {
+        snapshot::tiers_as_of(&f, year_end, &cfg, "pyramid").unwrap()
+    });
+}
