@@ -1007,15 +1007,7 @@ fn drop_duplicates(
         .filter(later_duplicate(key)?)
         .select(on)
         .run()?;
-    let rejects = later
-        .clone()
-        .lazy()
-        .with_columns([
-            lit(why).alias("reason"),
-            lit(NULL).cast(DataType::String).alias("value"),
-        ])
-        .select(reject_columns(table, files_lookup(files)))
-        .run()?;
+    let rejects = as_rejects(table, later.clone().lazy(), files, why)?;
     let on = [col("__file_no"), col(LINE)];
     let kept = valid.join(
         later.clone().lazy().select(on.clone()),
@@ -1038,16 +1030,9 @@ fn no_rejects() -> DataFrame {
     DataFrame::empty_with_schema(&schema)
 }
 
-/// Rows matching `cond` as rejects with `why` (collected).
-fn rejects_where(
-    table: &str,
-    valid: LazyFrame,
-    files: &[String],
-    cond: Expr,
-    why: &str,
-) -> Result<DataFrame> {
-    Ok(valid
-        .filter(cond)
+/// `rows` (with `__file_no` and the line) as rejects with `why`, collected.
+fn as_rejects(table: &str, rows: LazyFrame, files: &[String], why: &str) -> Result<DataFrame> {
+    Ok(rows
         .with_columns([
             lit(why).alias("reason"),
             lit(NULL).cast(DataType::String).alias("value"),
@@ -1190,24 +1175,27 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
     all_rejects.push(dups);
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "duplicates checked");
     let after = col("ts").gt(crate::measures::date_lit(as_of));
-    let future = rejects_where(
-        "transactions",
-        valid.clone(),
-        &names,
-        after.clone(),
-        reason::AFTER_AS_OF,
-    )?;
+    // Rows after the as-of date, collected once: rejects and positions.
+    let future = valid
+        .clone()
+        .filter(after.clone())
+        .select([col("__file_no"), col(LINE), col(POS)])
+        .run()?;
     rep.excluded_after_as_of = future.height();
-    all_rejects.push(future);
-    let kept = valid.clone().filter(after.clone().not());
-    rep.warnings = unparsed_optional(kept)?;
+    all_rejects.push(as_rejects(
+        "transactions",
+        future.clone().lazy(),
+        &names,
+        reason::AFTER_AS_OF,
+    )?);
+    rep.warnings = unparsed_optional(valid.filter(after.not()))?;
     // The candidates' rows that must still go: later duplicates and rows
     // after the as-of date.
     let on = [col("__file_no"), col(POS)];
     let dropped = concat(
         [
             later.lazy().select(on.clone()),
-            valid.filter(after).select(on.clone()),
+            future.lazy().select(on.clone()),
         ],
         UnionArgs::default(),
     )?
@@ -1291,11 +1279,10 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
             enforce_ratio("interactions", &input.path, &rep, limit)?;
             all_rejects.push(rejects);
             let after = col("ts").gt(crate::measures::date_lit(as_of));
-            let future = rejects_where(
+            let future = as_rejects(
                 "interactions",
-                valid.clone(),
+                valid.clone().filter(after.clone()),
                 &file_names(&rep),
-                after.clone(),
                 reason::AFTER_AS_OF,
             )?;
             rep.excluded_after_as_of = future.height();

@@ -34,23 +34,10 @@ fn snapshot_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn args<'a>(data: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<String> {
-    let mut v: Vec<String> = [
-        "run",
-        "--transactions",
-        data.join("transactions.csv").to_str().unwrap(),
-        "--customers",
-        data.join("customers.csv").to_str().unwrap(),
-        "--interactions",
-        data.join("interactions.csv").to_str().unwrap(),
-        "--as-of",
-        "2010-12-31",
-        "--out",
-        out.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+/// `tiering run` on a generated data set as of 2010-12-31, plus `extra`.
+fn args(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut v = vec!["run".to_string(), "--as-of".into(), "2010-12-31".into()];
+    v.extend(input_args(data, out));
     v.extend(extra.iter().map(|s| s.to_string()));
     v
 }
