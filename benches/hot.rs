@@ -127,7 +127,6 @@ fn main() {
         has_margin: true,
         has_quantity: true,
         attributes: vec![],
-        lean: false,
         measures_at: None,
     };
     let base = snapshot::base(&f, as_of, &cfg).unwrap().run().unwrap();

@@ -61,7 +61,7 @@ pub fn declining(drop: f64) -> Expr {
 /// `ALL`), in-scope customers by status, rates, declining customers, and the
 /// window spend of sleeping and lost customers (revenue at risk).
 pub fn summary(
-    scores: &DataFrame,
+    scores: LazyFrame,
     dims: &[String],
     scheme: &TierScheme,
     total_label: &str,
@@ -90,7 +90,7 @@ pub fn summary(
     };
     let mut parts = Vec::new();
     for dim in dims {
-        let base = scores.clone().lazy().filter(col("in_scope")).with_columns([
+        let base = scores.clone().filter(col("in_scope")).with_columns([
             col(dim.as_str()).cast(DataType::String).alias("member"),
             col(scheme.column.as_str()).alias("tier"),
         ]);

@@ -108,8 +108,9 @@ pub struct InputArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Memory budget, e.g. 4GiB: above the fast plan's estimate the run
-    /// takes the lean (streaming, one scoring at a time) plan; below even
-    /// that it stops before starting. Default: no limit, fast plan.
+    /// takes the lean plan (customers in parts, spilled to work files);
+    /// below even that it stops before starting. Default: 80% of the
+    /// memory available at start, never refused.
     #[arg(long, value_name = "SIZE", value_parser = crate::memory::parse_size)]
     pub memory_limit: Option<u64>,
 }

@@ -77,7 +77,7 @@ pub fn buyers(daily: LazyFrame, ry: &ReportYear) -> LazyFrame {
 /// `tiered_at` (from `scores`, scored at that date), the dimension columns
 /// and their net amount in the year (from [`buyers`]).
 pub fn population(
-    scores: &DataFrame,
+    scores: LazyFrame,
     buyers: LazyFrame,
     ry: &ReportYear,
     scheme: &TierScheme,
@@ -89,8 +89,6 @@ pub fn population(
     ];
     cols.extend(dims.iter().map(|d| col(d.as_str()).cast(DataType::String)));
     scores
-        .clone()
-        .lazy()
         .select(cols)
         .join(
             buyers,

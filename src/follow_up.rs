@@ -81,10 +81,8 @@ pub fn overdue_exprs(as_of: NaiveDate) -> [Expr; 3] {
 
 /// `follow_up`: overdue customers ordered by tier, then days overdue
 /// (most first), then customer_id.
-pub fn table(scores: &DataFrame, scheme: &TierScheme) -> Result<DataFrame> {
+pub fn table(scores: LazyFrame, scheme: &TierScheme) -> Result<DataFrame> {
     Ok(scores
-        .clone()
-        .lazy()
         .filter(col("contact_overdue").fill_null(lit(false)))
         .with_columns([
             col(scheme.column.as_str()).alias("tier"),

@@ -519,6 +519,13 @@ impl WorkDir {
         Ok(WorkDir(path))
     }
 
+    /// A second work directory of this process under `parent`, told apart by `tag`.
+    pub fn create_tagged(parent: &Path, tag: &str) -> Result<WorkDir> {
+        let path = parent.join(format!("{WORK_PREFIX}{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&path).map_err(Error::io(&path))?;
+        Ok(WorkDir(path))
+    }
+
     pub fn path(&self) -> &Path {
         &self.0
     }

@@ -290,6 +290,15 @@ pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Writes a work file read back once (LZ4: fast rather than small).
+pub fn write_spill(df: &mut DataFrame, path: &Path) -> Result<()> {
+    let file = File::create(path).map_err(Error::io(path))?;
+    ParquetWriter::new(BufWriter::new(file))
+        .with_compression(ParquetCompression::Lz4Raw)
+        .finish(df)?;
+    Ok(())
+}
+
 /// Writes a CSV for BI tools: UTF-8 (optional BOM), ISO dates, `.` decimals,
 /// no scientific notation.
 pub fn write_csv(df: &mut DataFrame, path: &Path, bom: bool) -> Result<()> {
@@ -328,6 +337,9 @@ pub struct ColumnInfo {
     pub dtype: String,
 }
 
+/// Rows per Parquet row group of a published table.
+const ROW_GROUP: usize = 1 << 17;
+
 /// Writes `<dir>/<name>.parquet` and `<dir>/<name>.csv`.
 /// `bom`: Some(force) or None (only when there is non-ASCII text).
 pub fn write_table(
@@ -337,28 +349,156 @@ pub fn write_table(
     bom: Option<bool>,
 ) -> Result<TableInfo> {
     let bom = bom.unwrap_or_else(|| has_non_ascii_text(df));
-    // Both encoders are mostly single-threaded per file: two at once use
-    // both cores. One contiguous copy made here is shared by both writers
-    // (each would otherwise make its own).
+    // One contiguous copy, shared by both writers (each would otherwise
+    // make its own).
     df.rechunk_mut_par();
-    let (mut a, mut b) = (df.clone(), df.clone());
-    let (pq, csv) = rayon::join(
-        || write_parquet(&mut a, &dir.join(format!("{name}.parquet"))),
-        || write_csv(&mut b, &dir.join(format!("{name}.csv")), bom),
-    );
-    pq?;
-    csv?;
-    Ok(TableInfo {
-        name: name.to_string(),
-        rows: df.height(),
-        columns: df
-            .schema()
-            .iter()
-            .map(|(n, t)| ColumnInfo {
-                name: n.to_string(),
-                dtype: t.to_string(),
-            })
-            .collect(),
-        csv_bom: bom,
-    })
+    let mut w = TableWriter::create(dir, name, &df.schema().clone(), bom)?;
+    w.push(df.clone())?;
+    w.finish()
+}
+
+/// A published table written as its rows come (part after part on the
+/// lean plan), as Parquet and CSV side by side: both encoders are mostly
+/// single-threaded per file, so two at once use both cores. Row groups are
+/// cut every [`ROW_GROUP`] rows however the rows arrive, so a table's
+/// bytes do not depend on how it was computed.
+pub struct TableWriter {
+    name: String,
+    parquet: polars::io::parquet::write::BatchedWriter<BufWriter<File>>,
+    csv: polars::io::csv::write::BatchedWriter<BufWriter<File>>,
+    schema: Schema,
+    pending: Option<DataFrame>,
+    rows: usize,
+    bom: bool,
+}
+
+impl TableWriter {
+    pub fn create(dir: &Path, name: &str, schema: &Schema, bom: bool) -> Result<TableWriter> {
+        let open = |ext: &str| -> Result<BufWriter<File>> {
+            let path = dir.join(format!("{name}.{ext}"));
+            let file = File::create(&path).map_err(Error::io(&path))?;
+            Ok(BufWriter::new(file))
+        };
+        let (pq, csv) = (open("parquet")?, open("csv")?);
+        let pq = ParquetWriter::new(pq)
+            .with_compression(ParquetCompression::Zstd(None))
+            .with_statistics(StatisticsOptions::default())
+            .with_row_group_size(Some(ROW_GROUP))
+            .batched(schema)?;
+        let csv = CsvWriter::new(csv)
+            .include_bom(bom)
+            .include_header(true)
+            .with_date_format(Some("%Y-%m-%d".into()))
+            .with_float_scientific(Some(false))
+            .batched(schema)?;
+        Ok(TableWriter {
+            name: name.to_string(),
+            parquet: pq,
+            csv,
+            schema: schema.clone(),
+            pending: None,
+            rows: 0,
+            bom,
+        })
+    }
+
+    /// Appends rows (in order); full row groups are written at once.
+    pub fn push(&mut self, df: DataFrame) -> Result<()> {
+        let mut all = match self.pending.take() {
+            Some(mut p) => {
+                p.vstack_mut_owned(df)?;
+                p
+            }
+            None => df,
+        };
+        while all.height() >= ROW_GROUP {
+            let (group, rest) = all.split_at(ROW_GROUP as i64);
+            self.write(group)?;
+            all = rest;
+        }
+        self.pending = Some(all);
+        Ok(())
+    }
+
+    fn write(&mut self, mut group: DataFrame) -> Result<()> {
+        if group.height() == 0 {
+            return Ok(());
+        }
+        // One chunk is one row group.
+        group.rechunk_mut_par();
+        self.rows += group.height();
+        let (pq, csv) = (&mut self.parquet, &mut self.csv);
+        let (a, b) = rayon::join(|| pq.write_batch(&group), || csv.write_batch(&group));
+        a?;
+        b?;
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<TableInfo> {
+        if let Some(rest) = self.pending.take() {
+            self.write(rest)?;
+        }
+        self.parquet.finish()?;
+        self.csv.finish()?;
+        Ok(TableInfo {
+            name: self.name,
+            rows: self.rows,
+            columns: self
+                .schema
+                .iter()
+                .map(|(n, t)| ColumnInfo {
+                    name: n.to_string(),
+                    dtype: t.to_string(),
+                })
+                .collect(),
+            csv_bom: self.bom,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lean plan pushes a table in parts of any size; the fast plan
+    /// pushes it whole. Both must give the same bytes, and the Parquet
+    /// file must hold row groups of exactly ROW_GROUP rows and the rest.
+    #[test]
+    fn table_bytes_do_not_depend_on_how_rows_arrive() {
+        let n = ROW_GROUP + 1_234;
+        let df = df!(
+            "customer_id" => (0..n).map(|i| format!("c{i:07}")).collect::<Vec<_>>(),
+            "cents" => (0..n as i64).map(|i| i * 7 % 1000).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("tiering-io-{}", std::process::id()));
+        let (whole, parts) = (dir.join("whole"), dir.join("parts"));
+        std::fs::create_dir_all(&whole).unwrap();
+        std::fs::create_dir_all(&parts).unwrap();
+        write_table(&mut df.clone(), &whole, "t", None).unwrap();
+        let mut w = TableWriter::create(&parts, "t", &df.schema().clone(), false).unwrap();
+        for (offset, len) in [(0, 10), (10, ROW_GROUP - 5), (ROW_GROUP + 5, 1_229)] {
+            w.push(df.slice(offset as i64, len)).unwrap();
+        }
+        let info = w.finish().unwrap();
+        assert_eq!(info.rows, n);
+        for f in ["t.parquet", "t.csv"] {
+            let (a, b) = (whole.join(f), parts.join(f));
+            assert!(
+                std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+                "{f} differs"
+            );
+        }
+        let meta = ParquetReader::new(File::open(whole.join("t.parquet")).unwrap())
+            .get_metadata()
+            .unwrap()
+            .clone();
+        let groups: Vec<usize> = meta.row_groups.iter().map(|g| g.num_rows()).collect();
+        assert_eq!(groups, vec![ROW_GROUP, 1_234]);
+        let back = ParquetReader::new(File::open(parts.join("t.parquet")).unwrap())
+            .finish()
+            .unwrap();
+        assert!(back.equals(&df));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

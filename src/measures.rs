@@ -137,19 +137,35 @@ pub fn daily(txns: LazyFrame, has_margin: bool, has_quantity: bool) -> LazyFrame
     )
 }
 
-/// The part (0..parts) a customer falls in on the lean plan: the id's
-/// trailing digits (CRM ids are mostly numbered, so parts come out even),
-/// else its length. Any split is exact, because every per-customer
-/// computation sees all of a customer's rows in one part.
-pub fn customer_part(parts: u32) -> Expr {
+/// The customers of one part on the lean plan: ids from `lo` (included)
+/// to `hi` (excluded), in byte order — the order customer_scores is sorted
+/// in, so tables written part after part come out sorted. `None` leaves a
+/// side open. Any split is exact, because every per-customer computation
+/// sees all of a customer's rows in one part.
+pub fn id_range(lo: Option<&str>, hi: Option<&str>) -> Expr {
     let id = col("customer_id");
-    let digits = id
-        .clone()
-        .str()
-        .extract(lit(r"(\d{1,9})$"), 1)
-        .cast(DataType::Int64);
-    let key = coalesce(&[digits, id.str().len_bytes().cast(DataType::Int64)]);
-    (key % lit(parts as i64)).cast(DataType::UInt32)
+    match (lo, hi) {
+        (Some(lo), Some(hi)) => id.clone().gt_eq(lit(lo)).and(id.lt(lit(hi))),
+        (Some(lo), None) => id.gt_eq(lit(lo)),
+        (None, Some(hi)) => id.lt(lit(hi)),
+        (None, None) => lit(true),
+    }
+}
+
+/// The lower bounds of parts 1.. when `ids` (the known customers) are cut
+/// into `parts` ranges of about equal size; fewer when there are fewer ids.
+pub fn range_bounds(ids: &StringChunked, parts: u32) -> Vec<String> {
+    let mut sorted: Vec<&str> = ids.iter().flatten().collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let n = sorted.len();
+    let mut bounds: Vec<String> = (1..parts as usize)
+        .map(|i| i * n / parts as usize)
+        .filter(|&k| k > 0 && k < n)
+        .map(|k| sorted[k].to_string())
+        .collect();
+    bounds.dedup();
+    bounds
 }
 
 /// A day with at least one purchase.
@@ -351,17 +367,41 @@ mod tests {
     }
 
     #[test]
-    fn customer_parts_follow_trailing_digits_else_length() {
-        let df = df!("customer_id" => ["C000007", "C000010", "x9", "abc", "abcd"]).unwrap();
-        let parts = df
-            .lazy()
-            .select([customer_part(4).alias("p")])
-            .collect()
-            .unwrap();
-        let p: Vec<Option<u32>> = parts.column("p").unwrap().u32().unwrap().iter().collect();
-        // 7 % 4, 10 % 4, 9 % 4, then lengths 3 % 4 and 4 % 4.
-        assert_eq!(p, vec![Some(3), Some(2), Some(1), Some(3), Some(0)]);
+    fn id_ranges_cut_the_sorted_ids_evenly_and_cover_every_id() {
+        let ids = StringChunked::new(
+            "customer_id".into(),
+            ["c7", "c1", "c3", "c10", "c5", "c2", "c1", "c9"],
+        );
+        // Distinct and sorted (bytes): c1 c10 c2 c3 c5 c7 c9; thirds start at 7/3=2 and 14/3=4.
+        let bounds = range_bounds(&ids, 3);
+        assert_eq!(bounds, vec!["c2".to_string(), "c5".to_string()]);
+        assert!(range_bounds(&ids, 1).is_empty());
+        // More parts than ids: one part per id at most.
+        assert_eq!(range_bounds(&ids, 50).len(), 6);
+        let probe = df!("customer_id" => ["a", "c1", "c10", "c2", "c4", "c5", "c9", "zz"]).unwrap();
+        let part = |lo: Option<&str>, hi: Option<&str>| -> Vec<bool> {
+            let out = probe
+                .clone()
+                .lazy()
+                .select([id_range(lo, hi).alias("p")])
+                .collect()
+                .unwrap();
+            out.column("p")
+                .unwrap()
+                .bool()
+                .unwrap()
+                .iter()
+                .map(|x| x.unwrap())
+                .collect()
+        };
+        let (f, t) = (false, true);
+        assert_eq!(part(None, Some("c2")), [t, t, t, f, f, f, f, f]);
+        assert_eq!(part(Some("c2"), Some("c5")), [f, f, f, t, t, f, f, f]);
+        assert_eq!(part(Some("c5"), None), [f, f, f, f, f, t, t, t]);
+        let all = probe.lazy().filter(id_range(None, None)).collect().unwrap();
+        assert_eq!(all.height(), 8);
     }
+
     /// c1: two purchases and a refund; c2: only a refund; c3: after as-of only.
     fn txns() -> LazyFrame {
         df!(

@@ -3,10 +3,13 @@
 //!
 //! Ingest always streams (transactions never sit in memory whole). What
 //! grows with the data after that is the customer × day pre-aggregate and
-//! the per-customer frames of each scoring. The fast plan keeps the
-//! pre-aggregate in memory and runs the scorings in parallel; the lean plan
-//! re-reads the typed Parquet in each scoring (streaming) and runs scorings
-//! one at a time. A limit even the lean plan cannot meet is refused up
+//! the per-customer frames of each scoring. The fast plan holds both in
+//! memory. The lean plan cuts the customers into id ranges ("parts"),
+//! builds each part's pre-aggregate once into a work file, and scores a
+//! snapshot part by part into work files (the RFM scores and the pyramid,
+//! which rank the whole population, from one narrow frame); the
+//! summaries read those files back and `customer_scores` is published
+//! part after part. A limit even the lean plan cannot meet is refused up
 //! front, so the run stops with a message instead of being killed.
 
 use serde::Serialize;
@@ -26,12 +29,16 @@ pub const FLOOR_BYTES: u64 = 192 << 20;
 pub const PER_DAILY_ROW: u64 = 80;
 /// Bytes per customer for the scorings and summaries of one snapshot.
 pub const PER_CUSTOMER: u64 = 1_000;
+/// Bytes per customer the lean plan holds whatever its parts: the customers
+/// table, the population-wide ranking (RFM scores, pyramid) and the
+/// auxiliary tierings, all narrow.
+pub const PER_CUSTOMER_HELD: u64 = 300;
 /// Bytes per pre-aggregate row of one part on the lean plan: more than
 /// [`PER_DAILY_ROW`], as each part also streams the typed Parquet.
 pub const PER_DAILY_ROW_LEAN: u64 = 144;
 
 /// At most this many parts on the lean plan (each part is one more scan of
-/// the typed transactions per scoring).
+/// the typed transactions).
 pub const MAX_PARTS: u32 = 64;
 
 /// The plan a run chose, as recorded in the manifest.
@@ -45,6 +52,10 @@ pub struct Plan {
     /// Estimated peak of the fast plan, and of the plan chosen.
     pub fast_estimate_bytes: u64,
     pub estimate_bytes: u64,
+    /// Where the limit came from: "--memory-limit", or "available memory"
+    /// (the default, see [`default_limit`]); absent when there was none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_from: Option<&'static str>,
 }
 
 impl Plan {
@@ -64,15 +75,18 @@ pub fn choose(
     limit: Option<u64>,
 ) -> Result<Plan> {
     let daily = transactions as u64 * PER_DAILY_ROW;
-    let daily_lean = transactions as u64 * PER_DAILY_ROW_LEAN;
     let fast = FLOOR_BYTES + daily + (customers * snapshots.max(1)) as u64 * PER_CUSTOMER;
-    let lean_base = FLOOR_BYTES + customers as u64 * PER_CUSTOMER;
+    // The lean plan builds the pre-aggregate and scores the customers one
+    // part at a time; what every part shares stays whole.
+    let lean_base = FLOOR_BYTES + customers as u64 * PER_CUSTOMER_HELD;
+    let per_parts = transactions as u64 * PER_DAILY_ROW_LEAN + customers as u64 * PER_CUSTOMER;
     let plan = |plan, parts: u32, estimate| Plan {
         plan,
         limit_bytes: limit,
         parts,
         fast_estimate_bytes: fast,
         estimate_bytes: estimate,
+        limit_from: limit.map(|_| "--memory-limit"),
     };
     let Some(limit) = limit else {
         return Ok(plan("fast", 1, fast));
@@ -81,19 +95,82 @@ pub fn choose(
         return Ok(plan("fast", 1, fast));
     }
     if lean_base < limit {
-        let parts = daily_lean
+        let parts = per_parts
             .div_ceil(limit - lean_base)
             .clamp(2, MAX_PARTS as u64) as u32;
-        let lean = lean_base + daily_lean.div_ceil(parts as u64);
+        let lean = lean_base + per_parts.div_ceil(parts as u64);
         if lean <= limit {
             return Ok(plan("lean", parts, lean));
         }
     }
     Err(Error::MemoryLimit {
         limit_mib: limit >> 20,
-        needed_mib: (lean_base + daily_lean.div_ceil(MAX_PARTS as u64)).div_ceil(1 << 20),
+        needed_mib: (lean_base + per_parts.div_ceil(MAX_PARTS as u64)).div_ceil(1 << 20),
         customers,
     })
+}
+
+/// The plan without `--memory-limit`: the fast plan when it fits in
+/// `available` ([`default_limit`]), else the lean plan in as few parts as
+/// fit, else the lean plan in the most parts — never a refusal: the user
+/// asked for no limit, and a run that may fit beats one that surely won't.
+pub fn choose_unlimited(
+    transactions: usize,
+    customers: usize,
+    snapshots: usize,
+    available: Option<u64>,
+) -> Plan {
+    let Some(limit) = available else {
+        return choose(transactions, customers, snapshots, None)
+            .unwrap_or_else(|_| unreachable!("no limit, no refusal"));
+    };
+    let mut plan = match choose(transactions, customers, snapshots, Some(limit)) {
+        Ok(p) => p,
+        // The most parts: the least the lean plan can hold.
+        Err(_) => {
+            let mut p = choose(transactions, customers, snapshots, Some(u64::MAX))
+                .unwrap_or_else(|_| unreachable!("no refusal without a limit"));
+            let lean_base = FLOOR_BYTES + customers as u64 * PER_CUSTOMER_HELD;
+            let per_parts =
+                transactions as u64 * PER_DAILY_ROW_LEAN + customers as u64 * PER_CUSTOMER;
+            p.plan = "lean";
+            p.parts = MAX_PARTS;
+            p.estimate_bytes = lean_base + per_parts.div_ceil(MAX_PARTS as u64);
+            p
+        }
+    };
+    plan.limit_bytes = Some(limit);
+    plan.limit_from = Some("available memory");
+    plan
+}
+
+/// The default limit: 80% of the memory available when the run starts
+/// (`MemAvailable`, or what the cgroup allows, whichever is less), so a
+/// nightly run on a smaller machine or container takes the lean plan
+/// instead of being killed. `None` where neither can be read.
+pub fn default_limit() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
+    let available = meminfo.as_deref().and_then(|m| {
+        let line = m.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        line.split_whitespace()
+            .nth(1)?
+            .parse::<u64>()
+            .ok()
+            .map(|kb| kb * 1024)
+    });
+    // cgroup v2 ("max" when unlimited), then v1.
+    let cgroup = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok()?.trim().parse::<u64>().ok());
+    let cgroup_free = cgroup.map(|max| max.saturating_sub(anon_bytes().unwrap_or(0)));
+    let least = match (available, cgroup_free) {
+        (Some(a), Some(c)) => a.min(c),
+        (a, c) => a.or(c)?,
+    };
+    Some(least / 10 * 8)
 }
 
 /// Samples the process's anonymous resident memory (heap, not the file
@@ -221,12 +298,35 @@ mod tests {
     }
 
     #[test]
+    fn without_a_limit_the_available_memory_decides_and_nothing_is_refused() {
+        let pick = |available| choose_unlimited(10_000_000, 10_000, 1, available);
+        let fast = FLOOR_BYTES + 10_000_000 * PER_DAILY_ROW + 10_000 * PER_CUSTOMER;
+        let none = pick(None);
+        assert_eq!(
+            (none.plan, none.limit_bytes, none.limit_from),
+            ("fast", None, None)
+        );
+        let roomy = pick(Some(fast));
+        assert_eq!(
+            (roomy.plan, roomy.limit_from),
+            ("fast", Some("available memory"))
+        );
+        let tight = pick(Some(fast - 1));
+        assert_eq!((tight.plan, tight.parts), ("lean", 2));
+        assert_eq!(tight.limit_bytes, Some(fast - 1));
+        // Less than even the lean plan needs: the lean plan in the most parts.
+        let starved = pick(Some(1 << 20));
+        assert_eq!((starved.plan, starved.parts), ("lean", MAX_PARTS));
+        assert!(choose(10_000_000, 10_000, 1, Some(1 << 20)).is_err());
+    }
+
+    #[test]
     fn the_plan_follows_the_limit() {
         // 10^7 transactions, 10^4 customers.
         let daily = 10_000_000 * PER_DAILY_ROW;
-        let daily_lean = 10_000_000 * PER_DAILY_ROW_LEAN;
+        let daily_lean = 10_000_000 * PER_DAILY_ROW_LEAN + 10_000 * PER_CUSTOMER;
         let fast = FLOOR_BYTES + daily + 10_000 * PER_CUSTOMER;
-        let lean_base = FLOOR_BYTES + 10_000 * PER_CUSTOMER;
+        let lean_base = FLOOR_BYTES + 10_000 * PER_CUSTOMER_HELD;
         let pick = |snapshots, limit| choose(10_000_000, 10_000, snapshots, limit);
         assert_eq!(pick(1, None).unwrap().plan, "fast");
         assert_eq!(pick(1, Some(fast)).unwrap().plan, "fast");

@@ -28,13 +28,13 @@ pub fn previous_quarter_end(d: NaiveDate) -> NaiveDate {
 /// `(none)`), with customers, current and earlier window revenue, and the
 /// movement: same, upgrade, downgrade, new, departed.
 pub fn table(
-    current: &DataFrame,
-    previous: &DataFrame,
+    current: LazyFrame,
+    previous: LazyFrame,
     scheme: &TierScheme,
     compared_to: NaiveDate,
 ) -> Result<DataFrame> {
-    let pick = |df: &DataFrame, tier: &str, rev: &str| {
-        df.clone().lazy().select([
+    let pick = |df: LazyFrame, tier: &str, rev: &str| {
+        df.select([
             col("customer_id"),
             col(scheme.column.as_str()).alias(tier),
             col("revenue_cents").alias(rev),
@@ -150,7 +150,7 @@ mod tests {
         )
         .unwrap();
         let d = NaiveDate::from_ymd_opt(2010, 9, 30).unwrap();
-        let out = table(&now, &prev, &scheme, d).unwrap();
+        let out = table(now.lazy(), prev.lazy(), &scheme, d).unwrap();
         let cell = |from: &str, to: &str| -> (i64, String) {
             let m = out
                 .clone()

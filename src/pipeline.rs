@@ -218,21 +218,28 @@ pub fn run_ingest(s: &RunSettings) -> Result<(Ingested, PathBuf)> {
 /// The frames every scoring reads. The daily pre-aggregate is built from
 /// the typed transactions Parquet once, so every scoring date (and every
 /// backfill snapshot) reuses it.
-fn frames(ing: &Ingested, cfg: &Config, plan: &memory::Plan) -> Result<Frames> {
+/// On the lean plan the parts' work files go to a work directory under
+/// `work` (removed with the frames).
+fn frames(ing: &Ingested, cfg: &Config, plan: &memory::Plan, work: &Path) -> Result<Frames> {
     let has_margin = ing.transactions.has("margin_cents");
     let has_quantity = ing.transactions.has("quantity");
     let daily = if plan.lean() {
-        snapshot::Daily::Parts {
-            transactions: ing.transactions.clone(),
-            parts: plan.parts,
-        }
+        let parts = snapshot::Parts::build(
+            &ing.transactions,
+            ing.customers.column("customer_id")?.str()?,
+            plan.parts,
+            has_margin,
+            has_quantity,
+            ingest::WorkDir::create_tagged(work, "parts")?,
+        )?;
+        snapshot::Daily::Parts(std::sync::Arc::new(parts))
     } else {
         let d = measures::daily(ing.transactions.scan()?, has_margin, has_quantity);
         let d = d.run()?;
         memory::release_free();
         snapshot::Daily::Memory(Box::new(d.lazy()))
     };
-    Ok(Frames {
+    let mut f = Frames {
         daily,
         customers: ing.customers.clone().lazy(),
         interactions: match &ing.interactions {
@@ -242,19 +249,43 @@ fn frames(ing: &Ingested, cfg: &Config, plan: &memory::Plan) -> Result<Frames> {
         has_margin,
         has_quantity,
         attributes: cfg.inputs.customers.attributes.clone(),
-        lean: plan.lean(),
         measures_at: None,
-    })
+    };
+    if plan.lean() {
+        // Read from work files from here on; see `release_inputs`.
+        f.customers = f.keep(ing.customers.clone(), "customers")?;
+        if let Some(i) = &ing.interactions {
+            f.interactions = f.keep(i.clone(), "interactions")?;
+        }
+    }
+    Ok(f)
+}
+
+/// On the lean plan the frames read customers and interactions from work
+/// files: the in-memory copies are dropped (10^7 customers' attributes
+/// take hundreds of MB). Nothing after scoring reads them.
+fn release_inputs(ing: &mut Ingested, plan: &memory::Plan) {
+    if plan.lean() {
+        ing.customers = DataFrame::empty();
+        ing.interactions = None;
+        memory::release_free();
+    }
 }
 
 /// The plan for this run's data and `--memory-limit`.
 fn plan(ing: &Ingested, s: &RunSettings, snapshots: usize) -> Result<memory::Plan> {
-    let p = memory::choose(
-        ing.transactions.rows,
-        ing.customers.height(),
-        snapshots,
-        s.memory_limit,
-    )?;
+    let (rows, customers) = (ing.transactions.rows, ing.customers.height());
+    let p = match s.memory_limit {
+        Some(limit) => memory::choose(rows, customers, snapshots, Some(limit))?,
+        None => memory::choose_unlimited(rows, customers, snapshots, memory::default_limit()),
+    };
+    if p.lean() && s.memory_limit.is_none() {
+        tracing::warn!(
+            available_mib = p.limit_bytes.unwrap_or(0) >> 20,
+            fast_mib = p.fast_estimate_bytes >> 20,
+            "the fast plan would not fit in the memory available: lean plan"
+        );
+    }
     tracing::info!(
         plan = p.plan,
         parts = p.parts,
@@ -321,8 +352,10 @@ pub fn run_validate(s: &RunSettings) -> Result<RunOutcome> {
     // Nothing is published: the typed transactions go to a scratch
     // directory removed afterwards.
     let scratch = ingest::WorkDir::create(&std::env::temp_dir())?;
-    let ing = ingest::ingest(&s.config, s.as_of, scratch.path())?;
-    let f = frames(&ing, &s.config, &plan(&ing, s, 1)?)?;
+    let mut ing = ingest::ingest(&s.config, s.as_of, scratch.path())?;
+    let plan = plan(&ing, s, 1)?;
+    let f = frames(&ing, &s.config, &plan, scratch.path())?;
+    release_inputs(&mut ing, &plan);
     let scored = snapshot::compute(&f, ing.as_of, &s.config)?;
     Ok(outcome(&ing, &scored, ing.as_of, PathBuf::new()))
 }
@@ -359,6 +392,11 @@ fn publish(
     let t = Instant::now();
     let mut snap = Snapshot::begin(&s.out, as_of, s.overwrite)?;
     let bom = s.config.publish.csv_bom;
+    snap.write_with("customer_scores", |dir| {
+        scored
+            .customer_scores
+            .write_table(dir, "customer_scores", bom)
+    })?;
     for (name, df) in scored.tables() {
         snap.write(&name, df, bom)?;
     }
@@ -428,10 +466,11 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     let (written, f) = snapshot::both(
         plan.lean(),
         || write_ingested(&ing, &s.out),
-        || frames(&ing, &s.config, &plan),
+        || frames(&ing, &s.config, &plan, &ingest_dir(&s.out)),
     );
     written?;
     let mut f = f?;
+    release_inputs(&mut ing, &plan);
     if let Engine::Spark { remote } = &s.engine {
         f = spark_measures(f, s, remote, ing.as_of)?;
     }
@@ -552,10 +591,11 @@ pub fn backfill(
     let _lock = Lock::acquire(&s.out)?;
     refuse_existing(s, &dates)?;
     let t = Instant::now();
-    let ing = ingest::ingest(&s.config, Some(last), &ingest_dir(&s.out))?;
+    let mut ing = ingest::ingest(&s.config, Some(last), &ingest_dir(&s.out))?;
     write_ingested(&ing, &s.out)?;
     let plan = plan(&ing, s, dates.len())?;
-    let f = frames(&ing, &s.config, &plan)?;
+    let f = frames(&ing, &s.config, &plan, &ingest_dir(&s.out))?;
+    release_inputs(&mut ing, &plan);
     let mut base = Timings::default();
     base.lap("ingest", t);
     let info = BackfillInfo {
@@ -628,11 +668,11 @@ pub fn backfill(
         let fulls = pair
             .par_iter()
             .map(|d| snapshot::scores_as_of(&f, *d, &s.config))
-            .collect::<Result<Vec<DataFrame>>>()?;
+            .collect::<Result<Vec<snapshot::Full>>>()?;
         for (d, full) in pair.iter().zip(&fulls) {
             for (kd, scheme) in needed.iter().filter(|(kd, _)| kd == d) {
                 let narrowed = snapshot::as_tiering(full, &s.config, scheme)?;
-                aux.insert((*kd, scheme.clone()), narrowed);
+                aux.insert((*kd, scheme.clone()), narrowed.lazy());
             }
         }
         let scoring = t.elapsed();

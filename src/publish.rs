@@ -176,8 +176,17 @@ impl Snapshot {
 
     /// Writes one table as Parquet and CSV into the staging directory.
     pub fn write(&mut self, name: &str, df: &mut DataFrame, bom: Option<bool>) -> Result<()> {
+        self.write_with(name, |dir| io::write_table(df, dir, name, bom))
+    }
+
+    /// Writes a table with `write` (given the staging directory).
+    pub fn write_with(
+        &mut self,
+        name: &str,
+        write: impl FnOnce(&Path) -> Result<TableInfo>,
+    ) -> Result<()> {
         failpoint_io(name, &self.staging.join(format!("{name}.csv")))?;
-        let info = io::write_table(df, &self.staging, name, bom)?;
+        let info = write(&self.staging)?;
         self.tables.push(info);
         failpoint(&format!("after_table:{name}"));
         Ok(())

@@ -157,7 +157,18 @@ pub fn render(input: &ReportInput) -> Result<String> {
     let t = |name: &str| input.tables.get(name);
     let as_of = m["as_of"].as_str().unwrap_or("?");
     let tx = &m["inputs"]["transactions"];
-    let customers_total = t("customer_scores").map_or(0, |d| d.height());
+    // From the manifest's outputs when the table is not passed in (the
+    // lean plan publishes it part by part, never whole in memory).
+    let customers_total = t("customer_scores").map_or_else(
+        || {
+            m["outputs"]
+                .as_array()
+                .and_then(|o| o.iter().find(|t| t["name"] == "customer_scores"))
+                .and_then(|t| t["rows"].as_u64())
+                .unwrap_or(0) as usize
+        },
+        |d| d.height(),
+    );
     let rejected: u64 = m["inputs"]
         .as_object()
         .map(|o| {

@@ -223,7 +223,7 @@ pub struct RfmCuts {
 }
 
 /// Reads the applied cuts back from scored customers.
-pub fn applied_cuts(scored: &DataFrame, cfg: &RfmConfig, segments: &DataFrame) -> Result<RfmCuts> {
+pub fn applied_cuts(scored: LazyFrame, cfg: &RfmConfig, segments: &DataFrame) -> Result<RfmCuts> {
     let mut empty_scores = Vec::new();
     let mut per = Vec::new();
     for (score, measure, unit) in [
@@ -233,7 +233,6 @@ pub fn applied_cuts(scored: &DataFrame, cfg: &RfmConfig, segments: &DataFrame) -
     ] {
         let g = scored
             .clone()
-            .lazy()
             .filter(col(score).is_not_null())
             .group_by([col(score)])
             .agg([

@@ -1,6 +1,8 @@
 //! One snapshot's tables from typed inputs: the per-customer base, every
 //! scoring stage, the summaries and the invariants checked before publish.
 
+use std::sync::Arc;
+
 use chrono::NaiveDate;
 use polars::prelude::*;
 
@@ -17,12 +19,63 @@ use crate::{pyramid, tiers};
 pub enum Daily {
     /// Built once and held (the fast plan).
     Memory(Box<LazyFrame>),
-    /// Built part by part from the typed transactions whenever needed, each
-    /// part a share of the customers (the lean plan: memory for one part).
-    Parts {
-        transactions: crate::ingest::TypedFile,
+    /// Built once per customer range and spilled to Parquet (the lean plan:
+    /// memory for one part at a time).
+    Parts(Arc<Parts>),
+}
+
+/// The lean plan's customer parts: contiguous customer_id ranges
+/// ([`measures::id_range`]), each with its pre-aggregate in a work file.
+/// Per-customer frames of a snapshot are spilled there too.
+pub struct Parts {
+    /// Lower bounds of parts 1.. (part 0 starts below every id).
+    bounds: Vec<String>,
+    dir: crate::ingest::WorkDir,
+}
+
+impl Parts {
+    /// Cuts the customers into `parts` ranges by the ids of the customers
+    /// table and spills each range's pre-aggregate (one filtered scan of
+    /// the typed transactions per part).
+    pub fn build(
+        transactions: &crate::ingest::TypedFile,
+        customer_ids: &StringChunked,
         parts: u32,
-    },
+        has_margin: bool,
+        has_quantity: bool,
+        dir: crate::ingest::WorkDir,
+    ) -> Result<Parts> {
+        let p = Parts {
+            bounds: measures::range_bounds(customer_ids, parts),
+            dir,
+        };
+        for i in 0..p.count() {
+            let rows = transactions.scan()?.filter(p.filter(i));
+            let daily = measures::daily(rows, has_margin, has_quantity);
+            crate::io::sink_parquet(daily, &p.daily_path(i), true)?;
+            crate::memory::release_free();
+        }
+        Ok(p)
+    }
+
+    /// How many parts (fewer than asked when there are fewer customers).
+    pub fn count(&self) -> usize {
+        self.bounds.len() + 1
+    }
+
+    /// The customers of part `i`.
+    pub fn filter(&self, i: usize) -> Expr {
+        let lo = i.checked_sub(1).map(|j| self.bounds[j].as_str());
+        measures::id_range(lo, self.bounds.get(i).map(String::as_str))
+    }
+
+    fn daily_path(&self, i: usize) -> std::path::PathBuf {
+        self.dir.path().join(format!("daily-{i}.parquet"))
+    }
+
+    fn daily(&self, i: usize) -> Result<LazyFrame> {
+        crate::io::scan_parquet(&self.daily_path(i))
+    }
 }
 
 /// The typed inputs, as lazy frames (from memory or from `_ingest/`).
@@ -36,9 +89,6 @@ pub struct Frames {
     pub has_quantity: bool,
     /// Customer attribute columns configured in the customers input.
     pub attributes: Vec<String>,
-    /// The lean plan (`--memory-limit`): `daily` is a query over the typed
-    /// Parquet rather than a frame in memory, and scorings run one at a time.
-    pub lean: bool,
     /// Per-customer measures computed elsewhere (the Spark backend) for one
     /// date; scorings at that date use them instead of `daily`.
     pub measures_at: Option<(NaiveDate, DataFrame)>,
@@ -51,9 +101,17 @@ pub fn measures_as_of(f: &Frames, date: NaiveDate, cfg: &Config, gaps: bool) -> 
     if let Some((_, m)) = f.measures_at.as_ref().filter(|(d, _)| *d == date) {
         return Ok(m.clone().lazy());
     }
-    f.per_customer(|d| {
-        measures::measures_with_gaps(d, date, &cfg.measures, f.has_margin, f.has_quantity, gaps)
-    })
+    f.per_customer(|d| measures_query(f, d, date, cfg, gaps))
+}
+
+fn measures_query(
+    f: &Frames,
+    d: LazyFrame,
+    date: NaiveDate,
+    cfg: &Config,
+    gaps: bool,
+) -> LazyFrame {
+    measures::measures_with_gaps(d, date, &cfg.measures, f.has_margin, f.has_quantity, gaps)
 }
 
 impl Frames {
@@ -61,23 +119,46 @@ impl Frames {
     /// apart (group by customer, or filter rows): on the lean plan it runs
     /// once per part and the results are stacked, which is then exact.
     pub fn per_customer(&self, q: impl Fn(LazyFrame) -> LazyFrame) -> Result<LazyFrame> {
+        self.per_part(|d, _| q(d))
+    }
+
+    /// As [`Frames::per_customer`], with the part's customer filter (`None`
+    /// on the fast plan) for the other inputs `q` joins.
+    pub fn per_part(&self, q: impl Fn(LazyFrame, Option<Expr>) -> LazyFrame) -> Result<LazyFrame> {
         match &self.daily {
-            Daily::Memory(d) => Ok(q(d.as_ref().clone())),
-            Daily::Parts {
-                transactions,
-                parts,
-            } => {
+            Daily::Memory(d) => Ok(q(d.as_ref().clone(), None)),
+            Daily::Parts(p) => {
                 let mut done = Vec::new();
-                for i in 0..*parts {
-                    let rows = transactions
-                        .scan()?
-                        .filter(measures::customer_part(*parts).eq(lit(i)));
-                    let daily = measures::daily(rows, self.has_margin, self.has_quantity);
-                    done.push(q(daily).run()?.lazy());
+                for i in 0..p.count() {
+                    done.push(q(p.daily(i)?, Some(p.filter(i))).run()?.lazy());
                 }
                 Ok(concat(done, UnionArgs::default())?)
             }
         }
+    }
+
+    /// `df` as a query: in memory on the fast plan; on the lean plan
+    /// spilled to a work file `name` (unique among those kept) and scanned.
+    pub fn keep(&self, mut df: DataFrame, name: &str) -> Result<LazyFrame> {
+        match &self.daily {
+            Daily::Memory(_) => Ok(df.lazy()),
+            Daily::Parts(p) => {
+                let path = p.dir.path().join(format!("{name}.parquet"));
+                crate::io::write_spill(&mut df, &path)?;
+                crate::io::scan_parquet(&path)
+            }
+        }
+    }
+
+    fn customers_in(&self, part: Option<Expr>) -> LazyFrame {
+        filtered(self.customers.clone(), part)
+    }
+}
+
+fn filtered(lf: LazyFrame, part: Option<Expr>) -> LazyFrame {
+    match part {
+        Some(p) => lf.filter(p),
+        None => lf,
     }
 }
 
@@ -154,14 +235,52 @@ fn money(cents: &str) -> Expr {
 /// engagement, one row per customer.
 pub fn base(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<LazyFrame> {
     let m = measures_as_of(f, as_of, cfg, true)?;
-    let b = measures::customer_base(m, f.customers.clone(), &cfg.ingest.unknown_label);
+    Ok(base_in(f, m, None, as_of, cfg))
+}
+
+/// The base of the customers in `part` (all with `None`) from their measures.
+fn base_in(
+    f: &Frames,
+    m: LazyFrame,
+    part: Option<Expr>,
+    as_of: NaiveDate,
+    cfg: &Config,
+) -> LazyFrame {
+    let b = measures::customer_base(m, f.customers_in(part.clone()), &cfg.ingest.unknown_label);
     let e = engagement::customer_engagement(
-        f.interactions.clone(),
+        filtered(f.interactions.clone(), part),
         as_of,
         cfg.measures.window_days,
         &cfg.measures.converted_outcomes,
     );
-    Ok(engagement::join_engagement(b, e))
+    engagement::join_engagement(b, e)
+}
+
+/// The columns scored over the whole in-scope population rather than row
+/// by row: the RFM scores and the contribution pyramid.
+pub const RANKED_COLUMNS: &[&str] = &[
+    "r_score",
+    "f_score",
+    "m_score",
+    "contribution_rank",
+    "cum_contribution_share",
+    "pyramid_tier",
+    "contribution_nonpositive",
+];
+
+/// What [`rank`] reads from the base.
+const RANK_INPUTS: &[&str] = &[
+    "customer_id",
+    "in_scope",
+    "recency_days",
+    "frequency",
+    "monetary_cents",
+    "contribution_cents",
+];
+
+/// Adds [`RANKED_COLUMNS`] to a base of the whole population.
+pub fn rank(base: LazyFrame, cfg: &Config) -> Result<LazyFrame> {
+    pyramid::assign(base.with_columns(rfm::score_exprs(&cfg.rfm)), &cfg.pyramid)
 }
 
 /// Every scoring stage on the base; keeps the cent columns; sorted by
@@ -172,9 +291,19 @@ pub fn score(
     cfg: &Config,
     attributes: &[String],
 ) -> Result<LazyFrame> {
+    finish(rank(base, cfg)?, as_of, cfg, attributes)
+}
+
+/// The row-by-row scoring stages on a ranked base (any subset of the
+/// customers: nothing here looks across rows); sorted by customer_id.
+fn finish(
+    ranked: LazyFrame,
+    as_of: NaiveDate,
+    cfg: &Config,
+    attributes: &[String],
+) -> Result<LazyFrame> {
     let rules = rfm::rules(&cfg.rfm);
-    let scored = base
-        .with_columns(rfm::score_exprs(&cfg.rfm))
+    let mut lf = ranked
         .with_columns([
             rfm::rfm_code(cfg.rfm.bins).alias("rfm_code"),
             rfm::segment_expr(&rules).alias("rfm_segment"),
@@ -182,14 +311,14 @@ pub fn score(
             churn::lost_after(&cfg.churn).alias("lost_after_days"),
             churn::declining(cfg.churn.declining_drop).alias("declining"),
         ])
-        .with_column(churn::status().alias("churn_status"));
-    let mut lf = pyramid::assign(scored, &cfg.pyramid)?.with_columns([
-        money("monetary_cents"),
-        money("contribution_cents"),
-        money("revenue_cents"),
-        money("window_spend_cents"),
-        money("window_spend_prior_cents"),
-    ]);
+        .with_column(churn::status().alias("churn_status"))
+        .with_columns([
+            money("monetary_cents"),
+            money("contribution_cents"),
+            money("revenue_cents"),
+            money("window_spend_cents"),
+            money("window_spend_prior_cents"),
+        ]);
     let available: Vec<String> = lf
         .collect_schema()?
         .iter_names()
@@ -231,8 +360,158 @@ pub fn score(
 }
 
 /// Every scored customer as of `as_of`, with the cent columns.
-pub fn scores_as_of(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<DataFrame> {
-    Ok(score(base(f, as_of, cfg)?, as_of, cfg, &f.attributes)?.run()?)
+pub fn scores_as_of(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Full> {
+    match &f.daily {
+        Daily::Parts(p) if f.measures_at.is_none() => scores_by_part(f, p, as_of, cfg),
+        _ => Ok(Full::Memory(
+            score(base(f, as_of, cfg)?, as_of, cfg, &f.attributes)?.run()?,
+        )),
+    }
+}
+
+/// The lean plan's scoring: each part's base is built and spilled, the
+/// RFM scores and the pyramid are ranked over the whole population from
+/// a narrow frame, then each part is finished and spilled in customer_id
+/// order. Only one part's frames (and the narrow ranking) are in memory.
+fn scores_by_part(f: &Frames, p: &Parts, as_of: NaiveDate, cfg: &Config) -> Result<Full> {
+    let dir = p.dir.path().join(format!("scores-{as_of}"));
+    std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+    let mut spilled = Spilled {
+        dir,
+        parts: p.count(),
+        rows: 0,
+        non_ascii: false,
+        hide: Vec::new(),
+    };
+    let mut narrow = Vec::new();
+    for i in 0..p.count() {
+        let m = measures_query(f, p.daily(i)?, as_of, cfg, true);
+        let mut b = base_in(f, m, Some(p.filter(i)), as_of, cfg).run()?;
+        narrow.push(b.select(RANK_INPUTS.iter().copied())?.lazy());
+        crate::io::write_spill(&mut b, &spilled.path("base", i))?;
+        crate::memory::release_free();
+    }
+    let mut keep = vec![col("customer_id")];
+    keep.extend(RANKED_COLUMNS.iter().map(|c| col(*c)));
+    let ranked = rank(concat(narrow, UnionArgs::default())?, cfg)?
+        .select(keep)
+        .run()?;
+    for i in 0..p.count() {
+        let base = spilled.path("base", i);
+        let ranks = ranked.clone().lazy().filter(p.filter(i));
+        let b = crate::io::scan_parquet(&base)?.join(
+            ranks,
+            [col("customer_id")],
+            [col("customer_id")],
+            JoinArgs::new(JoinType::Left),
+        );
+        let mut full = finish(b, as_of, cfg, &f.attributes)?.run()?;
+        spilled.rows += full.height();
+        spilled.non_ascii |= crate::io::has_non_ascii_text(&full);
+        crate::io::write_spill(&mut full, &spilled.path("scores", i))?;
+        std::fs::remove_file(&base).map_err(Error::io(&base))?;
+        crate::memory::release_free();
+    }
+    Ok(Full::Spilled(spilled))
+}
+
+/// A snapshot's full scoring (one row per customer, customer_id order):
+/// in memory on the fast plan, spilled part by part on the lean plan.
+pub enum Full {
+    Memory(DataFrame),
+    Spilled(Spilled),
+}
+
+/// Parquet work files `scores-<i>.parquet`, one per part, in customer_id
+/// order; removed when dropped.
+pub struct Spilled {
+    dir: std::path::PathBuf,
+    parts: usize,
+    rows: usize,
+    /// Any non-ASCII text (the CSV's BOM default).
+    non_ascii: bool,
+    /// Columns left out when published.
+    hide: Vec<&'static str>,
+}
+
+impl Spilled {
+    fn path(&self, what: &str, i: usize) -> std::path::PathBuf {
+        self.dir.join(format!("{what}-{i}.parquet"))
+    }
+}
+
+impl Drop for Spilled {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Full {
+    pub fn height(&self) -> usize {
+        match self {
+            Full::Memory(df) => df.height(),
+            Full::Spilled(s) => s.rows,
+        }
+    }
+
+    /// Every row, as a query (a scan of the parts when spilled).
+    pub fn lazy(&self) -> Result<LazyFrame> {
+        match self {
+            Full::Memory(df) => Ok(df.clone().lazy()),
+            Full::Spilled(s) => {
+                let parts = (0..s.parts)
+                    .map(|i| crate::io::scan_parquet(&s.path("scores", i)))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(concat(parts, UnionArgs::default())?)
+            }
+        }
+    }
+
+    /// The published `customer_scores`: without the cent columns.
+    fn published(self) -> Result<Full> {
+        Ok(match self {
+            Full::Memory(df) => Full::Memory(df.drop_many(CENTS_COLUMNS.iter().copied())),
+            Full::Spilled(mut s) => {
+                s.hide = CENTS_COLUMNS.to_vec();
+                Full::Spilled(s)
+            }
+        })
+    }
+
+    /// Writes the table (see [`crate::io::write_table`]), part after part
+    /// when spilled.
+    pub fn write_table(
+        &mut self,
+        dir: &std::path::Path,
+        name: &str,
+        bom: Option<bool>,
+    ) -> Result<crate::io::TableInfo> {
+        let s = match self {
+            Full::Memory(df) => return crate::io::write_table(df, dir, name, bom),
+            Full::Spilled(s) => s,
+        };
+        let bom = bom.unwrap_or(s.non_ascii);
+        let mut w: Option<crate::io::TableWriter> = None;
+        for i in 0..s.parts {
+            let df = crate::io::scan_parquet(&s.path("scores", i))?
+                .run()?
+                .drop_many(s.hide.iter().copied());
+            let w = match &mut w {
+                Some(w) => w,
+                None => w.insert(crate::io::TableWriter::create(
+                    dir,
+                    name,
+                    &df.schema().clone(),
+                    bom,
+                )?),
+            };
+            w.push(df)?;
+        }
+        match w {
+            Some(w) => w.finish(),
+            None => Err(Error::Invariant(format!("{name}: no parts"))),
+        }
+    }
 }
 
 /// A tier scheme: its column in `customer_scores` and its labels, best first.
@@ -277,14 +556,13 @@ pub fn scheme(cfg: &Config, name: &str) -> Result<TierScheme> {
 
 /// `tier_summary`: per scheme and tier (in label order), customers,
 /// customer share, revenue and revenue share among customers with a tier.
-pub fn tier_summary(full: &DataFrame, schemes: &[TierScheme]) -> Result<DataFrame> {
+pub fn tier_summary(full: LazyFrame, schemes: &[TierScheme]) -> Result<DataFrame> {
     let mut parts = Vec::new();
     for s in schemes {
         let order: Vec<u32> = (0..s.labels.len() as u32).collect();
         let all = df!("tier" => s.labels.clone(), "tier_order" => order)?.lazy();
         let agg = full
             .clone()
-            .lazy()
             .filter(col(s.column.as_str()).is_not_null())
             .group_by([col(s.column.as_str()).alias("tier")])
             .agg([
@@ -325,7 +603,7 @@ pub fn tier_summary(full: &DataFrame, schemes: &[TierScheme]) -> Result<DataFram
 
 /// Everything computed for one snapshot, ready to publish.
 pub struct Scored {
-    pub customer_scores: DataFrame,
+    pub customer_scores: Full,
     pub rfm_segments: DataFrame,
     pub pyramid: DataFrame,
     pub tier_summary: DataFrame,
@@ -351,10 +629,10 @@ pub struct Invariant {
 }
 
 impl Scored {
-    /// Every table with its published name, in publishing order.
+    /// Every table but `customer_scores` with its published name, in
+    /// publishing order.
     pub fn tables(&mut self) -> Vec<(String, &mut DataFrame)> {
         let mut v: Vec<(String, &mut DataFrame)> = vec![
-            ("customer_scores".into(), &mut self.customer_scores),
             ("rfm_segments".into(), &mut self.rfm_segments),
             ("pyramid".into(), &mut self.pyramid),
             ("tier_summary".into(), &mut self.tier_summary),
@@ -381,12 +659,18 @@ pub fn tiers_as_of(
 ) -> Result<DataFrame> {
     let keep = tiering_columns(cfg, scheme_name)?;
     if scheme_name != "pyramid" {
-        return Ok(scores_as_of(f, date, cfg)?.lazy().select(keep).run()?);
+        return Ok(scores_as_of(f, date, cfg)?.lazy()?.select(keep).run()?);
     }
-    let m = measures_as_of(f, date, cfg, false)?;
-    let b = measures::customer_base(m, f.customers.clone(), &cfg.ingest.unknown_label);
-    // The projection lets polars skip every other measure (the median
-    // gap's sort above all).
+    // Only what the pyramid and the tiering read, part by part on the lean
+    // plan; the projection lets polars skip every other measure (the
+    // median gap's sort above all).
+    let mut narrow = vec![col("in_scope"), col("contribution_cents")];
+    narrow.extend(keep.iter().filter(|c| **c != col("pyramid_tier")).cloned());
+    let b = f.per_part(|d, part| {
+        let m = measures_query(f, d, date, cfg, false);
+        measures::customer_base(m, f.customers_in(part), &cfg.ingest.unknown_label)
+            .select(narrow.clone())
+    })?;
     Ok(pyramid::assign(b, &cfg.pyramid)?.select(keep).run()?)
 }
 
@@ -409,9 +693,9 @@ fn tiering_columns(cfg: &Config, scheme_name: &str) -> Result<Vec<Expr>> {
 
 /// A snapshot's full scoring as the tiering other snapshots of a backfill
 /// read ([`tiers_as_of`]'s columns), so the full frame can be dropped.
-pub fn as_tiering(full: &DataFrame, cfg: &Config, scheme_name: &str) -> Result<DataFrame> {
+pub fn as_tiering(full: &Full, cfg: &Config, scheme_name: &str) -> Result<DataFrame> {
     let keep = tiering_columns(cfg, scheme_name)?;
-    Ok(full.clone().lazy().select(keep).run()?)
+    Ok(full.lazy()?.select(keep).run()?)
 }
 
 /// An auxiliary tiering: (date, scheme name).
@@ -438,19 +722,21 @@ fn migration_date(as_of: NaiveDate, cfg: &Config) -> NaiveDate {
         .unwrap_or_else(|| migration::previous_quarter_end(as_of))
 }
 
+/// Auxiliary tierings by date and scheme: in memory, or (lean plan) scans
+/// of work files.
+pub type AuxTierings = std::collections::BTreeMap<AuxKey, LazyFrame>;
+
 /// Computes auxiliary tierings, one after the other: polars already
 /// spreads each over the cores, and at 10^7 transactions running tierings
 /// side by side was no faster but held ~80 MB more at the peak.
-pub fn aux_tierings(
-    f: &Frames,
-    keys: &[AuxKey],
-    cfg: &Config,
-) -> Result<std::collections::BTreeMap<AuxKey, DataFrame>> {
+pub fn aux_tierings(f: &Frames, keys: &[AuxKey], cfg: &Config) -> Result<AuxTierings> {
     keys.iter()
-        .map(|k| {
+        .enumerate()
+        .map(|(i, k)| {
             let df = tiers_as_of(f, k.0, cfg, &k.1)?;
+            let lf = f.keep(df, &format!("aux-{}-{i}", k.0))?;
             crate::memory::release_free();
-            Ok((k.clone(), df))
+            Ok((k.clone(), lf))
         })
         .collect()
 }
@@ -480,16 +766,16 @@ pub fn compute_with(
     f: &Frames,
     as_of: NaiveDate,
     cfg: &Config,
-    full: DataFrame,
-    aux: &std::collections::BTreeMap<AuxKey, DataFrame>,
+    full: Full,
+    aux: &AuxTierings,
 ) -> Result<Scored> {
     let years = concentration::report_years(as_of, &cfg.concentration);
     let compared_to = migration_date(as_of, cfg);
     // A missing tiering is a bug in aux_needed, never something to paper
     // over with an empty frame.
-    let at = |d: NaiveDate, scheme: &str| -> Result<DataFrame> {
+    let at = |d: NaiveDate, scheme: &str| -> Result<LazyFrame> {
         if d == as_of {
-            Ok(full.clone())
+            full.lazy()
         } else {
             aux.get(&(d, scheme.to_string()))
                 .cloned()
@@ -502,7 +788,7 @@ pub fn compute_with(
     let mut pops = Vec::new();
     for ry in &years {
         pops.push(concentration::population(
-            &at(ry.tiered_at, &cfg.concentration.tier)?,
+            at(ry.tiered_at, &cfg.concentration.tier)?,
             f.per_customer(|d| concentration::buyers(d, ry))?,
             ry,
             &conc_scheme,
@@ -524,15 +810,15 @@ pub fn compute_with(
         conc.push((dim.clone(), t));
     }
     let churn_summary = churn::summary(
-        &full,
+        full.lazy()?,
         &cfg.churn.dimensions,
         &scheme(cfg, &cfg.churn.tier)?,
         &cfg.concentration.total_label,
     )?;
-    let follow_up = follow_up::table(&full, &scheme(cfg, &cfg.follow_up.tier)?)?;
+    let follow_up = follow_up::table(full.lazy()?, &scheme(cfg, &cfg.follow_up.tier)?)?;
     let tier_migration = migration::table(
-        &full,
-        &previous,
+        full.lazy()?,
+        previous,
         &scheme(cfg, &cfg.migration.tier)?,
         compared_to,
     )?;
@@ -574,10 +860,10 @@ pub fn compute_with(
         .get(0)
         .unwrap_or(0);
     let rules = rfm::rules(&cfg.rfm);
-    let rfm_segments = rfm::segment_summary(full.clone().lazy(), &rules)?;
-    let pyramid = pyramid::summary(full.clone().lazy(), &cfg.pyramid)?;
-    let tier_summary = tier_summary(&full, &tier_schemes(cfg))?;
-    let rfm_cuts = rfm::applied_cuts(&full, &cfg.rfm, &rfm_segments)?;
+    let rfm_segments = rfm::segment_summary(full.lazy()?, &rules)?;
+    let pyramid = pyramid::summary(full.lazy()?, &cfg.pyramid)?;
+    let tier_summary = tier_summary(full.lazy()?, &tier_schemes(cfg))?;
+    let rfm_cuts = rfm::applied_cuts(full.lazy()?, &cfg.rfm, &rfm_segments)?;
     let invariants = check_invariants(
         &full,
         &rfm_segments,
@@ -585,7 +871,7 @@ pub fn compute_with(
         &tier_summary,
         ingested_window_cents,
     )?;
-    let customer_scores = full.drop_many(CENTS_COLUMNS.iter().copied());
+    let customer_scores = full.published()?;
     Ok(Scored {
         customer_scores,
         rfm_segments,
@@ -606,7 +892,7 @@ pub fn compute_with(
 /// Checks that hold for every correct snapshot; the first that fails
 /// aborts the publish. Returns what was checked, for the manifest.
 pub fn check_invariants(
-    full: &DataFrame,
+    full: &Full,
     segments: &DataFrame,
     pyramid: &DataFrame,
     tier_summary: &DataFrame,
@@ -624,14 +910,29 @@ pub fn check_invariants(
             Err(Error::Invariant(format!("{name}: {detail}")))
         }
     };
-    let ids = full.column("customer_id")?.as_materialized_series();
-    let distinct = ids.n_unique()?;
+    let totals = full
+        .lazy()?
+        .select([
+            len().cast(DataType::Int64).alias("rows"),
+            col("customer_id")
+                .n_unique()
+                .cast(DataType::Int64)
+                .alias("distinct"),
+            col("in_scope")
+                .sum()
+                .cast(DataType::Int64)
+                .alias("in_scope"),
+            col("revenue_cents").sum().alias("revenue_cents"),
+        ])
+        .run()?;
+    let total = |c: &str| -> Result<i64> { Ok(totals.column(c)?.i64()?.get(0).unwrap_or(0)) };
+    let (rows, distinct, in_scope) = (total("rows")?, total("distinct")?, total("in_scope")?);
+    let customer_cents = total("revenue_cents")?;
     check(
         "every customer once in customer_scores",
-        distinct == full.height(),
-        format!("{} rows, {distinct} distinct customer_id", full.height()),
+        distinct == rows,
+        format!("{rows} rows, {distinct} distinct customer_id"),
     )?;
-    let in_scope = full.column("in_scope")?.bool()?.sum().unwrap_or(0) as i64;
     for (name, table) in [("rfm_segments", segments), ("pyramid", pyramid)] {
         let total: i64 = table.column("customers")?.i64()?.sum().unwrap_or(0);
         check(
@@ -656,11 +957,7 @@ pub fn check_invariants(
     for i in 0..per_scheme.height() {
         let scheme = schemes.get(i).unwrap_or_default();
         // The pyramid tiers the in-scope customers, other schemes everyone.
-        let population = if scheme == "pyramid" {
-            in_scope
-        } else {
-            full.height() as i64
-        };
+        let population = if scheme == "pyramid" { in_scope } else { rows };
         let n = ns.get(i).unwrap_or(0);
         check(
             &format!("{scheme} tier counts sum to the population"),
@@ -674,7 +971,6 @@ pub fn check_invariants(
             format!("{share:?}"),
         )?;
     }
-    let customer_cents: i64 = full.column("revenue_cents")?.i64()?.sum().unwrap_or(0);
     check(
         "customer revenue reconciles with the ingested window total to the cent",
         customer_cents == ingested_window_cents,

@@ -1,4 +1,4 @@
-//! `--memory-limit`: the lean plan (pre-aggregate built per customer part,
+//! `--memory-limit`: the lean plan (pre-aggregate and scoring per customer part,
 //! scorings one at a time) publishes exactly the fast plan's tables; a limit
 //! not even the lean plan meets stops the run with exit code 2 and
 //! publishes nothing.
@@ -6,6 +6,16 @@
 use std::path::Path;
 
 use crate::common::*;
+
+/// The lean plan's work files (`_ingest/.work-*`) are gone after a run.
+fn assert_no_work_files(out: &Path) {
+    let left: Vec<_> = std::fs::read_dir(out.join("_ingest"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".work-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
 
 fn manifest(snapshot: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(snapshot.join("manifest.json")).unwrap()).unwrap()
@@ -47,6 +57,26 @@ fn the_lean_plan_publishes_the_fast_plans_tables() {
     assert_eq!(m["memory"]["limit_bytes"].as_u64(), Some(need - 1));
     assert!(m["memory"]["estimate_bytes"].as_u64().unwrap() < need);
     assert_same_tables(&fast.join(snap), &lean.join(snap), &[]);
+    assert_no_work_files(&lean);
+
+    // Tighter limits: more parts (customer ranges), the same tables.
+    let mut estimate = m["memory"]["estimate_bytes"].as_u64().unwrap();
+    let mut parts = m["memory"]["parts"].as_u64().unwrap();
+    while parts < 5 {
+        let out_dir = tmp.join(&format!("lean-{parts}"));
+        let out = run(&out_dir, &["--memory-limit", &(estimate - 1).to_string()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let m = manifest(&out_dir.join(snap));
+        let now = m["memory"]["parts"].as_u64().unwrap();
+        assert!(now > parts, "{now} parts after {parts}");
+        assert_same_tables(&fast.join(snap), &out_dir.join(snap), &[]);
+        assert_no_work_files(&out_dir);
+        (estimate, parts) = (m["memory"]["estimate_bytes"].as_u64().unwrap(), now);
+    }
 
     // A backfill on the lean plan equals the fast single run for its last date.
     let bf = tmp.join("bf");

@@ -149,7 +149,6 @@ fn the_plan_gives_the_same_tables_on_both_backends() {
         has_margin: true,
         has_quantity: true,
         attributes: vec![],
-        lean: false,
         measures_at: None,
     };
     let src = Sources {
