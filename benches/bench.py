@@ -4,9 +4,21 @@ import argparse, datetime, json, os, platform, shutil, statistics, subprocess, s
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 AS_OF = "2010-12-31"
+HUGE_LIMIT = "6GiB"  # tiering at 10^8 runs under the 6 GiB target of issue 6
+
+def warm(cmd):
+    """Reads the input files cmd names once, so every tool starts with them in
+    the page cache (at 10^8 the previous tool's memory use evicts them, and a
+    cold 6 GB read would be timed as the next tool's own)."""
+    for a in cmd:
+        if os.path.isfile(a) and a.endswith((".csv", ".parquet")):
+            with open(a, "rb") as f:
+                while f.read(1 << 24):
+                    pass
 
 def timed(cmd, env=None):
-    """Runs cmd under /usr/bin/time; returns (seconds, peak RSS MiB)."""
+    """Runs cmd under /usr/bin/time, inputs warm; returns (seconds, peak RSS MiB)."""
+    warm(cmd)
     t = time.perf_counter()
     p = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t
@@ -22,7 +34,7 @@ def dataset(tiering, n, customers=None, tag=""):
         subprocess.run([tiering, "generate", "--customers", str(customers), "--transactions", str(n),
                         "--years", "3", "--seed", "42", "--interactions", "0", "--out", d], check=True)
     pq = os.path.join(d, "transactions.parquet")
-    if not tag and not os.path.exists(pq):
+    if not tag and n < 100_000_000 and not os.path.exists(pq):
         import polars as pl
         pl.scan_csv(os.path.join(d, "transactions.csv"), try_parse_dates=True, schema_overrides={"txn_id": pl.String, "customer_id": pl.String}).sink_parquet(pq)
     return d
@@ -54,8 +66,10 @@ def main():
         }
         if n >= 100_000_000:
             # At 10^8 only the headline comparison (Parquet-in and backfill
-            # ratios are measured at the smaller sizes).
+            # ratios are measured at the smaller sizes), with tiering held to
+            # the issue's 6 GiB target.
             cmds = {k: v for k, v in cmds.items() if k in ("tiering", "duckdb", "polars")}
+            cmds["tiering"] += ["--memory-limit", HUGE_LIMIT]
         runs = {k: [] for k in cmds}
         # One repetition at 10^8 (each takes minutes).
         for rep in range(1 if n >= 100_000_000 else a.reps):
@@ -79,7 +93,10 @@ def main():
                    "backfill8_over_single": ratio("backfill_8_quarters", "tiering"),
                },
                "agreement": agree.stdout.strip() + agree.stderr.strip()[-500:]}
-        if n >= 10_000_000:
+        if n >= 100_000_000:
+            row["tiering_memory_limit"] = HUGE_LIMIT
+            row["tiering_manifest"] = manifest_facts(outs["tiering"])
+        elif n >= 10_000_000:
             row["memory_limit"] = limit_scenario(a.tiering, n)
         results["sizes"].append(row)
         print(json.dumps(row["ratios"]), row["agreement"], flush=True)
@@ -90,6 +107,13 @@ def main():
     with open(base + ".md", "w") as f:
         f.write(markdown(results))
     print(markdown(results))
+
+def manifest_facts(out):
+    """Plan, parts, peak anonymous memory and stage timings of tiering's last run."""
+    with open(os.path.join(out, f"snapshot={AS_OF}", "manifest.json")) as f:
+        m = json.load(f)
+    return {"plan": m["memory"]["plan"], "parts": m["memory"]["parts"],
+            "peak_anon_mib": m["peak_anon_bytes"] / 2**20, "timings_ms": m["timings_ms"]}
 
 def limit_scenario(tiering, n):
     """--memory-limit on data larger than the limit: n transactions of 10^4
@@ -130,6 +154,16 @@ def markdown(r):
                      f"{x(q['duckdb_over_tiering'])} | {x(q['polars_over_tiering'])} | {m['tiering']['peak_rss_mib']:.0f} | "
                      f"{m['duckdb']['peak_rss_mib']:.0f} | {m['polars']['peak_rss_mib']:.0f} | {x(q['csv_over_parquet_input'])} | "
                      f"{x(q['backfill8_over_single'])} | {s['agreement'].splitlines()[-1] if s['agreement'] else '?'} |")
+    huge = [s for s in r["sizes"] if "tiering_memory_limit" in s]
+    if huge:
+        h = huge[0]
+        lines += ["", f"At {h['transactions']:,} transactions tiering ran with `--memory-limit {h['tiering_memory_limit']}`; "
+                  "its RSS includes the pages of the input CSV that polars' reader maps (the kernel can drop them)."]
+        if "tiering_manifest" in h:
+            f = h["tiering_manifest"]
+            stages = ", ".join(f"{k} {v / 1000:.0f} s" for k, v in f["timings_ms"].items())
+            lines += [f"Its manifest: {f['plan']} plan in {f['parts']} parts, the process's own peak (anon) "
+                      f"{f['peak_anon_mib']:.0f} MiB; {stages}."]
     lim = [s for s in r["sizes"] if "memory_limit" in s]
     if lim:
         lines += ["", "`--memory-limit` at 80% of the CSV's size, 10^4 customers (one run each):", "",
