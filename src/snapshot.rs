@@ -150,6 +150,20 @@ impl Frames {
         }
     }
 
+    /// `lf` computed once: collected on the fast plan; on the lean plan
+    /// streamed into a work file `name` (unique among those kept) and
+    /// scanned, never whole in memory.
+    pub fn materialize(&self, lf: LazyFrame, name: &str) -> Result<LazyFrame> {
+        match &self.daily {
+            Daily::Memory(_) => Ok(lf.run()?.lazy()),
+            Daily::Parts(p) => {
+                let path = p.dir.path().join(format!("{name}.parquet"));
+                crate::io::sink_parquet(lf, &path, true)?;
+                crate::io::scan_parquet(&path)
+            }
+        }
+    }
+
     fn customers_in(&self, part: Option<Expr>) -> LazyFrame {
         filtered(self.customers.clone(), part)
     }
@@ -795,8 +809,11 @@ pub fn compute_with(
             &cfg.concentration.dimensions,
         ));
     }
-    // Collected once: every dimension's table reads the same populations.
-    let pops = concat(pops, UnionArgs::default())?.run()?.lazy();
+    // Computed once: every dimension's table reads the same populations.
+    let pops = f.materialize(
+        concat(pops, UnionArgs::default())?,
+        &format!("pops-{as_of}"),
+    )?;
     let mut conc = Vec::new();
     for dim in &cfg.concentration.dimensions {
         let t = concentration::table(
