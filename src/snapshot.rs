@@ -271,11 +271,14 @@ fn base_in(
 }
 
 /// The columns scored over the whole in-scope population rather than row
-/// by row: the RFM scores and the contribution pyramid.
+/// by row: the RFM scores, the segment (a rule may compare a score with its
+/// population mean, as the Chinese eight classes do) and the contribution
+/// pyramid.
 pub const RANKED_COLUMNS: &[&str] = &[
     "r_score",
     "f_score",
     "m_score",
+    "rfm_segment",
     "contribution_rank",
     "cum_contribution_share",
     "pyramid_tier",
@@ -294,7 +297,11 @@ const RANK_INPUTS: &[&str] = &[
 
 /// Adds [`RANKED_COLUMNS`] to a base of the whole population.
 pub fn rank(base: LazyFrame, cfg: &Config) -> Result<LazyFrame> {
-    pyramid::assign(base.with_columns(rfm::score_exprs(&cfg.rfm)), &cfg.pyramid)
+    let rules = rfm::rules(&cfg.rfm);
+    let scored = base
+        .with_columns(rfm::score_exprs(&cfg.rfm))
+        .with_column(rfm::segment_expr(&rules).alias("rfm_segment"));
+    pyramid::assign(scored, &cfg.pyramid)
 }
 
 /// Every scoring stage on the base; keeps the cent columns; sorted by
@@ -316,11 +323,9 @@ fn finish(
     cfg: &Config,
     attributes: &[String],
 ) -> Result<LazyFrame> {
-    let rules = rfm::rules(&cfg.rfm);
     let mut lf = ranked
         .with_columns([
             rfm::rfm_code(cfg.rfm.bins).alias("rfm_code"),
-            rfm::segment_expr(&rules).alias("rfm_segment"),
             churn::sleeping_after(&cfg.churn).alias("sleeping_after_days"),
             churn::lost_after(&cfg.churn).alias("lost_after_days"),
             churn::declining(cfg.churn.declining_drop).alias("declining"),

@@ -103,3 +103,35 @@ fn the_lean_plan_publishes_the_fast_plans_tables() {
     assert!(err.contains("--memory-limit 1 MiB is too small"), "{err}");
     assert!(!refused.join(snap).exists());
 }
+
+/// Every shipped pipeline on the lean plan publishes the fast plan's
+/// tables: their segment schemes, pyramid modes and tier schemes differ
+/// (the Chinese eight classes compare scores with the population mean,
+/// which a part alone would get wrong).
+#[test]
+fn every_shipped_pipeline_is_the_same_on_the_lean_plan() {
+    let tmp = TempDir::new("limits-pipelines");
+    for name in ["sample", "dealer_scorecard", "rfm_cn8"] {
+        let config = format!("pipelines/{name}.toml");
+        let fast = tmp.join(&format!("{name}-fast"));
+        let snap = "snapshot=2010-12-31";
+        ok(&["run", "--config", &config, "--out", fast.to_str().unwrap()]);
+        let m = manifest(&fast.join(snap));
+        let need = m["memory"]["fast_estimate_bytes"].as_u64().unwrap();
+        let lean = tmp.join(&format!("{name}-lean"));
+        let limit = (need - 1).to_string();
+        ok(&[
+            "run",
+            "--config",
+            &config,
+            "--out",
+            lean.to_str().unwrap(),
+            "--memory-limit",
+            &limit,
+        ]);
+        let m = manifest(&lean.join(snap));
+        assert_eq!(m["memory"]["plan"], "lean", "{name}");
+        assert!(m["memory"]["parts"].as_u64().unwrap() >= 2, "{name}");
+        assert_same_tables(&fast.join(snap), &lean.join(snap), &[]);
+    }
+}
