@@ -6,8 +6,9 @@
 //! the per-customer frames of each scoring. The fast plan holds both in
 //! memory. The lean plan cuts the customers into id ranges ("parts"),
 //! builds each part's pre-aggregate once into a work file, and scores a
-//! snapshot part by part into work files (the RFM scores and the pyramid,
-//! which rank the whole population, from one narrow frame); the
+//! snapshot part by part into work files (the RFM scores, segments and
+//! the pyramid, which look at the whole population, from one narrow
+//! frame); the
 //! summaries read those files back and `customer_scores` is published
 //! part after part. A limit even the lean plan cannot meet is refused up
 //! front, so the run stops with a message instead of being killed.
