@@ -164,6 +164,19 @@ impl Frames {
         }
     }
 
+    /// Removes the work file `name` of [`Frames::keep`] or
+    /// [`Frames::materialize`] once nothing reads it (a long backfill on
+    /// the lean plan would otherwise keep every snapshot's).
+    pub fn discard(&self, name: &str) -> Result<()> {
+        if let Daily::Parts(p) = &self.daily {
+            let path = p.dir.path().join(format!("{name}.parquet"));
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(Error::io(&path))?;
+            }
+        }
+        Ok(())
+    }
+
     fn customers_in(&self, part: Option<Expr>) -> LazyFrame {
         filtered(self.customers.clone(), part)
     }
@@ -753,7 +766,7 @@ pub fn aux_tierings(f: &Frames, keys: &[AuxKey], cfg: &Config) -> Result<AuxTier
         .enumerate()
         .map(|(i, k)| {
             let df = tiers_as_of(f, k.0, cfg, &k.1)?;
-            let lf = f.keep(df, &format!("aux-{}-{i}", k.0))?;
+            let lf = f.keep(df, &aux_name(k, i))?;
             crate::memory::release_free();
             Ok((k.clone(), lf))
         })
@@ -776,7 +789,16 @@ pub fn compute(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Scored> {
     let t = std::time::Instant::now();
     let out = compute_with(f, as_of, cfg, full, &aux);
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "summaries");
+    drop(aux);
+    for (i, k) in keys.iter().enumerate() {
+        f.discard(&aux_name(k, i))?;
+    }
     out
+}
+
+/// The work file name of an auxiliary tiering on the lean plan.
+fn aux_name(k: &AuxKey, i: usize) -> String {
+    format!("aux-{}-{i}", k.0)
 }
 
 /// The snapshot's tables from its full scoring and the auxiliary tierings
@@ -831,6 +853,8 @@ pub fn compute_with(
         )?;
         conc.push((dim.clone(), t));
     }
+    drop(pops);
+    f.discard(&format!("pops-{as_of}"))?;
     let churn_summary = churn::summary(
         full.lazy()?,
         &cfg.churn.dimensions,
