@@ -765,7 +765,9 @@ pub fn aux_tierings(f: &Frames, keys: &[AuxKey], cfg: &Config) -> Result<AuxTier
     keys.iter()
         .enumerate()
         .map(|(i, k)| {
+            let t = std::time::Instant::now();
             let df = tiers_as_of(f, k.0, cfg, &k.1)?;
+            tracing::debug!(ms = t.elapsed().as_millis() as u64, date = %k.0, scheme = %k.1, "auxiliary tiering");
             let lf = f.keep(df, &aux_name(k, i))?;
             crate::memory::release_free();
             Ok((k.clone(), lf))
@@ -780,6 +782,7 @@ pub fn compute(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Scored> {
     let t = std::time::Instant::now();
     let full = scores_as_of(f, as_of, cfg)?;
     crate::memory::release_free();
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "full scoring");
     let aux = aux_tierings(f, &keys, cfg)?;
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
