@@ -67,8 +67,8 @@ impl Plan {
 
 /// The fast plan unless its estimate exceeds `limit`; else the lean plan
 /// with as few customer parts as fit; else an error naming what would be
-/// needed. `snapshots` is how many snapshots the fast plan holds at once (a
-/// backfill's dates).
+/// needed. `snapshots` is how many snapshots the fast plan holds at once
+/// (a backfill's fast plan scores two at a time).
 pub fn choose(
     transactions: usize,
     customers: usize,
@@ -340,8 +340,8 @@ mod tests {
         let tight = pick(1, Some(lean_base + daily_lean / 10)).unwrap();
         assert_eq!(tight.parts, 10);
         assert!(tight.estimate_bytes <= lean_base + daily_lean / 10);
-        // A backfill of 8 holds 8 scorings on the fast plan.
-        assert_eq!(pick(8, Some(fast)).unwrap().plan, "lean");
+        // A backfill holds two scorings at once on the fast plan.
+        assert_eq!(pick(2, Some(fast)).unwrap().plan, "lean");
         // Not even 64 parts fit: refused, naming the need.
         match pick(1, Some(lean_base + daily_lean / 100)) {
             Err(Error::MemoryLimit { needed_mib, .. }) => {

@@ -593,7 +593,8 @@ pub fn backfill(
     let t = Instant::now();
     let mut ing = ingest::ingest(&s.config, Some(last), &ingest_dir(&s.out))?;
     write_ingested(&ing, &s.out)?;
-    let plan = plan(&ing, s, dates.len())?;
+    // The fast plan scores two snapshots at a time (see below).
+    let plan = plan(&ing, s, dates.len().min(2))?;
     let f = frames(&ing, &s.config, &plan, &ingest_dir(&s.out))?;
     release_inputs(&mut ing, &plan);
     let mut base = Timings::default();
