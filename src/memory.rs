@@ -65,6 +65,48 @@ impl Plan {
     }
 }
 
+/// The estimated peaks of a run's data.
+struct Estimates {
+    /// The fast plan.
+    fast: u64,
+    /// The lean plan's share that every part holds whole.
+    lean_base: u64,
+    /// The lean plan's share split across its parts.
+    per_parts: u64,
+}
+
+impl Estimates {
+    fn of(transactions: usize, customers: usize, snapshots: usize) -> Estimates {
+        let daily = transactions as u64 * PER_DAILY_ROW;
+        Estimates {
+            fast: FLOOR_BYTES + daily + (customers * snapshots.max(1)) as u64 * PER_CUSTOMER,
+            // The lean plan builds the pre-aggregate and scores the
+            // customers one part at a time; what every part shares stays whole.
+            lean_base: FLOOR_BYTES + customers as u64 * PER_CUSTOMER_HELD,
+            per_parts: transactions as u64 * PER_DAILY_ROW_LEAN + customers as u64 * PER_CUSTOMER,
+        }
+    }
+
+    fn lean(&self, parts: u32) -> u64 {
+        self.lean_base + self.per_parts.div_ceil(parts as u64)
+    }
+
+    fn plan(&self, plan: &'static str, parts: u32, limit: Option<u64>) -> Plan {
+        Plan {
+            plan,
+            limit_bytes: limit,
+            parts,
+            fast_estimate_bytes: self.fast,
+            estimate_bytes: if plan == "lean" {
+                self.lean(parts)
+            } else {
+                self.fast
+            },
+            limit_from: limit.map(|_| "--memory-limit"),
+        }
+    }
+}
+
 /// The fast plan unless its estimate exceeds `limit`; else the lean plan
 /// with as few customer parts as fit; else an error naming what would be
 /// needed. `snapshots` is how many snapshots the fast plan holds at once
@@ -75,38 +117,25 @@ pub fn choose(
     snapshots: usize,
     limit: Option<u64>,
 ) -> Result<Plan> {
-    let daily = transactions as u64 * PER_DAILY_ROW;
-    let fast = FLOOR_BYTES + daily + (customers * snapshots.max(1)) as u64 * PER_CUSTOMER;
-    // The lean plan builds the pre-aggregate and scores the customers one
-    // part at a time; what every part shares stays whole.
-    let lean_base = FLOOR_BYTES + customers as u64 * PER_CUSTOMER_HELD;
-    let per_parts = transactions as u64 * PER_DAILY_ROW_LEAN + customers as u64 * PER_CUSTOMER;
-    let plan = |plan, parts: u32, estimate| Plan {
-        plan,
-        limit_bytes: limit,
-        parts,
-        fast_estimate_bytes: fast,
-        estimate_bytes: estimate,
-        limit_from: limit.map(|_| "--memory-limit"),
-    };
+    let e = Estimates::of(transactions, customers, snapshots);
     let Some(limit) = limit else {
-        return Ok(plan("fast", 1, fast));
+        return Ok(e.plan("fast", 1, None));
     };
-    if fast <= limit {
-        return Ok(plan("fast", 1, fast));
+    if e.fast <= limit {
+        return Ok(e.plan("fast", 1, Some(limit)));
     }
-    if lean_base < limit {
-        let parts = per_parts
-            .div_ceil(limit - lean_base)
+    if e.lean_base < limit {
+        let parts = e
+            .per_parts
+            .div_ceil(limit - e.lean_base)
             .clamp(2, MAX_PARTS as u64) as u32;
-        let lean = lean_base + per_parts.div_ceil(parts as u64);
-        if lean <= limit {
-            return Ok(plan("lean", parts, lean));
+        if e.lean(parts) <= limit {
+            return Ok(e.plan("lean", parts, Some(limit)));
         }
     }
     Err(Error::MemoryLimit {
         limit_mib: limit >> 20,
-        needed_mib: (lean_base + per_parts.div_ceil(MAX_PARTS as u64)).div_ceil(1 << 20),
+        needed_mib: e.lean(MAX_PARTS).div_ceil(1 << 20),
         customers,
     })
 }
@@ -121,26 +150,13 @@ pub fn choose_unlimited(
     snapshots: usize,
     available: Option<u64>,
 ) -> Plan {
+    let e = Estimates::of(transactions, customers, snapshots);
     let Some(limit) = available else {
-        return choose(transactions, customers, snapshots, None)
-            .unwrap_or_else(|_| unreachable!("no limit, no refusal"));
+        return e.plan("fast", 1, None);
     };
-    let mut plan = match choose(transactions, customers, snapshots, Some(limit)) {
-        Ok(p) => p,
+    let mut plan = choose(transactions, customers, snapshots, Some(limit))
         // The most parts: the least the lean plan can hold.
-        Err(_) => {
-            let mut p = choose(transactions, customers, snapshots, Some(u64::MAX))
-                .unwrap_or_else(|_| unreachable!("no refusal without a limit"));
-            let lean_base = FLOOR_BYTES + customers as u64 * PER_CUSTOMER_HELD;
-            let per_parts =
-                transactions as u64 * PER_DAILY_ROW_LEAN + customers as u64 * PER_CUSTOMER;
-            p.plan = "lean";
-            p.parts = MAX_PARTS;
-            p.estimate_bytes = lean_base + per_parts.div_ceil(MAX_PARTS as u64);
-            p
-        }
-    };
-    plan.limit_bytes = Some(limit);
+        .unwrap_or_else(|_| e.plan("lean", MAX_PARTS, Some(limit)));
     plan.limit_from = Some("available memory");
     plan
 }

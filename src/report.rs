@@ -157,18 +157,13 @@ pub fn render(input: &ReportInput) -> Result<String> {
     let t = |name: &str| input.tables.get(name);
     let as_of = m["as_of"].as_str().unwrap_or("?");
     let tx = &m["inputs"]["transactions"];
-    // From the manifest's outputs when the table is not passed in (the
-    // lean plan publishes it part by part, never whole in memory).
-    let customers_total = t("customer_scores").map_or_else(
-        || {
-            m["outputs"]
-                .as_array()
-                .and_then(|o| o.iter().find(|t| t["name"] == "customer_scores"))
-                .and_then(|t| t["rows"].as_u64())
-                .unwrap_or(0) as usize
-        },
-        |d| d.height(),
-    );
+    // From the manifest: the table itself is never needed whole (the lean
+    // plan publishes it part by part).
+    let customers_total = m["outputs"]
+        .as_array()
+        .and_then(|o| o.iter().find(|t| t["name"] == "customer_scores"))
+        .and_then(|t| t["rows"].as_u64())
+        .unwrap_or(0);
     let rejected: u64 = m["inputs"]
         .as_object()
         .map(|o| {
@@ -452,6 +447,10 @@ pub fn render_dir(dir: &Path) -> Result<String> {
     let mut tables = BTreeMap::new();
     for o in manifest["outputs"].as_array().into_iter().flatten() {
         let name = o["name"].as_str().unwrap_or_default().to_string();
+        if name == "customer_scores" {
+            // The largest table, and the report needs only its row count.
+            continue;
+        }
         let df = crate::io::scan_parquet(&dir.join(format!("{name}.parquet")))?.collect()?;
         tables.insert(name, df);
     }

@@ -70,7 +70,12 @@ impl Parts {
     }
 
     fn daily_path(&self, i: usize) -> std::path::PathBuf {
-        self.dir.path().join(format!("daily-{i}.parquet"))
+        self.work_file(&format!("daily-{i}"))
+    }
+
+    /// The work file `<name>.parquet`.
+    fn work_file(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(format!("{name}.parquet"))
     }
 
     fn daily(&self, i: usize) -> Result<LazyFrame> {
@@ -143,7 +148,7 @@ impl Frames {
         match &self.daily {
             Daily::Memory(_) => Ok(df.lazy()),
             Daily::Parts(p) => {
-                let path = p.dir.path().join(format!("{name}.parquet"));
+                let path = p.work_file(name);
                 crate::io::write_spill(&mut df, &path)?;
                 crate::io::scan_parquet(&path)
             }
@@ -157,7 +162,7 @@ impl Frames {
         match &self.daily {
             Daily::Memory(_) => Ok(lf.run()?.lazy()),
             Daily::Parts(p) => {
-                let path = p.dir.path().join(format!("{name}.parquet"));
+                let path = p.work_file(name);
                 crate::io::sink_parquet(lf, &path, true)?;
                 crate::io::scan_parquet(&path)
             }
@@ -169,7 +174,7 @@ impl Frames {
     /// the lean plan would otherwise keep every snapshot's).
     pub fn discard(&self, name: &str) -> Result<()> {
         if let Daily::Parts(p) = &self.daily {
-            let path = p.dir.path().join(format!("{name}.parquet"));
+            let path = p.work_file(name);
             if path.exists() {
                 std::fs::remove_file(&path).map_err(Error::io(&path))?;
             }
@@ -691,25 +696,30 @@ pub fn tiers_as_of(
 ) -> Result<DataFrame> {
     let keep = tiering_columns(cfg, scheme_name)?;
     if scheme_name != "pyramid" {
-        return Ok(scores_as_of(f, date, cfg)?.lazy()?.select(keep).run()?);
+        return Ok(scores_as_of(f, date, cfg)?
+            .lazy()?
+            .select(named(&keep))
+            .run()?);
     }
-    // Only what the pyramid and the tiering read, part by part on the lean
-    // plan; the projection lets polars skip every other measure (the
-    // median gap's sort above all).
-    let mut narrow = vec![col("in_scope"), col("contribution_cents")];
-    narrow.extend(keep.iter().filter(|c| **c != col("pyramid_tier")).cloned());
+    // Only what the pyramid and the tiering read (the tier comes from the
+    // pyramid), part by part on the lean plan; the projection lets polars
+    // skip every other measure (the median gap's sort above all).
+    let mut narrow = vec!["in_scope".to_string(), "contribution_cents".to_string()];
+    narrow.extend(keep.iter().filter(|c| *c != "pyramid_tier").cloned());
     let b = f.per_part(|d, part| {
         let m = measures_query(f, d, date, cfg, false);
         measures::customer_base(m, f.customers_in(part), &cfg.ingest.unknown_label)
-            .select(narrow.clone())
+            .select(named(&narrow))
     })?;
-    Ok(pyramid::assign(b, &cfg.pyramid)?.select(keep).run()?)
+    Ok(pyramid::assign(b, &cfg.pyramid)?
+        .select(named(&keep))
+        .run()?)
 }
 
 /// What concentration (dimensions, tier) and migration (tier, revenue)
 /// read from a tiering at an earlier date: keeping only these keeps the
 /// auxiliary tierings small.
-fn tiering_columns(cfg: &Config, scheme_name: &str) -> Result<Vec<Expr>> {
+fn tiering_columns(cfg: &Config, scheme_name: &str) -> Result<Vec<String>> {
     let mut names = vec![
         "customer_id".to_string(),
         "revenue_cents".to_string(),
@@ -720,14 +730,19 @@ fn tiering_columns(cfg: &Config, scheme_name: &str) -> Result<Vec<Expr>> {
             names.push(d.clone());
         }
     }
-    Ok(names.iter().map(|n| col(n.as_str())).collect())
+    Ok(names)
+}
+
+/// Columns by name, in order.
+fn named(names: &[String]) -> Vec<Expr> {
+    names.iter().map(|n| col(n.as_str())).collect()
 }
 
 /// A snapshot's full scoring as the tiering other snapshots of a backfill
 /// read ([`tiers_as_of`]'s columns), so the full frame can be dropped.
 pub fn as_tiering(full: &Full, cfg: &Config, scheme_name: &str) -> Result<DataFrame> {
     let keep = tiering_columns(cfg, scheme_name)?;
-    Ok(full.lazy()?.select(keep).run()?)
+    Ok(full.lazy()?.select(named(&keep)).run()?)
 }
 
 /// An auxiliary tiering: (date, scheme name).
