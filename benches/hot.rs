@@ -81,12 +81,13 @@ fn main() {
     let cfg = Config::default();
     let as_of = NaiveDate::from_ymd_opt(2010, 12, 31).unwrap();
     println!("{rows} transactions, median of {reps}");
+    let keys = measures::customer_keys(txns.clone().lazy()).run().unwrap();
     time("daily pre-aggregate", reps, || {
-        measures::daily(txns.clone().lazy(), true, true)
+        measures::daily(txns.clone().lazy(), keys.clone().lazy(), true, true)
             .run()
             .unwrap()
     });
-    let daily = measures::daily(txns.clone().lazy(), true, true)
+    let daily = measures::daily(txns.clone().lazy(), keys.clone().lazy(), true, true)
         .run()
         .unwrap();
     time("median gaps", reps, || {
@@ -96,6 +97,7 @@ fn main() {
         time(&format!("measures (median gap: {gaps})"), reps, || {
             measures::measures_with_gaps(
                 daily.clone().lazy(),
+                keys.clone().lazy(),
                 as_of,
                 &cfg.measures,
                 true,
@@ -106,11 +108,10 @@ fn main() {
             .unwrap()
         });
     }
-    let ids = daily
+    let ids = keys
         .clone()
         .lazy()
         .select([col("customer_id")])
-        .unique(None, UniqueKeepStrategy::Any)
         .with_columns([
             lit("north").alias("region"),
             lit("retail").alias("industry"),
@@ -121,7 +122,10 @@ fn main() {
         .run()
         .unwrap();
     let f = Frames {
-        daily: Daily::Memory(Box::new(daily.clone().lazy())),
+        daily: Daily::Memory {
+            daily: daily.clone(),
+            keys: keys.clone(),
+        },
         customers: ids.lazy(),
         interactions: engagement::empty_interactions(),
         has_margin: true,

@@ -56,21 +56,26 @@ pub fn report_years(as_of: NaiveDate, cfg: &ConcentrationConfig) -> Vec<ReportYe
 }
 
 /// The customers who bought in the report year, with their net amount
-/// (`year_cents`), from the customer × day pre-aggregate.
-pub fn buyers(daily: LazyFrame, ry: &ReportYear) -> LazyFrame {
+/// (`year_cents`), from the customer × day pre-aggregate and its `keys`.
+pub fn buyers(daily: LazyFrame, keys: LazyFrame, ry: &ReportYear) -> LazyFrame {
     let day = col("ts").cast(DataType::Int32);
-    daily
+    let per_cid = daily
         .filter(
             day.clone()
                 .gt_eq(lit(epoch_days(ry.start)))
                 .and(day.lt_eq(lit(epoch_days(ry.tiered_at)))),
         )
-        .group_by([col("customer_id")])
+        .group_by([col("cid")])
         .agg([
             col("purchases").sum().gt(lit(0i64)).alias("__bought"),
             col("net_cents").sum().alias("year_cents"),
         ])
-        .filter(col("__bought"))
+        .filter(col("__bought"));
+    crate::measures::with_customer_id(per_cid, keys).select([
+        col("customer_id"),
+        col("__bought"),
+        col("year_cents"),
+    ])
 }
 
 /// The customers who bought (amount > 0) in the year, with their tier as of

@@ -82,8 +82,10 @@ pub fn customer_measures_with(
     has_margin: bool,
     has_quantity: bool,
 ) -> LazyFrame {
+    let keys = customer_keys(txns.clone());
     measures_from_daily(
-        daily(txns, has_margin, has_quantity),
+        daily(txns, keys.clone(), has_margin, has_quantity),
+        keys,
         as_of,
         cfg,
         has_margin,
@@ -91,11 +93,28 @@ pub fn customer_measures_with(
     )
 }
 
+/// Every customer of `txns` once, with `cid`: a dense integer numbered in
+/// customer_id order. The pre-aggregate and every per-customer query key
+/// on `cid`, so groups, joins and sorts run on 32-bit integers rather than
+/// on text; `customer_id` is joined back once per result.
+pub fn customer_keys(txns: LazyFrame) -> LazyFrame {
+    txns.select([col("customer_id")])
+        .unique(None, UniqueKeepStrategy::Any)
+        .sort(["customer_id"], Default::default())
+        .with_row_index("cid", None)
+}
+
 /// The customer × day pre-aggregate every measure is computed from:
+/// `cid` (from `keys`, [`customer_keys`] of the same transactions), `ts`,
 /// `purchases` (purchase orders that day), `net_cents`, and when present
 /// `margin_cents` and `units` (quantity of purchases). Built once per run
 /// (or backfill) so that scoring several dates never rescans transactions.
-pub fn daily(txns: LazyFrame, has_margin: bool, has_quantity: bool) -> LazyFrame {
+pub fn daily(txns: LazyFrame, keys: LazyFrame, has_margin: bool, has_quantity: bool) -> LazyFrame {
+    keyed(daily_by_id(txns, has_margin, has_quantity), keys)
+}
+
+/// [`daily`] still keyed by `customer_id` (see [`keyed`]).
+pub fn daily_by_id(txns: LazyFrame, has_margin: bool, has_quantity: bool) -> LazyFrame {
     // Conditions are masked columns and every aggregation a plain sum (see
     // `measures_with_gaps`).
     let mut masked = vec![is_purchase().cast(DataType::Int64).alias("__purchase")];
@@ -117,22 +136,29 @@ pub fn daily(txns: LazyFrame, has_margin: bool, has_quantity: bool) -> LazyFrame
         );
         aggs.push(col("__units").sum().cast(DataType::Float64).alias("units"));
     }
-    let txns = txns.with_columns(masked);
-    let daily = txns.group_by([col("customer_id"), col("ts")]).agg(aggs);
-    // `cid`: a dense integer per customer, numbered in customer_id order,
-    // so per-customer work groups, joins and sorts on 32-bit integers
-    // rather than on text (one join here instead of text keys in every
-    // scoring).
-    let keys = daily
-        .clone()
-        .select([col("customer_id")])
-        .unique(None, UniqueKeepStrategy::Any)
-        .sort(["customer_id"], Default::default())
-        .with_row_index("cid", None);
-    daily.join(
+    txns.with_columns(masked)
+        .group_by([col("customer_id"), col("ts")])
+        .agg(aggs)
+}
+
+/// A [`daily_by_id`] frame with `customer_id` replaced by its `cid` in `keys`.
+pub fn keyed(daily_by_id: LazyFrame, keys: LazyFrame) -> LazyFrame {
+    daily_by_id
+        .join(
+            keys,
+            [col("customer_id")],
+            [col("customer_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .drop(cols(["customer_id"]))
+}
+
+/// `per_cid` (keyed by `cid`) with each customer's `customer_id` from `keys`.
+pub fn with_customer_id(per_cid: LazyFrame, keys: LazyFrame) -> LazyFrame {
+    per_cid.join(
         keys,
-        [col("customer_id")],
-        [col("customer_id")],
+        [col("cid")],
+        [col("cid")],
         JoinArgs::new(JoinType::Inner),
     )
 }
@@ -173,21 +199,24 @@ fn purchase_day() -> Expr {
     col("purchases").gt(lit(0i64))
 }
 
-/// Per-customer measures as of `as_of` from the [`daily`] pre-aggregate.
+/// Per-customer measures as of `as_of` from the [`daily`] pre-aggregate
+/// and the `keys` it was built with.
 pub fn measures_from_daily(
     daily: LazyFrame,
+    keys: LazyFrame,
     as_of: NaiveDate,
     cfg: &MeasuresConfig,
     has_margin: bool,
     has_quantity: bool,
 ) -> LazyFrame {
-    measures_with_gaps(daily, as_of, cfg, has_margin, has_quantity, true)
+    measures_with_gaps(daily, keys, as_of, cfg, has_margin, has_quantity, true)
 }
 
 /// [`measures_from_daily`]; without `gaps` the median gap (a sort of
 /// every purchase day) is left null, for tierings that never read it.
 pub fn measures_with_gaps(
     daily: LazyFrame,
+    keys: LazyFrame,
     as_of: NaiveDate,
     cfg: &MeasuresConfig,
     has_margin: bool,
@@ -262,12 +291,10 @@ pub fn measures_with_gaps(
         col("revenue_cents")
     };
     let cut = daily.filter(on_or_before(as_of));
-    // Both keys (one per customer): grouping on the pair is cheaper than
-    // carrying customer_id through an aggregation, and `cid` joins the gaps.
     let per_customer = cut
         .clone()
         .with_columns(masked)
-        .group_by([col("cid"), col("customer_id")])
+        .group_by([col("cid")])
         .agg(aggs);
     let per_customer = if gaps {
         per_customer.join(
@@ -279,7 +306,7 @@ pub fn measures_with_gaps(
     } else {
         per_customer.with_column(lit(NULL).cast(DataType::Float64).alias("median_gap_days"))
     };
-    per_customer
+    with_customer_id(per_customer, keys)
         .with_columns([
             // No purchase at all: fall back to any transaction's dates.
             coalesce(&[col("__first_p"), col("__first_any")]).alias("first_purchase"),
@@ -549,28 +576,18 @@ mod gaps {
         // r: days 0, 10, 20 (and a same-day repeat) → gaps 10, 10 → 10.
         // i: days 0, 10, 100, 110 → gaps 10, 90, 10 → 10. A refund on day
         // 50 is not a purchase. s: one purchase → null.
-        let t = daily(
-            df!(
-                "customer_id" => ["r", "r", "r", "r", "i", "i", "i", "i", "i", "s"],
-                "ts" => [d(0), d(10), d(20), d(20), d(0), d(10), d(50), d(100), d(110), d(5)],
-                "amount_cents" => [1i64, 1, 1, 1, 1, 1, -1, 1, 1, 1],
-            )
-            .unwrap()
-            .lazy(),
-            false,
-            false,
+        let txns = df!(
+            "customer_id" => ["r", "r", "r", "r", "i", "i", "i", "i", "i", "s"],
+            "ts" => [d(0), d(10), d(20), d(20), d(0), d(10), d(50), d(100), d(110), d(5)],
+            "amount_cents" => [1i64, 1, 1, 1, 1, 1, -1, 1, 1, 1],
         )
-        .collect()
-        .unwrap();
-        // cids follow customer_id order: i = 0, r = 1, s = 2.
-        let keys = t
-            .clone()
-            .lazy()
-            .select([col("customer_id"), col("cid")])
-            .unique(None, UniqueKeepStrategy::Any)
-            .sort(["cid"], Default::default())
+        .unwrap()
+        .lazy();
+        let keys = customer_keys(txns.clone()).collect().unwrap();
+        let t = daily(txns, keys.clone().lazy(), false, false)
             .collect()
             .unwrap();
+        // cids follow customer_id order: i = 0, r = 1, s = 2.
         let ids: Vec<Option<&str>> = keys
             .column("customer_id")
             .unwrap()
@@ -578,7 +595,13 @@ mod gaps {
             .unwrap()
             .iter()
             .collect();
+        let cids: Vec<Option<u32>> = keys.column("cid").unwrap().u32().unwrap().iter().collect();
         assert_eq!(ids, vec![Some("i"), Some("r"), Some("s")]);
+        assert_eq!(cids, vec![Some(0), Some(1), Some(2)]);
+        assert!(
+            !t.schema().contains("customer_id"),
+            "daily keys on cid only"
+        );
         let g = median_gaps(t.lazy())
             .sort(["cid"], Default::default())
             .collect()

@@ -8,7 +8,6 @@ use std::time::Instant;
 use chrono::NaiveDate;
 use polars::prelude::*;
 
-use crate::io::Run;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -16,7 +15,6 @@ use crate::engagement;
 use crate::error::{Error, Result};
 use crate::ingest::{self, Ingested, TableReport};
 use crate::io;
-use crate::measures;
 use crate::memory;
 use crate::publish::{self, Lock, Snapshot};
 use crate::rfm::RfmCuts;
@@ -234,10 +232,9 @@ fn frames(ing: &Ingested, cfg: &Config, plan: &memory::Plan, work: &Path) -> Res
         )?;
         snapshot::Daily::Parts(std::sync::Arc::new(parts))
     } else {
-        let d = measures::daily(ing.transactions.scan()?, has_margin, has_quantity);
-        let d = d.run()?;
+        let d = snapshot::Daily::in_memory(ing.transactions.scan()?, has_margin, has_quantity)?;
         memory::release_free();
-        snapshot::Daily::Memory(Box::new(d.lazy()))
+        d
     };
     let mut f = Frames {
         daily,

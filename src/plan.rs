@@ -155,9 +155,10 @@ impl CustomerPlan {
 
     /// The polars backend: `core` and `buyers`, canonical types, sorted.
     pub fn polars(&self, f: &Frames, cfg: &Config) -> Result<(DataFrame, DataFrame)> {
-        let m = f.per_customer(|d| {
+        let m = f.per_customer(|d, keys| {
             measures::measures_from_daily(
                 d,
+                keys,
                 self.as_of,
                 &cfg.measures,
                 self.has_margin,
@@ -172,7 +173,7 @@ impl CustomerPlan {
         let mut years = Vec::new();
         for ry in &self.report_years {
             years.push(
-                f.per_customer(|d| concentration::buyers(d, ry))?
+                f.per_customer(|d, keys| concentration::buyers(d, keys, ry))?
                     .with_column(lit(ry.year).alias("year")),
             );
         }

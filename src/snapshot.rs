@@ -17,15 +17,28 @@ use crate::{pyramid, tiers};
 /// The customer × day pre-aggregate of transactions ([`measures::daily`]).
 #[derive(Clone)]
 pub enum Daily {
-    /// Built once and held (the fast plan).
-    Memory(Box<LazyFrame>),
+    /// Built once and held (the fast plan), with its customer keys
+    /// ([`measures::customer_keys`]).
+    Memory { daily: DataFrame, keys: DataFrame },
     /// Built once per customer range and spilled to Parquet (the lean plan:
     /// memory for one part at a time).
     Parts(Arc<Parts>),
 }
 
+impl Daily {
+    /// The fast plan's pre-aggregate of `txns`, built and held.
+    pub fn in_memory(txns: LazyFrame, has_margin: bool, has_quantity: bool) -> Result<Daily> {
+        // The keys from their own scan (of one column): deriving them from
+        // a held pre-aggregate would hold it twice for a moment.
+        let keys = measures::customer_keys(txns.clone()).run()?;
+        let daily = measures::daily(txns, keys.clone().lazy(), has_margin, has_quantity).run()?;
+        Ok(Daily::Memory { daily, keys })
+    }
+}
+
 /// The lean plan's customer parts: contiguous customer_id ranges
-/// ([`measures::id_range`]), each with its pre-aggregate in a work file.
+/// ([`measures::id_range`]), each with its pre-aggregate and customer keys
+/// in work files.
 /// Per-customer frames of a snapshot are spilled there too.
 pub struct Parts {
     /// Lower bounds of parts 1.. (part 0 starts below every id).
@@ -50,9 +63,15 @@ impl Parts {
             dir,
         };
         for i in 0..p.count() {
+            // One scan of the typed transactions per part: the part's
+            // pre-aggregate is held while its keys are taken from it.
             let rows = transactions.scan()?.filter(p.filter(i));
-            let daily = measures::daily(rows, has_margin, has_quantity);
-            crate::io::sink_parquet(daily, &p.daily_path(i), true)?;
+            let by_id = measures::daily_by_id(rows, has_margin, has_quantity).run()?;
+            let mut keys = measures::customer_keys(by_id.clone().lazy()).run()?;
+            let mut daily = measures::keyed(by_id.lazy(), keys.clone().lazy()).run()?;
+            crate::io::write_spill(&mut keys, &p.keys_path(i))?;
+            crate::io::write_spill(&mut daily, &p.daily_path(i))?;
+            drop((keys, daily));
             crate::memory::release_free();
         }
         Ok(p)
@@ -73,6 +92,10 @@ impl Parts {
         self.work_file(&format!("daily-{i}"))
     }
 
+    fn keys_path(&self, i: usize) -> std::path::PathBuf {
+        self.work_file(&format!("keys-{i}"))
+    }
+
     /// The work file `<name>.parquet`.
     fn work_file(&self, name: &str) -> std::path::PathBuf {
         self.dir.path().join(format!("{name}.parquet"))
@@ -80,6 +103,10 @@ impl Parts {
 
     fn daily(&self, i: usize) -> Result<LazyFrame> {
         crate::io::scan_parquet(&self.daily_path(i))
+    }
+
+    fn keys(&self, i: usize) -> Result<LazyFrame> {
+        crate::io::scan_parquet(&self.keys_path(i))
     }
 }
 
@@ -106,36 +133,49 @@ pub fn measures_as_of(f: &Frames, date: NaiveDate, cfg: &Config, gaps: bool) -> 
     if let Some((_, m)) = f.measures_at.as_ref().filter(|(d, _)| *d == date) {
         return Ok(m.clone().lazy());
     }
-    f.per_customer(|d| measures_query(f, d, date, cfg, gaps))
+    f.per_customer(|d, keys| measures_query(f, d, keys, date, cfg, gaps))
 }
 
 fn measures_query(
     f: &Frames,
     d: LazyFrame,
+    keys: LazyFrame,
     date: NaiveDate,
     cfg: &Config,
     gaps: bool,
 ) -> LazyFrame {
-    measures::measures_with_gaps(d, date, &cfg.measures, f.has_margin, f.has_quantity, gaps)
+    measures::measures_with_gaps(
+        d,
+        keys,
+        date,
+        &cfg.measures,
+        f.has_margin,
+        f.has_quantity,
+        gaps,
+    )
 }
 
 impl Frames {
-    /// `q` over the customer × day pre-aggregate. `q` must keep customers
-    /// apart (group by customer, or filter rows): on the lean plan it runs
-    /// once per part and the results are stacked, which is then exact.
-    pub fn per_customer(&self, q: impl Fn(LazyFrame) -> LazyFrame) -> Result<LazyFrame> {
-        self.per_part(|d, _| q(d))
+    /// `q` over the customer × day pre-aggregate and its customer keys
+    /// ([`measures::customer_keys`]). `q` must keep customers apart (group
+    /// by customer, or filter rows): on the lean plan it runs once per part
+    /// and the results are stacked, which is then exact.
+    pub fn per_customer(&self, q: impl Fn(LazyFrame, LazyFrame) -> LazyFrame) -> Result<LazyFrame> {
+        self.per_part(|d, keys, _| q(d, keys))
     }
 
     /// As [`Frames::per_customer`], with the part's customer filter (`None`
     /// on the fast plan) for the other inputs `q` joins.
-    pub fn per_part(&self, q: impl Fn(LazyFrame, Option<Expr>) -> LazyFrame) -> Result<LazyFrame> {
+    pub fn per_part(
+        &self,
+        q: impl Fn(LazyFrame, LazyFrame, Option<Expr>) -> LazyFrame,
+    ) -> Result<LazyFrame> {
         match &self.daily {
-            Daily::Memory(d) => Ok(q(d.as_ref().clone(), None)),
+            Daily::Memory { daily, keys } => Ok(q(daily.clone().lazy(), keys.clone().lazy(), None)),
             Daily::Parts(p) => {
                 let mut done = Vec::new();
                 for i in 0..p.count() {
-                    done.push(q(p.daily(i)?, Some(p.filter(i))).run()?.lazy());
+                    done.push(q(p.daily(i)?, p.keys(i)?, Some(p.filter(i))).run()?.lazy());
                 }
                 Ok(concat(done, UnionArgs::default())?)
             }
@@ -146,7 +186,7 @@ impl Frames {
     /// spilled to a work file `name` (unique among those kept) and scanned.
     pub fn keep(&self, mut df: DataFrame, name: &str) -> Result<LazyFrame> {
         match &self.daily {
-            Daily::Memory(_) => Ok(df.lazy()),
+            Daily::Memory { .. } => Ok(df.lazy()),
             Daily::Parts(p) => {
                 let path = p.work_file(name);
                 crate::io::write_spill(&mut df, &path)?;
@@ -160,7 +200,7 @@ impl Frames {
     /// scanned, never whole in memory.
     pub fn materialize(&self, lf: LazyFrame, name: &str) -> Result<LazyFrame> {
         match &self.daily {
-            Daily::Memory(_) => Ok(lf.run()?.lazy()),
+            Daily::Memory { .. } => Ok(lf.run()?.lazy()),
             Daily::Parts(p) => {
                 let path = p.work_file(name);
                 crate::io::sink_parquet(lf, &path, true)?;
@@ -422,7 +462,7 @@ fn scores_by_part(f: &Frames, p: &Parts, as_of: NaiveDate, cfg: &Config) -> Resu
     };
     let mut narrow = Vec::new();
     for i in 0..p.count() {
-        let m = measures_query(f, p.daily(i)?, as_of, cfg, true);
+        let m = measures_query(f, p.daily(i)?, p.keys(i)?, as_of, cfg, true);
         let mut b = base_in(f, m, Some(p.filter(i)), as_of, cfg).run()?;
         narrow.push(b.select(RANK_INPUTS.iter().copied())?.lazy());
         crate::io::write_spill(&mut b, &spilled.path("base", i))?;
@@ -706,8 +746,8 @@ pub fn tiers_as_of(
     // skip every other measure (the median gap's sort above all).
     let mut narrow = vec!["in_scope".to_string(), "contribution_cents".to_string()];
     narrow.extend(keep.iter().filter(|c| *c != "pyramid_tier").cloned());
-    let b = f.per_part(|d, part| {
-        let m = measures_query(f, d, date, cfg, false);
+    let b = f.per_part(|d, keys, part| {
+        let m = measures_query(f, d, keys, date, cfg, false);
         measures::customer_base(m, f.customers_in(part), &cfg.ingest.unknown_label)
             .select(named(&narrow))
     })?;
@@ -848,7 +888,7 @@ pub fn compute_with(
     for ry in &years {
         pops.push(concentration::population(
             at(ry.tiered_at, &cfg.concentration.tier)?,
-            f.per_customer(|d| concentration::buyers(d, ry))?,
+            f.per_customer(|d, keys| concentration::buyers(d, keys, ry))?,
             ry,
             &conc_scheme,
             &cfg.concentration.dimensions,
@@ -894,10 +934,12 @@ pub fn compute_with(
     )?
     .run()?;
     let unknown_customers = f
-        .per_customer(|d| {
-            d.filter(measures::on_or_before(as_of))
-                .select([col("customer_id")])
-                .unique(None, UniqueKeepStrategy::Any)
+        .per_customer(|d, keys| {
+            let cids = d
+                .filter(measures::on_or_before(as_of))
+                .select([col("cid")])
+                .unique(None, UniqueKeepStrategy::Any);
+            measures::with_customer_id(cids, keys).select([col("customer_id")])
         })?
         .join(
             f.customers.clone().select([col("customer_id")]),
@@ -910,7 +952,7 @@ pub fn compute_with(
     // The window's net amount straight from the pre-aggregate, independent
     // of the per-customer path, for the reconciliation invariant.
     let ingested_window_cents: i64 = f
-        .per_customer(|d| {
+        .per_customer(|d, _| {
             d.filter(
                 measures::on_or_before(as_of)
                     .and(measures::in_window(as_of, cfg.measures.window_days)),

@@ -139,11 +139,8 @@ fn the_plan_gives_the_same_tables_on_both_backends() {
         .unwrap()
         .collect()
         .unwrap();
-    let daily = tiering::measures::daily(typed.scan().unwrap(), true, true)
-        .collect()
-        .unwrap();
     let frames = Frames {
-        daily: Daily::Memory(Box::new(daily.lazy())),
+        daily: Daily::in_memory(typed.scan().unwrap(), true, true).unwrap(),
         customers: customers.lazy(),
         interactions: tiering::engagement::empty_interactions(),
         has_margin: true,
