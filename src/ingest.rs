@@ -1005,9 +1005,14 @@ fn drop_duplicates(
     if valid.collect_schema()?.contains(POS) {
         on.push(col(POS));
     }
-    let keys = valid.clone().select([col(key)]).run()?;
-    let repeats = may_repeat(keys.column(key)?.str()?);
-    drop(keys);
+    let hashes = valid
+        .clone()
+        .select([col(key).map(hash_column, |_, f| {
+            Ok(Field::new(f.name().clone(), DataType::UInt64))
+        })])
+        .run()?;
+    let repeats = may_repeat(hashes.column(key)?.u64()?);
+    drop(hashes);
     if !repeats {
         let none = valid.clone().select(on).limit(0).run()?;
         return Ok((valid, no_rejects(), none));
@@ -1066,18 +1071,26 @@ fn as_rejects(table: &str, rows: LazyFrame, files: &[String], why: &str) -> Resu
         .run()?)
 }
 
-/// Whether two values of `s` may be equal, decided on sorted 64-bit hashes:
+/// Whether two of the keys `hashes` were taken from may be equal, decided on
+/// the sorted 64-bit hashes:
 /// ~10× cheaper than an exact distinct count of strings; only a repeated
 /// hash (a real duplicate or, rarely, a collision) costs the exact check.
-fn may_repeat(s: &StringChunked) -> bool {
+fn may_repeat(hashes: &UInt64Chunked) -> bool {
     use rayon::prelude::*;
-    let mut hashes: Vec<u64> = s
-        .iter()
-        .flatten()
-        .map(|v| xxhash_rust::xxh3::xxh3_64(v.as_bytes()))
-        .collect();
+    let mut hashes: Vec<u64> = hashes.iter().flatten().collect();
     hashes.par_sort_unstable();
     hashes.windows(2).any(|w| w[0] == w[1])
+}
+
+/// The 64-bit hash of each key (null stays null), computed batch by batch
+/// as the keys stream by: only the hashes are ever held, never the keys.
+fn hash_column(c: Column) -> PolarsResult<Column> {
+    let s = c.as_materialized_series().str()?;
+    let out: UInt64Chunked = s
+        .iter()
+        .map(|v| v.map(|v| xxhash_rust::xxh3::xxh3_64(v.as_bytes())))
+        .collect();
+    Ok(out.with_name(s.name().clone()).into_column())
 }
 
 /// Marks every row whose key was already seen earlier (file order, then line).
@@ -1539,10 +1552,13 @@ mod tests {
 
     #[test]
     fn repeats_are_found_by_hash() {
-        let some = StringChunked::from_slice("id".into(), &["a", "b", "c", "b"]);
-        let none = StringChunked::from_slice("id".into(), &["a", "b", "c", "ab"]);
-        assert!(may_repeat(&some));
-        assert!(!may_repeat(&none));
+        let hashed = |v: &[&str]| {
+            let c = StringChunked::from_slice("id".into(), v).into_column();
+            let h = hash_column(c).unwrap();
+            h.u64().unwrap().clone()
+        };
+        assert!(may_repeat(&hashed(&["a", "b", "c", "b"])));
+        assert!(!may_repeat(&hashed(&["a", "b", "c", "ab"])));
     }
 
     #[test]
