@@ -144,8 +144,17 @@ pub struct Ingested {
 
 /// Whitespace-trimmed text; empty becomes null.
 pub fn clean_str(name: &str) -> Expr {
-    col(name).cast(DataType::String).map(clean_column, |_, f| {
-        Ok(Field::new(f.name().clone(), DataType::String))
+    per_batch(
+        col(name).cast(DataType::String),
+        clean_column,
+        DataType::String,
+    )
+}
+
+/// `f` applied to each batch of `input` as it streams by, giving `dtype`.
+fn per_batch(input: Expr, f: fn(Column) -> PolarsResult<Column>, dtype: DataType) -> Expr {
+    input.map(f, move |_, field| {
+        Ok(Field::new(field.name().clone(), dtype.clone()))
     })
 }
 
@@ -1007,9 +1016,7 @@ fn drop_duplicates(
     }
     let hashes = valid
         .clone()
-        .select([col(key).map(hash_column, |_, f| {
-            Ok(Field::new(f.name().clone(), DataType::UInt64))
-        })])
+        .select([per_batch(col(key), hash_column, DataType::UInt64)])
         .run()?;
     let repeats = may_repeat(hashes.column(key)?.u64()?);
     drop(hashes);
