@@ -132,6 +132,7 @@ fn main() {
         has_quantity: true,
         attributes: vec![],
         measures_at: None,
+        frugal: false,
     };
     let base = snapshot::base(&f, as_of, &cfg).unwrap().run().unwrap();
     time("pyramid assignment", reps, || {

@@ -247,6 +247,7 @@ fn frames(ing: &Ingested, cfg: &Config, plan: &memory::Plan, work: &Path) -> Res
         has_quantity,
         attributes: cfg.inputs.customers.attributes.clone(),
         measures_at: None,
+        frugal: plan.lean(),
     };
     if plan.lean() {
         // Read from work files from here on; see `release_inputs`.
@@ -475,7 +476,7 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
         ms = t.elapsed().as_millis() as u64,
         "typed Parquet written, daily built"
     );
-    let mut scored = snapshot::compute(&f, ing.as_of, &s.config)?;
+    let mut scored = snapshot::compute_once(&mut f, ing.as_of, &s.config)?;
     timings.lap("score", t);
     tracing::info!(
         stage = "score",
@@ -681,7 +682,8 @@ pub fn backfill(
                 let t = Instant::now();
                 let mut timings = base.clone();
                 timings.0.push(("score".into(), scoring.as_millis() as u64));
-                let mut scored = snapshot::compute_with(&f, *d, &s.config, full, &aux)?;
+                let from = snapshot::from_daily(&f, *d, &s.config)?;
+                let mut scored = snapshot::compute_with(&f, *d, &s.config, full, &aux, from)?;
                 timings.lap("summaries", t);
                 let path = publish(s, &mut copy(*d), &mut scored, *d, timings, &how)?;
                 bar.inc(1);

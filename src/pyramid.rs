@@ -24,17 +24,20 @@ pub fn assign(base: LazyFrame, cfg: &PyramidConfig) -> Result<LazyFrame> {
     let pos = when(col("__c").gt(lit(0i64)))
         .then(col("__c"))
         .otherwise(lit(0i64));
+    // The running total in descending contribution order, computed on the
+    // one column and put back in row order (the inverse permutation):
+    // sorting the whole, wide base instead would move every column. Within
+    // a tie group the running total depends on the order, but only its
+    // group maximum and minimum below are used.
+    let order = col("__c").arg_sort(true, true);
+    let cum = col("__pos")
+        .gather(order.clone(), false)
+        .cum_sum(false)
+        .gather(order.arg_sort(false, false), false);
     Ok(base
         .with_column(c.alias("__c"))
-        .sort(
-            ["__c"],
-            SortMultipleOptions::default()
-                .with_order_descending(true)
-                .with_nulls_last(true)
-                .with_maintain_order(true),
-        )
         .with_column(pos.alias("__pos"))
-        .with_column(col("__pos").cum_sum(false).alias("__cum"))
+        .with_column(cum.alias("__cum"))
         .with_columns([
             col("__cum").max().over([col("__c")])?.alias("__cum_group"),
             (col("__cum") - col("__pos"))

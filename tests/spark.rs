@@ -147,6 +147,7 @@ fn the_plan_gives_the_same_tables_on_both_backends() {
         has_quantity: true,
         attributes: vec![],
         measures_at: None,
+        frugal: false,
     };
     let src = Sources {
         transactions: typed.path.display().to_string(),
