@@ -900,11 +900,10 @@ pub fn compute(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Scored> {
 
 /// [`compute`] for a caller done with `f`'s pre-aggregate afterwards (a
 /// single run; `f` must outlive the result, whose lean-plan scoring is in
-/// its work files). On
-/// the fast plan the held pre-aggregate's readers come first — the
-/// auxiliary tierings, the summaries' inputs ([`from_daily`]) and the
-/// snapshot's measures — and it is let go before the full scoring and the
-/// summaries, where a run's memory peaks (~250 MB less at 10^7
+/// its work files). On the fast plan the held pre-aggregate's readers come
+/// first — the auxiliary tierings, the summaries' inputs ([`from_daily`])
+/// and the snapshot's measures — and it is let go before the full scoring
+/// and the summaries, where a run's memory peaks (~250 MB less at 10^7
 /// transactions). The tables are the same as [`compute`]'s.
 pub fn compute_once(f: &mut Frames, as_of: NaiveDate, cfg: &Config) -> Result<Scored> {
     f.frugal = true;
@@ -918,9 +917,9 @@ pub fn compute_once(f: &mut Frames, as_of: NaiveDate, cfg: &Config) -> Result<Sc
     let m = measures_as_of(f, as_of, cfg, true)?.run()?;
     f.measures_at = Some((as_of, m));
     f.daily = Daily::Released;
-    crate::memory::release_free();
+    f.release_free();
     let full = scores_as_of(f, as_of, cfg)?;
-    crate::memory::release_free();
+    f.release_free();
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
         aux = keys.len(),
@@ -931,7 +930,7 @@ pub fn compute_once(f: &mut Frames, as_of: NaiveDate, cfg: &Config) -> Result<Sc
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "summaries");
     drop(aux);
     f.measures_at = None;
-    crate::memory::release_free();
+    f.release_free();
     out
 }
 
