@@ -307,19 +307,6 @@ pub fn write_spill(df: &mut DataFrame, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes a CSV for BI tools: UTF-8 (optional BOM), ISO dates, `.` decimals,
-/// no scientific notation.
-pub fn write_csv(df: &mut DataFrame, path: &Path, bom: bool) -> Result<()> {
-    let file = File::create(path).map_err(Error::io(path))?;
-    CsvWriter::new(BufWriter::new(file))
-        .include_bom(bom)
-        .include_header(true)
-        .with_date_format(Some("%Y-%m-%d".into()))
-        .with_float_scientific(Some(false))
-        .finish(df)?;
-    Ok(())
-}
-
 /// True when any string column holds a non-ASCII character.
 pub fn has_non_ascii_text(df: &DataFrame) -> bool {
     df.columns().iter().any(|c| {
@@ -393,6 +380,8 @@ impl TableWriter {
             .with_statistics(StatisticsOptions::default())
             .with_row_group_size(Some(ROW_GROUP))
             .batched(schema)?;
+        // CSV for BI tools: UTF-8 (optional BOM), ISO dates, `.` decimals,
+        // no scientific notation.
         let csv = CsvWriter::new(csv)
             .include_bom(bom)
             .include_header(true)

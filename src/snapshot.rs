@@ -1227,18 +1227,12 @@ mod tests {
         )
         .unwrap();
         let out = sorted_by_id(df, true).unwrap();
-        let ids: Vec<_> = out
-            .column("customer_id")
-            .unwrap()
-            .str()
-            .unwrap()
-            .iter()
-            .flatten()
-            .collect();
-        assert_eq!(ids, ["c1", "c10", "c2", "c3"]);
-        let tiers: Vec<_> = out.column("tier").unwrap().str().unwrap().iter().collect();
-        assert_eq!(tiers, [Some("C"), None, Some("B"), Some("A")]);
-        let cents: Vec<_> = out.column("cents").unwrap().i64().unwrap().iter().collect();
-        assert_eq!(cents, [Some(100), Some(1000), None, Some(300)]);
+        let want = df!(
+            "customer_id" => ["c1", "c10", "c2", "c3"],
+            "tier" => [Some("C"), None, Some("B"), Some("A")],
+            "cents" => [Some(100i64), Some(1000), None, Some(300)],
+        )
+        .unwrap();
+        assert!(out.equals_missing(&want), "{out}");
     }
 }
