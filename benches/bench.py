@@ -205,12 +205,20 @@ def targets(r):
             d, p = q["duckdb_over_tiering"], q["polars_over_tiering"]
             rss = m["tiering"]["peak_rss_mib"] / 1024
             out.append(f"- {n:,}, CSV in: 3× DuckDB's and polars' speed — {d:.2f}×{paren(d, 3)} and {p:.2f}×{paren(p, 3)}: "
-                       f"{verdict(d >= 3 and p >= 3)}; peak RSS under 1.5 GiB — {rss:.2f} GiB: {verdict(rss < 1.5)}.")
+                       f"{verdict(d >= 3 and p >= 3)}; peak RSS under 1.5 GiB — {rss:.2f} GiB: {verdict(rss < 1.5)}."
+                       + (f" The target leaves tiering {min(m['duckdb']['seconds'], m['polars']['seconds']) / 3:.1f} s; "
+                          f"its ingest alone took {s['manifests']['tiering']['timings_ms']['ingest'] / 1000:.1f} s."
+                          if "manifests" in s else ""))
         if n >= 100_000_000:
             d = q["duckdb_over_tiering"]
             rss = m["tiering"]["peak_rss_mib"] / 1024
-            out.append(f"- {n:,} with `--memory-limit {s['tiering_memory_limit']}`: peak RSS under 6 GiB — {rss:.2f} GiB: "
-                       f"{verdict(rss < 6)}; 2× DuckDB's speed — {d:.2f}×: {verdict(d >= 2)}{short(d, 2)}.")
+            line = (f"- {n:,} with `--memory-limit {s['tiering_memory_limit']}`: peak RSS under 6 GiB — {rss:.2f} GiB: "
+                    f"{verdict(rss < 6)}; 2× DuckDB's speed — {d:.2f}×: {verdict(d >= 2)}{short(d, 2)}.")
+            if "tiering_manifest" in s:
+                t = s["tiering_manifest"]["timings_ms"]
+                line += (f" The target leaves tiering {m['duckdb']['seconds'] / 2:.0f} s; its ingest alone took "
+                         f"{t['ingest'] / 1000:.0f} s, scoring {t['score'] / 1000:.0f} s, publishing {t['publish'] / 1000:.0f} s.")
+            out.append(line)
             continue
         if "manifests" not in s:
             continue
