@@ -32,7 +32,8 @@ def dataset(tiering, n, customers=None, tag=""):
     if not os.path.exists(os.path.join(d, "transactions.csv")):
         customers = customers or max(1000, n // 10)
         subprocess.run([tiering, "generate", "--customers", str(customers), "--transactions", str(n),
-                        "--years", "3", "--seed", "42", "--interactions", "0", "--out", d], check=True)
+                        "--years", "3", "--seed", "42", "--interactions", "0", "--out", d]
+                       + (["--uniform"] if tag == "-uniform" else []), check=True)
     pq = os.path.join(d, "transactions.parquet")
     if not tag and n < 100_000_000 and not os.path.exists(pq):
         import polars as pl
@@ -54,24 +55,39 @@ def main():
     ap.add_argument("--sizes", default="1000000,10000000")
     ap.add_argument("--huge", action="store_true", help="also 10^8 transactions")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--nightly-only", action="store_true",
+                    help="only the nightly scenario (store + one new day's file), no peers")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")] + ([100_000_000] if a.huge else [])
     py = sys.executable
     results = {"date": datetime.date.today().isoformat(), "machine": machine(), "sizes": []}
+    if a.nightly_only:
+        # Both data shapes of issue 20: Zipf-skewed dates, and uniform
+        # customers with timestamps (the pre-aggregate barely shrinks).
+        results["nightly"] = [dict(nightly_scenario(a.tiering, dataset(a.tiering, n, tag=tag), n, a.reps), shape=shape)
+                              for n in sizes for tag, shape in [("", "zipf"), ("-uniform", "uniform")]]
+        base = os.path.join(HERE, "results", results["date"] + "-nightly")
+        os.makedirs(os.path.dirname(base), exist_ok=True)
+        with open(base + ".json", "w") as f:
+            json.dump(results, f, indent=2)
+        with open(base + ".md", "w") as f:
+            f.write(markdown(results))
+        print(markdown(results))
+        return
     for n in sizes:
         d = dataset(a.tiering, n)
         t, c = os.path.join(d, "transactions.csv"), os.path.join(d, "customers.csv")
         outs = {k: os.path.join(d, "out-" + k) for k in ["tiering", "duckdb", "polars", "tiering_pq", "backfill"]}
         cmds = {
             "tiering": [a.tiering, "-q", "run", "--transactions", t, "--customers", c, "--as-of", AS_OF,
-                        "--out", outs["tiering"], "--overwrite"],
+                        "--out", outs["tiering"], "--overwrite", "--rebuild-store"],
             "duckdb": [py, os.path.join(HERE, "peers", "pipeline_duckdb.py"), t, c, AS_OF, outs["duckdb"]],
             "polars": [py, os.path.join(HERE, "peers", "pipeline_polars.py"), t, c, AS_OF, outs["polars"]],
             "tiering_parquet_in": [a.tiering, "-q", "run", "--transactions", os.path.join(d, "transactions.parquet"),
-                                   "--customers", c, "--as-of", AS_OF, "--out", outs["tiering_pq"], "--overwrite"],
+                                   "--customers", c, "--as-of", AS_OF, "--out", outs["tiering_pq"], "--overwrite", "--rebuild-store"],
             "backfill_8_quarters": [a.tiering, "-q", "backfill", "--transactions", t, "--customers", c,
                                     "--from", "2009-03-31", "--to", AS_OF, "--every", "quarter",
-                                    "--out", outs["backfill"], "--overwrite"],
+                                    "--out", outs["backfill"], "--overwrite", "--rebuild-store"],
         }
         if n >= 100_000_000:
             # At 10^8 only the headline comparison (Parquet-in and backfill
@@ -112,6 +128,8 @@ def main():
                                  ("backfill_8_quarters", "backfill")]}
         if 10_000_000 <= n < 100_000_000:
             row["memory_limit"] = limit_scenario(a.tiering, n)
+        if n < 100_000_000:
+            results.setdefault("nightly", []).append(nightly_scenario(a.tiering, d, n, a.reps))
         results["sizes"].append(row)
         print(json.dumps(row["ratios"]), row["agreement"], flush=True)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
@@ -140,7 +158,7 @@ def limit_scenario(tiering, n):
     for name, extra in [("fast", []), ("limited", ["--memory-limit", str(limit)])]:
         o = os.path.join(d, "out-" + name)
         secs, rss = timed([tiering, "-q", "run", "--transactions", t, "--customers", c, "--as-of", AS_OF,
-                           "--out", o, "--overwrite"] + extra)
+                           "--out", o, "--overwrite", "--rebuild-store"] + extra)
         with open(os.path.join(o, f"snapshot={AS_OF}", "manifest.json")) as f:
             m = json.load(f)
         plan = m["memory"]
@@ -152,6 +170,59 @@ def limit_scenario(tiering, n):
                for x in os.listdir(os.path.join(d, "out-fast", f"snapshot={AS_OF}")) if x.endswith((".csv", ".parquet")))
     out["tables_identical"] = same
     return out
+
+def snapshot_tables(out):
+    d = os.path.join(out, f"snapshot={AS_OF}")
+    return {x: open(os.path.join(d, x), "rb").read() for x in sorted(os.listdir(d)) if x.endswith((".csv", ".parquet"))}
+
+def nightly_scenario(tiering, d, n, reps):
+    """The nightly batch of issue 20: the history (every day before AS_OF)
+    already in the store, one new day's file (AS_OF's rows) added. Each
+    repetition times a full run from CSV over both files (cold store,
+    --rebuild-store), rebuilds the history-only store (untimed for the
+    target) and times the nightly run; the nightly tables must equal the
+    full run's byte for byte."""
+    nd = os.path.join(d, "nightly")
+    drops, spare = os.path.join(nd, "drops"), os.path.join(nd, "spare")
+    hist, night = os.path.join(drops, "t_1_history.csv"), os.path.join(spare, "t_2_night.csv")
+    if not os.path.exists(night):
+        os.makedirs(drops, exist_ok=True)
+        os.makedirs(spare, exist_ok=True)
+        with open(os.path.join(d, "transactions.csv")) as src, open(hist + ".tmp", "w") as h, open(night + ".tmp", "w") as t:
+            header = src.readline()
+            h.write(header)
+            t.write(header)
+            for line in src:
+                (t if line.split(",", 3)[2][:10] == AS_OF else h).write(line)
+        os.replace(hist + ".tmp", hist)
+        os.replace(night + ".tmp", night)
+    placed = os.path.join(drops, "t_2_night.csv")
+    c = os.path.join(d, "customers.csv")
+    def cmd(out, extra):
+        return [tiering, "-q", "run", "--transactions", os.path.join(drops, "t_*.csv"), "--customers", c,
+                "--as-of", AS_OF, "--out", os.path.join(nd, out), "--overwrite"] + extra
+    def place(on):
+        if on and not os.path.exists(placed):
+            shutil.copyfile(night, placed)
+        if not on and os.path.exists(placed):
+            os.remove(placed)
+    warm([hist, night, c])
+    runs = {"full_from_csv": [], "history_into_store": [], "nightly": []}
+    for rep in range(reps):
+        place(True)
+        runs["full_from_csv"].append(timed(cmd("out-full", ["--rebuild-store"])))
+        place(False)
+        runs["history_into_store"].append(timed(cmd("out-nightly", ["--rebuild-store"])))
+        place(True)
+        runs["nightly"].append(timed(cmd("out-nightly", [])))
+        for k in runs:
+            print(f"{n:>11,} nightly {k:<20} {runs[k][-1][0]:7.2f}s {runs[k][-1][1]:8.0f} MiB", flush=True)
+    med = {k: {"seconds": statistics.median(x[0] for x in v), "peak_rss_mib": max(x[1] for x in v)} for k, v in runs.items()}
+    rows = lambda p: sum(1 for _ in open(p)) - 1
+    return {"transactions": n, "history_rows": rows(hist), "night_rows": rows(night), "medians": med,
+            "nightly_over_full": med["nightly"]["seconds"] / med["full_from_csv"]["seconds"],
+            "tables_identical": snapshot_tables(os.path.join(nd, "out-full")) == snapshot_tables(os.path.join(nd, "out-nightly")),
+            "manifest": manifest_facts(os.path.join(nd, "out-nightly"))}
 
 def machine():
     return {"cpus": os.cpu_count(), "platform": platform.platform(),
@@ -190,6 +261,23 @@ def markdown(r):
                          f"{l['plan']} | {l['parts']} | {l['seconds']:.1f} | {l['peak_rss_mib']:.0f} / {l['peak_anon_mib']:.0f} | {l['estimate_mib']:.0f} | "
                          f"{'yes' if l['peak_anon_mib'] * 2**20 <= m['limit_bytes'] else 'no'} | {'yes' if m['tables_identical'] else 'no'} |")
         lines += ["", "RSS counts the input file pages polars maps while reading (the kernel can drop them); anon is the process's own memory, sampled every 20 ms, which the limit bounds."]
+    if r.get("nightly"):
+        lines += ["", "Nightly (issue 20): the history in the store, one new day's file (the as-of date's rows) added:", "",
+                  "| transactions | shape | new day's rows | full run from CSV s | history into the store s | nightly run s | nightly / full | RSS MiB (nightly) | tables identical |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for x in r["nightly"]:
+            m = x["medians"]
+            lines.append(f"| {x['transactions']:,} | {x.get('shape', 'zipf')} | {x['night_rows']:,} ({100 * x['night_rows'] / (x['history_rows'] + x['night_rows']):.2f}%) | "
+                         f"{m['full_from_csv']['seconds']:.2f} | {m['history_into_store']['seconds']:.2f} | {m['nightly']['seconds']:.2f} | "
+                         f"{x['nightly_over_full']:.2f} | {m['nightly']['peak_rss_mib']:.0f} | {'yes' if x['tables_identical'] else 'no'} |")
+        for x in r["nightly"]:
+            t = x["manifest"]["timings_ms"]
+            stages = ", ".join(f"{k} {v / 1000:.1f} s" for k, v in t.items())
+            ratio = x["nightly_over_full"]
+            lines.append(f"- {x['transactions']:,} ({x.get('shape', 'zipf')}): nightly at most 1/5 of a full run — {ratio:.2f}: "
+                         f"{'**met**' if ratio <= 0.2 else '**missed**'}; the nightly run's stages: {stages}.")
+    if not r["sizes"]:
+        return "\n".join(lines) + "\n"
     return "\n".join(lines + targets(r)) + "\n"
 
 def targets(r):

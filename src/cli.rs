@@ -130,6 +130,9 @@ pub struct RunArgs {
     /// Default: $SPARK_REMOTE.
     #[arg(long, value_name = "URL")]
     pub spark_remote: Option<String>,
+    /// Start the typed store (OUT/_store/) over: ingest every input file again.
+    #[arg(long)]
+    pub rebuild_store: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -171,6 +174,9 @@ pub struct BackfillArgs {
     /// Replace existing snapshots for the same dates.
     #[arg(long)]
     pub overwrite: bool,
+    /// Start the typed store (OUT/_store/) over: ingest every input file again.
+    #[arg(long)]
+    pub rebuild_store: bool,
 }
 
 #[derive(Debug, Args)]
@@ -193,6 +199,10 @@ pub struct GenerateArgs {
     /// Last day of history.
     #[arg(long, default_value = "2010-12-31", value_name = "YYYY-MM-DD")]
     pub end: NaiveDate,
+    /// Customers drawn uniformly (default: Zipf-skewed), each active over
+    /// the whole span, timestamps with a time of day.
+    #[arg(long)]
+    pub uniform: bool,
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
@@ -252,6 +262,7 @@ fn settings_with(args: &InputArgs, overwrite: bool, progress: bool) -> Result<Ru
         progress,
         memory_limit: args.memory_limit,
         engine: pipeline::Engine::Polars,
+        rebuild_store: false,
     })
 }
 
@@ -291,7 +302,8 @@ pub fn execute(cli: Cli) -> Result<()> {
     let progress = crate::progress::wanted(cli.quiet);
     match cli.command {
         Command::Backfill(a) => {
-            let s = settings_with(&a.inputs, a.overwrite, progress)?;
+            let mut s = settings_with(&a.inputs, a.overwrite, progress)?;
+            s.rebuild_store = a.rebuild_store;
             let done = pipeline::backfill(&s, a.from, a.to, a.every)?;
             for o in &done {
                 println!(
@@ -311,6 +323,7 @@ pub fn execute(cli: Cli) -> Result<()> {
         }
         Command::Run(args) => {
             let mut s = settings_with(&args.inputs, args.overwrite, progress)?;
+            s.rebuild_store = args.rebuild_store;
             if args.engine == EngineArg::Spark {
                 if !cfg!(feature = "spark") {
                     return Err(Error::Usage(
@@ -369,6 +382,7 @@ pub fn execute(cli: Cli) -> Result<()> {
                 seed: a.seed,
                 end: a.end,
                 interactions: a.interactions,
+                uniform: a.uniform,
             };
             generate::generate(&p, &a.out)?;
             println!(

@@ -56,6 +56,9 @@ pub struct Config {
     /// Tier migration against an earlier date.
     #[serde(default)]
     pub migration: MigrationConfig,
+    /// The persistent typed store under `<out>/_store/`.
+    #[serde(default)]
+    pub store: StoreConfig,
 }
 
 /// Tiers from ordered cut-offs on one per-customer measure, e.g. a bank's
@@ -598,6 +601,43 @@ pub struct PublishConfig {
     /// Write a UTF-8 BOM at the start of each CSV so Excel detects UTF-8.
     /// Default: only when the table holds non-ASCII text.
     pub csv_bom: Option<bool>,
+}
+
+/// The persistent typed store (`<out>/_store/`): every transactions file
+/// is ingested once, recorded by path, size and XXH3-128 hash, and later
+/// runs ingest only the files it does not hold yet.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// A stored file whose bytes changed. Default `replace`.
+    pub on_changed: OnChanged,
+    /// A stored file no longer among the inputs. Default `drop`.
+    pub on_removed: OnRemoved,
+}
+
+/// What a run does with a stored file whose bytes changed.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnChanged {
+    /// Re-ingest it: its new rows replace the old ones.
+    #[default]
+    Replace,
+    /// Stop with exit 2 naming the file (history must not change).
+    Refuse,
+}
+
+/// What a run does with a stored file that is no longer among the inputs.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRemoved {
+    /// Remove its rows: the store mirrors the inputs, so a run equals a
+    /// run from scratch over the same files.
+    #[default]
+    Drop,
+    /// Keep its rows (drop folders whose files are archived once ingested).
+    Keep,
+    /// Stop with exit 2 naming the file.
+    Refuse,
 }
 
 impl Config {

@@ -58,6 +58,10 @@ pub struct GenParams {
     pub end: NaiveDate,
     /// Interactions to write; default transactions / 2.
     pub interactions: Option<usize>,
+    /// Customers drawn uniformly (not Zipf), each active over the whole
+    /// span, transaction timestamps with a time of day: the data shape on
+    /// which the customer × day pre-aggregate barely shrinks.
+    pub uniform: bool,
 }
 
 /// SplitMix64: tiny, fast and the same on every platform and version,
@@ -153,7 +157,14 @@ pub fn generate(p: &GenParams, out: &Path) -> Result<()> {
         } else {
             start + rng.below((span - start) as u64) as i64
         };
-        custs.push(Customer { start, end });
+        custs.push(if p.uniform {
+            Customer {
+                start: 0,
+                end: span - 1,
+            }
+        } else {
+            Customer { start, end }
+        });
         // A bank-style star-point balance: a fifth have none, the rest spread
         // log-normally across the seeds' star levels (50 … 80000).
         let star = if rng.unit() < 0.2 {
@@ -185,7 +196,11 @@ pub fn generate(p: &GenParams, out: &Path) -> Result<()> {
         acc += 1.0 / ((rank + 1) as f64).powf(1.1);
         cum.push(acc);
     }
+    let uniform = p.uniform;
     let pick = |rng: &mut Rng| -> usize {
+        if uniform {
+            return rng.below(p.customers as u64) as usize;
+        }
         let x = rng.unit() * acc;
         cum.partition_point(|c| *c <= x).min(p.customers - 1)
     };
@@ -201,6 +216,14 @@ pub fn generate(p: &GenParams, out: &Path) -> Result<()> {
     for t in 0..p.transactions {
         let ci = pick(&mut rng);
         let date = day(&custs[ci], &mut rng);
+        let ts = if p.uniform {
+            let secs = rng.below(86_400) as u32;
+            date.and_hms_opt(secs / 3600, secs / 60 % 60, secs % 60)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default()
+        } else {
+            date.format("%Y-%m-%d").to_string()
+        };
         let refund = rng.unit() < 0.02;
         let amount = if refund {
             -((800.0 * (0.8 * rng.normal()).exp() * 100.0).round() as i64).max(1)
@@ -212,7 +235,7 @@ pub fn generate(p: &GenParams, out: &Path) -> Result<()> {
             "T{:09},C{:06},{},{},{},{},{},{}\n",
             t + 1,
             ci + 1,
-            date.format("%Y-%m-%d"),
+            ts,
             cents(amount),
             1 + rng.below(3),
             PRODUCT_LINES[rng.below(4) as usize],

@@ -73,7 +73,7 @@ pub fn canonical_columns(table: &str) -> Vec<&'static str> {
 }
 
 /// One input file as the manifest records it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct InputFileInfo {
     pub path: PathBuf,
     pub bytes: u64,
@@ -85,7 +85,7 @@ pub struct InputFileInfo {
 }
 
 /// Counts for one table.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct TableReport {
     pub files: Vec<InputFileInfo>,
     pub rows_read: usize,
@@ -108,17 +108,30 @@ impl TableReport {
     }
 }
 
-/// A typed table ingest wrote to Parquet: scanned, never held whole.
+/// A typed table ingest wrote to Parquet (one file, or the store's files
+/// in store order): scanned, never held whole.
 #[derive(Debug, Clone)]
 pub struct TypedFile {
-    pub path: PathBuf,
+    pub paths: Vec<PathBuf>,
+    /// Rows dated on or before the run's as-of date.
     pub rows: usize,
+    /// The typed columns (bookkeeping such as the store's line left out).
     pub columns: Vec<String>,
 }
 
 impl TypedFile {
+    /// Every row of every file, the typed columns only.
     pub fn scan(&self) -> Result<LazyFrame> {
-        io::scan_parquet(&self.path)
+        let names: Vec<Expr> = self.columns.iter().map(|c| col(c.as_str())).collect();
+        let scans = self
+            .paths
+            .iter()
+            .map(|p| Ok(io::scan_parquet(p)?.select(names.clone())))
+            .collect::<Result<Vec<_>>>()?;
+        match scans.len() {
+            1 => Ok(scans.into_iter().next().unwrap_or_default()),
+            _ => Ok(concat(scans, UnionArgs::default())?),
+        }
     }
 
     pub fn has(&self, column: &str) -> bool {
@@ -406,18 +419,19 @@ struct Staged {
 /// work file (LZ4). The fast paths (numbers parsed by the CSV reader, date
 /// formats narrowed to a sample) are verified by the same pass, which is
 /// run again without them should they have missed anything.
+/// With `keep_line` the typed candidate keeps each row's line (the store
+/// lists rows after a later run's as-of date by file and line).
 fn stage_table(
     table: &'static str,
     input: &InputFile,
     unknown: &str,
     work: &Path,
     report: &mut TableReport,
+    files: Vec<PathBuf>,
+    keep_line: bool,
 ) -> Result<Vec<Staged>> {
     let mut out = Vec::new();
-    for (i, file) in io::expand_inputs(table, &input.path)?
-        .into_iter()
-        .enumerate()
-    {
+    for (i, file) in files.into_iter().enumerate() {
         let t = std::time::Instant::now();
         let staged = work.join(format!("{table}-{i}.parquet"));
         let candidate = work.join(format!("{table}-{i}-typed.parquet"));
@@ -425,7 +439,7 @@ fn stage_table(
         let mut narrow = true;
         let rows = loop {
             let (plan, narrowed) = check_plan(table, &file, input, unknown, &numeric, narrow)?;
-            let pass = || stage_pass(table, plan, &staged, &candidate);
+            let pass = || stage_pass(table, plan, &staged, &candidate, keep_line);
             let st = if !numeric.is_empty() {
                 // polars' CSV number parser can panic on a malformed quoted
                 // field (found by tests/fuzz.rs): then read the numbers as
@@ -476,6 +490,7 @@ fn stage_pass(
     mut plan: LazyFrame,
     staged: &Path,
     candidate: &Path,
+    keep_line: bool,
 ) -> PolarsResult<StagedStats> {
     let schema = plan.collect_schema()?;
     let rejected = col("__code").neq(lit(0i32));
@@ -495,7 +510,7 @@ fn stage_pass(
             n if n.starts_with("__") => work.push(col(name.clone())),
             _ => {}
         }
-        if !name.starts_with("__") {
+        if !name.starts_with("__") || (keep_line && name.as_str() == LINE) {
             typed.push(col(name.clone()));
         }
     }
@@ -1068,7 +1083,12 @@ fn no_rejects() -> DataFrame {
 }
 
 /// `rows` (with `__file_no` and the line) as rejects with `why`, collected.
-fn as_rejects(table: &str, rows: LazyFrame, files: &[String], why: &str) -> Result<DataFrame> {
+pub(crate) fn as_rejects(
+    table: &str,
+    rows: LazyFrame,
+    files: &[String],
+    why: &str,
+) -> Result<DataFrame> {
     Ok(rows
         .with_columns([
             lit(why).alias("reason"),
@@ -1098,6 +1118,11 @@ fn hash_column(c: Column) -> PolarsResult<Column> {
         .map(|v| v.map(|v| xxhash_rust::xxh3::xxh3_64(v.as_bytes())))
         .collect();
     Ok(out.with_name(s.name().clone()).into_column())
+}
+
+/// The 64-bit hash of a text column, as the duplicate checks use it.
+pub(crate) fn id_hash(name: &str) -> Expr {
+    per_batch(col(name), hash_column, DataType::UInt64)
 }
 
 /// Marks every row whose key was already seen earlier (file order, then line).
@@ -1185,6 +1210,8 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
         &cfg.ingest.unknown_label,
         &work.0,
         &mut rep,
+        io::expand_inputs("transactions", &input.path)?,
+        false,
     )?;
     let t = std::time::Instant::now();
     let files = staged
@@ -1286,7 +1313,20 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
     let transactions = typed_file(path)?;
     rep.rows_kept = transactions.rows;
     reports.insert("transactions".to_string(), rep);
+    with_other_tables(cfg, as_of, transactions, reports, all_rejects)
+}
 
+/// The rest of an ingest once the transactions are typed: customers and
+/// interactions (read whole on every run: they are current-state extracts,
+/// not history that grows) and the rejects table of all three tables.
+pub(crate) fn with_other_tables(
+    cfg: &Config,
+    as_of: NaiveDate,
+    transactions: TypedFile,
+    mut reports: BTreeMap<String, TableReport>,
+    mut all_rejects: Vec<DataFrame>,
+) -> Result<Ingested> {
+    let limit = cfg.ingest.max_reject_ratio;
     // Customers.
     let input = &cfg.inputs.customers;
     let mut rep = TableReport::default();
@@ -1361,6 +1401,299 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
     })
 }
 
+/// The stored transactions a store run checks new rows against.
+pub(crate) struct History<'a> {
+    /// Files of XXH3-64 hashes of the stored txn_ids (column `h`), streamed
+    /// through a membership test of the new rows' hashes (never collected:
+    /// at 10^8 stored rows they are 800 MB).
+    pub hash_files: &'a [PathBuf],
+    /// The stored typed files, for the exact check of a hash that matches.
+    pub typed: &'a [PathBuf],
+}
+
+/// One transactions file ingested for the store.
+pub(crate) struct NewFile {
+    /// Its valid rows that repeat no earlier txn_id (of this batch, in file
+    /// order then line, or of the history), in file order, with `__line`;
+    /// rows after any as-of date included.
+    pub typed: PathBuf,
+    /// Its rejects (invalid rows and duplicates; never `after as_of`).
+    pub rejects: DataFrame,
+    /// Its counts: `rows_kept` counts every stored row, whatever its date.
+    pub report: TableReport,
+    /// The earliest and latest dates among its stored rows.
+    pub span: Option<(NaiveDate, NaiveDate)>,
+}
+
+/// Ingests new transactions files for the store: the same checks as
+/// [`ingest`], file by file, with the reject ratio over this batch and the
+/// duplicate check spanning `history`. Nothing is cut at an as-of date:
+/// the store holds every valid row and each run cuts at its own date.
+/// The typed files are left in `work` for the store to move.
+pub(crate) fn stage_new(
+    cfg: &Config,
+    files: Vec<PathBuf>,
+    work: &Path,
+    history: &History,
+) -> Result<Vec<NewFile>> {
+    let input = &cfg.inputs.transactions;
+    let mut batch = TableReport::default();
+    let unknown = &cfg.ingest.unknown_label;
+    let staged = stage_table(
+        "transactions",
+        input,
+        unknown,
+        work,
+        &mut batch,
+        files,
+        true,
+    )?;
+    let names: Vec<String> = staged.iter().map(|s| s.file.clone()).collect();
+    let pairs = staged
+        .iter()
+        .map(|s| (s.work.clone(), s.file.clone()))
+        .collect();
+    let (valid, invalid) = split("transactions", pairs, true)?;
+    count_reasons(&invalid, &mut batch)?;
+    enforce_ratio(
+        "transactions",
+        &input.path,
+        &batch,
+        cfg.ingest.max_reject_ratio,
+    )?;
+    let (kept, dups, later) = drop_duplicates(
+        "transactions",
+        valid,
+        &names,
+        "txn_id",
+        reason::DUPLICATE_TXN,
+    )?;
+    let (kept, old_dups, old) = history_duplicates(kept, &names, history)?;
+    let dropped = concat(
+        [
+            later.lazy().select([col("__file_no"), col(POS)]),
+            old.lazy().select([col("__file_no"), col(POS)]),
+        ],
+        UnionArgs::default(),
+    )?
+    .run()?;
+    let stats = per_file_stats(kept)?;
+    let mut out = Vec::new();
+    for (i, s) in staged.into_iter().enumerate() {
+        let no = i as u32;
+        let of_file = |df: &DataFrame| -> Result<DataFrame> {
+            Ok(df
+                .clone()
+                .lazy()
+                .filter(col("file").eq(lit(s.file.as_str())))
+                .run()?)
+        };
+        let mut report = TableReport {
+            files: vec![batch.files[i].clone()],
+            rows_read: batch.files[i].rows,
+            ..Default::default()
+        };
+        let own_invalid = of_file(&invalid)?;
+        count_reasons(&own_invalid, &mut report)?;
+        let own_dups = concat(
+            [of_file(&dups)?.lazy(), of_file(&old_dups)?.lazy()],
+            UnionArgs::default(),
+        )?
+        .run()?;
+        report.duplicates_collapsed = own_dups.height();
+        let rejects = concat([own_invalid.lazy(), own_dups.lazy()], UnionArgs::default())?
+            .sort(
+                ["line"],
+                SortMultipleOptions::default().with_maintain_order(true),
+            )
+            .run()?;
+        let gone = dropped
+            .clone()
+            .lazy()
+            .filter(col("__file_no").cast(DataType::UInt32).eq(lit(no)))
+            .select([col(POS).cast(DataType::UInt64)])
+            .run()?
+            .column(POS)?
+            .as_materialized_series()
+            .clone();
+        let typed = if gone.is_empty() {
+            s.candidate
+        } else {
+            // A filter, not an anti-join: the rows stay in file order.
+            let path = work.join(format!("kept-{i}.parquet"));
+            let kept = io::scan_parquet(&s.candidate)?
+                .with_row_index(POS, None)
+                .filter(
+                    col(POS)
+                        .cast(DataType::UInt64)
+                        .is_in(lit(gone).implode(false), false)
+                        .not(),
+                )
+                .drop(cols([POS]));
+            io::sink_parquet(kept, &path, false)?;
+            path
+        };
+        let (rows, span, warnings) = stats.get(&no).cloned().unwrap_or_default();
+        report.rows_kept = rows;
+        report.warnings = warnings;
+        out.push(NewFile {
+            typed,
+            rejects,
+            report,
+            span,
+        });
+    }
+    Ok(out)
+}
+
+/// Per file number: kept rows, their latest date and the optional values
+/// that did not parse (see [`unparsed_optional`]).
+type FileStats = (
+    usize,
+    Option<(NaiveDate, NaiveDate)>,
+    BTreeMap<String, usize>,
+);
+
+fn per_file_stats(mut kept: LazyFrame) -> Result<BTreeMap<u32, FileStats>> {
+    let schema = kept.collect_schema()?;
+    let mut aggs = vec![
+        len().cast(DataType::UInt64).alias("rows"),
+        col("ts").cast(DataType::Int32).min().alias("earliest"),
+        col("ts").cast(DataType::Int32).max().alias("latest"),
+    ];
+    let labels = [
+        ("__margin", "unparseable margin"),
+        ("__quantity", "unparseable quantity"),
+    ];
+    for (text, label) in labels {
+        if schema.contains(text) {
+            aggs.push(
+                col(text)
+                    .is_not_null()
+                    .sum()
+                    .cast(DataType::UInt64)
+                    .alias(label),
+            );
+        }
+    }
+    let df = kept
+        .group_by([col("__file_no").cast(DataType::UInt32)])
+        .agg(aggs)
+        .run()?;
+    let mut out = BTreeMap::new();
+    for row in 0..df.height() {
+        let get_u64 = |c: &str| -> Result<u64> {
+            Ok(match df.column(c) {
+                Ok(c) => c.u64()?.get(row).unwrap_or(0),
+                Err(_) => 0,
+            })
+        };
+        let no = df.column("__file_no")?.u32()?.get(row).unwrap_or(0);
+        let day = |c: &str| -> Result<Option<NaiveDate>> {
+            Ok(df
+                .column(c)?
+                .i32()?
+                .get(row)
+                .map(crate::measures::from_epoch_days))
+        };
+        let span = day("earliest")?.zip(day("latest")?);
+        let mut warnings = BTreeMap::new();
+        for (_, label) in labels {
+            let n = get_u64(label)?;
+            if n > 0 {
+                warnings.insert(label.to_string(), n as usize);
+            }
+        }
+        out.insert(no, (get_u64("rows")? as usize, span, warnings));
+    }
+    Ok(out)
+}
+
+/// Moves the rows of `kept` whose txn_id the history already holds to the
+/// rejects (`duplicate txn_id`). Hashes first: only ids whose hash the
+/// history has are compared as text, with the stored typed files.
+/// Returns the rows left, the rejects and the dropped rows' file numbers,
+/// lines and positions.
+fn history_duplicates(
+    kept: LazyFrame,
+    files: &[String],
+    history: &History,
+) -> Result<(LazyFrame, DataFrame, DataFrame)> {
+    let on = [col("__file_no"), col(LINE), col(POS)];
+    let none = || -> Result<DataFrame> { Ok(kept.clone().select(on.clone()).limit(0).run()?) };
+    if history.hash_files.is_empty() {
+        return Ok((kept.clone(), no_rejects(), none()?));
+    }
+    let hash = || id_hash("txn_id").alias("__h");
+    let new = kept
+        .clone()
+        .select([hash()])
+        .unique(None, UniqueKeepStrategy::Any)
+        .run()?;
+    let new = new.column("__h")?.as_materialized_series().clone();
+    let mut hits = Vec::new();
+    for p in history.hash_files {
+        hits.push(
+            io::scan_parquet(p)?
+                .filter(col("h").is_in(lit(new.clone()).implode(false), false))
+                .select([col("h").alias("__h")]),
+        );
+    }
+    let hits = concat(hits, UnionArgs::default())?
+        .unique(None, UniqueKeepStrategy::Any)
+        .run()?;
+    if hits.height() == 0 {
+        return Ok((kept.clone(), no_rejects(), none()?));
+    }
+    let hits = hits.column("__h")?.as_materialized_series().clone();
+    let mut columns = on.to_vec();
+    columns.push(col("txn_id"));
+    let candidates = kept
+        .clone()
+        .with_column(hash())
+        .filter(col("__h").is_in(lit(hits).implode(false), false))
+        .select(columns)
+        .run()?;
+    let ids = candidates
+        .column("txn_id")?
+        .as_materialized_series()
+        .clone();
+    let mut stored = Vec::new();
+    for p in history.typed {
+        stored.push(
+            io::scan_parquet(p)?
+                .select([col("txn_id")])
+                .filter(col("txn_id").is_in(lit(ids.clone()).implode(false), false)),
+        );
+    }
+    let stored = concat(stored, UnionArgs::default())?
+        .unique(None, UniqueKeepStrategy::Any)
+        .run()?;
+    let stored = stored.column("txn_id")?.as_materialized_series().clone();
+    let dup = candidates
+        .lazy()
+        .filter(col("txn_id").is_in(lit(stored).implode(false), false))
+        .select(on.clone())
+        .run()?;
+    if dup.height() == 0 {
+        return Ok((kept.clone(), no_rejects(), none()?));
+    }
+    let rejects = as_rejects(
+        "transactions",
+        dup.clone().lazy(),
+        files,
+        reason::DUPLICATE_TXN,
+    )?;
+    let key = [col("__file_no"), col(LINE)];
+    let left = kept.join(
+        dup.clone().lazy().select(key.clone()),
+        key.clone(),
+        key,
+        JoinArgs::new(JoinType::Anti),
+    );
+    Ok((left, rejects, dup))
+}
+
 /// The latest `ts` of a transactions query.
 pub fn latest_date(valid: LazyFrame) -> Result<Option<NaiveDate>> {
     let max = valid
@@ -1415,11 +1748,12 @@ pub fn typed_file(path: PathBuf) -> Result<TypedFile> {
         .collect_schema()?
         .iter_names()
         .map(|n| n.to_string())
+        .filter(|n| n != LINE)
         .collect();
     let n = lf.select([len().cast(DataType::UInt64).alias("n")]).run()?;
     let rows = n.column("n")?.u64()?.get(0).unwrap_or(0) as usize;
     Ok(TypedFile {
-        path,
+        paths: vec![path],
         rows,
         columns,
     })

@@ -121,13 +121,23 @@ pub fn read_raw(path: &Path, input: &InputFile, numeric: &[String]) -> Result<La
                 .map_err(read_err)
         }
         Format::Parquet => {
+            let plain = ScanArgsParquet {
+                glob: false,
+                ..Default::default()
+            };
+            let mut lf =
+                LazyFrame::scan_parquet(pl_path.clone(), plain.clone()).map_err(read_err)?;
+            if lf.collect_schema().map_err(read_err)?.contains(LINE) {
+                // The store's typed files carry their source's lines under
+                // this name: as an input, the row number replaces them.
+                return Ok(lf.drop(cols([LINE])).with_row_index(LINE, Some(1)));
+            }
             let args = ScanArgsParquet {
                 row_index: Some(RowIndex {
                     name: LINE.into(),
                     offset: 1,
                 }),
-                glob: false,
-                ..Default::default()
+                ..plain
             };
             LazyFrame::scan_parquet(pl_path, args).map_err(read_err)
         }

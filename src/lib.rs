@@ -27,6 +27,7 @@ pub mod rfm;
 pub mod snapshot;
 #[cfg(feature = "spark")]
 pub mod spark;
+pub mod store;
 pub mod tiers;
 
 pub use error::{Error, Result};

@@ -141,6 +141,19 @@ pub fn daily_by_id(txns: LazyFrame, has_margin: bool, has_quantity: bool) -> Laz
         .agg(aggs)
 }
 
+/// [`daily_by_id`] frames of several sources stacked, summed per customer
+/// and day (the same day's rows may come from several files).
+pub fn merge_daily(by_id: LazyFrame, has_margin: bool, has_quantity: bool) -> LazyFrame {
+    let mut aggs = vec![col("purchases").sum(), col("net_cents").sum()];
+    if has_margin {
+        aggs.push(col("margin_cents").sum());
+    }
+    if has_quantity {
+        aggs.push(col("units").sum());
+    }
+    by_id.group_by([col("customer_id"), col("ts")]).agg(aggs)
+}
+
 /// A [`daily_by_id`] frame with `customer_id` replaced by its `cid` in `keys`.
 pub fn keyed(daily_by_id: LazyFrame, keys: LazyFrame) -> LazyFrame {
     daily_by_id
@@ -447,6 +460,64 @@ mod tests {
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn merged_dailies_sum_a_customers_day_held_by_two_files() {
+        // File 1: a refund on day 10 for c1 (no purchase) and c2's day 11;
+        // file 2: a purchase by c1 on day 10 (late row) and c1's day 12.
+        let day = |n: i32| from_epoch_days(n);
+        let one = df!(
+            "customer_id" => ["c1", "c2"],
+            "ts" => [day(10), day(11)],
+            "purchases" => [0i64, 1],
+            "net_cents" => [-500i64, 700],
+            "units" => [0.0f64, 2.0],
+        )
+        .unwrap();
+        let two = df!(
+            "customer_id" => ["c1", "c1"],
+            "ts" => [day(10), day(12)],
+            "purchases" => [2i64, 1],
+            "net_cents" => [3000i64, 100],
+            "units" => [3.0f64, 1.0],
+        )
+        .unwrap();
+        let both = concat([one.lazy(), two.lazy()], UnionArgs::default()).unwrap();
+        let out = merge_daily(both, false, true)
+            .sort(["customer_id", "ts"], Default::default())
+            .collect()
+            .unwrap();
+        let col_i64 = |c: &str| -> Vec<i64> {
+            out.column(c)
+                .unwrap()
+                .i64()
+                .unwrap()
+                .iter()
+                .flatten()
+                .collect()
+        };
+        // c1's day 10 is one row: one purchase day with 2 orders, net 25.00.
+        assert_eq!(col_i64("purchases"), vec![2, 1, 1]);
+        assert_eq!(col_i64("net_cents"), vec![2500, 100, 700]);
+        let units: Vec<f64> = out
+            .column("units")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(units, vec![3.0, 1.0, 2.0]);
+        let ids: Vec<&str> = out
+            .column("customer_id")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(ids, vec!["c1", "c1", "c2"]);
     }
 
     #[test]

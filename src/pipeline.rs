@@ -19,6 +19,7 @@ use crate::memory;
 use crate::publish::{self, Lock, Snapshot};
 use crate::rfm::RfmCuts;
 use crate::snapshot::{self, Frames, Scored};
+use crate::store;
 
 /// A validated run: the configuration as applied plus command-line choices.
 #[derive(Debug, Clone)]
@@ -36,6 +37,8 @@ pub struct RunSettings {
     pub memory_limit: Option<u64>,
     /// Where the per-customer measures of the snapshot date are computed.
     pub engine: Engine,
+    /// Start the typed store (`<out>/_store/`) over from the inputs.
+    pub rebuild_store: bool,
 }
 
 /// `--engine`: polars (embedded, the default) or a Spark Connect server.
@@ -127,6 +130,9 @@ struct Manifest<'a> {
     as_of: NaiveDate,
     config: &'a Config,
     inputs: &'a BTreeMap<String, TableReport>,
+    /// What the run did to the typed store (absent on the Spark engine).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store: Option<&'a store::Summary>,
     unknown_customers: usize,
     rfm: &'a RfmCuts,
     pyramid: PyramidApplied,
@@ -205,6 +211,20 @@ pub fn write_ingested(ing: &Ingested, out: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// A run's or backfill's inputs as of `as_of`: through the typed store,
+/// which ingests only the files it lacks; the Spark engine, which reads
+/// `<out>/_ingest/transactions.parquet`, ingests every file there instead.
+fn load(s: &RunSettings, as_of: Option<NaiveDate>) -> Result<(Ingested, Option<store::View>)> {
+    if matches!(s.engine, Engine::Spark { .. }) {
+        let ing = ingest::ingest(&s.config, as_of, &ingest_dir(&s.out))?;
+        return Ok((ing, None));
+    }
+    let view = store::sync(&s.config, &s.out, s.rebuild_store)?;
+    std::fs::create_dir_all(ingest_dir(&s.out)).map_err(Error::io(ingest_dir(&s.out)))?;
+    let ing = view.ingested(&s.config, as_of)?;
+    Ok((ing, Some(view)))
+}
+
 /// Ingest only: validate inputs and write typed Parquet under `<out>/_ingest/`.
 pub fn run_ingest(s: &RunSettings) -> Result<(Ingested, PathBuf)> {
     let _lock = Lock::acquire(&s.out)?;
@@ -218,21 +238,40 @@ pub fn run_ingest(s: &RunSettings) -> Result<(Ingested, PathBuf)> {
 /// backfill snapshot) reuses it.
 /// On the lean plan the parts' work files go to a work directory under
 /// `work` (removed with the frames).
-fn frames(ing: &Ingested, cfg: &Config, plan: &memory::Plan, work: &Path) -> Result<Frames> {
+/// With the `store`, the pre-aggregate comes from its per-file
+/// pre-aggregates rather than from the typed rows.
+fn frames(
+    ing: &Ingested,
+    cfg: &Config,
+    plan: &memory::Plan,
+    work: &Path,
+    store: Option<&store::View>,
+) -> Result<Frames> {
     let has_margin = ing.transactions.has("margin_cents");
     let has_quantity = ing.transactions.has("quantity");
     let daily = if plan.lean() {
+        let by_id = |part: Expr| -> Result<LazyFrame> {
+            match store {
+                Some(v) => v.daily_by_id(Some(part)),
+                None => Ok(crate::measures::daily_by_id(
+                    ing.transactions.scan()?.filter(part),
+                    has_margin,
+                    has_quantity,
+                )),
+            }
+        };
         let parts = snapshot::Parts::build(
-            &ing.transactions,
+            &by_id,
             ing.customers.column("customer_id")?.str()?,
             plan.parts,
-            has_margin,
-            has_quantity,
             ingest::WorkDir::create_tagged(work, "parts")?,
         )?;
         snapshot::Daily::Parts(std::sync::Arc::new(parts))
     } else {
-        let d = snapshot::Daily::in_memory(ing.transactions.scan()?, has_margin, has_quantity)?;
+        let d = match store {
+            Some(v) => snapshot::Daily::from_by_id(v.daily_by_id(None)?)?,
+            None => snapshot::Daily::in_memory(ing.transactions.scan()?, has_margin, has_quantity)?,
+        };
         memory::release_free();
         d
     };
@@ -324,7 +363,7 @@ pub fn emit_plan(s: &RunSettings) -> Result<String> {
         None => ingest::latest_date(typed.scan()?)?.ok_or_else(|| {
             Error::Usage(format!(
                 "{}: no transactions; pass --as-of",
-                typed.path.display()
+                typed.paths[0].display()
             ))
         })?,
     };
@@ -335,7 +374,7 @@ pub fn emit_plan(s: &RunSettings) -> Result<String> {
         typed.has("quantity"),
     );
     let src = Sources {
-        transactions: typed.path.display().to_string(),
+        transactions: typed.paths[0].display().to_string(),
         customers: dir.join("customers.parquet").display().to_string(),
     };
     let (core, buyers) = plan.spark_sql(&src)?;
@@ -352,7 +391,7 @@ pub fn run_validate(s: &RunSettings) -> Result<RunOutcome> {
     let scratch = ingest::WorkDir::create(&std::env::temp_dir())?;
     let mut ing = ingest::ingest(&s.config, s.as_of, scratch.path())?;
     let plan = plan(&ing, s, 1)?;
-    let f = frames(&ing, &s.config, &plan, scratch.path())?;
+    let f = frames(&ing, &s.config, &plan, scratch.path(), None)?;
     release_inputs(&mut ing, &plan);
     let scored = snapshot::compute(&f, ing.as_of, &s.config)?;
     Ok(outcome(&ing, &scored, ing.as_of, PathBuf::new()))
@@ -372,6 +411,7 @@ fn refuse_existing(s: &RunSettings, dates: &[NaiveDate]) -> Result<()> {
 /// How a snapshot was made, for its manifest.
 struct How<'a> {
     backfill: Option<&'a BackfillInfo>,
+    store: Option<&'a store::Summary>,
     plan: &'a memory::Plan,
     sampler: &'a memory::Sampler,
 }
@@ -411,6 +451,7 @@ fn publish(
         backfill,
         config: &config,
         inputs: &ing.report,
+        store: how.store,
         unknown_customers: scored.unknown_customers,
         rfm: &scored.rfm_cuts,
         pyramid: pyramid_applied(&s.config, &scored.pyramid)?,
@@ -448,7 +489,7 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     refuse_existing(s, &s.as_of.into_iter().collect::<Vec<_>>())?;
     let progress = crate::progress::Stages::new(s.progress);
     progress.stage("ingest");
-    let mut ing = ingest::ingest(&s.config, s.as_of, &ingest_dir(&s.out))?;
+    let (mut ing, store) = load(s, s.as_of)?;
     let t = timings.lap("ingest", t);
     tracing::info!(
         stage = "ingest",
@@ -464,7 +505,7 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     let (written, f) = snapshot::both(
         plan.lean(),
         || write_ingested(&ing, &s.out),
-        || frames(&ing, &s.config, &plan, &ingest_dir(&s.out)),
+        || frames(&ing, &s.config, &plan, &ingest_dir(&s.out), store.as_ref()),
     );
     written?;
     let mut f = f?;
@@ -490,6 +531,7 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     let as_of = ing.as_of;
     let how = How {
         backfill: None,
+        store: store.as_ref().map(|v| &v.summary),
         plan: &plan,
         sampler: &sampler,
     };
@@ -589,11 +631,11 @@ pub fn backfill(
     let _lock = Lock::acquire(&s.out)?;
     refuse_existing(s, &dates)?;
     let t = Instant::now();
-    let mut ing = ingest::ingest(&s.config, Some(last), &ingest_dir(&s.out))?;
+    let (mut ing, store) = load(s, Some(last))?;
     write_ingested(&ing, &s.out)?;
     // The fast plan scores two snapshots at a time (see below).
     let plan = plan(&ing, s, dates.len().min(2))?;
-    let f = frames(&ing, &s.config, &plan, &ingest_dir(&s.out))?;
+    let f = frames(&ing, &s.config, &plan, &ingest_dir(&s.out), store.as_ref())?;
     release_inputs(&mut ing, &plan);
     let mut base = Timings::default();
     base.lap("ingest", t);
@@ -606,6 +648,7 @@ pub fn backfill(
     let bar = crate::progress::bar(s.progress, dates.len() as u64, "snapshots");
     let how = How {
         backfill: Some(&info),
+        store: store.as_ref().map(|v| &v.summary),
         plan: &plan,
         sampler: &sampler,
     };

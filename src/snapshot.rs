@@ -37,6 +37,14 @@ impl Daily {
         let daily = measures::daily(txns, keys.clone().lazy(), has_margin, has_quantity).run()?;
         Ok(Daily::Memory { daily, keys })
     }
+
+    /// The fast plan's pre-aggregate from one already keyed by customer_id
+    /// ([`measures::daily_by_id`]; the store's), built and held.
+    pub fn from_by_id(by_id: LazyFrame) -> Result<Daily> {
+        let keys = measures::customer_keys(by_id.clone()).run()?;
+        let daily = measures::keyed(by_id, keys.clone().lazy()).run()?;
+        Ok(Daily::Memory { daily, keys })
+    }
 }
 
 /// The lean plan's customer parts: contiguous customer_id ranges
@@ -51,14 +59,14 @@ pub struct Parts {
 
 impl Parts {
     /// Cuts the customers into `parts` ranges by the ids of the customers
-    /// table and spills each range's pre-aggregate (one filtered scan of
-    /// the typed transactions per part).
+    /// table and spills each range's pre-aggregate: `by_id` gives the
+    /// pre-aggregate keyed by customer_id ([`measures::daily_by_id`]) of
+    /// the customers a filter selects (one filtered scan per part, of the
+    /// typed transactions or of the store's pre-aggregates).
     pub fn build(
-        transactions: &crate::ingest::TypedFile,
+        by_id: &dyn Fn(Expr) -> Result<LazyFrame>,
         customer_ids: &StringChunked,
         parts: u32,
-        has_margin: bool,
-        has_quantity: bool,
         dir: crate::ingest::WorkDir,
     ) -> Result<Parts> {
         let p = Parts {
@@ -66,10 +74,9 @@ impl Parts {
             dir,
         };
         for i in 0..p.count() {
-            // One scan of the typed transactions per part: the part's
-            // pre-aggregate is held while its keys are taken from it.
-            let rows = transactions.scan()?.filter(p.filter(i));
-            let by_id = measures::daily_by_id(rows, has_margin, has_quantity).run()?;
+            // The part's pre-aggregate is held while its keys are taken
+            // from it.
+            let by_id = by_id(p.filter(i))?.run()?;
             let mut keys = measures::customer_keys(by_id.clone().lazy()).run()?;
             let mut daily = measures::keyed(by_id.lazy(), keys.clone().lazy()).run()?;
             crate::io::write_spill(&mut keys, &p.keys_path(i))?;

@@ -10,5 +10,6 @@ mod limits;
 mod publish;
 mod report;
 mod spark;
+mod store;
 mod tiers;
 mod yoy;

@@ -150,7 +150,7 @@ fn the_plan_gives_the_same_tables_on_both_backends() {
         frugal: false,
     };
     let src = Sources {
-        transactions: typed.path.display().to_string(),
+        transactions: typed.paths[0].display().to_string(),
         customers: dir.join("customers.parquet").display().to_string(),
     };
     let spark = tiering::spark::Spark::connect(&remote).unwrap();

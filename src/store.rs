@@ -1,0 +1,606 @@
+//! The persistent typed store under `<out>/_store/`: each transactions file
+//! is ingested once, into a segment of its own, and recorded in the
+//! catalog by path, size, modification time and XXH3-128 hash. A run
+//! ingests only the files the store does not hold (or whose bytes
+//! changed), checks their txn_ids against every stored one, and scores
+//! from the stored per-file pre-aggregates: a nightly run reads the new
+//! day's file and the compact aggregates, never the history's raw rows.
+//!
+//! ```text
+//! _store/catalog.json                      files in store order, settings
+//! _store/segments/seg-000001/typed.parquet  valid rows (with __line), file order
+//!                           /rejects.parquet invalid rows and duplicates
+//!                           /hashes.parquet  XXH3-64 of each stored txn_id
+//!                           /daily.parquet   customer × day pre-aggregate,
+//!                                            sorted by customer_id
+//! ```
+//!
+//! A run commits by replacing the catalog atomically once its new segments
+//! are in place: killed before that, the store is as it was (the next run
+//! removes the orphan segments); killed after, it holds the new files.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, InputFile, OnChanged, OnRemoved};
+use crate::error::{Error, Result};
+use crate::ingest::{self, Ingested, TableReport, TypedFile, WorkDir};
+use crate::io::{self, LINE, Run};
+use crate::measures;
+
+/// The store's folder under the output root.
+pub const STORE_DIR: &str = "_store";
+const CATALOG: &str = "catalog.json";
+const SEGMENTS: &str = "segments";
+/// The stored layout's version: a store of another layout (or written by
+/// another tiering version, whose typing may differ) is typed again.
+const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Catalog {
+    format: u32,
+    version: String,
+    /// The transactions input settings the rows were typed with (path left out).
+    settings: serde_json::Value,
+    next_segment: u64,
+    /// In store order: the order of the duplicate check (first wins).
+    files: Vec<StoredFile>,
+}
+
+/// One ingested transactions file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredFile {
+    /// The canonical path: how the file is recognised by later runs.
+    pub key: PathBuf,
+    /// The path as the ingesting run named it (the rejects' `file`).
+    pub name: String,
+    pub bytes: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub modified_ns: Option<u64>,
+    pub xxh3_128: String,
+    pub segment: String,
+    /// The typed columns of its rows.
+    pub columns: Vec<String>,
+    /// Earliest and latest date of its stored rows (none when it has none).
+    pub span: Option<(NaiveDate, NaiveDate)>,
+    /// Its counts; `rows_kept` is every stored row, whatever its date.
+    pub report: TableReport,
+}
+
+/// What a run did to the store, for the manifest.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    /// Files the store holds after the run.
+    pub files: usize,
+    /// Files ingested by this run (new, changed, or typed again).
+    pub ingested: Vec<String>,
+    /// Files whose changed bytes replaced their stored rows.
+    pub replaced: Vec<String>,
+    /// Stored files no longer among the inputs, whose rows were removed.
+    pub dropped: Vec<String>,
+    /// Stored files no longer among the inputs, kept (`on_removed = "keep"`).
+    pub kept_absent: Vec<String>,
+    /// The store was started over (`--rebuild-store`, new settings or version).
+    pub rebuilt: bool,
+}
+
+/// The store as a run reads it: its files in store order.
+pub struct View {
+    dir: PathBuf,
+    files: Vec<StoredFile>,
+    pub summary: Summary,
+}
+
+/// Brings the store under `out` up to date with the transactions inputs
+/// of `cfg` (ingesting only what it lacks) and returns it. `rebuild`
+/// starts over. Call with the output root's lock held.
+pub fn sync(cfg: &Config, out: &Path, rebuild: bool) -> Result<View> {
+    let dir = out.join(STORE_DIR);
+    let mut summary = Summary::default();
+    if rebuild && dir.exists() {
+        fs::remove_dir_all(&dir).map_err(Error::io(&dir))?;
+        summary.rebuilt = true;
+    }
+    let segments = dir.join(SEGMENTS);
+    fs::create_dir_all(&segments).map_err(Error::io(&segments))?;
+    let settings = settings_of(&cfg.inputs.transactions)?;
+    let mut cat = load_catalog(&dir)?.unwrap_or_else(|| Catalog {
+        format: FORMAT,
+        version: env!("CARGO_PKG_VERSION").into(),
+        settings: settings.clone(),
+        next_segment: 1,
+        files: Vec::new(),
+    });
+    remove_orphans(&dir, &cat)?;
+
+    let input = &cfg.inputs.transactions;
+    let offered: Vec<(PathBuf, PathBuf)> = io::expand_inputs("transactions", &input.path)?
+        .into_iter()
+        .map(|f| Ok((f.canonicalize().map_err(Error::io(&f))?, f)))
+        .collect::<Result<_>>()?;
+    let by_key: HashMap<&Path, &Path> = offered
+        .iter()
+        .map(|(k, f)| (k.as_path(), f.as_path()))
+        .collect();
+
+    let mut gone: Vec<StoredFile> = Vec::new();
+    let retype = cat.format != FORMAT
+        || cat.version != env!("CARGO_PKG_VERSION")
+        || cat.settings != settings;
+    if retype && !cat.files.is_empty() {
+        if let Some(absent) = cat
+            .files
+            .iter()
+            .find(|f| !by_key.contains_key(f.key.as_path()))
+        {
+            return Err(Error::Usage(format!(
+                "{}: the stored transactions were typed with other input settings (or another tiering version), and {} is no longer among the inputs to type it again; run with --rebuild-store to start over from the inputs",
+                dir.display(),
+                absent.name
+            )));
+        }
+        tracing::info!(store = %dir.display(), "input settings or tiering version changed: typing every stored file again");
+        summary.rebuilt = true;
+        gone.append(&mut cat.files);
+    }
+    cat.format = FORMAT;
+    cat.version = env!("CARGO_PKG_VERSION").into();
+    cat.settings = settings;
+
+    // Classify the stored files against the inputs.
+    let mut keep: Vec<StoredFile> = Vec::new();
+    let mut any_gone = false;
+    for mut f in std::mem::take(&mut cat.files) {
+        match by_key.get(f.key.as_path()) {
+            None => match cfg.store.on_removed {
+                OnRemoved::Keep => {
+                    summary.kept_absent.push(f.name.clone());
+                    keep.push(f);
+                }
+                OnRemoved::Drop => {
+                    tracing::info!(file = %f.name, "no longer among the inputs: its rows leave the store");
+                    summary.dropped.push(f.name.clone());
+                    any_gone = true;
+                    gone.push(f);
+                }
+                OnRemoved::Refuse => {
+                    return Err(Error::Usage(format!(
+                        "{}: stored in {} but no longer among the transactions inputs ({}); store.on_removed is \"refuse\" (\"drop\" removes its rows, \"keep\" keeps them, --rebuild-store starts over)",
+                        f.name,
+                        dir.display(),
+                        input.path
+                    )));
+                }
+            },
+            Some(file) => {
+                if unchanged(&mut f, file)? {
+                    keep.push(f);
+                } else if cfg.store.on_changed == OnChanged::Refuse {
+                    return Err(Error::Usage(format!(
+                        "{}: changed since it was stored in {} (size or XXH3 hash differ); store.on_changed is \"refuse\" (\"replace\" ingests it again, --rebuild-store starts over)",
+                        file.display(),
+                        dir.display()
+                    )));
+                } else {
+                    tracing::info!(file = %file.display(), "changed since stored: its rows are replaced");
+                    summary.replaced.push(f.name.clone());
+                    any_gone = true;
+                    gone.push(f);
+                }
+            }
+        }
+    }
+    // A stored file's rows that repeated a txn_id of a file now gone may
+    // be firsts now: files that collapsed any duplicate are ingested again.
+    if any_gone {
+        let (again, stay): (Vec<_>, Vec<_>) = keep.into_iter().partition(|f| {
+            f.report.duplicates_collapsed > 0 && by_key.contains_key(f.key.as_path())
+        });
+        keep = stay;
+        gone.extend(again);
+    }
+    let kept_keys: std::collections::HashSet<&Path> =
+        keep.iter().map(|f| f.key.as_path()).collect();
+    let new: Vec<(PathBuf, PathBuf)> = offered
+        .iter()
+        .filter(|(k, _)| !kept_keys.contains(k.as_path()))
+        .cloned()
+        .collect();
+
+    let added = if new.is_empty() {
+        Vec::new()
+    } else {
+        ingest_new(cfg, &dir, &mut cat, &keep, &new)?
+    };
+    summary.ingested = added.iter().map(|(f, _)| f.name.clone()).collect();
+    let changed = !added.is_empty() || !gone.is_empty() || retype || rebuild;
+    keep.extend(added.iter().map(|(f, _)| f.clone()));
+    check_columns(&keep)?;
+    for (f, staged) in &added {
+        let target = segments.join(&f.segment);
+        fs::rename(staged, &target).map_err(Error::io(&target))?;
+    }
+    cat.files = keep;
+    if changed {
+        crate::publish::failpoint("store_before_commit");
+    }
+    // Written even when nothing changed: modification times may have
+    // moved, and recording them spares later runs the hash.
+    let json = serde_json::to_string_pretty(&cat)?;
+    let path = dir.join(CATALOG);
+    crate::publish::write_atomically(&path, |tmp| {
+        fs::write(tmp, json.as_bytes()).map_err(Error::io(tmp))
+    })?;
+    for g in gone {
+        let path = segments.join(&g.segment);
+        if path.exists() && cat.files.iter().all(|f| f.segment != g.segment) {
+            fs::remove_dir_all(&path).map_err(Error::io(&path))?;
+        }
+    }
+    summary.files = cat.files.len();
+    Ok(View {
+        dir,
+        files: cat.files,
+        summary,
+    })
+}
+
+/// The settings that decide how rows are typed, as recorded in the catalog.
+fn settings_of(input: &InputFile) -> Result<serde_json::Value> {
+    let mut i = input.clone();
+    i.path = String::new();
+    Ok(serde_json::to_value(&i)?)
+}
+
+fn load_catalog(dir: &Path) -> Result<Option<Catalog>> {
+    let path = dir.join(CATALOG);
+    match fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+            Error::Usage(format!(
+                "{}: not a store catalog this tiering can read ({e}); run with --rebuild-store to start over",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(&path)(e)),
+    }
+}
+
+/// Removes what a killed run left: segments the catalog does not list,
+/// work directories, a catalog's temporary file.
+fn remove_orphans(dir: &Path, cat: &Catalog) -> Result<()> {
+    let listed: std::collections::HashSet<&str> =
+        cat.files.iter().map(|f| f.segment.as_str()).collect();
+    let segments = dir.join(SEGMENTS);
+    for entry in fs::read_dir(&segments)
+        .map_err(Error::io(&segments))?
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !listed.contains(name.as_str()) {
+            tracing::warn!(path = %entry.path().display(), "removing a store segment no catalog lists (left by a failed run)");
+            fs::remove_dir_all(entry.path()).map_err(Error::io(entry.path()))?;
+        }
+    }
+    for entry in fs::read_dir(dir).map_err(Error::io(dir))?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(ingest::WORK_PREFIX) {
+            fs::remove_dir_all(entry.path()).map_err(Error::io(entry.path()))?;
+        } else if name.starts_with(CATALOG) && name != CATALOG {
+            fs::remove_file(entry.path()).map_err(Error::io(entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
+fn modified_ns(meta: &fs::Metadata) -> Option<u64> {
+    let d = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    u64::try_from(d.as_nanos()).ok()
+}
+
+/// Whether `file` still has the bytes `f` was stored with: the same size
+/// and modification time (as rsync decides), else the same XXH3-128 hash
+/// (then the new time is recorded).
+fn unchanged(f: &mut StoredFile, file: &Path) -> Result<bool> {
+    let meta = fs::metadata(file).map_err(Error::io(file))?;
+    if meta.len() != f.bytes {
+        return Ok(false);
+    }
+    let ns = modified_ns(&meta);
+    if ns.is_some() && ns == f.modified_ns {
+        return Ok(true);
+    }
+    if io::content_hash(file)? == f.xxh3_128 {
+        f.modified_ns = ns;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// Every stored file must have the same typed columns: the pre-aggregates
+/// are stacked.
+fn check_columns(files: &[StoredFile]) -> Result<()> {
+    let sorted = |f: &StoredFile| {
+        let mut c = f.columns.clone();
+        c.sort();
+        c
+    };
+    if let Some(first) = files.first() {
+        for f in &files[1..] {
+            if sorted(f) != sorted(first) {
+                return Err(Error::Usage(format!(
+                    "{}: its transactions have the columns {} but {} has {}; every file of the store needs the same optional columns",
+                    f.name,
+                    f.columns.join(", "),
+                    first.name,
+                    first.columns.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Ingests `new` (canonical path, path) in order, checking txn_ids against
+/// the `keep` files, and writes each file's segment into a work directory.
+/// Returns the new catalog entries with their staged segment directories.
+fn ingest_new(
+    cfg: &Config,
+    dir: &Path,
+    cat: &mut Catalog,
+    keep: &[StoredFile],
+    new: &[(PathBuf, PathBuf)],
+) -> Result<Vec<(StoredFile, PathBuf)>> {
+    let work = WorkDir::create(dir)?;
+    let t = std::time::Instant::now();
+    let segment = |f: &StoredFile, name: &str| dir.join(SEGMENTS).join(&f.segment).join(name);
+    let hash_files: Vec<PathBuf> = keep.iter().map(|f| segment(f, "hashes.parquet")).collect();
+    let typed: Vec<PathBuf> = keep.iter().map(|f| segment(f, "typed.parquet")).collect();
+    let history = ingest::History {
+        hash_files: &hash_files,
+        typed: &typed,
+    };
+    let files = new.iter().map(|(_, f)| f.clone()).collect();
+    let staged = ingest::stage_new(cfg, files, work.path(), &history)?;
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        files = new.len(),
+        "new files checked"
+    );
+    let mut out = Vec::new();
+    for ((key, file), mut nf) in new.iter().zip(staged) {
+        let segment = format!("seg-{:06}", cat.next_segment);
+        cat.next_segment += 1;
+        // The segment is built under the work directory, which a killed
+        // run leaves for the next run to remove; then moved in.
+        let seg = dir.join(format!(
+            "{}{}-{segment}",
+            ingest::WORK_PREFIX,
+            std::process::id()
+        ));
+        fs::create_dir_all(&seg).map_err(Error::io(&seg))?;
+        let typed = seg.join("typed.parquet");
+        fs::rename(&nf.typed, &typed).map_err(Error::io(&typed))?;
+        io::write_parquet(&mut nf.rejects, &seg.join("rejects.parquet"))?;
+        let lf = io::scan_parquet(&typed)?;
+        let mut h = lf
+            .clone()
+            .select([ingest::id_hash("txn_id").alias("h")])
+            .run()?;
+        io::write_spill(&mut h, &seg.join("hashes.parquet"))?;
+        let columns = ingest::typed_file(typed.clone())?.columns;
+        let has = |c: &str| columns.iter().any(|x| x == c);
+        let daily = measures::daily_by_id(lf, has("margin_cents"), has("quantity"))
+            .sort(["customer_id"], SortMultipleOptions::default());
+        io::sink_parquet(daily, &seg.join("daily.parquet"), false)?;
+        let meta = fs::metadata(file).map_err(Error::io(file))?;
+        let info = nf.report.files.first().cloned();
+        out.push((
+            StoredFile {
+                key: key.clone(),
+                name: file.to_string_lossy().into_owned(),
+                bytes: meta.len(),
+                modified_ns: modified_ns(&meta),
+                xxh3_128: info.map(|i| i.xxh3_128).unwrap_or_default(),
+                segment,
+                columns,
+                span: nf.span,
+                report: nf.report,
+            },
+            seg,
+        ));
+    }
+    drop(work);
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "new files stored");
+    Ok(out)
+}
+
+/// The days covered by more than one file's span, as closed ranges of
+/// days since the epoch: a customer's rows of such a day may sit in
+/// several files' pre-aggregates and must be summed. Conservative (a day
+/// between two spans that overlap a third may be listed; summing a day
+/// held once changes nothing).
+pub fn contested_days(spans: &[(i32, i32)]) -> Vec<(i32, i32)> {
+    let mut spans = spans.to_vec();
+    spans.sort_unstable();
+    let mut out: Vec<(i32, i32)> = Vec::new();
+    let mut reach: Option<i32> = None;
+    for (lo, hi) in spans {
+        if let Some(r) = reach
+            && lo <= r
+        {
+            let overlap = (lo, hi.min(r));
+            match out.last_mut() {
+                Some(last) if overlap.0 <= last.1 + 1 => last.1 = last.1.max(overlap.1),
+                _ => out.push(overlap),
+            }
+        }
+        reach = Some(reach.map_or(hi, |r| r.max(hi)));
+    }
+    out
+}
+
+impl View {
+    fn segment(&self, f: &StoredFile, name: &str) -> PathBuf {
+        self.dir.join(SEGMENTS).join(&f.segment).join(name)
+    }
+
+    fn has(&self, column: &str) -> bool {
+        self.files
+            .first()
+            .is_some_and(|f| f.columns.iter().any(|c| c == column))
+    }
+
+    /// The latest date of any stored row.
+    pub fn latest(&self) -> Option<NaiveDate> {
+        self.files.iter().filter_map(|f| f.span.map(|s| s.1)).max()
+    }
+
+    /// The run's inputs as of `as_of` (default: the latest stored date):
+    /// the stored transactions cut at that date (later rows listed in the
+    /// rejects as `after as_of`), customers and interactions read anew.
+    pub fn ingested(&self, cfg: &Config, as_of: Option<NaiveDate>) -> Result<Ingested> {
+        let as_of = match as_of.or(self.latest()) {
+            Some(d) => d,
+            None => {
+                return Err(Error::Usage(format!(
+                    "{}: no valid transaction to take the as-of date from; pass --as-of",
+                    cfg.inputs.transactions.path
+                )));
+            }
+        };
+        let mut rep = TableReport::default();
+        let mut rejects = Vec::new();
+        let mut paths = Vec::new();
+        for f in &self.files {
+            let r = &f.report;
+            rep.files.extend(r.files.iter().cloned());
+            rep.rows_read += r.rows_read;
+            rep.duplicates_collapsed += r.duplicates_collapsed;
+            for (k, v) in &r.rejected {
+                *rep.rejected.entry(k.clone()).or_default() += v;
+            }
+            for (k, v) in &r.warnings {
+                *rep.warnings.entry(k.clone()).or_default() += v;
+            }
+            rejects.push(io::scan_parquet(&self.segment(f, "rejects.parquet"))?.run()?);
+            let typed = self.segment(f, "typed.parquet");
+            let mut kept = r.rows_kept;
+            if f.span.is_some_and(|(_, last)| last > as_of) {
+                let late = io::scan_parquet(&typed)?
+                    .filter(col("ts").gt(measures::date_lit(as_of)))
+                    .select([col(LINE), lit(0u32).alias("__file_no")])
+                    .run()?;
+                kept -= late.height();
+                rep.excluded_after_as_of += late.height();
+                rejects.push(ingest::as_rejects(
+                    "transactions",
+                    late.lazy(),
+                    std::slice::from_ref(&f.name),
+                    ingest::reason::AFTER_AS_OF,
+                )?);
+            }
+            rep.rows_kept += kept;
+            paths.push(typed);
+        }
+        let columns = match self.files.first() {
+            Some(f) => f.columns.clone(),
+            None => ["customer_id", "txn_id", "ts", "amount_cents"]
+                .map(String::from)
+                .to_vec(),
+        };
+        let typed = TypedFile {
+            paths,
+            rows: rep.rows_kept,
+            columns,
+        };
+        let mut reports = BTreeMap::new();
+        reports.insert("transactions".to_string(), rep);
+        ingest::with_other_tables(cfg, as_of, typed, reports, rejects)
+    }
+
+    /// The customer × day pre-aggregate keyed by customer_id
+    /// ([`measures::daily_by_id`]) of every stored row, for the customers
+    /// `part` selects (all with `None`): the files' pre-aggregates stacked,
+    /// the days held by several files summed.
+    pub fn daily_by_id(&self, part: Option<Expr>) -> Result<LazyFrame> {
+        let files: Vec<&StoredFile> = self.files.iter().filter(|f| f.span.is_some()).collect();
+        let spans: Vec<(i32, i32)> = files
+            .iter()
+            .filter_map(|f| f.span)
+            .map(|(a, b)| (measures::epoch_days(a), measures::epoch_days(b)))
+            .collect();
+        let contested = contested_days(&spans);
+        let mut scans = Vec::new();
+        for f in &files {
+            let lf = io::scan_parquet(&self.segment(f, "daily.parquet"))?;
+            scans.push(match &part {
+                Some(p) => lf.filter(p.clone()),
+                None => lf,
+            });
+        }
+        if scans.is_empty() {
+            let empty = io::scan_parquet(&self.segment(self.files_any()?, "daily.parquet"))?;
+            return Ok(empty.limit(0));
+        }
+        if contested.is_empty() {
+            return Ok(concat(scans, UnionArgs::default())?);
+        }
+        let day = col("ts").cast(DataType::Int32);
+        let shared = contested.iter().fold(lit(false), |e, (lo, hi)| {
+            e.or(day.clone().gt_eq(lit(*lo)).and(day.clone().lt_eq(lit(*hi))))
+        });
+        let alone: Vec<LazyFrame> = scans
+            .iter()
+            .map(|s| s.clone().filter(shared.clone().not()))
+            .collect();
+        let both: Vec<LazyFrame> = scans
+            .into_iter()
+            .map(|s| s.filter(shared.clone()))
+            .collect();
+        let merged = measures::merge_daily(
+            concat(both, UnionArgs::default())?,
+            self.has("margin_cents"),
+            self.has("quantity"),
+        );
+        let mut all = alone;
+        all.push(merged);
+        Ok(concat(all, UnionArgs::default())?)
+    }
+
+    fn files_any(&self) -> Result<&StoredFile> {
+        self.files.first().ok_or_else(|| {
+            Error::Invariant(format!("{}: the store holds no file", self.dir.display()))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contested_days_are_where_spans_overlap() {
+        // Disjoint nightly files: nothing to merge.
+        assert!(contested_days(&[(1, 10), (11, 11), (12, 12)]).is_empty());
+        // A night's file with late rows for days 8..9 of the history.
+        assert_eq!(contested_days(&[(1, 10), (8, 11)]), vec![(8, 10)]);
+        // Nested and chained overlaps; adjacent overlaps merge into one
+        // range; the order of the input does not matter.
+        assert_eq!(
+            contested_days(&[(5, 6), (1, 10), (9, 12), (12, 14), (13, 20)]),
+            vec![(5, 6), (9, 10), (12, 14)]
+        );
+        // The same day twice.
+        assert_eq!(contested_days(&[(3, 3), (3, 3)]), vec![(3, 3)]);
+    }
+}

@@ -1,0 +1,369 @@
+//! The typed store (`OUT/_store/`): a run ingests only the files the store
+//! lacks, and publishes exactly the tables of a run from scratch over the
+//! same files — for a new file, the same file twice, a changed file, a
+//! removed file, a killed ingest and rows that repeat history.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::*;
+
+/// A generated data set with its transactions split into a history file
+/// (dates up to 2010-12-20) and a night's file (the later dates, plus
+/// every 4th row dated 2010-12-11..20: late arrivals, so the two files
+/// share ten days and the stored pre-aggregates of those days are summed). Returns (history lines, night lines) with the header.
+fn split_history(data: &Path) -> (String, String) {
+    let text = std::fs::read_to_string(data.join("transactions.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let (mut history, mut night) = (format!("{header}\n"), format!("{header}\n"));
+    for (i, line) in lines.enumerate() {
+        let ts = line.split(',').nth(2).unwrap();
+        if ts > "2010-12-20" || (ts > "2010-12-10" && i % 4 == 0) {
+            night.push_str(line);
+            night.push('\n');
+        } else {
+            history.push_str(line);
+            history.push('\n');
+        }
+    }
+    (history, night)
+}
+
+struct Setup {
+    tmp: TempDir,
+    drops: PathBuf,
+    history: String,
+    night: String,
+}
+
+impl Setup {
+    fn new(tag: &str, seed: u64) -> Setup {
+        let tmp = TempDir::new(tag);
+        let data = tmp.join("data");
+        generate(&data, 300, 6000, seed);
+        let drops = tmp.join("drops");
+        std::fs::create_dir_all(&drops).unwrap();
+        let (history, night) = split_history(&data);
+        Setup {
+            tmp,
+            drops,
+            history,
+            night,
+        }
+    }
+
+    fn put(&self, name: &str, text: &str) {
+        std::fs::write(self.drops.join(name), text).unwrap();
+    }
+
+    /// A pipeline file over `drops/t_*.csv` with `extra` appended.
+    fn config(&self, extra: &str) -> String {
+        let data = self.tmp.join("data");
+        let text = format!(
+            "as_of = \"2010-12-31\"\n[inputs.transactions]\npath = {:?}\n[inputs.customers]\npath = {:?}\n[inputs.interactions]\npath = {:?}\n{extra}",
+            self.drops.join("t_*.csv").to_string_lossy(),
+            data.join("customers.csv").to_string_lossy(),
+            data.join("interactions.csv").to_string_lossy(),
+        );
+        let tag = extra
+            .bytes()
+            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+        self.tmp.write(&format!("p{tag:x}.toml"), &text)
+    }
+
+    fn run(&self, out: &str, extra: &str) -> std::process::Output {
+        run_env(self, out, extra, &[])
+    }
+
+    fn out(&self, out: &str) -> PathBuf {
+        self.tmp.join(out)
+    }
+}
+
+fn run_env(s: &Setup, out: &str, extra: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let config = s.config(extra);
+    let out = s.out(out);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tiering"));
+    cmd.args([
+        "run",
+        "--config",
+        &config,
+        "--out",
+        out.to_str().unwrap(),
+        "--overwrite",
+    ]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn ok_run(s: &Setup, out: &str, extra: &str) -> serde_json::Value {
+    let o = s.run(out, extra);
+    assert!(
+        o.status.success(),
+        "run into {out} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    manifest(&s.out(out))
+}
+
+fn manifest(out: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(out.join("snapshot=2010-12-31/manifest.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn names(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            Path::new(x.as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+fn snap(out: &Path) -> PathBuf {
+    out.join("snapshot=2010-12-31")
+}
+
+/// A run from scratch over the files now in `drops/` into a fresh root.
+fn from_scratch(s: &Setup, out: &str, extra: &str) -> PathBuf {
+    ok_run(s, out, extra);
+    snap(&s.out(out))
+}
+
+fn revenue_cents(out: &Path) -> i64 {
+    let scores = read_parquet(&snap(out).join("customer_scores.parquet"));
+    floats(&scores, "revenue")
+        .into_iter()
+        .map(|v| (v.unwrap_or(0.0) * 100.0).round() as i64)
+        .sum()
+}
+
+/// The net amount of every data row of `text` (amount in the 4th field), in cents.
+fn amounts(text: &str) -> i64 {
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let a: f64 = l.split(',').nth(3).unwrap().parse().unwrap();
+            (a * 100.0).round() as i64
+        })
+        .sum()
+}
+
+#[test]
+fn a_nightly_run_ingests_only_the_new_file_and_publishes_a_full_runs_tables() {
+    let s = Setup::new("store-night", 31);
+    s.put("t_1.csv", &s.history);
+    let first = ok_run(&s, "inc", "");
+    assert_eq!(names(&first["store"]["ingested"]), vec!["t_1.csv"]);
+    // The revenue of the history alone, computed from the text.
+    assert_eq!(revenue_cents(&s.out("inc")), amounts(&s.history));
+
+    s.put("t_2.csv", &s.night);
+    let night = ok_run(&s, "inc", "");
+    assert_eq!(names(&night["store"]["ingested"]), vec!["t_2.csv"]);
+    assert_eq!(night["store"]["files"], 2);
+    let t = &night["inputs"]["transactions"];
+    let rows = |text: &str| text.lines().count() as u64 - 1;
+    assert_eq!(t["rows_read"], rows(&s.history) + rows(&s.night));
+    assert_eq!(t["rows_kept"], rows(&s.history) + rows(&s.night));
+    assert_eq!(
+        revenue_cents(&s.out("inc")),
+        amounts(&s.history) + amounts(&s.night)
+    );
+
+    let full = from_scratch(&s, "full", "");
+    assert_eq!(
+        names(&manifest(&s.out("full"))["store"]["ingested"]).len(),
+        2
+    );
+    assert_same_tables(&snap(&s.out("inc")), &full, &["manifest", "report"]);
+}
+
+#[test]
+fn the_same_file_offered_twice_doubles_nothing() {
+    let s = Setup::new("store-twice", 32);
+    s.put("t_1.csv", &s.history);
+    ok_run(&s, "out", "");
+    let before = read_parquet(&snap(&s.out("out")).join("customer_scores.parquet"));
+    // The same file again: nothing ingested, the same tables.
+    let again = ok_run(&s, "out", "");
+    assert!(names(&again["store"]["ingested"]).is_empty());
+    let after = read_parquet(&snap(&s.out("out")).join("customer_scores.parquet"));
+    assert!(before.equals_missing(&after));
+    // A copy under a new name: ingested, but every row repeats a stored
+    // txn_id, so all are rejected as duplicates and nothing doubles.
+    s.put("t_9.csv", &s.history);
+    let copy = ok_run(&s, "out", "");
+    assert_eq!(names(&copy["store"]["ingested"]), vec!["t_9.csv"]);
+    let n = s.history.lines().count() as u64 - 1;
+    assert_eq!(copy["inputs"]["transactions"]["duplicates_collapsed"], n);
+    assert_eq!(copy["inputs"]["transactions"]["rows_kept"], n);
+    let after = read_parquet(&snap(&s.out("out")).join("customer_scores.parquet"));
+    assert!(before.equals_missing(&after));
+    let rejects = read_csv(&snap(&s.out("out")).join("rejects.csv"));
+    let dup = strs(&rejects, "reason")
+        .iter()
+        .zip(strs(&rejects, "file"))
+        .filter(|(r, f)| {
+            r.as_deref() == Some("duplicate txn_id") && f.as_deref().unwrap().ends_with("t_9.csv")
+        })
+        .count() as u64;
+    assert_eq!(dup, n);
+}
+
+#[test]
+fn a_changed_file_replaces_its_rows_or_is_refused() {
+    let s = Setup::new("store-changed", 33);
+    s.put("t_1.csv", &s.history);
+    s.put("t_2.csv", &s.night);
+    ok_run(&s, "out", "");
+    // The night's file is re-exported with its first row's amount raised by 1000.00.
+    let mut lines: Vec<String> = s.night.lines().map(String::from).collect();
+    let mut f: Vec<String> = lines[1].split(',').map(String::from).collect();
+    let amount: f64 = f[3].parse().unwrap();
+    f[3] = format!("{:.2}", amount + 1000.0);
+    lines[1] = f.join(",");
+    let changed = lines.join("\n") + "\n";
+
+    // Refused: exit 2 naming the file, the store untouched.
+    let catalog = s.out("out").join("_store/catalog.json");
+    let stored = std::fs::read(&catalog).unwrap();
+    s.put("t_2.csv", &changed);
+    let o = s.run("out", "[store]\non_changed = \"refuse\"\n");
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("t_2.csv") && err.contains("changed"), "{err}");
+    assert_eq!(std::fs::read(&catalog).unwrap(), stored);
+
+    // Replaced (the default): the new bytes' rows, as a run from scratch.
+    let m = ok_run(&s, "out", "");
+    assert_eq!(names(&m["store"]["replaced"]), vec!["t_2.csv"]);
+    assert_eq!(names(&m["store"]["ingested"]), vec!["t_2.csv"]);
+    assert_eq!(
+        revenue_cents(&s.out("out")),
+        amounts(&s.history) + amounts(&changed)
+    );
+    let full = from_scratch(&s, "full", "");
+    assert_same_tables(&snap(&s.out("out")), &full, &["manifest", "report"]);
+}
+
+#[test]
+fn a_removed_file_is_dropped_kept_or_refused() {
+    let s = Setup::new("store-removed", 34);
+    s.put("t_1.csv", &s.history);
+    s.put("t_2.csv", &s.night);
+    let keep = "[store]\non_removed = \"keep\"\n";
+    ok_run(&s, "drop", "");
+    ok_run(&s, "keep", keep);
+    ok_run(&s, "refuse", "");
+    let both = from_scratch(&s, "both", "");
+    std::fs::remove_file(s.drops.join("t_2.csv")).unwrap();
+
+    // Refused: exit 2 naming the file.
+    let o = s.run("refuse", "[store]\non_removed = \"refuse\"\n");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("t_2.csv"));
+
+    // Kept: the tables of both files (an archived drop file).
+    let m = ok_run(&s, "keep", keep);
+    assert_eq!(names(&m["store"]["kept_absent"]), vec!["t_2.csv"]);
+    assert_same_tables(&snap(&s.out("keep")), &both, &["manifest", "report"]);
+
+    // Dropped (the default): the tables of the history alone.
+    let m = ok_run(&s, "drop", "");
+    assert_eq!(names(&m["store"]["dropped"]), vec!["t_2.csv"]);
+    assert_eq!(m["store"]["files"], 1);
+    assert_eq!(revenue_cents(&s.out("drop")), amounts(&s.history));
+    let only = from_scratch(&s, "only", "");
+    assert_same_tables(&snap(&s.out("drop")), &only, &["manifest", "report"]);
+    let segments = std::fs::read_dir(s.out("drop").join("_store/segments"))
+        .unwrap()
+        .count();
+    assert_eq!(segments, 1, "the dropped file's segment is removed");
+}
+
+#[test]
+fn a_killed_ingest_leaves_the_store_unchanged_and_the_next_run_completes() {
+    let s = Setup::new("store-kill", 35);
+    s.put("t_1.csv", &s.history);
+    ok_run(&s, "out", "");
+    let catalog = s.out("out").join("_store/catalog.json");
+    let stored = std::fs::read(&catalog).unwrap();
+    let published = std::fs::read(snap(&s.out("out")).join("customer_scores.csv")).unwrap();
+
+    s.put("t_2.csv", &s.night);
+    let o = run_env(
+        &s,
+        "out",
+        "",
+        &[("TIERING_FAILPOINT", "store_before_commit")],
+    );
+    assert!(!o.status.success());
+    assert_eq!(std::fs::read(&catalog).unwrap(), stored);
+    assert_eq!(
+        std::fs::read(snap(&s.out("out")).join("customer_scores.csv")).unwrap(),
+        published
+    );
+
+    let m = ok_run(&s, "out", "");
+    assert_eq!(names(&m["store"]["ingested"]), vec!["t_2.csv"]);
+    // Nothing of the killed run is left in the store.
+    let mut left: Vec<String> = std::fs::read_dir(s.out("out").join("_store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec!["catalog.json", "segments"]);
+    let segments = std::fs::read_dir(s.out("out").join("_store/segments"))
+        .unwrap()
+        .count();
+    assert_eq!(segments, 2);
+    let full = from_scratch(&s, "full", "");
+    assert_same_tables(&snap(&s.out("out")), &full, &["manifest", "report"]);
+}
+
+#[test]
+fn rows_of_a_new_file_that_repeat_history_are_rejected_as_duplicates() {
+    let s = Setup::new("store-dups", 36);
+    s.put("t_1.csv", &s.history);
+    ok_run(&s, "out", "");
+    // The night's file repeats three stored txn_ids with other amounts.
+    let stored: Vec<&str> = s.history.lines().skip(1).take(3).collect();
+    let mut night = s.night.clone();
+    let mut repeated = 0i64;
+    for l in &stored {
+        let mut f: Vec<String> = l.split(',').map(String::from).collect();
+        f[3] = "123.45".into();
+        night.push_str(&f.join(","));
+        night.push('\n');
+        repeated += 1;
+    }
+    s.put("t_2.csv", &night);
+    let m = ok_run(&s, "out", "");
+    assert_eq!(m["inputs"]["transactions"]["duplicates_collapsed"], 3);
+    // The repeats are not counted: revenue is the history plus the night's own rows.
+    assert_eq!(
+        revenue_cents(&s.out("out")),
+        amounts(&s.history) + amounts(&s.night)
+    );
+    let rejects = read_csv(&snap(&s.out("out")).join("rejects.csv"));
+    let lines: Vec<i64> = strs(&rejects, "reason")
+        .iter()
+        .zip(ints(&rejects, "line"))
+        .filter(|(r, _)| r.as_deref() == Some("duplicate txn_id"))
+        .map(|(_, l)| l.unwrap())
+        .collect();
+    // The appended rows are the file's last three lines (header = line 1).
+    let last = night.lines().count() as i64;
+    assert_eq!(lines, ((last - repeated + 1)..=last).collect::<Vec<_>>());
+    let full = from_scratch(&s, "full", "");
+    assert_same_tables(&snap(&s.out("out")), &full, &["manifest", "report"]);
+}
