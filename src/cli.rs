@@ -299,6 +299,7 @@ pub fn init_logging(cli: &Cli) {
 /// Runs a parsed command line; the caller maps errors to exit codes.
 pub fn execute(cli: Cli) -> Result<()> {
     init_logging(&cli);
+    crate::io::quiet_caught_panics();
     let progress = crate::progress::wanted(cli.quiet);
     match cli.command {
         Command::Backfill(a) => {

@@ -447,7 +447,7 @@ fn stage_table(
                 match io::catch_panic(pass) {
                     Ok(r) => r.map_err(|e| io::read_error(&file, &e))?,
                     Err(what) => {
-                        tracing::warn!(file = %file.display(), error = %what, "the fast number parse failed; reading numbers as text");
+                        tracing::info!(file = %file.display(), error = %what, "the fast number parse failed; reading numbers as text");
                         numeric.clear();
                         continue;
                     }

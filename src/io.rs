@@ -162,9 +162,31 @@ pub fn guarded<T>(path: &Path, f: impl FnOnce() -> PolarsResult<T>) -> Result<T>
     }
 }
 
+/// How many [`catch_panic`] calls are running: a panic then is expected
+/// and becomes an error, so the hook of [`quiet_caught_panics`] keeps its
+/// default message off stderr. A count, not a thread-local flag: polars
+/// panics on its own worker threads.
+static CATCHING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Installs a panic hook that stays silent while [`catch_panic`] runs (the
+/// caught panic is reported as one error line) and prints as usual
+/// otherwise. The binary installs it once at start.
+pub fn quiet_caught_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if CATCHING.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            default(info);
+        }
+    }));
+}
+
 /// `f`'s result, or the message of a panic inside it.
 pub fn catch_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+    use std::sync::atomic::Ordering;
+    CATCHING.fetch_add(1, Ordering::SeqCst);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CATCHING.fetch_sub(1, Ordering::SeqCst);
+    caught.map_err(|panic| {
         panic
             .downcast_ref::<String>()
             .cloned()

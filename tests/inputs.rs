@@ -72,6 +72,23 @@ fn wrong_delimiter_is_suspected() {
 }
 
 #[test]
+fn a_reader_panic_is_one_error_line() {
+    // polars' CSV number parser panics on this quoted field (found by the
+    // fuzzer); the panic is caught, and its default message must not reach
+    // stderr before the error line.
+    let text = std::fs::read_to_string("tests/data/fuzz/crash-9c85416e8037b457.csv").unwrap();
+    let tmp = TempDir::new("panic");
+    let t = tmp.write("t.csv", &text);
+    let c = tmp.write("c.csv", CUSTOMERS);
+    let (code, err, out) = run_files(&tmp, &t, &c, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: ") && err.contains("t.csv"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out.join("snapshot=2010-12-31").exists());
+}
+
+#[test]
 fn empty_file_is_refused() {
     let tmp = TempDir::new("empty");
     assert_refused(&tmp, "", 2, &["empty"]);

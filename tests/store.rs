@@ -367,3 +367,41 @@ fn rows_of_a_new_file_that_repeat_history_are_rejected_as_duplicates() {
     let full = from_scratch(&s, "full", "");
     assert_same_tables(&snap(&s.out("out")), &full, &["manifest", "report"]);
 }
+
+#[test]
+fn a_bad_nights_file_fails_the_run_and_is_not_stored() {
+    let s = Setup::new("store-bad", 37);
+    s.put("t_1.csv", &s.history);
+    ok_run(&s, "out", "");
+    let catalog = s.out("out").join("_store/catalog.json");
+    let stored = std::fs::read(&catalog).unwrap();
+    // Half the night's rows have no amount: far above the 1% reject ratio,
+    // which applies to the rows this run ingests, not to the history.
+    let mut bad = String::new();
+    for (i, line) in s.night.lines().enumerate() {
+        let mut f: Vec<String> = line.split(',').map(String::from).collect();
+        if i > 0 && i % 2 == 0 {
+            f[3].clear();
+        }
+        bad.push_str(&f.join(","));
+        bad.push('\n');
+    }
+    s.put("t_2.csv", &bad);
+    let o = s.run("out", "");
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("t_2.csv"));
+    assert_eq!(std::fs::read(&catalog).unwrap(), stored);
+    // The corrected file is then ingested like any new file.
+    s.put("t_2.csv", &s.night);
+    let m = ok_run(&s, "out", "");
+    assert_eq!(names(&m["store"]["ingested"]), vec!["t_2.csv"]);
+    assert_eq!(
+        revenue_cents(&s.out("out")),
+        amounts(&s.history) + amounts(&s.night)
+    );
+}
