@@ -1059,15 +1059,28 @@ fn drop_duplicates(
         .filter(later_duplicate(key)?)
         .select(on)
         .run()?;
-    let rejects = as_rejects(table, later.clone().lazy(), files, why)?;
+    let (kept, rejects) = move_to_rejects(table, valid, &later, files, why)?;
+    Ok((kept, rejects, later))
+}
+
+/// `rows` (file numbers and lines) taken out of `valid` and returned as
+/// rejects with `why`.
+fn move_to_rejects(
+    table: &str,
+    valid: LazyFrame,
+    rows: &DataFrame,
+    files: &[String],
+    why: &str,
+) -> Result<(LazyFrame, DataFrame)> {
+    let rejects = as_rejects(table, rows.clone().lazy(), files, why)?;
     let on = [col("__file_no"), col(LINE)];
     let kept = valid.join(
-        later.clone().lazy().select(on.clone()),
+        rows.clone().lazy().select(on.clone()),
         on.clone(),
         on,
         JoinArgs::new(JoinType::Anti),
     );
-    Ok((kept, rejects, later))
+    Ok((kept, rejects))
 }
 
 /// An empty rejects table.
@@ -1678,19 +1691,8 @@ fn history_duplicates(
     if dup.height() == 0 {
         return Ok((kept.clone(), no_rejects(), none()?));
     }
-    let rejects = as_rejects(
-        "transactions",
-        dup.clone().lazy(),
-        files,
-        reason::DUPLICATE_TXN,
-    )?;
-    let key = [col("__file_no"), col(LINE)];
-    let left = kept.join(
-        dup.clone().lazy().select(key.clone()),
-        key.clone(),
-        key,
-        JoinArgs::new(JoinType::Anti),
-    );
+    let (left, rejects) =
+        move_to_rejects("transactions", kept, &dup, files, reason::DUPLICATE_TXN)?;
     Ok((left, rejects, dup))
 }
 

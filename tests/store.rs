@@ -128,6 +128,13 @@ fn names(v: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// How many segments the store under `out` holds.
+fn segments(out: &Path) -> usize {
+    std::fs::read_dir(out.join("_store/segments"))
+        .unwrap()
+        .count()
+}
+
 fn snap(out: &Path) -> PathBuf {
     out.join("snapshot=2010-12-31")
 }
@@ -284,10 +291,11 @@ fn a_removed_file_is_dropped_kept_or_refused() {
     assert_eq!(revenue_cents(&s.out("drop")), amounts(&s.history));
     let only = from_scratch(&s, "only", "");
     assert_same_tables(&snap(&s.out("drop")), &only, &["manifest", "report"]);
-    let segments = std::fs::read_dir(s.out("drop").join("_store/segments"))
-        .unwrap()
-        .count();
-    assert_eq!(segments, 1, "the dropped file's segment is removed");
+    assert_eq!(
+        segments(&s.out("drop")),
+        1,
+        "the dropped file's segment is removed"
+    );
 }
 
 #[test]
@@ -322,10 +330,7 @@ fn a_killed_ingest_leaves_the_store_unchanged_and_the_next_run_completes() {
         .collect();
     left.sort();
     assert_eq!(left, vec!["catalog.json", "segments"]);
-    let segments = std::fs::read_dir(s.out("out").join("_store/segments"))
-        .unwrap()
-        .count();
-    assert_eq!(segments, 2);
+    assert_eq!(segments(&s.out("out")), 2);
     let full = from_scratch(&s, "full", "");
     assert_same_tables(&snap(&s.out("out")), &full, &["manifest", "report"]);
 }
