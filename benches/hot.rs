@@ -11,8 +11,8 @@ use chrono::NaiveDate;
 use polars::prelude::*;
 use tiering::config::Config;
 use tiering::io::Run;
+use tiering::scoring::{engagement, measures, pyramid};
 use tiering::snapshot::{self, Daily, Frames};
-use tiering::{engagement, measures, pyramid};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -32,7 +32,7 @@ fn transactions(rows: usize) -> DataFrame {
             .wrapping_add(1442695040888963407);
         x >> 33
     };
-    let start = measures::epoch_days(NaiveDate::from_ymd_opt(2009, 1, 1).unwrap());
+    let start = tiering::units::epoch_days(NaiveDate::from_ymd_opt(2009, 1, 1).unwrap());
     let (mut id, mut ts, mut amount, mut margin, mut qty) = (
         Vec::with_capacity(rows),
         Vec::with_capacity(rows),
@@ -81,13 +81,15 @@ fn main() {
     let cfg = Config::default();
     let as_of = NaiveDate::from_ymd_opt(2010, 12, 31).unwrap();
     println!("{rows} transactions, median of {reps}");
-    let keys = measures::customer_keys(txns.clone().lazy()).run().unwrap();
+    let keys = tiering::daily::customer_keys(txns.clone().lazy())
+        .run()
+        .unwrap();
     time("daily pre-aggregate", reps, || {
-        measures::daily(txns.clone().lazy(), keys.clone().lazy(), true, true)
+        tiering::daily::daily(txns.clone().lazy(), keys.clone().lazy(), true, true)
             .run()
             .unwrap()
     });
-    let daily = measures::daily(txns.clone().lazy(), keys.clone().lazy(), true, true)
+    let daily = tiering::daily::daily(txns.clone().lazy(), keys.clone().lazy(), true, true)
         .run()
         .unwrap();
     time("median gaps", reps, || {

@@ -395,7 +395,7 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Report { dir } => {
             let html = crate::report::render_dir(&dir)?;
             let path = dir.join("report.html");
-            crate::publish::write_atomically(&path, |tmp| {
+            crate::io::write_atomically(&path, |tmp| {
                 std::fs::write(tmp, html.as_bytes()).map_err(Error::io(tmp))
             })?;
             println!("wrote {}", path.display());

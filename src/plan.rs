@@ -19,13 +19,13 @@
 use chrono::NaiveDate;
 use polars::prelude::*;
 
-use crate::concentration::{self, ReportYear};
 use crate::config::{Config, FrequencyMode, MonetaryMode, PyramidMode, RfmMode};
 use crate::error::{Error, Result};
 use crate::io::Run;
-use crate::measures;
+use crate::scoring::measures;
+use crate::scoring::{pyramid, rfm};
 use crate::snapshot::Frames;
-use crate::{pyramid, rfm};
+use crate::summaries::concentration::{self, ReportYear};
 
 /// The columns of `core`, in order, with their (canonical) types.
 pub const CORE_COLUMNS: &[(&str, Kind)] = &[

@@ -9,6 +9,7 @@ use polars::prelude::DataFrame;
 
 use crate::error::{Error, Result};
 use crate::io::{self, TableInfo};
+use crate::io::{failpoint, process_alive};
 
 /// Name of a snapshot directory for `as_of` (Hive-style partition).
 pub fn snapshot_dir_name(as_of: NaiveDate) -> String {
@@ -94,7 +95,7 @@ pub fn recover(root: &Path) -> Result<()> {
     if let Ok(entries) = fs::read_dir(&ingest) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(crate::ingest::WORK_PREFIX) {
+            if name.starts_with(crate::io::WORK_PREFIX) {
                 tracing::warn!(path = %entry.path().display(), "removing ingest work files left by a failed run");
                 fs::remove_dir_all(entry.path()).map_err(Error::io(entry.path()))?;
             }
@@ -105,42 +106,6 @@ pub fn recover(root: &Path) -> Result<()> {
 
 const STAGING: &str = ".staging-";
 const REPLACED: &str = ".replaced-";
-
-/// Test hook: when `TIERING_FAILPOINT` names this point, the process aborts
-/// on the spot (no destructors run), as if killed there.
-pub fn failpoint(point: &str) {
-    if std::env::var("TIERING_FAILPOINT").is_ok_and(|p| p == point) {
-        eprintln!("failpoint {point}: aborting");
-        std::process::abort();
-    }
-}
-
-/// Test hook for write failures: `TIERING_FAILPOINT=disk_full:<table>`
-/// fails writing that table as a full disk would (ENOSPC),
-/// `read_only:<table>` as a read-only directory would (EACCES; a real
-/// chmod does not stop root, who runs CI).
-pub fn failpoint_io(table: &str, path: &Path) -> Result<()> {
-    let Ok(point) = std::env::var("TIERING_FAILPOINT") else {
-        return Ok(());
-    };
-    let errno = match point.split_once(':') {
-        Some(("disk_full", t)) if t == table => 28,
-        Some(("read_only", t)) if t == table => 13,
-        _ => return Ok(()),
-    };
-    Err(Error::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::from_raw_os_error(errno),
-    })
-}
-
-fn process_alive(pid: &str) -> bool {
-    match pid.parse::<u32>() {
-        Ok(p) if p == std::process::id() => false,
-        Ok(p) => Path::new(&format!("/proc/{p}")).exists(),
-        Err(_) => false,
-    }
-}
 
 /// A snapshot being written. Dropped without [`Snapshot::commit`], its
 /// staging directory is removed and nothing is published.
@@ -185,7 +150,6 @@ impl Snapshot {
         name: &str,
         write: impl FnOnce(&Path) -> Result<TableInfo>,
     ) -> Result<()> {
-        failpoint_io(name, &self.staging.join(format!("{name}.csv")))?;
         let info = write(&self.staging)?;
         self.tables.push(info);
         failpoint(&format!("after_table:{name}"));
@@ -244,13 +208,6 @@ impl Drop for Snapshot {
             let _ = fs::remove_dir_all(&self.staging);
         }
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename.
-pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    write(&tmp)?;
-    fs::rename(&tmp, path).map_err(Error::io(path))
 }
 
 #[cfg(test)]

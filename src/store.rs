@@ -28,10 +28,10 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, InputFile, OnChanged, OnRemoved};
+use crate::contract;
 use crate::error::{Error, Result};
-use crate::ingest::{self, Ingested, TableReport, TypedFile, WorkDir};
-use crate::io::{self, LINE, Run};
-use crate::measures;
+use crate::ingest::{self, Ingested, TableReport, TypedFile};
+use crate::io::{self, LINE, Run, WorkDir};
 
 /// The store's folder under the output root.
 pub const STORE_DIR: &str = "_store";
@@ -227,13 +227,13 @@ pub fn sync(cfg: &Config, out: &Path, rebuild: bool) -> Result<View> {
     }
     cat.files = keep;
     if changed {
-        crate::publish::failpoint("store_before_commit");
+        crate::io::failpoint("store_before_commit");
     }
     // Written even when nothing changed: modification times may have
     // moved, and recording them spares later runs the hash.
     let json = serde_json::to_string_pretty(&cat)?;
     let path = dir.join(CATALOG);
-    crate::publish::write_atomically(&path, |tmp| {
+    crate::io::write_atomically(&path, |tmp| {
         fs::write(tmp, json.as_bytes()).map_err(Error::io(tmp))
     })?;
     for g in gone {
@@ -289,7 +289,7 @@ fn remove_orphans(dir: &Path, cat: &Catalog) -> Result<()> {
     }
     for entry in fs::read_dir(dir).map_err(Error::io(dir))?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(ingest::WORK_PREFIX) {
+        if name.starts_with(io::WORK_PREFIX) {
             fs::remove_dir_all(entry.path()).map_err(Error::io(entry.path()))?;
         } else if name.starts_with(CATALOG) && name != CATALOG {
             fs::remove_file(entry.path()).map_err(Error::io(entry.path()))?;
@@ -384,7 +384,7 @@ fn ingest_new(
         // run leaves for the next run to remove; then moved in.
         let seg = dir.join(format!(
             "{}{}-{segment}",
-            ingest::WORK_PREFIX,
+            io::WORK_PREFIX,
             std::process::id()
         ));
         fs::create_dir_all(&seg).map_err(Error::io(&seg))?;
@@ -399,7 +399,7 @@ fn ingest_new(
         io::write_spill(&mut h, &seg.join("hashes.parquet"))?;
         let columns = ingest::typed_file(typed.clone())?.columns;
         let has = |c: &str| columns.iter().any(|x| x == c);
-        let daily = measures::daily_by_id(lf, has("margin_cents"), has("quantity"))
+        let daily = crate::daily::daily_by_id(lf, has("margin_cents"), has("quantity"))
             .sort(["customer_id"], SortMultipleOptions::default());
         io::sink_parquet(daily, &seg.join("daily.parquet"), false)?;
         let meta = fs::metadata(file).map_err(Error::io(file))?;
@@ -497,7 +497,7 @@ impl View {
             let mut kept = r.rows_kept;
             if f.span.is_some_and(|(_, last)| last > as_of) {
                 let late = io::scan_parquet(&typed)?
-                    .filter(col("ts").gt(measures::date_lit(as_of)))
+                    .filter(col("ts").gt(crate::units::date_lit(as_of)))
                     .select([col(LINE), lit(0u32).alias("__file_no")])
                     .run()?;
                 kept -= late.height();
@@ -506,7 +506,7 @@ impl View {
                     "transactions",
                     late.lazy(),
                     std::slice::from_ref(&f.name),
-                    ingest::reason::AFTER_AS_OF,
+                    contract::reason::AFTER_AS_OF,
                 )?);
             }
             rep.rows_kept += kept;
@@ -529,7 +529,7 @@ impl View {
     }
 
     /// The customer × day pre-aggregate keyed by customer_id
-    /// ([`measures::daily_by_id`]) of every stored row, for the customers
+    /// ([`crate::daily::daily_by_id`]) of every stored row, for the customers
     /// `part` selects (all with `None`): the files' pre-aggregates stacked,
     /// the days held by several files summed.
     pub fn daily_by_id(&self, part: Option<Expr>) -> Result<LazyFrame> {
@@ -537,7 +537,7 @@ impl View {
         let spans: Vec<(i32, i32)> = files
             .iter()
             .filter_map(|f| f.span)
-            .map(|(a, b)| (measures::epoch_days(a), measures::epoch_days(b)))
+            .map(|(a, b)| (crate::units::epoch_days(a), crate::units::epoch_days(b)))
             .collect();
         let contested = contested_days(&spans);
         let mut scans = Vec::new();
@@ -567,7 +567,7 @@ impl View {
             .into_iter()
             .map(|s| s.filter(shared.clone()))
             .collect();
-        let merged = measures::merge_daily(
+        let merged = crate::daily::merge_daily(
             concat(both, UnionArgs::default())?,
             self.has("margin_cents"),
             self.has("quantity"),

@@ -279,3 +279,46 @@ fn a_full_disk_fails_cleanly_and_the_next_run_recovers() {
             .contains("reconciles with the ingested window total")
     }));
 }
+
+/// `validate` computes everything and leaves no file: not in the output
+/// root, not in the temporary folder, even when killed (the next validate
+/// removes what a dead one left).
+#[test]
+fn validate_leaves_no_file_even_when_killed() {
+    let tmp = TempDir::new("validate");
+    let data = tmp.join("data");
+    generate(&data, 60, 500, 43);
+    let out = tmp.join("out");
+    let scratch = tmp.join("tmpdir");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let mut a = args(&data, &out, &[]);
+    a[0] = "validate".into();
+    let validate = |failpoint: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tiering"));
+        c.args(&a).env("TMPDIR", &scratch);
+        if let Some(p) = failpoint {
+            c.env("TIERING_FAILPOINT", p);
+        }
+        c.output().unwrap()
+    };
+    let o = validate(None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // It did compute: the summary names the customers it scored.
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("60 customers"),
+        "{o:?}"
+    );
+    assert!(!out.exists(), "validate created the output root");
+    assert!(listing(&scratch).is_empty(), "{:?}", listing(&scratch));
+
+    let killed = validate(Some("validate_after_ingest"));
+    assert!(!killed.status.success());
+    let left = listing(&scratch);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with("tiering-validate-"), "{left:?}");
+
+    let o = validate(None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(listing(&scratch).is_empty(), "{:?}", listing(&scratch));
+    assert!(!out.exists());
+}

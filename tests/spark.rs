@@ -142,7 +142,7 @@ fn the_plan_gives_the_same_tables_on_both_backends() {
     let frames = Frames {
         daily: Daily::in_memory(typed.scan().unwrap(), true, true).unwrap(),
         customers: customers.lazy(),
-        interactions: tiering::engagement::empty_interactions(),
+        interactions: tiering::scoring::engagement::empty_interactions(),
         has_margin: true,
         has_quantity: true,
         attributes: vec![],

@@ -8,19 +8,9 @@ use crate::io::Run;
 
 use crate::config::FollowUpConfig;
 use crate::error::Result;
-use crate::measures::epoch_days;
-use crate::snapshot::TierScheme;
-
-/// The position of a tier label in its scheme (0 = best); null otherwise.
-pub fn tier_order(column: &str, labels: &[String]) -> Expr {
-    let mut e = lit(NULL).cast(DataType::Int32);
-    for (i, l) in labels.iter().enumerate().rev() {
-        e = when(col(column).eq(lit(l.as_str())))
-            .then(lit(i as i32))
-            .otherwise(e);
-    }
-    e
-}
+use crate::scoring::schemes::TierScheme;
+use crate::scoring::schemes::tier_order;
+use crate::units::epoch_days;
 
 /// `call_every_days` and `visit_every_days` from the customer's tier.
 pub fn cadence_exprs(cfg: &FollowUpConfig, scheme: &TierScheme) -> [Expr; 2] {

@@ -8,8 +8,8 @@ use crate::io::Run;
 
 use crate::config::{ChurnConfig, ChurnMode};
 use crate::error::Result;
-use crate::measures::cents_to_units;
-use crate::snapshot::TierScheme;
+use crate::scoring::schemes::TierScheme;
+use crate::units::cents_to_units;
 
 /// Days of recency after which a customer is sleeping: fixed, or
 /// `sleeping_multiple` × the median purchase gap (fixed days without one).

@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::config::{Relative, RfmConfig, RfmMode, ScoreCond, SegmentRule, SegmentScheme};
 use crate::error::Result;
-use crate::measures::cents_to_units;
+use crate::scoring::table;
+use crate::units::mean_money;
 
 /// Quantile score 1..=bins: `1 + floor(bins·(r−1)/n)` with `r` the 'min' rank
 /// and `n` the non-null count, so equal values always get equal scores.
@@ -295,66 +296,36 @@ pub fn applied_cuts(scored: LazyFrame, cfg: &RfmConfig, segments: &DataFrame) ->
 pub fn segment_summary(scores: LazyFrame, rules: &[SegmentRule]) -> Result<DataFrame> {
     let mut names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
     names.push(UNMATCHED.to_string());
-    let order: Vec<u32> = (0..names.len() as u32).collect();
-    let all = df!("rfm_segment" => names, "__order" => order)?.lazy();
-    let agg = scores
-        .filter(col("in_scope"))
-        .group_by([col("rfm_segment")])
-        .agg([
-            len().cast(DataType::Int64).alias("customers"),
-            col("revenue_cents").sum().alias("revenue_cents"),
-            col("recency_days")
-                .cast(DataType::Float64)
-                .mean()
-                .alias("mean_recency_days"),
-            col("frequency")
-                .cast(DataType::Float64)
-                .mean()
-                .alias("mean_frequency"),
-            cents_to_units(col("monetary_cents").mean()).alias("mean_monetary"),
-        ]);
-    Ok(all
-        .join(
-            agg,
-            [col("rfm_segment")],
-            [col("rfm_segment")],
-            JoinArgs::new(JoinType::Left),
-        )
-        .with_columns([
-            col("customers").fill_null(lit(0i64)),
-            col("revenue_cents").fill_null(lit(0i64)),
-        ])
-        // "Other" is listed only when some customer fell through every rule.
-        .filter(
-            col("rfm_segment")
-                .neq(lit(UNMATCHED))
-                .or(col("customers").gt(lit(0i64))),
-        )
-        .with_columns([
-            share(col("customers").cast(DataType::Float64)).alias("customer_share"),
-            share(col("revenue_cents").cast(DataType::Float64)).alias("revenue_share"),
-            cents_to_units(col("revenue_cents")).alias("revenue"),
-        ])
-        .sort(["__order"], Default::default())
-        .select([
-            col("rfm_segment"),
-            col("customers"),
-            col("customer_share"),
-            col("revenue"),
-            col("revenue_share"),
-            col("mean_recency_days"),
-            col("mean_frequency"),
-            col("mean_monetary"),
-        ])
-        .run()?)
-}
-
-/// x / sum(x), null when the sum is zero.
-pub fn share(x: Expr) -> Expr {
-    let total = x.clone().sum();
-    when(total.clone().eq(lit(0.0)))
-        .then(lit(NULL).cast(DataType::Float64))
-        .otherwise(x / total)
+    let mean = |c: &str| col(c).cast(DataType::Float64).mean();
+    let extra = vec![
+        mean("recency_days").alias("mean_recency_days"),
+        mean("frequency").alias("mean_frequency"),
+        mean_money(col("monetary_cents")).alias("mean_monetary"),
+    ];
+    // "Other" is listed only when some customer fell through every rule.
+    let listed = col("rfm_segment")
+        .neq(lit(UNMATCHED))
+        .or(col("customers").gt(lit(0i64)));
+    let in_scope = scores.filter(col("in_scope"));
+    Ok(table::per_label(
+        in_scope,
+        "rfm_segment",
+        &names,
+        "revenue",
+        extra,
+        Some(listed),
+    )?
+    .select([
+        col("rfm_segment"),
+        col("customers"),
+        col("customer_share"),
+        col("revenue"),
+        col("revenue_share"),
+        col("mean_recency_days"),
+        col("mean_frequency"),
+        col("mean_monetary"),
+    ])
+    .run()?)
 }
 
 #[cfg(test)]

@@ -11,15 +11,21 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::engagement;
 use crate::error::{Error, Result};
 use crate::ingest::{self, Ingested, TableReport};
 use crate::io;
 use crate::memory;
+use crate::pipeline::manifest::Manifest;
+use crate::pipeline::manifest::pyramid_applied;
 use crate::publish::{self, Lock, Snapshot};
-use crate::rfm::RfmCuts;
+use crate::scoring::engagement;
 use crate::snapshot::{self, Frames, Scored};
 use crate::store;
+
+mod backfill;
+mod manifest;
+
+pub use backfill::{BackfillInfo, Every, backfill, backfill_dates};
 
 /// A validated run: the configuration as applied plus command-line choices.
 #[derive(Debug, Clone)]
@@ -117,78 +123,6 @@ impl Timings {
     }
 }
 
-/// The manifest written beside the tables.
-#[derive(Serialize)]
-struct Manifest<'a> {
-    tool: &'static str,
-    version: &'static str,
-    /// The commit the binary was built from (empty when unknown).
-    git_revision: &'static str,
-    /// Set for snapshots published by `tiering backfill`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    backfill: Option<&'a BackfillInfo>,
-    as_of: NaiveDate,
-    config: &'a Config,
-    inputs: &'a BTreeMap<String, TableReport>,
-    /// What the run did to the typed store (absent on the Spark engine).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    store: Option<&'a store::Summary>,
-    unknown_customers: usize,
-    rfm: &'a RfmCuts,
-    pyramid: PyramidApplied,
-    migration_compared_to: NaiveDate,
-    /// The execution plan and the estimates it was chosen from.
-    memory: &'a memory::Plan,
-    engine: &'a Engine,
-    /// Every invariant checked before publishing (a failed one publishes nothing).
-    invariants: &'a [snapshot::Invariant],
-    outputs: &'a [io::TableInfo],
-    timings_ms: BTreeMap<String, u64>,
-    /// Peak resident memory, including input files mapped while reading.
-    peak_rss_bytes: Option<u64>,
-    /// Peak anonymous memory (sampled every 20 ms): what --memory-limit bounds.
-    peak_anon_bytes: u64,
-}
-
-#[derive(Serialize)]
-struct PyramidApplied {
-    mode: String,
-    cuts_percent: Vec<f64>,
-    labels: Vec<String>,
-    /// Contribution range per tier as it came out (the effective cut values).
-    tiers: Vec<TierRange>,
-}
-
-#[derive(Serialize)]
-struct TierRange {
-    tier: String,
-    customers: i64,
-    min_contribution: Option<f64>,
-    max_contribution: Option<f64>,
-}
-
-fn pyramid_applied(cfg: &Config, summary: &DataFrame) -> Result<PyramidApplied> {
-    let tiers = summary.column("pyramid_tier")?.str()?;
-    let n = summary.column("customers")?.i64()?;
-    let lo = summary.column("min_contribution")?.f64()?;
-    let hi = summary.column("max_contribution")?.f64()?;
-    let mut out = Vec::new();
-    for i in 0..summary.height() {
-        out.push(TierRange {
-            tier: tiers.get(i).unwrap_or_default().to_string(),
-            customers: n.get(i).unwrap_or(0),
-            min_contribution: lo.get(i),
-            max_contribution: hi.get(i),
-        });
-    }
-    Ok(PyramidApplied {
-        mode: format!("{:?}", cfg.pyramid.mode),
-        cuts_percent: cfg.pyramid.cuts().to_vec(),
-        labels: cfg.pyramid.labels(),
-        tiers: out,
-    })
-}
-
 /// Where ingest writes the typed inputs.
 pub fn ingest_dir(out: &Path) -> PathBuf {
     out.join("_ingest")
@@ -206,7 +140,7 @@ pub fn write_ingested(ing: &Ingested, out: &Path) -> Result<PathBuf> {
         let path = dir.join(format!("{name}.parquet"));
         // The writer may rechunk, so it gets its own (cheap, shared) copy.
         let mut df = df.clone();
-        publish::write_atomically(&path, |tmp| io::write_parquet(&mut df, tmp))?;
+        crate::io::write_atomically(&path, |tmp| io::write_parquet(&mut df, tmp))?;
     }
     Ok(dir)
 }
@@ -253,7 +187,7 @@ fn frames(
         let by_id = |part: Expr| -> Result<LazyFrame> {
             match store {
                 Some(v) => v.daily_by_id(Some(part)),
-                None => Ok(crate::measures::daily_by_id(
+                None => Ok(crate::daily::daily_by_id(
                     ing.transactions.scan()?.filter(part),
                     has_margin,
                     has_quantity,
@@ -264,7 +198,7 @@ fn frames(
             &by_id,
             ing.customers.column("customer_id")?.str()?,
             plan.parts,
-            ingest::WorkDir::create_tagged(work, "parts")?,
+            io::WorkDir::create_tagged(work, "parts")?,
         )?;
         snapshot::Daily::Parts(std::sync::Arc::new(parts))
     } else {
@@ -284,7 +218,11 @@ fn frames(
         },
         has_margin,
         has_quantity,
-        attributes: cfg.inputs.customers.attributes.clone(),
+        attributes: [
+            cfg.inputs.customers.attributes.clone(),
+            cfg.inputs.customers.text_attributes.clone(),
+        ]
+        .concat(),
         measures_at: None,
         frugal: plan.lean(),
     };
@@ -386,10 +324,12 @@ pub fn emit_plan(s: &RunSettings) -> Result<String> {
 
 /// Validate only: read and check everything, compute, publish nothing.
 pub fn run_validate(s: &RunSettings) -> Result<RunOutcome> {
-    // Nothing is published: the typed transactions go to a scratch
-    // directory removed afterwards.
-    let scratch = ingest::WorkDir::create(&std::env::temp_dir())?;
+    // Nothing is published and the output root is not touched: the typed
+    // transactions go to a scratch directory in the temporary folder,
+    // removed afterwards (or by the next validate, if this one is killed).
+    let scratch = io::WorkDir::scratch("validate")?;
     let mut ing = ingest::ingest(&s.config, s.as_of, scratch.path())?;
+    io::failpoint("validate_after_ingest");
     let plan = plan(&ing, s, 1)?;
     let f = frames(&ing, &s.config, &plan, scratch.path(), None)?;
     release_inputs(&mut ing, &plan);
@@ -497,7 +437,7 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
         rows = ing.transactions.rows,
         "ingested"
     );
-    publish::failpoint("after_ingest");
+    crate::io::failpoint("after_ingest");
     progress.stage("score");
     // The typed Parquet is written while scoring starts from the same
     // frames in memory (no second read of what was just written).
@@ -525,7 +465,7 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
         customers = scored.customer_scores.height(),
         "scored"
     );
-    publish::failpoint("after_score");
+    crate::io::failpoint("after_score");
 
     progress.stage("publish");
     let as_of = ing.as_of;
@@ -539,238 +479,4 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     progress.finish();
     tracing::info!(stage = "publish", snapshot = %path.display(), "published");
     Ok(outcome(&ing, &scored, as_of, path))
-}
-
-/// How often a backfill publishes a snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Every {
-    Month,
-    Quarter,
-    Year,
-    Days(u32),
-}
-
-impl std::str::FromStr for Every {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Every, String> {
-        match s {
-            "month" => Ok(Every::Month),
-            "quarter" => Ok(Every::Quarter),
-            "year" => Ok(Every::Year),
-            _ => s
-                .strip_suffix("-days")
-                .and_then(|n| n.parse().ok())
-                .filter(|n| *n > 0)
-                .map(Every::Days)
-                .ok_or_else(|| format!("'{s}': expected month, quarter, year or N-days")),
-        }
-    }
-}
-
-/// The snapshot dates of a backfill: the month, quarter or year ends in
-/// [from, to], or from, from + N, … up to `to`.
-pub fn backfill_dates(from: NaiveDate, to: NaiveDate, every: Every) -> Vec<NaiveDate> {
-    use chrono::{Datelike, Months};
-    let mut out = Vec::new();
-    match every {
-        Every::Days(n) => {
-            let mut d = from;
-            while d <= to {
-                out.push(d);
-                d += chrono::Duration::days(n as i64);
-            }
-        }
-        _ => {
-            let step = match every {
-                Every::Month => 1,
-                Every::Quarter => 3,
-                _ => 12,
-            };
-            // Walk period ends from the first of the month of `from`.
-            let mut first = NaiveDate::from_ymd_opt(from.year(), from.month(), 1).unwrap_or(from);
-            while first <= to {
-                let end = (first + Months::new(1)).pred_opt().unwrap_or(first);
-                if end.month().is_multiple_of(step) && end >= from && end <= to {
-                    out.push(end);
-                }
-                first = first + Months::new(1);
-            }
-        }
-    }
-    out
-}
-
-/// What the manifest of a backfill snapshot records about the backfill.
-#[derive(Debug, Clone, Serialize)]
-pub struct BackfillInfo {
-    pub from: NaiveDate,
-    pub to: NaiveDate,
-    pub every: Every,
-    /// Inputs were ingested once, as of `to`.
-    pub ingested_as_of: NaiveDate,
-}
-
-/// Publishes a snapshot for every date: one ingest (as of the last date),
-/// one daily pre-aggregate, snapshots computed in parallel from it.
-pub fn backfill(
-    s: &RunSettings,
-    from: NaiveDate,
-    to: NaiveDate,
-    every: Every,
-) -> Result<Vec<RunOutcome>> {
-    use rayon::prelude::*;
-    let dates = backfill_dates(from, to, every);
-    if dates.is_empty() {
-        return Err(Error::Usage(format!(
-            "no {every:?} end between {from} and {to}"
-        )));
-    }
-    let last = *dates.last().unwrap_or(&to);
-    let sampler = memory::Sampler::start();
-    let _lock = Lock::acquire(&s.out)?;
-    refuse_existing(s, &dates)?;
-    let t = Instant::now();
-    let (mut ing, store) = load(s, Some(last))?;
-    write_ingested(&ing, &s.out)?;
-    // The fast plan scores two snapshots at a time (see below).
-    let plan = plan(&ing, s, dates.len().min(2))?;
-    let f = frames(&ing, &s.config, &plan, &ingest_dir(&s.out), store.as_ref())?;
-    release_inputs(&mut ing, &plan);
-    let mut base = Timings::default();
-    base.lap("ingest", t);
-    let info = BackfillInfo {
-        from,
-        to,
-        every,
-        ingested_as_of: last,
-    };
-    let bar = crate::progress::bar(s.progress, dates.len() as u64, "snapshots");
-    let how = How {
-        backfill: Some(&info),
-        store: store.as_ref().map(|v| &v.summary),
-        plan: &plan,
-        sampler: &sampler,
-    };
-    let copy = |d: NaiveDate| Ingested {
-        transactions: ing.transactions.clone(),
-        customers: DataFrame::empty(),
-        interactions: None,
-        rejects: ing.rejects.clone(),
-        report: ing.report.clone(),
-        as_of: d,
-    };
-    let outcome = |d: NaiveDate, path: PathBuf, scored: &Scored| RunOutcome {
-        snapshot: path,
-        as_of: d,
-        customers: scored.customer_scores.height(),
-        transactions: ing.transactions.rows,
-        rejected: ing.report.values().map(TableReport::rejected_total).sum(),
-    };
-    if plan.lean() {
-        // One snapshot at a time, each scored on its own: nothing is shared
-        // across dates, so only one snapshot's frames are ever held.
-        let mut done = Vec::new();
-        for d in dates {
-            let t = Instant::now();
-            let mut timings = base.clone();
-            let mut scored = snapshot::compute(&f, d, &s.config)?;
-            timings.lap("score", t);
-            let path = publish(s, &mut copy(d), &mut scored, d, timings, &how)?;
-            bar.inc(1);
-            tracing::info!(snapshot = %path.display(), "published");
-            done.push(outcome(d, path, &scored));
-        }
-        bar.finish_and_clear();
-        return Ok(done);
-    }
-    // Every auxiliary tiering (concentration year ends, migration dates)
-    // once for the whole backfill; an auxiliary date that is also a
-    // snapshot date takes that snapshot's scoring, narrowed to what the
-    // later snapshots read. Snapshots go two at a time in date order (an
-    // auxiliary date is never after its snapshot), so two full scorings
-    // are held at once, not all of them.
-    let t = Instant::now();
-    let needed: Vec<snapshot::AuxKey> = dates
-        .iter()
-        .flat_map(|d| snapshot::aux_needed(*d, &s.config))
-        .collect();
-    let mut keys: Vec<snapshot::AuxKey> = needed
-        .iter()
-        .filter(|(d, _)| !dates.contains(d))
-        .cloned()
-        .collect();
-    keys.sort();
-    keys.dedup();
-    let mut aux = snapshot::aux_tierings(&f, &keys, &s.config)?;
-    base.lap("auxiliary", t);
-    let mut done = Vec::new();
-    for pair in dates.chunks(2) {
-        let t = Instant::now();
-        let fulls = pair
-            .par_iter()
-            .map(|d| snapshot::scores_as_of(&f, *d, &s.config))
-            .collect::<Result<Vec<snapshot::Full>>>()?;
-        for (d, full) in pair.iter().zip(&fulls) {
-            for (kd, scheme) in needed.iter().filter(|(kd, _)| kd == d) {
-                let narrowed = snapshot::as_tiering(full, &s.config, scheme)?;
-                aux.insert((*kd, scheme.clone()), narrowed.lazy());
-            }
-        }
-        let scoring = t.elapsed();
-        let results: Vec<Result<RunOutcome>> = pair
-            .par_iter()
-            .zip(fulls)
-            .map(|(d, full)| {
-                let t = Instant::now();
-                let mut timings = base.clone();
-                timings.0.push(("score".into(), scoring.as_millis() as u64));
-                let from = snapshot::from_daily(&f, *d, &s.config)?;
-                let mut scored = snapshot::compute_with(&f, *d, &s.config, full, &aux, from)?;
-                timings.lap("summaries", t);
-                let path = publish(s, &mut copy(*d), &mut scored, *d, timings, &how)?;
-                bar.inc(1);
-                tracing::info!(snapshot = %path.display(), "published");
-                Ok(outcome(*d, path, &scored))
-            })
-            .collect();
-        for r in results {
-            done.push(r?);
-        }
-    }
-    bar.finish_and_clear();
-    Ok(done)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
-        NaiveDate::from_ymd_opt(y, m, day).unwrap()
-    }
-
-    #[test]
-    fn backfill_dates_per_period() {
-        let q = backfill_dates(d(2009, 3, 31), d(2010, 12, 31), Every::Quarter);
-        assert_eq!(q.len(), 8);
-        assert_eq!((q[0], q[7]), (d(2009, 3, 31), d(2010, 12, 31)));
-        assert_eq!(q[1], d(2009, 6, 30));
-        let m = backfill_dates(d(2010, 1, 15), d(2010, 4, 30), Every::Month);
-        assert_eq!(
-            m,
-            vec![
-                d(2010, 1, 31),
-                d(2010, 2, 28),
-                d(2010, 3, 31),
-                d(2010, 4, 30)
-            ]
-        );
-        let y = backfill_dates(d(2008, 6, 1), d(2010, 12, 31), Every::Year);
-        assert_eq!(y, vec![d(2008, 12, 31), d(2009, 12, 31), d(2010, 12, 31)]);
-        let n = backfill_dates(d(2010, 1, 1), d(2010, 1, 20), Every::Days(7));
-        assert_eq!(n, vec![d(2010, 1, 1), d(2010, 1, 8), d(2010, 1, 15)]);
-        assert_eq!("10-days".parse::<Every>(), Ok(Every::Days(10)));
-        assert!("weekly".parse::<Every>().is_err());
-    }
 }

@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 use polars::prelude::*;
 
-use crate::measures::{days_before, in_window, on_or_before};
+use crate::scoring::measures::{days_before, in_window, on_or_before};
 
 /// Count columns this module adds (0 for customers without interactions).
 pub const COUNT_COLUMNS: &[&str] = &[
@@ -95,7 +95,7 @@ pub fn join_engagement(base: LazyFrame, engagement: LazyFrame) -> LazyFrame {
 /// an interactions input (every customer then has zero counts).
 pub fn empty_interactions() -> LazyFrame {
     let mut columns = vec![Column::new_empty("ts".into(), &DataType::Date)];
-    for c in crate::ingest::canonical_columns("interactions") {
+    for c in crate::contract::canonical_columns("interactions") {
         if c != "ts" {
             columns.push(Column::new_empty(c.into(), &DataType::String));
         }

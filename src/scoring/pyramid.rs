@@ -7,8 +7,8 @@ use crate::io::Run;
 
 use crate::config::{PyramidConfig, PyramidMode};
 use crate::error::Result;
-use crate::measures::cents_to_units;
-use crate::rfm::share;
+use crate::scoring::table;
+use crate::units::{cents_to_units, mean_money};
 
 /// Adds contribution_rank, cum_contribution_share, pyramid_tier and
 /// contribution_nonpositive to the customer base (in-scope customers only;
@@ -114,47 +114,32 @@ fn tier_expr(cfg: &PyramidConfig) -> Expr {
 /// `pyramid`: per tier (all labels, in order) customers, customer share,
 /// contribution, contribution share, mean / min / max contribution.
 pub fn summary(scores: LazyFrame, cfg: &PyramidConfig) -> Result<DataFrame> {
-    let labels = cfg.labels();
-    let order: Vec<u32> = (0..labels.len() as u32).collect();
-    let all = df!("pyramid_tier" => labels, "__order" => order)?.lazy();
-    let agg = scores
-        .filter(col("in_scope"))
-        .group_by([col("pyramid_tier")])
-        .agg([
-            len().cast(DataType::Int64).alias("customers"),
-            col("contribution_cents").sum().alias("contribution_cents"),
-            cents_to_units(col("contribution_cents").mean()).alias("mean_contribution"),
-            cents_to_units(col("contribution_cents").min()).alias("min_contribution"),
-            cents_to_units(col("contribution_cents").max()).alias("max_contribution"),
-        ]);
-    Ok(all
-        .join(
-            agg,
-            [col("pyramid_tier")],
-            [col("pyramid_tier")],
-            JoinArgs::new(JoinType::Left),
-        )
-        .with_columns([
-            col("customers").fill_null(lit(0i64)),
-            col("contribution_cents").fill_null(lit(0i64)),
-        ])
-        .with_columns([
-            share(col("customers").cast(DataType::Float64)).alias("customer_share"),
-            share(col("contribution_cents").cast(DataType::Float64)).alias("contribution_share"),
-            cents_to_units(col("contribution_cents")).alias("contribution"),
-        ])
-        .sort(["__order"], Default::default())
-        .select([
-            col("pyramid_tier"),
-            col("customers"),
-            col("customer_share"),
-            col("contribution"),
-            col("contribution_share"),
-            col("mean_contribution"),
-            col("min_contribution"),
-            col("max_contribution"),
-        ])
-        .run()?)
+    let c = || col("contribution_cents");
+    let extra = vec![
+        mean_money(c()).alias("mean_contribution"),
+        cents_to_units(c().min()).alias("min_contribution"),
+        cents_to_units(c().max()).alias("max_contribution"),
+    ];
+    let in_scope = scores.filter(col("in_scope"));
+    Ok(table::per_label(
+        in_scope,
+        "pyramid_tier",
+        &cfg.labels(),
+        "contribution",
+        extra,
+        None,
+    )?
+    .select([
+        col("pyramid_tier"),
+        col("customers"),
+        col("customer_share"),
+        col("contribution"),
+        col("contribution_share"),
+        col("mean_contribution"),
+        col("min_contribution"),
+        col("max_contribution"),
+    ])
+    .run()?)
 }
 
 #[cfg(test)]

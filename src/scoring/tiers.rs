@@ -3,6 +3,8 @@
 //! seeds' dealer scheme. Computed for every customer, since attributes such
 //! as star points may exist without transactions.
 
+use std::collections::BTreeMap;
+
 use polars::prelude::*;
 
 use crate::config::{Band, Scorecard, ThresholdScheme};
@@ -83,7 +85,14 @@ pub fn scorecard_exprs(s: &Scorecard, available: &[String]) -> Result<(Vec<Expr>
         let mut total = lit(0.0);
         for c in s.criteria.iter().filter(|c| c.dimension == dim) {
             let key = format!("scorecards[{}].criteria[{}].measure", s.name, c.name);
-            total = total + band_points(measure(&c.measure, available, &key)?, &c.bands);
+            let points = if c.points_by_value.is_empty() {
+                band_points(measure(&c.measure, available, &key)?, &c.bands)
+            } else {
+                // A text attribute: checked to exist like a measure, kept as text.
+                measure(&c.measure, available, &key).map(drop)?;
+                value_points(col(c.measure.as_str()), &c.points_by_value)
+            };
+            total = total + points;
         }
         dim_exprs.push(total.alias(dimension_column(s, &dim)));
     }
@@ -106,6 +115,19 @@ pub fn scorecard_exprs(s: &Scorecard, available: &[String]) -> Result<(Vec<Expr>
             tier.alias(format!("{}_tier", s.name)),
         ],
     ))
+}
+
+/// Points of a text criterion: the value's points; a null value gives 0
+/// (values without points are refused at ingest, see
+/// [`crate::ingest::unmapped_values`]).
+pub fn value_points(value: Expr, points: &BTreeMap<String, f64>) -> Expr {
+    let mut e = lit(0.0);
+    for (v, p) in points {
+        e = when(value.clone().eq(lit(v.as_str())))
+            .then(lit(*p))
+            .otherwise(e);
+    }
+    e
 }
 
 /// Ordered labels of a threshold scheme, best first.
@@ -203,6 +225,7 @@ mod tests {
             dimension: dim.into(),
             measure: m.into(),
             bands,
+            points_by_value: Default::default(),
         };
         let band = |min: Option<f64>, max: Option<f64>, points: f64| Band { min, max, points };
         let s = Scorecard {
@@ -266,5 +289,26 @@ mod tests {
             strs(&out, "dealer_tier"),
             vec!["优质", "潜力", "一般", "潜力"]
         );
+    }
+
+    #[test]
+    fn text_values_earn_their_mapped_points_and_null_earns_none() {
+        let points: BTreeMap<String, f64> =
+            [("一级".to_string(), 30.0), ("二级".to_string(), 20.0)].into();
+        let df = df!("level" => [Some("二级"), None, Some("一级")])
+            .unwrap()
+            .lazy()
+            .select([value_points(col("level"), &points).alias("p")])
+            .collect()
+            .unwrap();
+        let p: Vec<f64> = df
+            .column("p")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(p, [20.0, 0.0, 30.0]);
     }
 }

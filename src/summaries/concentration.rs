@@ -9,9 +9,9 @@ use crate::io::Run;
 
 use crate::config::ConcentrationConfig;
 use crate::error::Result;
-use crate::follow_up::tier_order;
-use crate::measures::{cents_to_units, date_lit, epoch_days};
-use crate::snapshot::TierScheme;
+use crate::scoring::schemes::TierScheme;
+use crate::scoring::schemes::tier_order;
+use crate::units::{cents_to_units, date_lit, epoch_days};
 
 /// One (fiscal) report year.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +71,7 @@ pub fn buyers(daily: LazyFrame, keys: LazyFrame, ry: &ReportYear) -> LazyFrame {
             col("net_cents").sum().alias("year_cents"),
         ])
         .filter(col("__bought"));
-    crate::measures::with_customer_id(per_cid, keys).select([
+    crate::daily::with_customer_id(per_cid, keys).select([
         col("customer_id"),
         col("__bought"),
         col("year_cents"),

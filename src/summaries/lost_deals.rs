@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 use polars::prelude::*;
 
 use crate::error::Result;
-use crate::measures::{in_window, on_or_before};
+use crate::scoring::measures::{in_window, on_or_before};
 
 /// `lost_deal_reasons`: product_line, reason, deals, share of the product
 /// line's lost deals; plus `total_label` rows over all product lines.

@@ -8,9 +8,9 @@ use polars::prelude::*;
 use crate::io::Run;
 
 use crate::error::Result;
-use crate::follow_up::tier_order;
-use crate::measures::{cents_to_units, date_lit};
-use crate::snapshot::TierScheme;
+use crate::scoring::schemes::TierScheme;
+use crate::scoring::schemes::tier_order;
+use crate::units::{cents_to_units, date_lit};
 
 /// Label for customers without a tier at the earlier date.
 pub const NEW: &str = "(new)";

@@ -1,0 +1,224 @@
+//! The customer × day pre-aggregate of transactions: built per stored
+//! file, merged where files share days, keyed on a dense customer number,
+//! and cut into customer_id ranges for the lean plan.
+
+use polars::prelude::*;
+
+/// Every customer of `txns` once, with `cid`: a dense integer numbered in
+/// customer_id order. The pre-aggregate and every per-customer query key
+/// on `cid`, so groups, joins and sorts run on 32-bit integers rather than
+/// on text; `customer_id` is joined back once per result.
+pub fn customer_keys(txns: LazyFrame) -> LazyFrame {
+    txns.select([col("customer_id")])
+        .unique(None, UniqueKeepStrategy::Any)
+        .sort(["customer_id"], Default::default())
+        .with_row_index("cid", None)
+}
+
+/// The customer × day pre-aggregate every measure is computed from:
+/// `cid` (from `keys`, [`customer_keys`] of the same transactions), `ts`,
+/// `purchases` (purchase orders that day), `net_cents`, and when present
+/// `margin_cents` and `units` (quantity of purchases). Built once per run
+/// (or backfill) so that scoring several dates never rescans transactions.
+pub fn daily(txns: LazyFrame, keys: LazyFrame, has_margin: bool, has_quantity: bool) -> LazyFrame {
+    keyed(daily_by_id(txns, has_margin, has_quantity), keys)
+}
+
+/// [`daily`] still keyed by `customer_id` (see [`keyed`]).
+pub fn daily_by_id(txns: LazyFrame, has_margin: bool, has_quantity: bool) -> LazyFrame {
+    // Conditions are masked columns and every aggregation a plain sum (see
+    // `measures_with_gaps`).
+    let mut masked = vec![is_purchase().cast(DataType::Int64).alias("__purchase")];
+    let mut aggs = vec![
+        col("__purchase").sum().alias("purchases"),
+        col("amount_cents").sum().alias("net_cents"),
+    ];
+    if has_margin {
+        aggs.push(col("margin_cents").sum().alias("margin_cents"));
+    }
+    if has_quantity {
+        // Null, not zero, outside purchases: the sum then adds exactly the
+        // same floats as before.
+        masked.push(
+            when(is_purchase())
+                .then(col("quantity").cast(DataType::Float64))
+                .otherwise(lit(NULL))
+                .alias("__units"),
+        );
+        aggs.push(col("__units").sum().cast(DataType::Float64).alias("units"));
+    }
+    txns.with_columns(masked)
+        .group_by([col("customer_id"), col("ts")])
+        .agg(aggs)
+}
+
+/// [`daily_by_id`] frames of several sources stacked, summed per customer
+/// and day (the same day's rows may come from several files).
+pub fn merge_daily(by_id: LazyFrame, has_margin: bool, has_quantity: bool) -> LazyFrame {
+    let mut aggs = vec![col("purchases").sum(), col("net_cents").sum()];
+    if has_margin {
+        aggs.push(col("margin_cents").sum());
+    }
+    if has_quantity {
+        aggs.push(col("units").sum());
+    }
+    by_id.group_by([col("customer_id"), col("ts")]).agg(aggs)
+}
+
+/// A [`daily_by_id`] frame with `customer_id` replaced by its `cid` in `keys`.
+pub fn keyed(daily_by_id: LazyFrame, keys: LazyFrame) -> LazyFrame {
+    daily_by_id
+        .join(
+            keys,
+            [col("customer_id")],
+            [col("customer_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .drop(cols(["customer_id"]))
+}
+
+/// `per_cid` (keyed by `cid`) with each customer's `customer_id` from `keys`.
+pub fn with_customer_id(per_cid: LazyFrame, keys: LazyFrame) -> LazyFrame {
+    per_cid.join(
+        keys,
+        [col("cid")],
+        [col("cid")],
+        JoinArgs::new(JoinType::Inner),
+    )
+}
+
+/// The customers of one part on the lean plan: ids from `lo` (included)
+/// to `hi` (excluded), in byte order — the order customer_scores is sorted
+/// in, so tables written part after part come out sorted. `None` leaves a
+/// side open. Any split is exact, because every per-customer computation
+/// sees all of a customer's rows in one part.
+pub fn id_range(lo: Option<&str>, hi: Option<&str>) -> Expr {
+    let id = col("customer_id");
+    match (lo, hi) {
+        (Some(lo), Some(hi)) => id.clone().gt_eq(lit(lo)).and(id.lt(lit(hi))),
+        (Some(lo), None) => id.gt_eq(lit(lo)),
+        (None, Some(hi)) => id.lt(lit(hi)),
+        (None, None) => lit(true),
+    }
+}
+
+/// The lower bounds of parts 1.. when `ids` (the known customers) are cut
+/// into `parts` ranges of about equal size; fewer when there are fewer ids.
+pub fn range_bounds(ids: &StringChunked, parts: u32) -> Vec<String> {
+    let mut sorted: Vec<&str> = ids.iter().flatten().collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let n = sorted.len();
+    let mut bounds: Vec<String> = (1..parts as usize)
+        .map(|i| i * n / parts as usize)
+        .filter(|&k| k > 0 && k < n)
+        .map(|k| sorted[k].to_string())
+        .collect();
+    bounds.dedup();
+    bounds
+}
+
+/// A purchase is a transaction with a positive amount.
+pub fn is_purchase() -> Expr {
+    col("amount_cents").gt(lit(0i64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::units::from_epoch_days;
+
+    #[test]
+    fn merged_dailies_sum_a_customers_day_held_by_two_files() {
+        // File 1: a refund on day 10 for c1 (no purchase) and c2's day 11;
+        // file 2: a purchase by c1 on day 10 (late row) and c1's day 12.
+        let day = |n: i32| from_epoch_days(n);
+        let one = df!(
+            "customer_id" => ["c1", "c2"],
+            "ts" => [day(10), day(11)],
+            "purchases" => [0i64, 1],
+            "net_cents" => [-500i64, 700],
+            "units" => [0.0f64, 2.0],
+        )
+        .unwrap();
+        let two = df!(
+            "customer_id" => ["c1", "c1"],
+            "ts" => [day(10), day(12)],
+            "purchases" => [2i64, 1],
+            "net_cents" => [3000i64, 100],
+            "units" => [3.0f64, 1.0],
+        )
+        .unwrap();
+        let both = concat([one.lazy(), two.lazy()], UnionArgs::default()).unwrap();
+        let out = merge_daily(both, false, true)
+            .sort(["customer_id", "ts"], Default::default())
+            .collect()
+            .unwrap();
+        let col_i64 = |c: &str| -> Vec<i64> {
+            out.column(c)
+                .unwrap()
+                .i64()
+                .unwrap()
+                .iter()
+                .flatten()
+                .collect()
+        };
+        // c1's day 10 is one row: one purchase day with 2 orders, net 25.00.
+        assert_eq!(col_i64("purchases"), vec![2, 1, 1]);
+        assert_eq!(col_i64("net_cents"), vec![2500, 100, 700]);
+        let units: Vec<f64> = out
+            .column("units")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(units, vec![3.0, 1.0, 2.0]);
+        let ids: Vec<&str> = out
+            .column("customer_id")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(ids, vec!["c1", "c1", "c2"]);
+    }
+
+    #[test]
+    fn id_ranges_cut_the_sorted_ids_evenly_and_cover_every_id() {
+        let ids = StringChunked::new(
+            "customer_id".into(),
+            ["c7", "c1", "c3", "c10", "c5", "c2", "c1", "c9"],
+        );
+        // Distinct and sorted (bytes): c1 c10 c2 c3 c5 c7 c9; thirds start at 7/3=2 and 14/3=4.
+        let bounds = range_bounds(&ids, 3);
+        assert_eq!(bounds, vec!["c2".to_string(), "c5".to_string()]);
+        assert!(range_bounds(&ids, 1).is_empty());
+        // More parts than ids: one part per id at most.
+        assert_eq!(range_bounds(&ids, 50).len(), 6);
+        let probe = df!("customer_id" => ["a", "c1", "c10", "c2", "c4", "c5", "c9", "zz"]).unwrap();
+        let part = |lo: Option<&str>, hi: Option<&str>| -> Vec<bool> {
+            let out = probe
+                .clone()
+                .lazy()
+                .select([id_range(lo, hi).alias("p")])
+                .collect()
+                .unwrap();
+            out.column("p")
+                .unwrap()
+                .bool()
+                .unwrap()
+                .iter()
+                .map(|x| x.unwrap())
+                .collect()
+        };
+        let (f, t) = (false, true);
+        assert_eq!(part(None, Some("c2")), [t, t, t, f, f, f, f, f]);
+        assert_eq!(part(Some("c2"), Some("c5")), [f, f, f, t, t, f, f, f]);
+        assert_eq!(part(Some("c5"), None), [f, f, f, f, f, t, t, t]);
+        let all = probe.lazy().filter(id_range(None, None)).collect().unwrap();
+        assert_eq!(all.height(), 8);
+    }
+}

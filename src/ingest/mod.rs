@@ -1,0 +1,510 @@
+//! Ingest: raw CSV/Parquet extracts → validated, typed frames, with every
+//! rejected row kept in a rejects table (file, line, reason, value).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::contract::reason;
+use crate::error::{Error, Result};
+use crate::ingest::checks::split;
+use crate::ingest::read::load_table;
+use crate::ingest::rejects::drop_duplicates;
+use crate::ingest::rejects::lazy;
+use crate::ingest::stage::POS;
+use crate::ingest::stage::stage_table;
+use crate::io::Run;
+use crate::io::WorkDir;
+use crate::io::{self, LINE};
+
+mod checks;
+mod incremental;
+mod parse;
+mod read;
+mod rejects;
+mod stage;
+
+pub(crate) use incremental::{History, stage_new};
+pub use parse::{
+    amount_text, cents_from, clean_str, map_kind, parse_cents, parse_date, parse_date_text,
+};
+pub(crate) use rejects::{as_rejects, id_hash};
+
+/// One input file as the manifest records it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct InputFileInfo {
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// Modification time, seconds since the Unix epoch.
+    pub modified_unix: Option<u64>,
+    /// XXH3-128 of the file's bytes, hex.
+    pub xxh3_128: String,
+    pub rows: usize,
+}
+
+/// Counts for one table.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct TableReport {
+    pub files: Vec<InputFileInfo>,
+    pub rows_read: usize,
+    /// Rows kept after validation, exclusion and de-duplication.
+    pub rows_kept: usize,
+    /// Invalid rows by reason (these count against the reject ratio).
+    pub rejected: BTreeMap<String, usize>,
+    /// Valid rows dated after the as-of date (kept out, listed in rejects).
+    pub excluded_after_as_of: usize,
+    /// Duplicate ids collapsed to their first occurrence.
+    pub duplicates_collapsed: usize,
+    /// Optional values that did not parse (the row is kept, the value null),
+    /// by column, e.g. "unparseable margin".
+    pub warnings: BTreeMap<String, usize>,
+}
+
+impl TableReport {
+    pub fn rejected_total(&self) -> usize {
+        self.rejected.values().sum()
+    }
+}
+
+/// A typed table ingest wrote to Parquet (one file, or the store's files
+/// in store order): scanned, never held whole.
+#[derive(Debug, Clone)]
+pub struct TypedFile {
+    pub paths: Vec<PathBuf>,
+    /// Rows dated on or before the run's as-of date.
+    pub rows: usize,
+    /// The typed columns (bookkeeping such as the store's line left out).
+    pub columns: Vec<String>,
+}
+
+impl TypedFile {
+    /// Every row of every file, the typed columns only.
+    pub fn scan(&self) -> Result<LazyFrame> {
+        let names: Vec<Expr> = self.columns.iter().map(|c| col(c.as_str())).collect();
+        let scans = self
+            .paths
+            .iter()
+            .map(|p| Ok(io::scan_parquet(p)?.select(names.clone())))
+            .collect::<Result<Vec<_>>>()?;
+        match scans.len() {
+            1 => Ok(scans.into_iter().next().unwrap_or_default()),
+            _ => Ok(concat(scans, UnionArgs::default())?),
+        }
+    }
+
+    pub fn has(&self, column: &str) -> bool {
+        self.columns.iter().any(|c| c == column)
+    }
+}
+
+/// The validated inputs of one run.
+pub struct Ingested {
+    /// customer_id, txn_id, ts (Date), amount_cents (Int64), optional
+    /// columns: `<dir>/transactions.parquet`, streamed there by ingest.
+    pub transactions: TypedFile,
+    /// customer_id, region, industry, optional columns.
+    pub customers: DataFrame,
+    /// customer_id, ts (Date), kind, optional columns.
+    pub interactions: Option<DataFrame>,
+    /// table, file, line, reason, value.
+    pub rejects: DataFrame,
+    pub report: BTreeMap<String, TableReport>,
+    /// The as-of date applied (given, or the latest transaction date).
+    pub as_of: NaiveDate,
+}
+
+fn enforce_ratio(table: &str, pattern: &str, report: &TableReport, limit: f64) -> Result<()> {
+    let rejected = report.rejected_total();
+    if report.rows_read == 0 || rejected == 0 {
+        return Ok(());
+    }
+    let ratio = rejected as f64 / report.rows_read as f64;
+    if ratio > limit {
+        let (why, n) = report
+            .rejected
+            .iter()
+            .max_by_key(|(k, v)| (**v, std::cmp::Reverse((*k).clone())))
+            .map(|(k, v)| (k.clone(), *v))
+            .unwrap_or_default();
+        let file = match report.files.as_slice() {
+            [one] => one.path.to_string_lossy().into_owned(),
+            _ => format!("{table} ({pattern})"),
+        };
+        return Err(Error::RejectRatio {
+            file,
+            rejected,
+            total: report.rows_read,
+            ratio: ratio * 100.0,
+            limit: limit * 100.0,
+            top_reason: format!("{why} ({n} rows)"),
+        });
+    }
+    Ok(())
+}
+
+fn count_reasons(rejects: &DataFrame, report: &mut TableReport) -> Result<()> {
+    if rejects.height() == 0 {
+        return Ok(());
+    }
+    let counts = rejects
+        .clone()
+        .lazy()
+        .group_by([col("reason")])
+        .agg([len().alias("n")])
+        .run()?;
+    let reasons = counts.column("reason")?.str()?.clone();
+    let ns = counts.column("n")?.cast(&DataType::UInt64)?;
+    let ns = ns.u64()?;
+    for (r, n) in reasons.iter().zip(ns.iter()) {
+        if let (Some(r), Some(n)) = (r, n) {
+            *report.rejected.entry(r.to_string()).or_default() += n as usize;
+        }
+    }
+    Ok(())
+}
+
+fn file_names(report: &TableReport) -> Vec<String> {
+    report
+        .files
+        .iter()
+        .map(|f| f.path.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Reads, validates and types every input. `as_of` None → the latest valid
+/// transaction date. Transactions stream file by file through work files
+/// into `<dir>/transactions.parquet` (written atomically), so their size is
+/// bounded by disk, not memory; customers and interactions are read into
+/// memory.
+pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Ingested> {
+    let mut reports = BTreeMap::new();
+    let mut all_rejects = Vec::new();
+    let limit = cfg.ingest.max_reject_ratio;
+
+    // Transactions.
+    let input = &cfg.inputs.transactions;
+    std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    let work = WorkDir::create(dir)?;
+    let mut rep = TableReport::default();
+    let staged = stage_table(
+        "transactions",
+        input,
+        &cfg.ingest.unknown_label,
+        work.path(),
+        &mut rep,
+        io::expand_inputs("transactions", &input.path)?,
+        false,
+    )?;
+    let t = std::time::Instant::now();
+    let files = staged
+        .iter()
+        .map(|s| (s.work.clone(), s.file.clone()))
+        .collect();
+    let (valid, rejects) = split("transactions", files, true)?;
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "rejects split off");
+    count_reasons(&rejects, &mut rep)?;
+    enforce_ratio("transactions", &input.path, &rep, limit)?;
+    all_rejects.push(rejects);
+    let as_of = match as_of {
+        Some(d) => d,
+        None => latest_date(valid.clone())?.ok_or_else(|| {
+            Error::Usage(format!(
+                "{}: no valid transaction to take the as-of date from; pass --as-of",
+                input.path
+            ))
+        })?,
+    };
+    let names = file_names(&rep);
+    // Duplicates collapse before the as-of cut, so a run for an earlier
+    // date keeps exactly the rows a backfill over the same files keeps.
+    let t = std::time::Instant::now();
+    let (valid, dups, later) = drop_duplicates(
+        "transactions",
+        valid,
+        &names,
+        "txn_id",
+        reason::DUPLICATE_TXN,
+    )?;
+    rep.duplicates_collapsed = later.height();
+    all_rejects.push(dups);
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "duplicates checked");
+    let after = col("ts").gt(crate::units::date_lit(as_of));
+    // Rows after the as-of date, collected once: rejects and positions.
+    let future = valid
+        .clone()
+        .filter(after.clone())
+        .select([col("__file_no"), col(LINE), col(POS)])
+        .run()?;
+    rep.excluded_after_as_of = future.height();
+    all_rejects.push(as_rejects(
+        "transactions",
+        future.clone().lazy(),
+        &names,
+        reason::AFTER_AS_OF,
+    )?);
+    rep.warnings = unparsed_optional(valid.filter(after.not()))?;
+    // The candidates' rows that must still go: later duplicates and rows
+    // after the as-of date.
+    let on = [col("__file_no"), col(POS)];
+    let dropped = concat(
+        [
+            later.lazy().select(on.clone()),
+            future.lazy().select(on.clone()),
+        ],
+        UnionArgs::default(),
+    )?
+    .run()?;
+    let path = dir.join("transactions.parquet");
+    let t = std::time::Instant::now();
+    if let ([only], 0) = (staged.as_slice(), dropped.height()) {
+        // The usual case: the one file's candidate is the typed file.
+        std::fs::rename(&only.candidate, &path).map_err(Error::io(&path))?;
+    } else {
+        // A filter, not an anti-join: the rows stay in file order (a
+        // streamed join does not keep it), so the file is the same bytes
+        // on every run.
+        let key = || {
+            col("__file_no").cast(DataType::UInt64) * lit(1u64 << 32)
+                + col(POS).cast(DataType::UInt64)
+        };
+        let gone = dropped
+            .lazy()
+            .select([key().alias("k")])
+            .run()?
+            .column("k")?
+            .as_materialized_series()
+            .clone();
+        let mut parts = Vec::new();
+        for (i, s) in staged.iter().enumerate() {
+            parts.push(
+                io::scan_parquet(&s.candidate)?
+                    .with_row_index(POS, None)
+                    .with_column(lit(i as u32).alias("__file_no")),
+            );
+        }
+        let kept = concat(parts, UnionArgs::default())?
+            .filter(key().is_in(lit(gone).implode(false), false).not())
+            .drop(cols([POS, "__file_no"]));
+        crate::io::write_atomically(&path, |tmp| io::sink_parquet(kept, tmp, false))?;
+    }
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        "typed transactions written"
+    );
+    drop(work);
+    let transactions = typed_file(path)?;
+    rep.rows_kept = transactions.rows;
+    reports.insert("transactions".to_string(), rep);
+    with_other_tables(cfg, as_of, transactions, reports, all_rejects)
+}
+
+/// The rest of an ingest once the transactions are typed: customers and
+/// interactions (read whole on every run: they are current-state extracts,
+/// not history that grows) and the rejects table of all three tables.
+pub(crate) fn with_other_tables(
+    cfg: &Config,
+    as_of: NaiveDate,
+    transactions: TypedFile,
+    mut reports: BTreeMap<String, TableReport>,
+    mut all_rejects: Vec<DataFrame>,
+) -> Result<Ingested> {
+    let limit = cfg.ingest.max_reject_ratio;
+    // Customers.
+    let input = &cfg.inputs.customers;
+    let mut rep = TableReport::default();
+    let files = load_table("customers", input, &cfg.ingest.unknown_label, &mut rep)?;
+    let (valid, rejects) = split("customers", lazy(files), false)?;
+    count_reasons(&rejects, &mut rep)?;
+    enforce_ratio("customers", &input.path, &rep, limit)?;
+    all_rejects.push(rejects);
+    let (valid, dups, later) = drop_duplicates(
+        "customers",
+        valid,
+        &file_names(&rep),
+        "customer_id",
+        reason::DUPLICATE_CUSTOMER,
+    )?;
+    rep.duplicates_collapsed = later.height();
+    all_rejects.push(dups);
+    let customers = without_bookkeeping(valid)
+        .sort(
+            ["customer_id"],
+            SortMultipleOptions::default().with_maintain_order(true),
+        )
+        .run()?;
+    rep.rows_kept = customers.height();
+    reports.insert("customers".to_string(), rep);
+    unmapped_values(cfg, &customers)?;
+
+    // Interactions (optional).
+    let interactions = match &cfg.inputs.interactions {
+        None => None,
+        Some(input) => {
+            let mut rep = TableReport::default();
+            let files = load_table("interactions", input, &cfg.ingest.unknown_label, &mut rep)?;
+            let (valid, rejects) = split("interactions", lazy(files), false)?;
+            count_reasons(&rejects, &mut rep)?;
+            enforce_ratio("interactions", &input.path, &rep, limit)?;
+            all_rejects.push(rejects);
+            let after = col("ts").gt(crate::units::date_lit(as_of));
+            let future = as_rejects(
+                "interactions",
+                valid.clone().filter(after.clone()),
+                &file_names(&rep),
+                reason::AFTER_AS_OF,
+            )?;
+            rep.excluded_after_as_of = future.height();
+            all_rejects.push(future);
+            let df = without_bookkeeping(valid.filter(after.not())).run()?;
+            rep.rows_kept = df.height();
+            reports.insert("interactions".to_string(), rep);
+            Some(df)
+        }
+    };
+
+    let rejects = concat(
+        all_rejects
+            .into_iter()
+            .map(|d| d.lazy())
+            .collect::<Vec<_>>(),
+        UnionArgs::default(),
+    )?
+    .sort(
+        ["table", "file", "line"],
+        SortMultipleOptions::default().with_maintain_order(true),
+    )
+    .run()?;
+    Ok(Ingested {
+        transactions,
+        customers,
+        interactions,
+        rejects,
+        report: reports,
+        as_of,
+    })
+}
+
+/// Refuses text attribute values a scorecard has no points for: scoring
+/// them 0 would grade those customers silently wrong. The error names the
+/// criterion's key, the values (most customers first) and what is mapped.
+pub fn unmapped_values(cfg: &Config, customers: &DataFrame) -> Result<()> {
+    for s in &cfg.scorecards {
+        for c in s.criteria.iter().filter(|c| !c.points_by_value.is_empty()) {
+            let values = customers.column(c.measure.as_str())?.str()?;
+            let mut unmapped: BTreeMap<&str, usize> = BTreeMap::new();
+            for v in values.iter().flatten() {
+                if !c.points_by_value.contains_key(v) {
+                    *unmapped.entry(v).or_default() += 1;
+                }
+            }
+            if unmapped.is_empty() {
+                continue;
+            }
+            let mut by_count: Vec<(&str, usize)> = unmapped.into_iter().collect();
+            by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            let shown: Vec<String> = by_count
+                .iter()
+                .take(5)
+                .map(|(v, n)| format!("'{v}' ({n} customers)"))
+                .collect();
+            let more = match by_count.len() {
+                n if n > 5 => format!(" and {} more", n - 5),
+                _ => String::new(),
+            };
+            let mapped: Vec<&str> = c.points_by_value.keys().map(String::as_str).collect();
+            return Err(Error::invalid(
+                &format!(
+                    "scorecards[{}].criteria[{}].points_by_value",
+                    s.name, c.name
+                ),
+                format!(
+                    "no points for {} of {}: {}{more} (mapped: {})",
+                    if by_count.len() == 1 {
+                        "a value"
+                    } else {
+                        "values"
+                    },
+                    c.measure,
+                    shown.join(", "),
+                    mapped.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The latest `ts` of a transactions query.
+pub fn latest_date(valid: LazyFrame) -> Result<Option<NaiveDate>> {
+    let max = valid
+        .select([col("ts").cast(DataType::Int32).max().alias("ts")])
+        .run()?;
+    Ok(max
+        .column("ts")?
+        .i32()?
+        .get(0)
+        .map(crate::units::from_epoch_days))
+}
+
+/// Counts optional values (margin, quantity) that had text but did not
+/// parse (the row is kept, the value null).
+fn unparsed_optional(mut kept: LazyFrame) -> Result<BTreeMap<String, usize>> {
+    let schema = kept.collect_schema()?;
+    let mut counts = Vec::new();
+    // The raw text is kept only where the parse failed
+    // (`only_where_needed`), so any text left is an unparsed value.
+    for (text, label) in [
+        ("__margin", "unparseable margin"),
+        ("__quantity", "unparseable quantity"),
+    ] {
+        if schema.contains(text) {
+            counts.push(
+                col(text)
+                    .is_not_null()
+                    .sum()
+                    .cast(DataType::Int64)
+                    .alias(label),
+            );
+        }
+    }
+    let mut warnings = BTreeMap::new();
+    if counts.is_empty() {
+        return Ok(warnings);
+    }
+    let df = kept.select(counts).run()?;
+    for c in df.columns() {
+        let n = c.i64()?.get(0).unwrap_or(0);
+        if n > 0 {
+            warnings.insert(c.name().to_string(), n as usize);
+        }
+    }
+    Ok(warnings)
+}
+
+/// The row count and columns of a Parquet file ingest wrote.
+pub fn typed_file(path: PathBuf) -> Result<TypedFile> {
+    let mut lf = io::scan_parquet(&path)?;
+    let columns = lf
+        .collect_schema()?
+        .iter_names()
+        .map(|n| n.to_string())
+        .filter(|n| n != LINE)
+        .collect();
+    let n = lf.select([len().cast(DataType::UInt64).alias("n")]).run()?;
+    let rows = n.column("n")?.u64()?.get(0).unwrap_or(0) as usize;
+    Ok(TypedFile {
+        paths: vec![path],
+        rows,
+        columns,
+    })
+}
+
+/// Drops the line and file-number columns every table carries through ingest.
+fn without_bookkeeping(valid: LazyFrame) -> LazyFrame {
+    valid.drop(cols([LINE, "__file_no"]))
+}

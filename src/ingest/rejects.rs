@@ -1,0 +1,183 @@
+//! The rejects table, and duplicate ids collapsed to their first occurrence
+//! (file order, then line) within a run.
+
+use polars::prelude::*;
+
+use crate::error::Result;
+use crate::ingest::parse::per_batch;
+use crate::ingest::stage::POS;
+use crate::io::{LINE, Run};
+
+/// Files read into memory, as queries for [`split`].
+pub(super) fn lazy(files: Vec<(DataFrame, String)>) -> Vec<(LazyFrame, String)> {
+    files.into_iter().map(|(df, f)| (df.lazy(), f)).collect()
+}
+
+pub(super) fn reject_columns(table: &str, file: Expr) -> [Expr; 5] {
+    [
+        lit(table).alias("table"),
+        file.alias("file"),
+        col(LINE).alias("line"),
+        col("reason"),
+        col("value"),
+    ]
+}
+
+/// An expression giving the file path for `__file_no`.
+pub(super) fn files_lookup(files: &[String]) -> Expr {
+    let mut e = lit(NULL).cast(DataType::String);
+    for (i, f) in files.iter().enumerate().rev() {
+        e = when(col("__file_no").eq(lit(i as u32)))
+            .then(lit(f.as_str()))
+            .otherwise(e);
+    }
+    e
+}
+
+/// Moves every row whose `key` was already seen earlier (file order, then
+/// line) to the rejects with `why`. The key column is collected (one
+/// column) and hashed; only when a key repeats are the repeated keys' rows
+/// looked at, and the later ones anti-joined away.
+/// Also returns the dropped rows' file numbers and lines (and `__pos`
+/// when `valid` has it).
+pub(super) fn drop_duplicates(
+    table: &str,
+    mut valid: LazyFrame,
+    files: &[String],
+    key: &str,
+    why: &str,
+) -> Result<(LazyFrame, DataFrame, DataFrame)> {
+    let mut on = vec![col("__file_no"), col(LINE)];
+    if valid.collect_schema()?.contains(POS) {
+        on.push(col(POS));
+    }
+    let hashes = valid
+        .clone()
+        .select([per_batch(col(key), hash_column, DataType::UInt64)])
+        .run()?;
+    let repeats = may_repeat(hashes.column(key)?.u64()?);
+    drop(hashes);
+    if !repeats {
+        let none = valid.clone().select(on).limit(0).run()?;
+        return Ok((valid, no_rejects(), none));
+    }
+    let repeated = valid
+        .clone()
+        .group_by([col(key)])
+        .agg([len().alias("__n")])
+        .filter(col("__n").gt(lit(1)))
+        .select([col(key)]);
+    let mut columns = on.clone();
+    columns.push(col(key));
+    let later = valid
+        .clone()
+        .select(columns)
+        .join(
+            repeated,
+            [col(key)],
+            [col(key)],
+            JoinArgs::new(JoinType::Semi),
+        )
+        .filter(later_duplicate(key)?)
+        .select(on)
+        .run()?;
+    let (kept, rejects) = move_to_rejects(table, valid, &later, files, why)?;
+    Ok((kept, rejects, later))
+}
+
+/// `rows` (file numbers and lines) taken out of `valid` and returned as
+/// rejects with `why`.
+pub(super) fn move_to_rejects(
+    table: &str,
+    valid: LazyFrame,
+    rows: &DataFrame,
+    files: &[String],
+    why: &str,
+) -> Result<(LazyFrame, DataFrame)> {
+    let rejects = as_rejects(table, rows.clone().lazy(), files, why)?;
+    let on = [col("__file_no"), col(LINE)];
+    let kept = valid.join(
+        rows.clone().lazy().select(on.clone()),
+        on.clone(),
+        on,
+        JoinArgs::new(JoinType::Anti),
+    );
+    Ok((kept, rejects))
+}
+
+/// An empty rejects table.
+pub(super) fn no_rejects() -> DataFrame {
+    let schema = Schema::from_iter([
+        Field::new("table".into(), DataType::String),
+        Field::new("file".into(), DataType::String),
+        Field::new("line".into(), DataType::UInt64),
+        Field::new("reason".into(), DataType::String),
+        Field::new("value".into(), DataType::String),
+    ]);
+    DataFrame::empty_with_schema(&schema)
+}
+
+/// `rows` (with `__file_no` and the line) as rejects with `why`, collected.
+pub(crate) fn as_rejects(
+    table: &str,
+    rows: LazyFrame,
+    files: &[String],
+    why: &str,
+) -> Result<DataFrame> {
+    Ok(rows
+        .with_columns([
+            lit(why).alias("reason"),
+            lit(NULL).cast(DataType::String).alias("value"),
+        ])
+        .select(reject_columns(table, files_lookup(files)))
+        .run()?)
+}
+
+/// Whether two of the keys `hashes` were taken from may be equal, decided on
+/// the sorted 64-bit hashes:
+/// ~10× cheaper than an exact distinct count of strings; only a repeated
+/// hash (a real duplicate or, rarely, a collision) costs the exact check.
+pub(super) fn may_repeat(hashes: &UInt64Chunked) -> bool {
+    use rayon::prelude::*;
+    let mut hashes: Vec<u64> = hashes.iter().flatten().collect();
+    hashes.par_sort_unstable();
+    hashes.windows(2).any(|w| w[0] == w[1])
+}
+
+/// The 64-bit hash of each key (null stays null), computed batch by batch
+/// as the keys stream by: only the hashes are ever held, never the keys.
+pub(super) fn hash_column(c: Column) -> PolarsResult<Column> {
+    let s = c.as_materialized_series().str()?;
+    let out: UInt64Chunked = s
+        .iter()
+        .map(|v| v.map(|v| xxhash_rust::xxh3::xxh3_64(v.as_bytes())))
+        .collect();
+    Ok(out.with_name(s.name().clone()).into_column())
+}
+
+/// The 64-bit hash of a text column, as the duplicate checks use it.
+pub(crate) fn id_hash(name: &str) -> Expr {
+    per_batch(col(name), hash_column, DataType::UInt64)
+}
+
+/// Marks every row whose key was already seen earlier (file order, then line).
+pub(super) fn later_duplicate(key: &str) -> Result<Expr> {
+    let ord = col("__file_no").cast(DataType::UInt64) * lit(1u64 << 40) + col(LINE);
+    Ok(ord.clone().gt(ord.min().over([col(key)])?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeats_are_found_by_hash() {
+        let hashed = |v: &[&str]| {
+            let c = StringChunked::from_slice("id".into(), v).into_column();
+            let h = hash_column(c).unwrap();
+            h.u64().unwrap().clone()
+        };
+        assert!(may_repeat(&hashed(&["a", "b", "c", "b"])));
+        assert!(!may_repeat(&hashed(&["a", "b", "c", "ab"])));
+    }
+}

@@ -1,0 +1,354 @@
+//! Writers: streamed Parquet sinks, work and spill files, and the published
+//! tables (Parquet with fixed row groups and CSV, byte-identical however the
+//! rows arrive).
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Streams a query into a Parquet file without holding its result in
+/// memory. `fast` trades size for speed (LZ4, for work files read back once);
+/// otherwise the project's settings (zstd, fixed row groups) apply.
+pub fn sink_parquet(lf: LazyFrame, path: &Path, fast: bool) -> Result<()> {
+    parquet_sink(lf, path, fast)
+        .and_then(|q| q.collect_with_engine(Engine::Streaming))
+        .map_err(write_error(path))?;
+    Ok(())
+}
+
+/// A writer's failure as the run reports it: an IO error (a full disk says
+/// "No space left on device") becomes [`Error::Io`] naming the file, so the
+/// message says where; anything else stays a polars error.
+pub fn write_error(path: &Path) -> impl FnOnce(PolarsError) -> Error + '_ {
+    move |e| match io_source(&e) {
+        Some(io) => Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(io.kind(), io.to_string()),
+        },
+        None => Error::Polars(e),
+    }
+}
+
+/// The IO error inside a polars error, through any context polars added.
+fn io_source(e: &PolarsError) -> Option<&std::io::Error> {
+    match e {
+        PolarsError::IO { error, .. } => Some(error),
+        PolarsError::Context { error, .. } => io_source(error),
+        _ => None,
+    }
+}
+
+/// `lf` as a query that writes `path` (see [`sink_parquet`]).
+/// The compression of the typed inputs under `_ingest/`: zstd at level 1,
+/// which compresses about twice as fast as the default level and, on
+/// typed transactions, no larger. Published tables keep the default level
+/// (written beside their CSV, which is slower anyway).
+fn zstd() -> ParquetCompression {
+    ParquetCompression::Zstd(polars::polars_utils::compression::ZstdLevel::try_new(1).ok())
+}
+
+fn parquet_sink(lf: LazyFrame, path: &Path, fast: bool) -> PolarsResult<LazyFrame> {
+    let options = ParquetWriteOptions {
+        compression: if fast {
+            ParquetCompression::Lz4Raw
+        } else {
+            zstd()
+        },
+        statistics: StatisticsOptions::default(),
+        // The sink buffers a whole row group: small groups keep a streamed
+        // write's memory flat whatever the data size.
+        row_group_size: Some(1 << 17),
+        ..Default::default()
+    };
+    let target = SinkTarget::Path(PlRefPath::try_from_path(path)?);
+    lf.sink(
+        SinkDestination::File { target },
+        FileWriteFormat::Parquet(Arc::new(options)),
+        UnifiedSinkArgs::default(),
+    )
+}
+
+/// Several outputs of one streamed pass over a shared input: each
+/// `(query, path, fast)` written as by [`sink_parquet`], then each of
+/// `collect` gathered in memory (returned in order). Queries that share
+/// their input (clones of one LazyFrame) read it once.
+pub fn sink_and_collect(
+    sinks: Vec<(LazyFrame, &Path, bool)>,
+    collect: Vec<LazyFrame>,
+) -> PolarsResult<Vec<DataFrame>> {
+    let Some(first) = sinks
+        .first()
+        .map(|s| s.0.clone())
+        .or(collect.first().cloned())
+    else {
+        return Ok(Vec::new());
+    };
+    let flags = first.get_current_optimizations();
+    let n_sinks = sinks.len();
+    let mut plans = Vec::new();
+    for (lf, path, fast) in sinks {
+        plans.push(parquet_sink(lf, path, fast)?.logical_plan);
+    }
+    plans.extend(collect.into_iter().map(|lf| lf.logical_plan));
+    let out = LazyFrame::collect_all_with_engine(plans, Engine::Streaming, flags)?;
+    Ok(out.into_iter().skip(n_sinks).collect())
+}
+
+/// Writes a Parquet file with the project's fixed settings: zstd, one
+/// writer thread layout and a fixed row-group size, so bytes are repeatable.
+pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
+    let file = File::create(path).map_err(Error::io(path))?;
+    ParquetWriter::new(BufWriter::new(file))
+        .with_compression(zstd())
+        .with_statistics(StatisticsOptions::default())
+        .with_row_group_size(Some(1 << 20))
+        .finish(df)
+        .map_err(write_error(path))?;
+    Ok(())
+}
+
+/// Writes a work file read back once (LZ4: fast rather than small).
+pub fn write_spill(df: &mut DataFrame, path: &Path) -> Result<()> {
+    let file = File::create(path).map_err(Error::io(path))?;
+    ParquetWriter::new(BufWriter::new(file))
+        .with_compression(ParquetCompression::Lz4Raw)
+        .finish(df)
+        .map_err(write_error(path))?;
+    Ok(())
+}
+
+/// True when any string column holds a non-ASCII character.
+pub fn has_non_ascii_text(df: &DataFrame) -> bool {
+    df.columns().iter().any(|c| {
+        c.str()
+            .map(|ca| ca.iter().flatten().any(|s| !s.is_ascii()))
+            .unwrap_or(false)
+    })
+}
+
+/// What the manifest records about one published table.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableInfo {
+    pub name: String,
+    pub rows: usize,
+    pub columns: Vec<ColumnInfo>,
+    pub csv_bom: bool,
+}
+
+/// A column's name and type.
+#[derive(Debug, Clone, Serialize)]
+pub struct ColumnInfo {
+    pub name: String,
+    pub dtype: String,
+}
+
+/// Rows per Parquet row group of a published table.
+const ROW_GROUP: usize = 1 << 17;
+
+/// Writes `<dir>/<name>.parquet` and `<dir>/<name>.csv`.
+/// `bom`: Some(force) or None (only when there is non-ASCII text).
+pub fn write_table(
+    df: &mut DataFrame,
+    dir: &Path,
+    name: &str,
+    bom: Option<bool>,
+) -> Result<TableInfo> {
+    let bom = bom.unwrap_or_else(|| has_non_ascii_text(df));
+    // One contiguous copy, shared by both writers (each would otherwise
+    // make its own).
+    df.rechunk_mut_par();
+    let mut w = TableWriter::create(dir, name, &df.schema().clone(), bom)?;
+    w.push(df.clone())?;
+    w.finish()
+}
+
+/// A published table written as its rows come (part after part on the
+/// lean plan), as Parquet and CSV side by side: both encoders are mostly
+/// single-threaded per file, so two at once use both cores. Row groups are
+/// cut every [`ROW_GROUP`] rows however the rows arrive, so a table's
+/// bytes do not depend on how it was computed.
+pub struct TableWriter {
+    name: String,
+    /// Where the two files go (errors name them).
+    dir: PathBuf,
+    parquet: polars::io::parquet::write::BatchedWriter<BufWriter<File>>,
+    csv: polars::io::csv::write::BatchedWriter<BufWriter<File>>,
+    schema: Schema,
+    pending: Option<DataFrame>,
+    rows: usize,
+    bom: bool,
+}
+
+impl TableWriter {
+    pub fn create(dir: &Path, name: &str, schema: &Schema, bom: bool) -> Result<TableWriter> {
+        let open = |ext: &str| -> Result<BufWriter<File>> {
+            let path = dir.join(format!("{name}.{ext}"));
+            let file = File::create(&path).map_err(Error::io(&path))?;
+            Ok(BufWriter::new(file))
+        };
+        let (pq, csv) = (open("parquet")?, open("csv")?);
+        let pq = ParquetWriter::new(pq)
+            .with_compression(ParquetCompression::Zstd(None))
+            .with_statistics(StatisticsOptions::default())
+            .with_row_group_size(Some(ROW_GROUP))
+            .batched(schema)?;
+        // CSV for BI tools: UTF-8 (optional BOM), ISO dates, `.` decimals,
+        // no scientific notation.
+        let csv = CsvWriter::new(csv)
+            .include_bom(bom)
+            .include_header(true)
+            .with_date_format(Some("%Y-%m-%d".into()))
+            .with_float_scientific(Some(false))
+            .batched(schema)?;
+        Ok(TableWriter {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            parquet: pq,
+            csv,
+            schema: schema.clone(),
+            pending: None,
+            rows: 0,
+            bom,
+        })
+    }
+
+    /// Appends rows (in order); full row groups are written at once.
+    pub fn push(&mut self, df: DataFrame) -> Result<()> {
+        let mut all = match self.pending.take() {
+            Some(mut p) => {
+                p.vstack_mut_owned(df)?;
+                p
+            }
+            None => df,
+        };
+        while all.height() >= ROW_GROUP {
+            let (group, rest) = all.split_at(ROW_GROUP as i64);
+            self.write(group)?;
+            all = rest;
+        }
+        self.pending = Some(all);
+        Ok(())
+    }
+
+    fn write(&mut self, mut group: DataFrame) -> Result<()> {
+        if group.height() == 0 {
+            return Ok(());
+        }
+        // One chunk is one row group.
+        group.rechunk_mut_par();
+        self.rows += group.height();
+        let (pq, csv) = (&mut self.parquet, &mut self.csv);
+        let (a, b) = rayon::join(|| pq.write_batch(&group), || csv.write_batch(&group));
+        a.map_err(write_error(&self.path("parquet")))?;
+        b.map_err(write_error(&self.path("csv")))?;
+        Ok(())
+    }
+
+    fn path(&self, ext: &str) -> PathBuf {
+        self.dir.join(format!("{}.{ext}", self.name))
+    }
+
+    pub fn finish(mut self) -> Result<TableInfo> {
+        crate::io::failpoint_io(&self.name).map_err(write_error(&self.path("csv")))?;
+        if let Some(rest) = self.pending.take() {
+            self.write(rest)?;
+        }
+        let (pq, csv) = (self.path("parquet"), self.path("csv"));
+        self.parquet.finish().map_err(write_error(&pq))?;
+        self.csv.finish().map_err(write_error(&csv))?;
+        Ok(TableInfo {
+            name: self.name,
+            rows: self.rows,
+            columns: self
+                .schema
+                .iter()
+                .map(|(n, t)| ColumnInfo {
+                    name: n.to_string(),
+                    dtype: t.to_string(),
+                })
+                .collect(),
+            csv_bom: self.bom,
+        })
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    write(&tmp)?;
+    std::fs::rename(&tmp, path).map_err(Error::io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lean plan pushes a table in parts of any size; the fast plan
+    /// pushes it whole. Both must give the same bytes, and the Parquet
+    /// file must hold row groups of exactly ROW_GROUP rows and the rest.
+    #[test]
+    fn table_bytes_do_not_depend_on_how_rows_arrive() {
+        let n = ROW_GROUP + 1_234;
+        let df = df!(
+            "customer_id" => (0..n).map(|i| format!("c{i:07}")).collect::<Vec<_>>(),
+            "cents" => (0..n as i64).map(|i| i * 7 % 1000).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("tiering-io-{}", std::process::id()));
+        let (whole, parts) = (dir.join("whole"), dir.join("parts"));
+        std::fs::create_dir_all(&whole).unwrap();
+        std::fs::create_dir_all(&parts).unwrap();
+        write_table(&mut df.clone(), &whole, "t", None).unwrap();
+        let mut w = TableWriter::create(&parts, "t", &df.schema().clone(), false).unwrap();
+        for (offset, len) in [(0, 10), (10, ROW_GROUP - 5), (ROW_GROUP + 5, 1_229)] {
+            w.push(df.slice(offset as i64, len)).unwrap();
+        }
+        let info = w.finish().unwrap();
+        assert_eq!(info.rows, n);
+        for f in ["t.parquet", "t.csv"] {
+            let (a, b) = (whole.join(f), parts.join(f));
+            assert!(
+                std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+                "{f} differs"
+            );
+        }
+        let meta = ParquetReader::new(File::open(whole.join("t.parquet")).unwrap())
+            .get_metadata()
+            .unwrap()
+            .clone();
+        let groups: Vec<usize> = meta.row_groups.iter().map(|g| g.num_rows()).collect();
+        assert_eq!(groups, vec![ROW_GROUP, 1_234]);
+        let back = ParquetReader::new(File::open(parts.join("t.parquet")).unwrap())
+            .finish()
+            .unwrap();
+        assert!(back.equals(&df));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_writers_io_error_names_the_file() {
+        let path = Path::new("out/.staging-1/pyramid.csv");
+        let full = PolarsError::IO {
+            error: std::sync::Arc::new(std::io::Error::from_raw_os_error(28)),
+            msg: None,
+        };
+        // Polars may wrap it in context; the file and the cause still show.
+        let wrapped = full.context("writing batch".into());
+        let e = write_error(path)(wrapped);
+        assert!(matches!(e, Error::Io { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("out/.staging-1/pyramid.csv: ") && text.contains("No space left"),
+            "{text}"
+        );
+        assert_eq!(e.exit_code(), 1);
+        // Anything else stays a computation error.
+        let other = write_error(path)(PolarsError::ComputeError("x".into()));
+        assert!(matches!(other, Error::Polars(_)), "{other:?}");
+    }
+}

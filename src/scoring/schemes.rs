@@ -1,0 +1,85 @@
+//! The tier vocabulary every summary stage shares: a tier scheme (its
+//! column and labels, best first), the schemes a configuration defines, a
+//! label's rank, and `tier_summary`.
+
+use polars::prelude::*;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::io::Run;
+use crate::scoring::{table, tiers};
+
+/// A tier scheme: its column in `customer_scores` and its labels, best first.
+#[derive(Debug, Clone)]
+pub struct TierScheme {
+    pub name: String,
+    pub column: String,
+    pub labels: Vec<String>,
+}
+
+/// Every tier scheme of the configuration, pyramid first.
+pub fn tier_schemes(cfg: &Config) -> Vec<TierScheme> {
+    let mut v = vec![TierScheme {
+        name: "pyramid".into(),
+        column: "pyramid_tier".into(),
+        labels: cfg.pyramid.labels(),
+    }];
+    for t in &cfg.threshold_tiers {
+        v.push(TierScheme {
+            name: t.name.clone(),
+            column: format!("{}_tier", t.name),
+            labels: tiers::threshold_labels(t),
+        });
+    }
+    for s in &cfg.scorecards {
+        v.push(TierScheme {
+            name: s.name.clone(),
+            column: format!("{}_tier", s.name),
+            labels: tiers::scorecard_labels(s),
+        });
+    }
+    v
+}
+
+/// The scheme called `name` (validated in the configuration).
+pub fn scheme(cfg: &Config, name: &str) -> Result<TierScheme> {
+    tier_schemes(cfg)
+        .into_iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| Error::invalid("tier", format!("unknown tier scheme '{name}'")))
+}
+
+/// The position of a tier label in its scheme (0 = best); null otherwise.
+pub fn tier_order(column: &str, labels: &[String]) -> Expr {
+    let mut e = lit(NULL).cast(DataType::Int32);
+    for (i, l) in labels.iter().enumerate().rev() {
+        e = when(col(column).eq(lit(l.as_str())))
+            .then(lit(i as i32))
+            .otherwise(e);
+    }
+    e
+}
+
+/// `tier_summary`: per scheme and tier (in label order), customers,
+/// customer share, revenue and revenue share among customers with a tier.
+pub fn tier_summary(full: LazyFrame, schemes: &[TierScheme]) -> Result<DataFrame> {
+    let mut parts = Vec::new();
+    for s in schemes {
+        let tiered = full
+            .clone()
+            .filter(col(s.column.as_str()).is_not_null())
+            .select([col(s.column.as_str()).alias("tier"), col("revenue_cents")]);
+        parts.push(
+            table::per_label(tiered, "tier", &s.labels, "revenue", vec![], None)?.select([
+                lit(s.name.as_str()).alias("scheme"),
+                col("tier"),
+                col(table::ORDER).cast(DataType::Int32).alias("tier_order"),
+                col("customers"),
+                col("customer_share"),
+                col("revenue"),
+                col("revenue_share"),
+            ]),
+        );
+    }
+    Ok(concat(parts, UnionArgs::default())?.run()?)
+}

@@ -1,0 +1,333 @@
+//! `customer_scores`: the per-customer base (measures, attributes,
+//! engagement), ranked and scored by every tiering method, whole or by part.
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+use crate::io::Run;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::scoring::rfm::{self};
+use crate::scoring::schemes::scheme;
+use crate::scoring::{engagement, measures, pyramid, tiers};
+use crate::snapshot::frames::Daily;
+use crate::snapshot::frames::Frames;
+use crate::snapshot::frames::Parts;
+use crate::snapshot::frames::filtered;
+use crate::snapshot::frames::measures_as_of;
+use crate::snapshot::frames::measures_query;
+use crate::snapshot::full::Full;
+use crate::snapshot::full::Spilled;
+use crate::summaries::{churn, follow_up};
+
+/// The engagement columns ([`engagement::COUNT_COLUMNS`], `DATE_COLUMNS`,
+/// `days_since_contact`), attributes and scheme columns follow them.
+pub const BASE_COLUMNS: &[&str] = &[
+    "customer_id",
+    "region",
+    "industry",
+    "name",
+    "segment",
+    "sales_rep",
+    "in_scope",
+    "first_purchase",
+    "last_purchase",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "revenue",
+    "tenure_days",
+    "units_bought",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_code",
+    "rfm_segment",
+    "contribution",
+    "contribution_rank",
+    "cum_contribution_share",
+    "pyramid_tier",
+    "contribution_nonpositive",
+    "median_gap_days",
+    "sleeping_after_days",
+    "lost_after_days",
+    "churn_status",
+    "window_spend",
+    "window_spend_prior",
+    "declining",
+];
+
+/// Integer-cent columns kept beside `customer_scores` for exact summaries.
+pub const CENTS_COLUMNS: &[&str] = &[
+    "monetary_cents",
+    "revenue_cents",
+    "contribution_cents",
+    "window_spend_cents",
+    "window_spend_prior_cents",
+];
+
+/// Follow-up columns, after the tier scheme columns.
+pub const FOLLOW_UP_COLUMNS: &[&str] = &[
+    "call_every_days",
+    "visit_every_days",
+    "overdue_contact",
+    "days_overdue",
+    "contact_overdue",
+];
+
+pub(super) fn money(cents: &str) -> Expr {
+    crate::units::cents_to_units(col(cents)).alias(cents.trim_end_matches("_cents"))
+}
+
+/// The per-customer base as of `as_of`: measures, customer attributes and
+/// engagement, one row per customer.
+pub fn base(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<LazyFrame> {
+    let m = measures_as_of(f, as_of, cfg, true)?;
+    Ok(base_in(f, m, None, as_of, cfg))
+}
+
+/// The base of the customers in `part` (all with `None`) from their measures.
+pub(super) fn base_in(
+    f: &Frames,
+    m: LazyFrame,
+    part: Option<Expr>,
+    as_of: NaiveDate,
+    cfg: &Config,
+) -> LazyFrame {
+    let b = measures::customer_base(m, f.customers_in(part.clone()), &cfg.ingest.unknown_label);
+    let e = engagement::customer_engagement(
+        filtered(f.interactions.clone(), part),
+        as_of,
+        cfg.measures.window_days,
+        &cfg.measures.converted_outcomes,
+    );
+    engagement::join_engagement(b, e)
+}
+
+/// The columns scored over the whole in-scope population rather than row
+/// by row: the RFM scores, the segment (a rule may compare a score with its
+/// population mean, as the Chinese eight classes do) and the contribution
+/// pyramid.
+pub const RANKED_COLUMNS: &[&str] = &[
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_segment",
+    "contribution_rank",
+    "cum_contribution_share",
+    "pyramid_tier",
+    "contribution_nonpositive",
+];
+
+/// What [`rank`] reads from the base.
+pub(super) const RANK_INPUTS: &[&str] = &[
+    "customer_id",
+    "in_scope",
+    "recency_days",
+    "frequency",
+    "monetary_cents",
+    "contribution_cents",
+];
+
+/// Adds [`RANKED_COLUMNS`] to a base of the whole population.
+pub fn rank(base: LazyFrame, cfg: &Config) -> Result<LazyFrame> {
+    let rules = rfm::rules(&cfg.rfm);
+    let scored = base
+        .with_columns(rfm::score_exprs(&cfg.rfm))
+        .with_column(rfm::segment_expr(&rules).alias("rfm_segment"));
+    pyramid::assign(scored, &cfg.pyramid)
+}
+
+/// Every scoring stage on the base; keeps the cent columns; rows in no
+/// particular order (see [`sorted_by_id`]).
+pub fn score(
+    base: LazyFrame,
+    as_of: NaiveDate,
+    cfg: &Config,
+    attributes: &[String],
+) -> Result<LazyFrame> {
+    finish(rank(base, cfg)?, as_of, cfg, attributes)
+}
+
+/// The row-by-row scoring stages on a ranked base (any subset of the
+/// customers: nothing here looks across rows); rows in no particular order.
+pub(super) fn finish(
+    ranked: LazyFrame,
+    as_of: NaiveDate,
+    cfg: &Config,
+    attributes: &[String],
+) -> Result<LazyFrame> {
+    let mut lf = ranked
+        .with_columns([
+            rfm::rfm_code(cfg.rfm.bins).alias("rfm_code"),
+            churn::sleeping_after(&cfg.churn).alias("sleeping_after_days"),
+            churn::lost_after(&cfg.churn).alias("lost_after_days"),
+            churn::declining(cfg.churn.declining_drop).alias("declining"),
+        ])
+        .with_column(churn::status().alias("churn_status"))
+        .with_columns([
+            money("monetary_cents"),
+            money("contribution_cents"),
+            money("revenue_cents"),
+            money("window_spend_cents"),
+            money("window_spend_prior_cents"),
+        ]);
+    let available: Vec<String> = lf
+        .collect_schema()?
+        .iter_names()
+        .filter(|n| !n.starts_with("__") && !n.ends_with("_cents"))
+        .map(|n| n.to_string())
+        .collect();
+    let mut select: Vec<Expr> = BASE_COLUMNS
+        .iter()
+        .chain(engagement::COUNT_COLUMNS)
+        .chain(engagement::DATE_COLUMNS)
+        .chain(&["days_since_contact"])
+        .map(|c| col(*c))
+        .collect();
+    select.extend(attributes.iter().map(|a| col(a.as_str())));
+    for t in &cfg.threshold_tiers {
+        let exprs = tiers::threshold_exprs(t, &available)?;
+        lf = lf.with_columns(exprs);
+        select.push(col(format!("{}_value", t.name)));
+        select.push(col(format!("{}_tier", t.name)));
+    }
+    for s in &cfg.scorecards {
+        let (dims, totals) = tiers::scorecard_exprs(s, &available)?;
+        lf = lf.with_columns(dims).with_columns(totals);
+        for d in tiers::dimensions(s) {
+            select.push(col(tiers::dimension_column(s, &d)));
+        }
+        select.push(col(format!("{}_points", s.name)));
+        select.push(col(format!("{}_tier", s.name)));
+    }
+    let follow = scheme(cfg, &cfg.follow_up.tier)?;
+    lf = lf
+        .with_columns(follow_up::cadence_exprs(&cfg.follow_up, &follow))
+        .with_columns(follow_up::overdue_exprs(as_of));
+    select.extend(FOLLOW_UP_COLUMNS.iter().map(|c| col(*c)));
+    select.extend(CENTS_COLUMNS.iter().map(|c| col(*c)));
+    Ok(lf.select(select))
+}
+
+/// A scoring's rows in customer_id order (ids are unique), reordered eight
+/// columns at a time: polars' sort gathers every column into a new frame
+/// while the old one is held, which at 10^6 customers was the run's memory
+/// peak (~500 MB over the rest); this takes as long (~0.4 s). `frugal`
+/// returns the replaced columns' memory as it goes
+/// ([`Frames::release_free`]).
+pub fn sorted_by_id(mut df: DataFrame, frugal: bool) -> Result<DataFrame> {
+    use rayon::prelude::*;
+    let order = df.column("customer_id")?.arg_sort(SortOptions::default());
+    // SAFETY: a permutation keeps every column's name, type and length.
+    let columns = unsafe { df.columns_mut_retain_schema() };
+    for group in columns.chunks_mut(8) {
+        group.par_iter_mut().try_for_each(|c| -> Result<()> {
+            // One chunk first: gathering across chunks looks up each row's
+            // chunk.
+            *c = c.rechunk().take(&order)?;
+            Ok(())
+        })?;
+        if frugal {
+            crate::memory::release_free();
+        }
+    }
+    Ok(df)
+}
+
+/// Every scored customer as of `as_of`, with the cent columns.
+pub fn scores_as_of(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Full> {
+    match &f.daily {
+        Daily::Parts(p) if f.measures_at.is_none() => scores_by_part(f, p, as_of, cfg),
+        _ => Ok(Full::Memory(sorted_by_id(
+            score(base(f, as_of, cfg)?, as_of, cfg, &f.attributes)?.run()?,
+            f.frugal,
+        )?)),
+    }
+}
+
+/// The lean plan's scoring: each part's base is built and spilled, the
+/// RFM scores and the pyramid are ranked over the whole population from
+/// a narrow frame, then each part is finished and spilled in customer_id
+/// order. Only one part's frames (and the narrow ranking) are in memory.
+pub(super) fn scores_by_part(
+    f: &Frames,
+    p: &Parts,
+    as_of: NaiveDate,
+    cfg: &Config,
+) -> Result<Full> {
+    let dir = p.dir.path().join(format!("scores-{as_of}"));
+    std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+    let mut spilled = Spilled {
+        dir,
+        parts: p.count(),
+        rows: 0,
+        non_ascii: false,
+        hide: Vec::new(),
+    };
+    let mut narrow = Vec::new();
+    for i in 0..p.count() {
+        let m = measures_query(f, p.daily(i)?, p.keys(i)?, as_of, cfg, true);
+        let mut b = base_in(f, m, Some(p.filter(i)), as_of, cfg).run()?;
+        narrow.push(b.select(RANK_INPUTS.iter().copied())?.lazy());
+        crate::io::write_spill(&mut b, &spilled.path("base", i))?;
+        crate::memory::release_free();
+    }
+    let mut keep = vec![col("customer_id")];
+    keep.extend(RANKED_COLUMNS.iter().map(|c| col(*c)));
+    let ranked = rank(concat(narrow, UnionArgs::default())?, cfg)?
+        .select(keep)
+        .run()?;
+    for i in 0..p.count() {
+        let base = spilled.path("base", i);
+        let ranks = ranked.clone().lazy().filter(p.filter(i));
+        let b = crate::io::scan_parquet(&base)?.join(
+            ranks,
+            [col("customer_id")],
+            [col("customer_id")],
+            JoinArgs::new(JoinType::Left),
+        );
+        let mut full = sorted_by_id(finish(b, as_of, cfg, &f.attributes)?.run()?, f.frugal)?;
+        spilled.rows += full.height();
+        spilled.non_ascii |= crate::io::has_non_ascii_text(&full);
+        crate::io::write_spill(&mut full, &spilled.path("scores", i))?;
+        std::fs::remove_file(&base).map_err(Error::io(&base))?;
+        crate::memory::release_free();
+    }
+    Ok(Full::Spilled(spilled))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_by_id_moves_whole_rows() {
+        // Two chunks, nulls, a string and a number column: each row keeps
+        // its values, rows come out in byte order of customer_id.
+        let mut df = df!(
+            "customer_id" => ["c3", "c10"],
+            "tier" => [Some("A"), None],
+            "cents" => [Some(300i64), Some(1000)],
+        )
+        .unwrap();
+        df.vstack_mut_owned(
+            df!(
+                "customer_id" => ["c2", "c1"],
+                "tier" => [Some("B"), Some("C")],
+                "cents" => [None, Some(100i64)],
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let out = sorted_by_id(df, true).unwrap();
+        let want = df!(
+            "customer_id" => ["c1", "c10", "c2", "c3"],
+            "tier" => [Some("C"), None, Some("B"), Some("A")],
+            "cents" => [Some(100i64), Some(1000), None, Some(300)],
+        )
+        .unwrap();
+        assert!(out.equals_missing(&want), "{out}");
+    }
+}

@@ -1,0 +1,271 @@
+//! What one run scores from: the customer × day pre-aggregate (held, or in
+//! customer_id parts on disk for the lean plan), customers and interactions,
+//! and the per-customer measures as of any date.
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+use crate::io::Run;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::scoring::measures;
+
+/// The customer × day pre-aggregate of transactions ([`crate::daily::daily`]).
+#[derive(Clone)]
+pub enum Daily {
+    /// Built once and held (the fast plan), with its customer keys
+    /// ([`crate::daily::customer_keys`]).
+    Memory { daily: DataFrame, keys: DataFrame },
+    /// Built once per customer range and spilled to Parquet (the lean plan:
+    /// memory for one part at a time).
+    Parts(Arc<Parts>),
+    /// The fast plan's, let go after its last reader ([`compute_once`]);
+    /// reading it again is a bug.
+    Released,
+}
+
+impl Daily {
+    /// The fast plan's pre-aggregate of `txns`, built and held.
+    pub fn in_memory(txns: LazyFrame, has_margin: bool, has_quantity: bool) -> Result<Daily> {
+        // The keys from their own scan (of one column): deriving them from
+        // a held pre-aggregate would hold it twice for a moment.
+        let keys = crate::daily::customer_keys(txns.clone()).run()?;
+        let daily =
+            crate::daily::daily(txns, keys.clone().lazy(), has_margin, has_quantity).run()?;
+        Ok(Daily::Memory { daily, keys })
+    }
+
+    /// The fast plan's pre-aggregate from one already keyed by customer_id
+    /// ([`crate::daily::daily_by_id`]; the store's), built and held.
+    pub fn from_by_id(by_id: LazyFrame) -> Result<Daily> {
+        let keys = crate::daily::customer_keys(by_id.clone()).run()?;
+        let daily = crate::daily::keyed(by_id, keys.clone().lazy()).run()?;
+        Ok(Daily::Memory { daily, keys })
+    }
+}
+
+/// The lean plan's customer parts: contiguous customer_id ranges
+/// ([`crate::daily::id_range`]), each with its pre-aggregate and customer keys
+/// in work files.
+/// Per-customer frames of a snapshot are spilled there too.
+pub struct Parts {
+    /// Lower bounds of parts 1.. (part 0 starts below every id).
+    bounds: Vec<String>,
+    pub(super) dir: crate::io::WorkDir,
+}
+
+impl Parts {
+    /// Cuts the customers into `parts` ranges by the ids of the customers
+    /// table and spills each range's pre-aggregate: `by_id` gives the
+    /// pre-aggregate keyed by customer_id ([`crate::daily::daily_by_id`]) of
+    /// the customers a filter selects (one filtered scan per part, of the
+    /// typed transactions or of the store's pre-aggregates).
+    pub fn build(
+        by_id: &dyn Fn(Expr) -> Result<LazyFrame>,
+        customer_ids: &StringChunked,
+        parts: u32,
+        dir: crate::io::WorkDir,
+    ) -> Result<Parts> {
+        let p = Parts {
+            bounds: crate::daily::range_bounds(customer_ids, parts),
+            dir,
+        };
+        for i in 0..p.count() {
+            // The part's pre-aggregate is held while its keys are taken
+            // from it.
+            let by_id = by_id(p.filter(i))?.run()?;
+            let mut keys = crate::daily::customer_keys(by_id.clone().lazy()).run()?;
+            let mut daily = crate::daily::keyed(by_id.lazy(), keys.clone().lazy()).run()?;
+            crate::io::write_spill(&mut keys, &p.keys_path(i))?;
+            crate::io::write_spill(&mut daily, &p.daily_path(i))?;
+            drop((keys, daily));
+            crate::memory::release_free();
+        }
+        Ok(p)
+    }
+
+    /// How many parts (fewer than asked when there are fewer customers).
+    pub fn count(&self) -> usize {
+        self.bounds.len() + 1
+    }
+
+    /// The customers of part `i`.
+    pub fn filter(&self, i: usize) -> Expr {
+        let lo = i.checked_sub(1).map(|j| self.bounds[j].as_str());
+        crate::daily::id_range(lo, self.bounds.get(i).map(String::as_str))
+    }
+
+    pub(super) fn daily_path(&self, i: usize) -> std::path::PathBuf {
+        self.work_file(&format!("daily-{i}"))
+    }
+
+    pub(super) fn keys_path(&self, i: usize) -> std::path::PathBuf {
+        self.work_file(&format!("keys-{i}"))
+    }
+
+    /// The work file `<name>.parquet`.
+    pub(super) fn work_file(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(format!("{name}.parquet"))
+    }
+
+    pub(super) fn daily(&self, i: usize) -> Result<LazyFrame> {
+        crate::io::scan_parquet(&self.daily_path(i))
+    }
+
+    pub(super) fn keys(&self, i: usize) -> Result<LazyFrame> {
+        crate::io::scan_parquet(&self.keys_path(i))
+    }
+}
+
+/// The typed inputs, as lazy frames (from memory or from `_ingest/`).
+#[derive(Clone)]
+pub struct Frames {
+    pub daily: Daily,
+    pub customers: LazyFrame,
+    /// Empty (with the canonical schema) when there is no interactions input.
+    pub interactions: LazyFrame,
+    pub has_margin: bool,
+    pub has_quantity: bool,
+    /// Customer attribute columns configured in the customers input.
+    pub attributes: Vec<String>,
+    /// Per-customer measures computed elsewhere (the Spark backend) for one
+    /// date; scorings at that date use them instead of `daily`.
+    pub measures_at: Option<(NaiveDate, DataFrame)>,
+    /// Hand freed memory back to the system between steps (the lean plan,
+    /// a single run: see [`Frames::release_free`]).
+    pub frugal: bool,
+}
+
+/// Per-customer measures as of `date` ([`measures::measures_from_daily`]),
+/// or those provided for that date.
+/// Without `gaps` the median gap is left null (pyramid-only tierings).
+pub fn measures_as_of(f: &Frames, date: NaiveDate, cfg: &Config, gaps: bool) -> Result<LazyFrame> {
+    if let Some((_, m)) = f.measures_at.as_ref().filter(|(d, _)| *d == date) {
+        return Ok(m.clone().lazy());
+    }
+    f.per_customer(|d, keys| measures_query(f, d, keys, date, cfg, gaps))
+}
+
+pub(super) fn measures_query(
+    f: &Frames,
+    d: LazyFrame,
+    keys: LazyFrame,
+    date: NaiveDate,
+    cfg: &Config,
+    gaps: bool,
+) -> LazyFrame {
+    measures::measures_with_gaps(
+        d,
+        keys,
+        date,
+        &cfg.measures,
+        f.has_margin,
+        f.has_quantity,
+        gaps,
+    )
+}
+
+impl Frames {
+    /// `q` over the customer × day pre-aggregate and its customer keys
+    /// ([`crate::daily::customer_keys`]). `q` must keep customers apart (group
+    /// by customer, or filter rows): on the lean plan it runs once per part
+    /// and the results are stacked, which is then exact.
+    pub fn per_customer(&self, q: impl Fn(LazyFrame, LazyFrame) -> LazyFrame) -> Result<LazyFrame> {
+        self.per_part(|d, keys, _| q(d, keys))
+    }
+
+    /// As [`Frames::per_customer`], with the part's customer filter (`None`
+    /// on the fast plan) for the other inputs `q` joins.
+    pub fn per_part(
+        &self,
+        q: impl Fn(LazyFrame, LazyFrame, Option<Expr>) -> LazyFrame,
+    ) -> Result<LazyFrame> {
+        match &self.daily {
+            Daily::Memory { daily, keys } => Ok(q(daily.clone().lazy(), keys.clone().lazy(), None)),
+            Daily::Released => Err(Error::Invariant(
+                "the pre-aggregate was read after it was released".into(),
+            )),
+            Daily::Parts(p) => {
+                let mut done = Vec::new();
+                for i in 0..p.count() {
+                    done.push(q(p.daily(i)?, p.keys(i)?, Some(p.filter(i))).run()?.lazy());
+                }
+                Ok(concat(done, UnionArgs::default())?)
+            }
+        }
+    }
+
+    /// `df` as a query: in memory on the fast plan; on the lean plan
+    /// spilled to a work file `name` (unique among those kept) and scanned.
+    pub fn keep(&self, mut df: DataFrame, name: &str) -> Result<LazyFrame> {
+        match &self.daily {
+            Daily::Memory { .. } | Daily::Released => Ok(df.lazy()),
+            Daily::Parts(p) => {
+                let path = p.work_file(name);
+                crate::io::write_spill(&mut df, &path)?;
+                crate::io::scan_parquet(&path)
+            }
+        }
+    }
+
+    /// `lf` computed once: collected on the fast plan; on the lean plan
+    /// streamed into a work file `name` (unique among those kept) and
+    /// scanned, never whole in memory.
+    pub fn materialize(&self, lf: LazyFrame, name: &str) -> Result<LazyFrame> {
+        match &self.daily {
+            Daily::Memory { .. } | Daily::Released => Ok(lf.run()?.lazy()),
+            Daily::Parts(p) => {
+                let path = p.work_file(name);
+                crate::io::sink_parquet(lf, &path, true)?;
+                crate::io::scan_parquet(&path)
+            }
+        }
+    }
+
+    /// Removes the work file `name` of [`Frames::keep`] or
+    /// [`Frames::materialize`] once nothing reads it (a long backfill on
+    /// the lean plan would otherwise keep every snapshot's).
+    pub fn discard(&self, name: &str) -> Result<()> {
+        if let Daily::Parts(p) = &self.daily {
+            let path = p.work_file(name);
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(Error::io(&path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns the memory the allocator holds free to the system when
+    /// frugal: it lowers the peak a later step would otherwise add on top
+    /// of, but the pages are faulted back in when used again (a backfill,
+    /// which is timed rather than held to a memory target, skips it: it
+    /// cost its 8 snapshots ~3 s of system time).
+    pub fn release_free(&self) {
+        if self.frugal {
+            crate::memory::release_free();
+        }
+    }
+
+    pub(super) fn customers_in(&self, part: Option<Expr>) -> LazyFrame {
+        filtered(self.customers.clone(), part)
+    }
+}
+
+pub(super) fn filtered(lf: LazyFrame, part: Option<Expr>) -> LazyFrame {
+    match part {
+        Some(p) => lf.filter(p),
+        None => lf,
+    }
+}
+
+/// `a` and `b` together: in parallel, or one after the other on the lean plan.
+pub fn both<A: Send, B: Send>(
+    lean: bool,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    if lean { (a(), b()) } else { rayon::join(a, b) }
+}

@@ -1,0 +1,106 @@
+//! The checks every correct snapshot passes before it is published; the
+//! manifest lists what was checked.
+
+use polars::prelude::*;
+
+use crate::io::Run;
+
+use crate::error::{Error, Result};
+use crate::snapshot::Invariant;
+use crate::snapshot::full::Full;
+
+/// Checks that hold for every correct snapshot; the first that fails
+/// aborts the publish. Returns what was checked, for the manifest.
+pub fn check_invariants(
+    full: &Full,
+    segments: &DataFrame,
+    pyramid: &DataFrame,
+    tier_summary: &DataFrame,
+    ingested_window_cents: i64,
+) -> Result<Vec<Invariant>> {
+    let mut held = Vec::new();
+    let mut check = |name: &str, ok: bool, detail: String| -> Result<()> {
+        if ok {
+            held.push(Invariant {
+                name: name.to_string(),
+                detail,
+            });
+            Ok(())
+        } else {
+            Err(Error::Invariant(format!("{name}: {detail}")))
+        }
+    };
+    let totals = full
+        .lazy()?
+        .select([
+            len().cast(DataType::Int64).alias("rows"),
+            col("customer_id")
+                .n_unique()
+                .cast(DataType::Int64)
+                .alias("distinct"),
+            col("in_scope")
+                .sum()
+                .cast(DataType::Int64)
+                .alias("in_scope"),
+            col("revenue_cents").sum().alias("revenue_cents"),
+        ])
+        .run()?;
+    let total = |c: &str| -> Result<i64> { Ok(totals.column(c)?.i64()?.get(0).unwrap_or(0)) };
+    let (rows, distinct, in_scope) = (total("rows")?, total("distinct")?, total("in_scope")?);
+    let customer_cents = total("revenue_cents")?;
+    check(
+        "every customer once in customer_scores",
+        distinct == rows,
+        format!("{rows} rows, {distinct} distinct customer_id"),
+    )?;
+    for (name, table) in [("rfm_segments", segments), ("pyramid", pyramid)] {
+        let total: i64 = table.column("customers")?.i64()?.sum().unwrap_or(0);
+        check(
+            &format!("{name} counts the in-scope population"),
+            total == in_scope,
+            format!("{total} counted, {in_scope} in scope"),
+        )?;
+    }
+    let per_scheme = tier_summary
+        .clone()
+        .lazy()
+        .group_by([col("scheme")])
+        .agg([
+            col("customers").sum().alias("n"),
+            col("customer_share").sum().alias("share"),
+        ])
+        .sort(["scheme"], Default::default())
+        .run()?;
+    let schemes = per_scheme.column("scheme")?.str()?.clone();
+    let ns = per_scheme.column("n")?.i64()?.clone();
+    let shares = per_scheme.column("share")?.f64()?.clone();
+    for i in 0..per_scheme.height() {
+        let scheme = schemes.get(i).unwrap_or_default();
+        // The pyramid tiers the in-scope customers, other schemes everyone.
+        let population = if scheme == "pyramid" { in_scope } else { rows };
+        let n = ns.get(i).unwrap_or(0);
+        check(
+            &format!("{scheme} tier counts sum to the population"),
+            n == population,
+            format!("{n} tiered, population {population}"),
+        )?;
+        let share = shares.get(i);
+        check(
+            &format!("{scheme} customer shares sum to 1"),
+            population == 0 || share.is_some_and(|x| (x - 1.0).abs() < 1e-9),
+            format!("{share:?}"),
+        )?;
+    }
+    check(
+        "customer revenue reconciles with the ingested window total to the cent",
+        customer_cents == ingested_window_cents,
+        format!("{customer_cents} vs {ingested_window_cents} cents"),
+    )?;
+    let seg_rev: f64 = segments.column("revenue")?.f64()?.sum().unwrap_or(0.0);
+    check(
+        "rfm_segments revenue reconciles with customer revenue",
+        (seg_rev * 100.0 - customer_cents as f64).abs() < 0.5,
+        format!("{seg_rev:.2} vs {:.2}", customer_cents as f64 / 100.0),
+    )?;
+    Ok(held)
+}
