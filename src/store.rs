@@ -12,7 +12,7 @@
 //!                           /rejects.parquet invalid rows and duplicates
 //!                           /hashes.parquet  XXH3-64 of each stored txn_id
 //!                           /daily.parquet   customer × day pre-aggregate,
-//!                                            sorted by customer_id
+//!                                            sorted by customer_id (LZ4)
 //! ```
 //!
 //! A run commits by replacing the catalog atomically once its new segments
@@ -397,11 +397,21 @@ fn ingest_new(
             .select([ingest::id_hash("txn_id").alias("h")])
             .run()?;
         io::write_spill(&mut h, &seg.join("hashes.parquet"))?;
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "segment hashes written"
+        );
         let columns = ingest::typed_file(typed.clone())?.columns;
         let has = |c: &str| columns.iter().any(|x| x == c);
+        // Sorted by customer_id so that the lean plan's parts (id ranges)
+        // skip other customers' row groups: at 10^7 its parts build in 2.0 s
+        // instead of 3.0 s, and the fast plan keys the daily in 0.6 s instead
+        // of 1.0 s, every night; the sort costs ~2.5 s once per large file.
+        // LZ4: read back every run, so decompression speed beats size.
         let daily = crate::daily::daily_by_id(lf, has("margin_cents"), has("quantity"))
             .sort(["customer_id"], SortMultipleOptions::default());
-        io::sink_parquet(daily, &seg.join("daily.parquet"), false)?;
+        io::sink_parquet(daily, &seg.join("daily.parquet"), true)?;
+        tracing::debug!(ms = t.elapsed().as_millis() as u64, "segment daily written");
         let meta = fs::metadata(file).map_err(Error::io(file))?;
         let info = nf.report.files.first().cloned();
         out.push((

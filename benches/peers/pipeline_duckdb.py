@@ -23,7 +23,9 @@ CREATE TABLE parsed AS
 SELECT line,
        nullif(trim(customer_id), '') AS customer_id,
        nullif(trim(txn_id), '') AS txn_id,
-       try_strptime(trim(ts), '%Y-%m-%d')::DATE AS ts,
+       -- Dates, or timestamps with a time of day (the uniform bench data).
+       coalesce(try_strptime(trim(ts), '%Y-%m-%d'),
+                try_strptime(trim(ts), '%Y-%m-%d %H:%M:%S'))::DATE AS ts,
        CAST(round(TRY_CAST(trim(amount) AS DOUBLE) * 100) AS BIGINT) AS amount_cents,
        CAST(round(TRY_CAST(trim(margin) AS DOUBLE) * 100) AS BIGINT) AS margin_cents
 FROM raw;

@@ -20,7 +20,11 @@ parsed = raw.select(
     "line",
     clean("customer_id").alias("customer_id"),
     clean("txn_id").alias("txn_id"),
-    clean("ts").str.to_date("%Y-%m-%d", strict=False).alias("ts"),
+    # Dates, or timestamps with a time of day (the uniform bench data).
+    pl.coalesce(
+        clean("ts").str.to_date("%Y-%m-%d", strict=False),
+        clean("ts").str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False).dt.date(),
+    ).alias("ts"),
     cents("amount").alias("amount_cents"),
     cents("margin").alias("margin_cents"),
 )
