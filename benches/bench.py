@@ -133,7 +133,7 @@ def main():
         if 10_000_000 <= n < 100_000_000 and shape == "zipf":
             row["memory_limit"] = limit_scenario(a.tiering, n)
         if n < 100_000_000:
-            results.setdefault("nightly", []).append(nightly_scenario(a.tiering, d, n, a.reps))
+            results.setdefault("nightly", []).append(dict(nightly_scenario(a.tiering, d, n, a.reps), shape=shape))
         results["sizes"].append(row)
         print(json.dumps(row["ratios"]), row["agreement"], flush=True)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)

@@ -133,6 +133,11 @@ pub struct RunArgs {
     /// Start the typed store (OUT/_store/) over: ingest every input file again.
     #[arg(long)]
     pub rebuild_store: bool,
+    /// Publish only these tables (comma-separated), e.g.
+    /// customer_scores,pyramid; the manifest is always written, the HTML
+    /// report only with every table. Default: all.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub tables: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -177,6 +182,11 @@ pub struct BackfillArgs {
     /// Start the typed store (OUT/_store/) over: ingest every input file again.
     #[arg(long)]
     pub rebuild_store: bool,
+    /// Publish only these tables (comma-separated), e.g.
+    /// customer_scores,pyramid; the manifest is always written, the HTML
+    /// report only with every table. Default: all.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub tables: Option<Vec<String>>,
 }
 
 #[derive(Debug, Args)]
@@ -263,6 +273,7 @@ fn settings_with(args: &InputArgs, overwrite: bool, progress: bool) -> Result<Ru
         memory_limit: args.memory_limit,
         engine: pipeline::Engine::Polars,
         rebuild_store: false,
+        tables: None,
     })
 }
 
@@ -305,6 +316,7 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Backfill(a) => {
             let mut s = settings_with(&a.inputs, a.overwrite, progress)?;
             s.rebuild_store = a.rebuild_store;
+            s.tables = pipeline::chosen_tables(&s.config, a.tables.as_deref())?;
             let done = pipeline::backfill(&s, a.from, a.to, a.every)?;
             for o in &done {
                 println!(
@@ -325,6 +337,7 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Run(args) => {
             let mut s = settings_with(&args.inputs, args.overwrite, progress)?;
             s.rebuild_store = args.rebuild_store;
+            s.tables = pipeline::chosen_tables(&s.config, args.tables.as_deref())?;
             if args.engine == EngineArg::Spark {
                 if !cfg!(feature = "spark") {
                     return Err(Error::Usage(

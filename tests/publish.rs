@@ -322,3 +322,97 @@ fn validate_leaves_no_file_even_when_killed() {
     assert!(listing(&scratch).is_empty(), "{:?}", listing(&scratch));
     assert!(!out.exists());
 }
+
+/// `--tables` publishes only the named tables (byte-identical to a full
+/// run's), always with the manifest, never a partial report; a name the
+/// pipeline does not publish is refused with the list; backfill too.
+#[test]
+fn tables_option_publishes_only_the_named_tables() {
+    let tmp = TempDir::new("tables");
+    let data = tmp.join("data");
+    generate(&data, 60, 600, 44);
+    let full = tmp.join("full");
+    ok(&strs_of(&args(&data, &full, &[])));
+    let part = tmp.join("part");
+    ok(&strs_of(&args(
+        &data,
+        &part,
+        &["--tables", "pyramid,customer_scores"],
+    )));
+    let snap = |root: &Path| root.join("snapshot=2010-12-31");
+    assert_eq!(
+        listing(&snap(&part)),
+        [
+            "_SUCCESS",
+            "customer_scores.csv",
+            "customer_scores.parquet",
+            "manifest.json",
+            "pyramid.csv",
+            "pyramid.parquet"
+        ]
+    );
+    for f in [
+        "customer_scores.csv",
+        "customer_scores.parquet",
+        "pyramid.csv",
+        "pyramid.parquet",
+    ] {
+        assert_eq!(
+            std::fs::read(snap(&part).join(f)).unwrap(),
+            std::fs::read(snap(&full).join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(snap(&part).join("manifest.json")).unwrap())
+            .unwrap();
+    let outputs: Vec<&str> = m["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(outputs, ["customer_scores", "pyramid"]);
+
+    let bad = tiering(&strs_of(&args(
+        &data,
+        &tmp.join("bad"),
+        &["--tables", "pyramid,nope"],
+    )));
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("'nope'") && err.contains("concentration_region") && err.contains("rejects"),
+        "{err}"
+    );
+    assert!(!tmp.join("bad").join("snapshot=2010-12-31").exists());
+
+    let bf = tmp.join("bf");
+    let mut b = vec![
+        "backfill".to_string(),
+        "--from".into(),
+        "2010-06-30".into(),
+        "--to".into(),
+        "2010-12-31".into(),
+        "--tables".into(),
+        "tier_summary".into(),
+    ];
+    b.extend(input_args(&data, &bf));
+    ok(&strs_of(&b));
+    for d in ["2010-06-30", "2010-09-30", "2010-12-31"] {
+        assert_eq!(
+            listing(&bf.join(format!("snapshot={d}"))),
+            [
+                "_SUCCESS",
+                "manifest.json",
+                "tier_summary.csv",
+                "tier_summary.parquet"
+            ],
+            "{d}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(bf.join("snapshot=2010-12-31/tier_summary.parquet")).unwrap(),
+        std::fs::read(snap(&full).join("tier_summary.parquet")).unwrap()
+    );
+}

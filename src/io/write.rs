@@ -113,6 +113,37 @@ pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
 }
 
 /// Writes a work file read back once (LZ4: fast rather than small).
+/// Frames written one after another into one LZ4 Parquet file (row groups
+/// in the order given), for work too large to build whole.
+pub fn write_spill_parts(
+    path: &Path,
+    parts: impl IntoIterator<Item = Result<DataFrame>>,
+) -> Result<()> {
+    let file = File::create(path).map_err(Error::io(path))?;
+    let mut writer = None;
+    for part in parts {
+        let mut df = part?;
+        df.rechunk_mut_par();
+        let w = match &mut writer {
+            Some(w) => w,
+            None => writer.insert(
+                ParquetWriter::new(BufWriter::new(file.try_clone().map_err(Error::io(path))?))
+                    .with_compression(ParquetCompression::Lz4Raw)
+                    .batched(df.schema())
+                    .map_err(write_error(path))?,
+            ),
+        };
+        w.write_batch(&df).map_err(write_error(path))?;
+    }
+    match writer {
+        Some(w) => {
+            w.finish().map_err(write_error(path))?;
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
 pub fn write_spill(df: &mut DataFrame, path: &Path) -> Result<()> {
     let file = File::create(path).map_err(Error::io(path))?;
     ParquetWriter::new(BufWriter::new(file))

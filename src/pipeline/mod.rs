@@ -1,7 +1,7 @@
 //! One run: ingest → typed Parquet → per-customer base → scores → summaries
 //! → invariants → atomic publish with a manifest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -45,6 +45,30 @@ pub struct RunSettings {
     pub engine: Engine,
     /// Start the typed store (`<out>/_store/`) over from the inputs.
     pub rebuild_store: bool,
+    /// `--tables`: publish only these (None: every table and the report).
+    pub tables: Option<BTreeSet<String>>,
+}
+
+/// `--tables` checked against the tables this configuration publishes.
+pub fn chosen_tables(cfg: &Config, names: Option<&[String]>) -> Result<Option<BTreeSet<String>>> {
+    let Some(names) = names else {
+        return Ok(None);
+    };
+    let known = snapshot::table_names(cfg);
+    let mut chosen = BTreeSet::new();
+    for n in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        if !known.iter().any(|k| k == n) {
+            return Err(Error::Usage(format!(
+                "--tables: no table '{n}' (this pipeline publishes: {})",
+                known.join(", ")
+            )));
+        }
+        chosen.insert(n.to_string());
+    }
+    if chosen.is_empty() {
+        return Err(Error::Usage("--tables: name at least one table".into()));
+    }
+    Ok(Some(chosen))
 }
 
 /// `--engine`: polars (embedded, the default) or a Spark Connect server.
@@ -153,7 +177,13 @@ fn load(s: &RunSettings, as_of: Option<NaiveDate>) -> Result<(Ingested, Option<s
         let ing = ingest::ingest(&s.config, as_of, &ingest_dir(&s.out))?;
         return Ok((ing, None));
     }
-    let view = store::sync(&s.config, &s.out, s.rebuild_store)?;
+    // Half the memory budget for building a new file's pre-aggregate
+    // (staging and the duplicate check hold the rest).
+    let limit = s
+        .memory_limit
+        .or_else(memory::default_limit)
+        .unwrap_or(u64::MAX);
+    let view = store::sync(&s.config, &s.out, s.rebuild_store, limit / 2)?;
     std::fs::create_dir_all(ingest_dir(&s.out)).map_err(Error::io(ingest_dir(&s.out)))?;
     let ing = view.ingested(&s.config, as_of)?;
     Ok((ing, Some(view)))
@@ -370,16 +400,23 @@ fn publish(
     let t = Instant::now();
     let mut snap = Snapshot::begin(&s.out, as_of, s.overwrite)?;
     let bom = s.config.publish.csv_bom;
-    snap.write_with("customer_scores", |dir| {
-        scored
-            .customer_scores
-            .write_table(dir, "customer_scores", bom)
-    })?;
+    let wanted = |name: &str| s.tables.as_ref().is_none_or(|t| t.contains(name));
+    if wanted("customer_scores") {
+        snap.write_with("customer_scores", |dir| {
+            scored
+                .customer_scores
+                .write_table(dir, "customer_scores", bom)
+        })?;
+    }
     for (name, df) in scored.tables() {
-        snap.write(&name, df, bom)?;
+        if wanted(&name) {
+            snap.write(&name, df, bom)?;
+        }
     }
     let mut rejects = ing.rejects.clone();
-    snap.write("rejects", &mut rejects, bom)?;
+    if wanted("rejects") {
+        snap.write("rejects", &mut rejects, bom)?;
+    }
     timings.lap("publish", t);
     let mut config = s.config.clone();
     config.as_of = Some(as_of);
@@ -406,6 +443,10 @@ fn publish(
     };
     let value = serde_json::to_value(&manifest)?;
     let json = serde_json::to_string_pretty(&value)?;
+    if s.tables.is_some() {
+        // The report shows every table; a partial snapshot has none.
+        return snap.commit(&json);
+    }
     let mut tables: BTreeMap<String, DataFrame> = scored
         .tables()
         .into_iter()

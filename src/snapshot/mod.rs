@@ -78,6 +78,32 @@ impl Scored {
     }
 }
 
+/// Every table a snapshot of `cfg` publishes, in publishing order (the
+/// names `--tables` accepts).
+pub fn table_names(cfg: &Config) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "customer_scores",
+        "rfm_segments",
+        "pyramid",
+        "tier_summary",
+        "churn_summary",
+        "follow_up",
+        "tier_migration",
+        "lost_deal_reasons",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend(
+        cfg.concentration
+            .dimensions
+            .iter()
+            .map(|d| format!("concentration_{d}")),
+    );
+    v.push("rejects".into());
+    v
+}
+
 /// Computes the snapshot's tables: the full scoring as of `as_of`, then
 /// the auxiliary tierings (sequential for the reason above).
 pub fn compute(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Scored> {
