@@ -6,12 +6,9 @@ use polars::prelude::*;
 use crate::config::InputFile;
 use crate::contract::INTER_OPTIONAL;
 use crate::error::Result;
-use crate::ingest::parse::cents_from;
-use crate::ingest::parse::clean_str;
-use crate::ingest::parse::map_kind;
-use crate::ingest::parse::money_text;
-use crate::ingest::parse::parse_date;
-use crate::ingest::parse::parse_date_text;
+use crate::ingest::parse::{
+    cents_from, clean_str, map_kind, money_text, parse_date, parse_date_text,
+};
 use crate::ingest::rejects::reject_columns;
 use crate::ingest::stage::POS;
 use crate::io::{LINE, Run};

@@ -10,16 +10,10 @@ use polars::prelude::*;
 use crate::config::Config;
 use crate::contract::reason;
 use crate::error::Result;
-use crate::ingest::TableReport;
 use crate::ingest::checks::split;
-use crate::ingest::count_reasons;
-use crate::ingest::enforce_ratio;
-use crate::ingest::rejects::drop_duplicates;
-use crate::ingest::rejects::id_hash;
-use crate::ingest::rejects::move_to_rejects;
-use crate::ingest::rejects::no_rejects;
-use crate::ingest::stage::POS;
-use crate::ingest::stage::stage_table;
+use crate::ingest::rejects::{drop_duplicates, id_hash, move_to_rejects, no_rejects};
+use crate::ingest::stage::{POS, stage_table};
+use crate::ingest::{TableReport, count_reasons, enforce_ratio};
 use crate::io::{self, LINE, Run};
 
 /// The stored transactions a store run checks new rows against.

@@ -14,13 +14,10 @@ use crate::contract::reason;
 use crate::error::{Error, Result};
 use crate::ingest::checks::split;
 use crate::ingest::read::load_table;
-use crate::ingest::rejects::drop_duplicates;
-use crate::ingest::rejects::lazy;
-use crate::ingest::stage::POS;
-use crate::ingest::stage::stage_table;
-use crate::io::Run;
-use crate::io::WorkDir;
+use crate::ingest::rejects::{drop_duplicates, lazy};
+use crate::ingest::stage::{POS, stage_table};
 use crate::io::{self, LINE};
+use crate::io::{Run, WorkDir};
 
 mod checks;
 mod incremental;

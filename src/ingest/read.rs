@@ -6,12 +6,10 @@ use std::path::Path;
 use polars::prelude::*;
 
 use crate::config::{Format, InputFile};
-use crate::contract::canonical_columns;
-use crate::contract::required;
+use crate::contract::{canonical_columns, required};
 use crate::error::{Error, Result};
-use crate::ingest::InputFileInfo;
-use crate::ingest::TableReport;
 use crate::ingest::stage::check_file;
+use crate::ingest::{InputFileInfo, TableReport};
 use crate::io::{self, LINE};
 
 /// Selects and renames a raw frame's columns to canonical names; a missing

@@ -8,16 +8,11 @@ use polars::prelude::*;
 use crate::config::InputFile;
 use crate::error::Result;
 use crate::ingest::TableReport;
-use crate::ingest::checks::checks_for;
-use crate::ingest::checks::has_reason;
-use crate::ingest::checks::parse_customers;
-use crate::ingest::checks::parse_interactions;
-use crate::ingest::checks::parse_transactions;
-use crate::ingest::parse::clean_str;
-use crate::ingest::parse::parse_date;
-use crate::ingest::read::file_info;
-use crate::ingest::read::numeric_columns;
-use crate::ingest::read::select_canonical;
+use crate::ingest::checks::{
+    checks_for, has_reason, parse_customers, parse_interactions, parse_transactions,
+};
+use crate::ingest::parse::{clean_str, parse_date};
+use crate::ingest::read::{file_info, numeric_columns, select_canonical};
 use crate::io::{self, LINE, Run};
 
 /// One staged input file: its work rows and its typed candidate.

@@ -11,16 +11,17 @@ pub struct WorkDir(PathBuf);
 
 impl WorkDir {
     pub fn create(parent: &Path) -> Result<WorkDir> {
-        let path = parent.join(format!("{WORK_PREFIX}{}", std::process::id()));
+        WorkDir::at(parent.join(format!("{WORK_PREFIX}{}", std::process::id())))
+    }
+
+    fn at(path: PathBuf) -> Result<WorkDir> {
         std::fs::create_dir_all(&path).map_err(Error::io(&path))?;
         Ok(WorkDir(path))
     }
 
     /// A second work directory of this process under `parent`, told apart by `tag`.
     pub fn create_tagged(parent: &Path, tag: &str) -> Result<WorkDir> {
-        let path = parent.join(format!("{WORK_PREFIX}{}-{tag}", std::process::id()));
-        std::fs::create_dir_all(&path).map_err(Error::io(&path))?;
-        Ok(WorkDir(path))
+        WorkDir::at(parent.join(format!("{WORK_PREFIX}{}-{tag}", std::process::id())))
     }
 
     /// A scratch directory `tiering-<tag>-<pid>` in the system's temporary
@@ -40,9 +41,7 @@ impl WorkDir {
                 }
             }
         }
-        let path = tmp.join(format!("{prefix}{}", std::process::id()));
-        std::fs::create_dir_all(&path).map_err(Error::io(&path))?;
-        Ok(WorkDir(path))
+        WorkDir::at(tmp.join(format!("{prefix}{}", std::process::id())))
     }
 
     pub fn path(&self) -> &Path {

@@ -119,29 +119,26 @@ pub fn write_spill_parts(
     path: &Path,
     parts: impl IntoIterator<Item = Result<DataFrame>>,
 ) -> Result<()> {
+    let mut parts = parts.into_iter();
+    let Some(first) = parts.next() else {
+        return Ok(());
+    };
+    let mut df = first?;
     let file = File::create(path).map_err(Error::io(path))?;
-    let mut writer = None;
-    for part in parts {
-        let mut df = part?;
+    let mut w = ParquetWriter::new(BufWriter::new(file))
+        .with_compression(ParquetCompression::Lz4Raw)
+        .batched(df.schema())
+        .map_err(write_error(path))?;
+    loop {
         df.rechunk_mut_par();
-        let w = match &mut writer {
-            Some(w) => w,
-            None => writer.insert(
-                ParquetWriter::new(BufWriter::new(file.try_clone().map_err(Error::io(path))?))
-                    .with_compression(ParquetCompression::Lz4Raw)
-                    .batched(df.schema())
-                    .map_err(write_error(path))?,
-            ),
-        };
         w.write_batch(&df).map_err(write_error(path))?;
-    }
-    match writer {
-        Some(w) => {
-            w.finish().map_err(write_error(path))?;
-            Ok(())
+        match parts.next() {
+            Some(next) => df = next?,
+            None => break,
         }
-        None => Ok(()),
     }
+    w.finish().map_err(write_error(path))?;
+    Ok(())
 }
 
 pub fn write_spill(df: &mut DataFrame, path: &Path) -> Result<()> {

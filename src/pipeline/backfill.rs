@@ -12,15 +12,10 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::ingest::{Ingested, TableReport};
 use crate::memory;
-use crate::pipeline::How;
-use crate::pipeline::RunOutcome;
-use crate::pipeline::RunSettings;
-use crate::pipeline::Timings;
-use crate::pipeline::ingest_dir;
-use crate::pipeline::load;
-use crate::pipeline::refuse_existing;
-use crate::pipeline::release_inputs;
-use crate::pipeline::write_ingested;
+use crate::pipeline::{
+    How, RunOutcome, RunSettings, Timings, ingest_dir, load, refuse_existing, release_inputs,
+    write_ingested,
+};
 use crate::publish::Lock;
 use crate::snapshot::{self, Scored};
 

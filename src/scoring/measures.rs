@@ -5,9 +5,8 @@ use chrono::NaiveDate;
 use polars::prelude::*;
 
 use crate::config::{FrequencyMode, MeasuresConfig, MonetaryMode};
-use crate::daily::customer_keys;
-use crate::daily::with_customer_id;
 use crate::daily::{self};
+use crate::daily::{customer_keys, with_customer_id};
 use crate::units::epoch_days;
 
 /// Whole days from a Date column to `as_of`.

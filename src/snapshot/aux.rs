@@ -12,8 +12,7 @@ use crate::scoring::schemes::scheme;
 use crate::scoring::{measures, pyramid};
 use crate::snapshot::aux_name;
 use crate::snapshot::base::scores_as_of;
-use crate::snapshot::frames::Frames;
-use crate::snapshot::frames::measures_query;
+use crate::snapshot::frames::{Frames, measures_query};
 use crate::snapshot::full::Full;
 use crate::summaries::{concentration, migration};
 

@@ -11,14 +11,8 @@ use crate::error::{Error, Result};
 use crate::scoring::rfm::{self};
 use crate::scoring::schemes::scheme;
 use crate::scoring::{engagement, measures, pyramid, tiers};
-use crate::snapshot::frames::Daily;
-use crate::snapshot::frames::Frames;
-use crate::snapshot::frames::Parts;
-use crate::snapshot::frames::filtered;
-use crate::snapshot::frames::measures_as_of;
-use crate::snapshot::frames::measures_query;
-use crate::snapshot::full::Full;
-use crate::snapshot::full::Spilled;
+use crate::snapshot::frames::{Daily, Frames, Parts, filtered, measures_as_of, measures_query};
+use crate::snapshot::full::{Full, Spilled};
 use crate::summaries::{churn, follow_up};
 
 /// The engagement columns ([`engagement::COUNT_COLUMNS`], `DATE_COLUMNS`,

@@ -9,9 +9,7 @@ use crate::io::Run;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::scoring::rfm::{self, RfmCuts};
-use crate::scoring::schemes::scheme;
-use crate::scoring::schemes::tier_schemes;
-use crate::scoring::schemes::tier_summary;
+use crate::scoring::schemes::{scheme, tier_schemes, tier_summary};
 use crate::scoring::{measures, pyramid};
 use crate::snapshot::aux::migration_date;
 use crate::summaries::{churn, concentration, follow_up, lost_deals, migration};
@@ -58,19 +56,36 @@ pub struct Invariant {
     pub detail: String,
 }
 
+/// The summary tables every snapshot has, in publishing order (the
+/// `concentration_<dimension>` tables follow them).
+const SUMMARY_TABLES: [&str; 7] = [
+    "rfm_segments",
+    "pyramid",
+    "tier_summary",
+    "churn_summary",
+    "follow_up",
+    "tier_migration",
+    "lost_deal_reasons",
+];
+
 impl Scored {
     /// Every table but `customer_scores` with its published name, in
     /// publishing order.
     pub fn tables(&mut self) -> Vec<(String, &mut DataFrame)> {
-        let mut v: Vec<(String, &mut DataFrame)> = vec![
-            ("rfm_segments".into(), &mut self.rfm_segments),
-            ("pyramid".into(), &mut self.pyramid),
-            ("tier_summary".into(), &mut self.tier_summary),
-            ("churn_summary".into(), &mut self.churn_summary),
-            ("follow_up".into(), &mut self.follow_up),
-            ("tier_migration".into(), &mut self.tier_migration),
-            ("lost_deal_reasons".into(), &mut self.lost_deal_reasons),
+        let frames = [
+            &mut self.rfm_segments,
+            &mut self.pyramid,
+            &mut self.tier_summary,
+            &mut self.churn_summary,
+            &mut self.follow_up,
+            &mut self.tier_migration,
+            &mut self.lost_deal_reasons,
         ];
+        let mut v: Vec<(String, &mut DataFrame)> = SUMMARY_TABLES
+            .iter()
+            .map(|n| n.to_string())
+            .zip(frames)
+            .collect();
         for (dim, df) in self.concentration.iter_mut() {
             v.push((format!("concentration_{dim}"), df));
         }
@@ -81,19 +96,11 @@ impl Scored {
 /// Every table a snapshot of `cfg` publishes, in publishing order (the
 /// names `--tables` accepts).
 pub fn table_names(cfg: &Config) -> Vec<String> {
-    let mut v: Vec<String> = [
-        "customer_scores",
-        "rfm_segments",
-        "pyramid",
-        "tier_summary",
-        "churn_summary",
-        "follow_up",
-        "tier_migration",
-        "lost_deal_reasons",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut v: Vec<String> = ["customer_scores"]
+        .iter()
+        .chain(SUMMARY_TABLES.iter())
+        .map(|s| s.to_string())
+        .collect();
     v.extend(
         cfg.concentration
             .dimensions

@@ -9,8 +9,7 @@ use crate::io::Run;
 
 use crate::config::ConcentrationConfig;
 use crate::error::Result;
-use crate::scoring::schemes::TierScheme;
-use crate::scoring::schemes::tier_order;
+use crate::scoring::schemes::{TierScheme, tier_order};
 use crate::units::{cents_to_units, date_lit, epoch_days};
 
 /// One (fiscal) report year.

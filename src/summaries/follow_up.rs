@@ -8,8 +8,7 @@ use crate::io::Run;
 
 use crate::config::FollowUpConfig;
 use crate::error::Result;
-use crate::scoring::schemes::TierScheme;
-use crate::scoring::schemes::tier_order;
+use crate::scoring::schemes::{TierScheme, tier_order};
 use crate::units::epoch_days;
 
 /// `call_every_days` and `visit_every_days` from the customer's tier.

@@ -8,8 +8,7 @@ use polars::prelude::*;
 use crate::io::Run;
 
 use crate::error::Result;
-use crate::scoring::schemes::TierScheme;
-use crate::scoring::schemes::tier_order;
+use crate::scoring::schemes::{TierScheme, tier_order};
 use crate::units::{cents_to_units, date_lit};
 
 /// Label for customers without a tier at the earlier date.
