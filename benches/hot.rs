@@ -133,7 +133,7 @@ fn main() {
         has_margin: true,
         has_quantity: true,
         attributes: vec![],
-        measures_at: None,
+        given: Default::default(),
         frugal: false,
     };
     let base = snapshot::base(&f, as_of, &cfg).unwrap().run().unwrap();

@@ -115,6 +115,49 @@ pub struct InputArgs {
     pub memory_limit: Option<u64>,
 }
 
+/// Where the transactions are read and the per-customer frames computed.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Embedded polars, or a Spark Connect server that reads the
+    /// transactions itself (builds with --features spark).
+    #[arg(long, value_enum, default_value = "polars")]
+    pub engine: EngineArg,
+    /// The Spark Connect server for --engine spark, sc://HOST:PORT.
+    /// Default: $SPARK_REMOTE.
+    #[arg(long, value_name = "URL")]
+    pub spark_remote: Option<String>,
+    /// Where Spark writes its staging files (checked rows, the
+    /// pre-aggregate): a directory or URI Spark can write. Default:
+    /// OUT/_spark (when Spark shares this machine's file system).
+    #[arg(long, value_name = "DIR")]
+    pub spark_staging: Option<String>,
+}
+
+impl EngineArgs {
+    fn apply(&self, s: &mut RunSettings) -> Result<()> {
+        s.spark_staging = self.spark_staging.clone();
+        if self.engine != EngineArg::Spark {
+            return Ok(());
+        }
+        if !cfg!(feature = "spark") {
+            return Err(Error::Usage(
+                "--engine spark: this build has no Spark backend (cargo build --release --features spark)".into(),
+            ));
+        }
+        let remote = self
+            .spark_remote
+            .clone()
+            .or_else(|| std::env::var("SPARK_REMOTE").ok())
+            .ok_or_else(|| {
+                Error::Usage(
+                    "--engine spark needs --spark-remote sc://HOST:PORT (or $SPARK_REMOTE)".into(),
+                )
+            })?;
+        s.engine = pipeline::Engine::Spark { remote };
+        Ok(())
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -122,14 +165,8 @@ pub struct RunArgs {
     /// Replace an existing snapshot for the same date.
     #[arg(long)]
     pub overwrite: bool,
-    /// Where the snapshot date's per-customer measures are computed:
-    /// embedded polars, or a Spark Connect server (builds with --features spark).
-    #[arg(long, value_enum, default_value = "polars")]
-    pub engine: EngineArg,
-    /// The Spark Connect server for --engine spark, sc://HOST:PORT.
-    /// Default: $SPARK_REMOTE.
-    #[arg(long, value_name = "URL")]
-    pub spark_remote: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// Start the typed store (OUT/_store/) over: ingest every input file again.
     #[arg(long)]
     pub rebuild_store: bool,
@@ -179,6 +216,8 @@ pub struct BackfillArgs {
     /// Replace existing snapshots for the same dates.
     #[arg(long)]
     pub overwrite: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// Start the typed store (OUT/_store/) over: ingest every input file again.
     #[arg(long)]
     pub rebuild_store: bool,
@@ -272,6 +311,7 @@ fn settings_with(args: &InputArgs, overwrite: bool, progress: bool) -> Result<Ru
         progress,
         memory_limit: args.memory_limit,
         engine: pipeline::Engine::Polars,
+        spark_staging: None,
         rebuild_store: false,
         tables: None,
     })
@@ -317,6 +357,7 @@ pub fn execute(cli: Cli) -> Result<()> {
             let mut s = settings_with(&a.inputs, a.overwrite, progress)?;
             s.rebuild_store = a.rebuild_store;
             s.tables = pipeline::chosen_tables(&s.config, a.tables.as_deref())?;
+            a.engine.apply(&mut s)?;
             let done = pipeline::backfill(&s, a.from, a.to, a.every)?;
             for o in &done {
                 println!(
@@ -338,24 +379,7 @@ pub fn execute(cli: Cli) -> Result<()> {
             let mut s = settings_with(&args.inputs, args.overwrite, progress)?;
             s.rebuild_store = args.rebuild_store;
             s.tables = pipeline::chosen_tables(&s.config, args.tables.as_deref())?;
-            if args.engine == EngineArg::Spark {
-                if !cfg!(feature = "spark") {
-                    return Err(Error::Usage(
-                        "--engine spark: this build has no Spark backend (cargo build --release --features spark)".into(),
-                    ));
-                }
-                let remote = args
-                    .spark_remote
-                    .clone()
-                    .or_else(|| std::env::var("SPARK_REMOTE").ok())
-                    .ok_or_else(|| {
-                        Error::Usage(
-                            "--engine spark needs --spark-remote sc://HOST:PORT (or $SPARK_REMOTE)"
-                                .into(),
-                        )
-                    })?;
-                s.engine = pipeline::Engine::Spark { remote };
-            }
+            args.engine.apply(&mut s)?;
             let o = pipeline::run(&s)?;
             println!(
                 "published {} ({} customers, {} transactions kept, {} rows rejected)",

@@ -122,8 +122,23 @@ pub struct CustomerPlan {
 /// Where the Spark backend reads the typed inputs (paths Spark can reach).
 #[derive(Debug, Clone)]
 pub struct Sources {
+    /// Typed transactions, or (with `pre_aggregated`) their customer × day
+    /// pre-aggregate as [`CustomerPlan::daily_sql`] makes it.
     pub transactions: String,
     pub customers: String,
+    pub pre_aggregated: bool,
+}
+
+/// The per-customer measures [`CustomerPlan::measures_spark_sql`] gives, as
+/// [`measures_from_core`] reads them: `core`'s columns up to the scores,
+/// without the customer attributes.
+pub fn measure_columns() -> Vec<(&'static str, Kind)> {
+    CORE_COLUMNS
+        .iter()
+        .take_while(|(n, _)| *n != "r_score")
+        .filter(|(n, _)| !["region", "industry"].contains(n))
+        .copied()
+        .collect()
 }
 
 impl CustomerPlan {
@@ -195,6 +210,12 @@ impl CustomerPlan {
             pyramid = self.pyramid_sql(),
             cols = select_list(CORE_COLUMNS),
         );
+        Ok((core, self.buyers_sql(&daily)))
+    }
+
+    /// `buyers` (per report year, each customer who bought and their net
+    /// amount) over the `daily` CTE.
+    fn buyers_sql(&self, daily: &str) -> String {
         let years: Vec<String> = self
             .report_years
             .iter()
@@ -207,40 +228,88 @@ impl CustomerPlan {
                 )
             })
             .collect();
-        let buyers = format!(
+        format!(
             "WITH {daily},\nyears AS (\n  {union}\n)\nSELECT {cols}\nFROM years\nORDER BY year, customer_id",
             union = years.join("\n  UNION ALL\n  "),
             cols = select_list(BUYERS_COLUMNS),
+        )
+    }
+
+    /// The measures of every customer with a transaction on or before the
+    /// plan's date ([`measure_columns`]), over a pre-aggregate.
+    pub fn measures_spark_sql(&self, src: &Sources) -> Result<String> {
+        let as_of = date(self.as_of);
+        Ok(format!(
+            "WITH {daily},\n{measures}\nSELECT {cols}\nFROM (SELECT *, TRUE AS in_scope,\n    CAST(DATEDIFF({as_of}, last_purchase) AS BIGINT) AS recency_days,\n    CAST(DATEDIFF({as_of}, first_purchase) AS BIGINT) AS tenure_days\n  FROM measures)\nORDER BY customer_id",
+            daily = self.daily_sql(src)?,
+            measures = self.measures_sql(),
+            cols = select_list(&measure_columns()),
+        ))
+    }
+
+    /// The buyers of each report year ([`BUYERS_COLUMNS`]) and, as one row,
+    /// the net amount inside the measures window (the reconciliation
+    /// invariant's total), over a pre-aggregate.
+    pub fn summaries_spark_sql(&self, src: &Sources) -> Result<(String, String)> {
+        let daily = self.daily_sql(src)?;
+        let window = match self.window_days {
+            Some(w) => format!("DATEDIFF({}, ts) < {w}", date(self.as_of)),
+            None => "TRUE".into(),
+        };
+        let total = format!(
+            "WITH {daily}\nSELECT CAST(COALESCE(SUM(CASE WHEN {window} THEN net_cents ELSE 0 END), 0) AS BIGINT) AS window_cents FROM daily"
         );
-        Ok((core, buyers))
+        Ok((self.buyers_sql(&daily), total))
     }
 
     /// Transactions on or before the date, per customer and day.
     fn daily_sql(&self, src: &Sources) -> Result<String> {
+        if src.pre_aggregated {
+            return Ok(format!(
+                "daily AS (\n  SELECT * FROM parquet.{path} WHERE ts <= {as_of}\n)",
+                path = quoted_path(&src.transactions)?,
+                as_of = date(self.as_of),
+            ));
+        }
+        Ok(format!(
+            "daily AS (\n  SELECT customer_id, ts, {aggs}\n  FROM (SELECT {cols} FROM parquet.{path} WHERE ts <= {as_of})\n  GROUP BY customer_id, ts\n)",
+            aggs = self.daily_aggregates().join(",\n    "),
+            cols = self.daily_inputs().join(", "),
+            path = quoted_path(&src.transactions)?,
+            as_of = date(self.as_of),
+        ))
+    }
+
+    /// The typed transaction columns the pre-aggregate reads.
+    pub fn daily_inputs(&self) -> Vec<&'static str> {
         let mut cols = vec!["customer_id", "ts", "amount_cents"];
+        if self.has_margin {
+            cols.push("margin_cents");
+        }
+        if self.has_quantity {
+            cols.push("quantity");
+        }
+        cols
+    }
+
+    /// The pre-aggregate's columns (after customer_id and ts), as
+    /// aggregations of the typed transactions.
+    pub fn daily_aggregates(&self) -> Vec<String> {
         let mut aggs = vec![
             "CAST(SUM(CASE WHEN amount_cents > 0 THEN 1 ELSE 0 END) AS BIGINT) AS purchases"
                 .to_string(),
             "SUM(amount_cents) AS net_cents".to_string(),
         ];
         if self.has_margin {
-            cols.push("margin_cents");
             aggs.push("COALESCE(SUM(margin_cents), 0) AS margin_cents".into());
         }
         if self.has_quantity {
-            cols.push("quantity");
             aggs.push(
                 "COALESCE(SUM(CASE WHEN amount_cents > 0 THEN CAST(quantity AS DOUBLE) END), CAST(0 AS DOUBLE)) AS units"
                     .into(),
             );
         }
-        Ok(format!(
-            "daily AS (\n  SELECT customer_id, ts, {aggs}\n  FROM (SELECT {cols} FROM parquet.{path} WHERE ts <= {as_of})\n  GROUP BY customer_id, ts\n)",
-            aggs = aggs.join(",\n    "),
-            cols = cols.join(", "),
-            path = quoted_path(&src.transactions)?,
-            as_of = date(self.as_of),
-        ))
+        aggs
     }
 
     /// Per-customer measures from `daily` (see [`measures::measures_from_daily`]).
@@ -381,9 +450,10 @@ impl CustomerPlan {
     }
 }
 
-/// The measures part of a `core` table, shaped as
-/// [`measures::measures_from_daily`] gives it (customers with transactions
-/// only), so scoring can start from measures another backend computed.
+/// The measures part of a `core` table (or of [`measure_columns`]), shaped
+/// as [`measures::measures_from_daily`] gives it (customers with
+/// transactions only), so scoring can start from measures another backend
+/// computed.
 pub fn measures_from_core(core: &DataFrame) -> Result<DataFrame> {
     let int32 = |c: &str| col(c).cast(DataType::Int32);
     Ok(core
@@ -426,23 +496,23 @@ fn select_list(columns: &[(&str, Kind)]) -> String {
         .join(", ")
 }
 
-fn date(d: NaiveDate) -> String {
+pub(crate) fn date(d: NaiveDate) -> String {
     format!("DATE'{}'", d.format("%Y-%m-%d"))
 }
 
 /// A SQL string literal.
-fn text(s: &str) -> String {
+pub(crate) fn text(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 /// A double literal that parses to exactly `x` (Spark reads `1.5` as a
 /// decimal, so the text is cast).
-fn double(x: f64) -> String {
+pub(crate) fn double(x: f64) -> String {
     format!("CAST('{x:?}' AS DOUBLE)")
 }
 
 /// A path in backquotes for `parquet.`…``; a backquote in it is refused.
-fn quoted_path(path: &str) -> Result<String> {
+pub(crate) fn quoted_path(path: &str) -> Result<String> {
     if path.contains('`') {
         return Err(Error::Usage(format!(
             "{path}: a path with a backquote cannot be read by the Spark backend"
@@ -479,6 +549,7 @@ mod tests {
         let src = Sources {
             transactions: "/d/t.parquet".into(),
             customers: "/d/c.parquet".into(),
+            pre_aggregated: false,
         };
         let (core, buyers) = plan().spark_sql(&src).unwrap();
         // Default pyramid: customer share, cuts 1/5/20, labels A..D.

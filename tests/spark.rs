@@ -1,8 +1,9 @@
-//! Differential tests of the two backends: the same plan on polars and on a
+//! Differential tests of the two engines: the same plan on polars and on a
 //! real Spark Connect server must give the same answers, column by column
 //! (integers, text, dates and flags exactly; floats within 1e-9 relative),
-//! and `tiering run --engine spark` must publish the same tables as the
-//! default engine. They need `SPARK_REMOTE=sc://HOST:PORT` and a build with
+//! and `tiering run|backfill --engine spark`, where Spark reads and checks
+//! the transactions itself, must publish byte-identical tables with the
+//! same input counts and no transaction row read locally. They need `SPARK_REMOTE=sc://HOST:PORT` and a build with
 //! `--features spark` (`.ci/run` starts a server from PyPI's pyspark);
 //! without `SPARK_REMOTE` they are skipped and say so.
 
@@ -19,7 +20,11 @@ fn remote() -> Option<String> {
     r
 }
 
-fn run_both(tmp: &TempDir, inputs: &[&str], remote: &str) {
+/// Runs `args` (a `run` or `backfill` command line without `--out`) on
+/// both engines and checks that every snapshot's tables are the same bytes,
+/// that the input counts agree, and that the Spark run read no transaction
+/// row locally. Returns the polars engine's output root.
+fn both(tmp: &TempDir, args: &[&str], remote: &str) -> std::path::PathBuf {
     let polars_out = tmp.join("polars");
     let spark_out = tmp.join("spark");
     for (out, engine) in [
@@ -29,25 +34,77 @@ fn run_both(tmp: &TempDir, inputs: &[&str], remote: &str) {
             vec!["--engine", "spark", "--spark-remote", remote],
         ),
     ] {
-        let mut a = vec!["run", "--out", out.to_str().unwrap()];
-        a.extend_from_slice(inputs);
+        let mut a = args.to_vec();
+        a.extend(["--out", out.to_str().unwrap()]);
         a.extend(engine);
         ok(&a);
     }
-    let snap = "snapshot=2010-12-31";
-    let m: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(spark_out.join(snap).join("manifest.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(m["engine"]["spark"]["remote"], remote);
-    assert_same_tables(&polars_out.join(snap), &spark_out.join(snap), &[]);
+    let mut snaps: Vec<_> = std::fs::read_dir(&polars_out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("snapshot="))
+        .collect();
+    snaps.sort();
+    assert!(!snaps.is_empty());
+    for snap in &snaps {
+        let manifest = |root: &std::path::Path| -> serde_json::Value {
+            serde_json::from_str(
+                &std::fs::read_to_string(root.join(snap).join("manifest.json")).unwrap(),
+            )
+            .unwrap()
+        };
+        let (p, s) = (manifest(&polars_out), manifest(&spark_out));
+        assert_eq!(s["engine"]["spark"]["remote"], remote);
+        assert_eq!(s["transaction_rows_read_locally"], 0, "{snap}");
+        let t = |m: &serde_json::Value, k: &str| m["inputs"]["transactions"][k].clone();
+        assert_eq!(p["transaction_rows_read_locally"], t(&p, "rows_read"));
+        for k in [
+            "rows_read",
+            "rows_kept",
+            "rejected",
+            "excluded_after_as_of",
+            "duplicates_collapsed",
+            "warnings",
+        ] {
+            assert_eq!(t(&p, k), t(&s, k), "{snap}: inputs.transactions.{k}");
+        }
+        assert_same_tables(&polars_out.join(snap), &spark_out.join(snap), &[]);
+    }
+    polars_out
 }
 
 #[test]
-fn the_sample_pipeline_publishes_the_same_tables_on_spark() {
+fn every_shipped_pipeline_publishes_the_same_tables_on_spark() {
     let Some(remote) = remote() else { return };
-    let tmp = TempDir::new("spark-sample");
-    run_both(&tmp, &["--config", "pipelines/sample.toml"], &remote);
+    for p in ["sample", "dealer_scorecard", "rfm_cn8"] {
+        let tmp = TempDir::new(&format!("spark-{p}"));
+        let config = format!("pipelines/{p}.toml");
+        both(&tmp, &["run", "--config", &config], &remote);
+    }
+}
+
+#[test]
+fn a_backfill_on_spark_publishes_the_same_snapshots() {
+    let Some(remote) = remote() else { return };
+    let tmp = TempDir::new("spark-backfill");
+    let args = [
+        "backfill",
+        "--config",
+        "pipelines/sample.toml",
+        "--from",
+        "2010-01-01",
+        "--to",
+        "2010-12-31",
+    ];
+    let out = both(&tmp, &args, &remote);
+    let snapshots = std::fs::read_dir(out)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("snapshot=")
+        })
+        .count();
+    assert_eq!(snapshots, 4);
 }
 
 #[test]
@@ -56,20 +113,77 @@ fn a_million_transactions_score_the_same_on_spark() {
     let tmp = TempDir::new("spark-1e6");
     let data = tmp.join("data");
     generate(&data, 20_000, 1_000_000, 17);
-    let t = data.join("transactions.csv");
-    let c = data.join("customers.csv");
-    run_both(
-        &tmp,
-        &[
-            "--transactions",
-            t.to_str().unwrap(),
-            "--customers",
-            c.to_str().unwrap(),
-            "--as-of",
-            "2010-12-31",
-        ],
-        &remote,
+    let file = |n: &str| data.join(n).to_string_lossy().into_owned();
+    let (t, c, i) = (
+        file("transactions.csv"),
+        file("customers.csv"),
+        file("interactions.csv"),
     );
+    let args = [
+        "run",
+        "--transactions",
+        &t,
+        "--customers",
+        &c,
+        "--interactions",
+        &i,
+        "--as-of",
+        "2010-12-31",
+    ];
+    both(&tmp, &args, &remote);
+}
+
+/// A pipeline file over one hostile transactions file with `options`.
+fn hostile_config(tmp: &TempDir, file: &str, options: &str) -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/hostile");
+    let cfg = format!(
+        "as_of = \"2010-12-31\"\n[inputs.transactions]\npath = {:?}\n{options}\n[inputs.customers]\npath = {:?}\n[ingest]\nmax_reject_ratio = 0.5\n",
+        dir.join(file).to_string_lossy(),
+        dir.join("customers.csv").to_string_lossy(),
+    );
+    tmp.write("p.toml", &cfg)
+}
+
+/// The hostile corpus (`tests/data/hostile/`) on both engines: where the
+/// local engine accepts a file, Spark publishes the same tables, rejects
+/// included; where it stops at the reject-ratio limit, Spark stops with the
+/// same exit code and reason.
+#[test]
+fn the_hostile_corpus_gives_the_same_rejects_on_spark() {
+    let Some(remote) = remote() else { return };
+    let cases = [
+        ("bom_crlf.csv", ""),
+        ("thousands_currency.csv", ""),
+        ("thousands_currency.csv", "thousands_separator = \",\""),
+        (
+            "decimal_comma.csv",
+            "delimiter = \";\"\nthousands_separator = \".\"\ndecimal_comma = true",
+        ),
+        ("mixed_dates_late.csv", ""),
+        ("truncated.csv", ""),
+        ("quoted_newline.csv", ""),
+        ("dup_*.csv", ""),
+        ("header_only.csv", ""),
+        ("bad_utf8.csv", "encoding = \"utf8-lossy\""),
+        ("bad_margin.csv", ""),
+    ];
+    for (i, (file, options)) in cases.iter().enumerate() {
+        let tmp = TempDir::new(&format!("spark-hostile-{i}"));
+        let p = hostile_config(&tmp, file, options);
+        both(&tmp, &["run", "--config", &p], &remote);
+    }
+    // 3 of 4 amounts are NaN or infinite: over the limit on both engines.
+    let tmp = TempDir::new("spark-hostile-limit");
+    let p = hostile_config(&tmp, "nan_inf.csv", "");
+    let out = tmp.join("out");
+    for engine in [vec![], vec!["--engine", "spark", "--spark-remote", &remote]] {
+        let mut a = vec!["run", "--config", &p, "--out", out.to_str().unwrap()];
+        a.extend(engine);
+        let o = tiering(&a);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{err}");
+        assert!(err.contains("unparseable amount"), "{err}");
+    }
 }
 
 /// Column by column: equal heights, names and types; integers, text, dates
@@ -146,12 +260,13 @@ fn the_plan_gives_the_same_tables_on_both_backends() {
         has_margin: true,
         has_quantity: true,
         attributes: vec![],
-        measures_at: None,
+        given: Default::default(),
         frugal: false,
     };
     let src = Sources {
         transactions: typed.paths[0].display().to_string(),
         customers: dir.join("customers.parquet").display().to_string(),
+        pre_aggregated: false,
     };
     let spark = tiering::spark::Spark::connect(&remote).unwrap();
     // The defaults, and every other branch of the plan at once.

@@ -24,7 +24,7 @@ pub(super) fn has_reason(table: &str, df: &DataFrame, why: &str) -> Result<bool>
 /// The reason column: the first failed check of each row, else null.
 /// The row checks of each table, in order: (reason, column whose text is
 /// reported as the rejected value). A row fails on the first that applies.
-pub(super) fn checks_for(table: &str) -> &'static [(&'static str, &'static str)] {
+pub(crate) fn checks_for(table: &str) -> &'static [(&'static str, &'static str)] {
     match table {
         "transactions" => &[
             ("empty customer_id", "customer_id"),

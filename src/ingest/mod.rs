@@ -30,6 +30,11 @@ pub(crate) use incremental::{History, stage_new};
 pub use parse::{
     amount_text, cents_from, clean_str, map_kind, parse_cents, parse_date, parse_date_text,
 };
+// Read by the Spark engine's ingest (`--features spark`).
+#[cfg_attr(not(feature = "spark"), allow(unused_imports))]
+pub(crate) use checks::checks_for;
+#[cfg_attr(not(feature = "spark"), allow(unused_imports))]
+pub(crate) use read::resolve_columns;
 pub(crate) use rejects::{as_rejects, id_hash};
 
 /// One input file as the manifest records it.
@@ -113,9 +118,17 @@ pub struct Ingested {
     pub report: BTreeMap<String, TableReport>,
     /// The as-of date applied (given, or the latest transaction date).
     pub as_of: NaiveDate,
+    /// Transaction rows this process read (from the input files or the
+    /// store's typed copy); 0 on the Spark engine.
+    pub transaction_rows_read_locally: usize,
 }
 
-fn enforce_ratio(table: &str, pattern: &str, report: &TableReport, limit: f64) -> Result<()> {
+pub(crate) fn enforce_ratio(
+    table: &str,
+    pattern: &str,
+    report: &TableReport,
+    limit: f64,
+) -> Result<()> {
     let rejected = report.rejected_total();
     if report.rows_read == 0 || rejected == 0 {
         return Ok(());
@@ -376,7 +389,9 @@ pub(crate) fn with_other_tables(
         SortMultipleOptions::default().with_maintain_order(true),
     )
     .run()?;
+    let transaction_rows_read_locally = reports.get("transactions").map_or(0, |r| r.rows_read);
     Ok(Ingested {
+        transaction_rows_read_locally,
         transactions,
         customers,
         interactions,

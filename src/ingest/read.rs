@@ -28,23 +28,43 @@ pub(super) fn select_canonical(
         .collect();
     let mut exprs = vec![col(LINE).cast(DataType::UInt64)];
     let mut present = Vec::new();
+    for (canon, actual) in resolve_columns(&names, file, table, input)? {
+        exprs.push(match canon {
+            Some(c) => {
+                present.push(c);
+                col(actual.as_str()).alias(c)
+            }
+            None => col(actual.as_str()),
+        });
+    }
+    let mut selected = lf.select(exprs);
+    let schema = selected.collect_schema()?.as_ref().clone();
+    Ok((selected, present, schema))
+}
+
+/// The header's columns a table reads: (canonical name, header name) for
+/// each canonical column found, then (None, name) for each customer
+/// attribute. A missing required (or explicitly mapped) column or
+/// attribute is an error naming the file and the raw column; a UTF-8 BOM
+/// glued to the first header name is tolerated.
+pub(crate) fn resolve_columns(
+    names: &[String],
+    file: &Path,
+    table: &str,
+    input: &InputFile,
+) -> Result<Vec<(Option<&'static str>, String)>> {
+    let mut out = Vec::new();
     for &canon in &canonical_columns(table) {
         let raw = input
             .columns
             .get(canon)
             .map(String::as_str)
             .unwrap_or(canon);
-        let found = names.iter().any(|n| n == raw)
-            // A UTF-8 BOM glued to the first header name is tolerated.
-            || names.first().is_some_and(|n| n.trim_start_matches('\u{feff}') == raw);
-        if found {
-            let actual = names
-                .iter()
-                .find(|n| n.trim_start_matches('\u{feff}') == raw)
-                .cloned()
-                .unwrap_or_default();
-            exprs.push(col(actual.as_str()).alias(canon));
-            present.push(canon);
+        if let Some(actual) = names
+            .iter()
+            .find(|n| n.trim_start_matches('\u{feff}') == raw)
+        {
+            out.push((Some(canon), actual.clone()));
         } else if required(table).contains(&canon) || input.columns.contains_key(canon) {
             let mapped = if raw == canon {
                 String::new()
@@ -54,11 +74,10 @@ pub(super) fn select_canonical(
             return Err(Error::MissingColumn {
                 file: file.to_path_buf(),
                 column: raw.to_string(),
-                hint: format!("{mapped}{}", delimiter_hint(&names, input.delimiter)),
+                hint: format!("{mapped}{}", delimiter_hint(names, input.delimiter)),
             });
         }
     }
-    // Customer attributes pass through under their own names.
     for a in input.attributes.iter().chain(&input.text_attributes) {
         if !names.iter().any(|n| n == a) {
             return Err(Error::MissingColumn {
@@ -66,15 +85,13 @@ pub(super) fn select_canonical(
                 column: a.clone(),
                 hint: format!(
                     " (listed in attributes){}",
-                    delimiter_hint(&names, input.delimiter)
+                    delimiter_hint(names, input.delimiter)
                 ),
             });
         }
-        exprs.push(col(a.as_str()));
+        out.push((None, a.clone()));
     }
-    let mut selected = lf.select(exprs);
-    let schema = selected.collect_schema()?.as_ref().clone();
-    Ok((selected, present, schema))
+    Ok(out)
 }
 
 /// When the header came back as a single column that contains another

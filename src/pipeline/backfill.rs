@@ -108,11 +108,11 @@ pub fn backfill(
     let _lock = Lock::acquire(&s.out)?;
     refuse_existing(s, &dates)?;
     let t = Instant::now();
-    let (mut ing, store) = load(s, Some(last))?;
+    let (mut ing, source) = load(s, Some(last), &|_| dates.clone())?;
     write_ingested(&ing, &s.out)?;
     // The fast plan scores two snapshots at a time (see below).
     let plan = super::plan(&ing, s, dates.len().min(2))?;
-    let f = super::frames(&ing, &s.config, &plan, &ingest_dir(&s.out), store.as_ref())?;
+    let f = super::frames(&ing, &s.config, &plan, &ingest_dir(&s.out), &source)?;
     release_inputs(&mut ing, &plan);
     let mut base = Timings::default();
     base.lap("ingest", t);
@@ -125,7 +125,7 @@ pub fn backfill(
     let bar = crate::progress::bar(s.progress, dates.len() as u64, "snapshots");
     let how = How {
         backfill: Some(&info),
-        store: store.as_ref().map(|v| &v.summary),
+        store: source.store().map(|v| &v.summary),
         plan: &plan,
         sampler: &sampler,
     };
@@ -136,6 +136,7 @@ pub fn backfill(
         rejects: ing.rejects.clone(),
         report: ing.report.clone(),
         as_of: d,
+        transaction_rows_read_locally: ing.transaction_rows_read_locally,
     };
     let outcome = |d: NaiveDate, path: PathBuf, scored: &Scored| RunOutcome {
         snapshot: path,

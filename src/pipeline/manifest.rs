@@ -42,6 +42,9 @@ pub(super) struct Manifest<'a> {
     /// The execution plan and the estimates it was chosen from.
     pub(super) memory: &'a memory::Plan,
     pub(super) engine: &'a Engine,
+    /// Transaction rows this process read, from the input files or the
+    /// store (0 on the Spark engine: Spark read them).
+    pub(super) transaction_rows_read_locally: usize,
     /// Every invariant checked before publishing (a failed one publishes nothing).
     pub(super) invariants: &'a [snapshot::Invariant],
     pub(super) outputs: &'a [io::TableInfo],

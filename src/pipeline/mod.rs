@@ -18,7 +18,7 @@ use crate::memory;
 use crate::pipeline::manifest::{Manifest, pyramid_applied};
 use crate::publish::{self, Lock, Snapshot};
 use crate::scoring::engagement;
-use crate::snapshot::{self, Frames, Scored};
+use crate::snapshot::{self, Frames, Given, Scored};
 use crate::store;
 
 mod backfill;
@@ -40,8 +40,11 @@ pub struct RunSettings {
     pub progress: bool,
     /// `--memory-limit` in bytes (see [`crate::memory`]).
     pub memory_limit: Option<u64>,
-    /// Where the per-customer measures of the snapshot date are computed.
+    /// Where the transactions are read and the per-customer frames computed.
     pub engine: Engine,
+    /// `--spark-staging`: where Spark writes its staging files (see
+    /// [`spark_staging`]).
+    pub spark_staging: Option<String>,
     /// Start the typed store (`<out>/_store/`) over from the inputs.
     pub rebuild_store: bool,
     /// `--tables`: publish only these (None: every table and the report).
@@ -81,43 +84,91 @@ pub enum Engine {
     },
 }
 
-/// The Spark backend computes the snapshot date's per-customer measures
-/// (the plan's `core` table) from the typed Parquet; scoring starts from
-/// them. The paths must be ones the Spark server can read.
+/// The Spark engine's inputs: Spark reads, checks and pre-aggregates the
+/// transactions (under `--spark-staging`) and computes every per-customer
+/// frame the snapshots need; customers and interactions are read here.
+/// No transaction row is read by this process.
 #[cfg(feature = "spark")]
-fn spark_measures(
-    mut f: Frames,
+fn spark_inputs(
     s: &RunSettings,
     remote: &str,
-    as_of: NaiveDate,
-) -> Result<Frames> {
-    use crate::plan::{CORE_COLUMNS, CustomerPlan, Sources};
-    let dir = ingest_dir(&s.out);
-    let dir = dir.canonicalize().map_err(Error::io(&dir))?;
-    let src = Sources {
-        transactions: dir.join("transactions.parquet").display().to_string(),
-        customers: dir.join("customers.parquet").display().to_string(),
-    };
-    let plan = CustomerPlan::new(&s.config, as_of, f.has_margin, f.has_quantity);
-    let (core_sql, _) = plan.spark_sql(&src)?;
+    as_of: Option<NaiveDate>,
+    snapshots: &dyn Fn(NaiveDate) -> Vec<NaiveDate>,
+) -> Result<(Ingested, Given)> {
     let t = Instant::now();
     let spark = crate::spark::Spark::connect(remote)?;
-    let core = spark.query(&core_sql, CORE_COLUMNS)?;
+    let staging = spark_staging(s)?;
+    let si = crate::spark::ingest(&spark, &s.config, as_of, &staging)?;
     tracing::info!(
         ms = t.elapsed().as_millis() as u64,
-        rows = core.height(),
+        rows = si.report.rows_read,
         remote,
+        "spark ingested the transactions"
+    );
+    let mut columns: Vec<String> = ["customer_id", "txn_id", "ts", "amount_cents"]
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    if si.has_margin {
+        columns.push("margin_cents".into());
+    }
+    if si.has_quantity {
+        columns.push("quantity".into());
+    }
+    let transactions = ingest::TypedFile {
+        paths: Vec::new(),
+        rows: si.report.rows_kept,
+        columns,
+    };
+    let reports = BTreeMap::from([("transactions".to_string(), si.report.clone())]);
+    let mut ing = ingest::with_other_tables(
+        &s.config,
+        si.as_of,
+        transactions,
+        reports,
+        vec![si.rejects.clone()],
+    )?;
+    ing.transaction_rows_read_locally = 0;
+    let t = Instant::now();
+    let given = crate::spark::given(&spark, &s.config, &si, &snapshots(si.as_of))?;
+    // Staging on this machine's disk is let go at once (a URI's is
+    // replaced by the next run).
+    if !crate::spark::is_uri(&staging) {
+        for dir in ["checked", "daily"] {
+            let _ = std::fs::remove_dir_all(Path::new(&staging).join(dir));
+        }
+    }
+    tracing::info!(
+        ms = t.elapsed().as_millis() as u64,
+        dates = given.measures.len(),
         "spark computed the measures"
     );
-    f.measures_at = Some((as_of, crate::plan::measures_from_core(&core)?));
-    Ok(f)
+    Ok((ing, given))
 }
 
 #[cfg(not(feature = "spark"))]
-fn spark_measures(_: Frames, _: &RunSettings, _: &str, _: NaiveDate) -> Result<Frames> {
+fn spark_inputs(
+    _: &RunSettings,
+    _: &str,
+    _: Option<NaiveDate>,
+    _: &dyn Fn(NaiveDate) -> Vec<NaiveDate>,
+) -> Result<(Ingested, Given)> {
     Err(Error::Usage(
         "--engine spark: this build has no Spark backend (build with --features spark)".into(),
     ))
+}
+
+/// Where Spark writes its staging files: `--spark-staging`, else
+/// `<out>/_spark` as an absolute path (right when Spark runs on this
+/// machine or shares its file system).
+pub fn spark_staging(s: &RunSettings) -> Result<String> {
+    if let Some(dir) = &s.spark_staging {
+        return Ok(dir.trim_end_matches('/').to_string());
+    }
+    let dir = s.out.join("_spark");
+    std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+    let dir = dir.canonicalize().map_err(Error::io(&dir))?;
+    Ok(dir.display().to_string())
 }
 
 /// What a finished run reports back.
@@ -155,6 +206,7 @@ pub fn ingest_dir(out: &Path) -> PathBuf {
 /// ingest streamed to `<out>/_ingest/` (each file atomically).
 pub fn write_ingested(ing: &Ingested, out: &Path) -> Result<PathBuf> {
     let dir = ingest_dir(out);
+    std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
     let mut tables: Vec<(&str, &DataFrame)> = vec![("customers", &ing.customers)];
     if let Some(i) = ing.interactions.as_ref() {
         tables.push(("interactions", i));
@@ -168,13 +220,36 @@ pub fn write_ingested(ing: &Ingested, out: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// A run's or backfill's inputs as of `as_of`: through the typed store,
-/// which ingests only the files it lacks; the Spark engine, which reads
-/// `<out>/_ingest/transactions.parquet`, ingests every file there instead.
-fn load(s: &RunSettings, as_of: Option<NaiveDate>) -> Result<(Ingested, Option<store::View>)> {
-    if matches!(s.engine, Engine::Spark { .. }) {
-        let ing = ingest::ingest(&s.config, as_of, &ingest_dir(&s.out))?;
-        return Ok((ing, None));
+/// Where a run's transactions come from.
+pub(crate) enum Source {
+    /// The typed Parquet one ingest wrote (`validate`).
+    Typed,
+    /// The typed store, which ingests only the files it lacks.
+    Store(store::View),
+    /// The Spark engine: the per-customer frames it computed.
+    Spark(Given),
+}
+
+impl Source {
+    fn store(&self) -> Option<&store::View> {
+        match self {
+            Source::Store(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// A run's or backfill's inputs as of `as_of`, for the snapshots
+/// `snapshots` gives for the as-of date applied (the Spark engine computes
+/// their frames with the ingest).
+fn load(
+    s: &RunSettings,
+    as_of: Option<NaiveDate>,
+    snapshots: &dyn Fn(NaiveDate) -> Vec<NaiveDate>,
+) -> Result<(Ingested, Source)> {
+    if let Engine::Spark { remote } = &s.engine {
+        let (ing, given) = spark_inputs(s, remote, as_of, snapshots)?;
+        return Ok((ing, Source::Spark(given)));
     }
     // Half the memory budget for building a new file's pre-aggregate
     // (staging and the duplicate check hold the rest).
@@ -185,7 +260,7 @@ fn load(s: &RunSettings, as_of: Option<NaiveDate>) -> Result<(Ingested, Option<s
     let view = store::sync(&s.config, &s.out, s.rebuild_store, limit / 2)?;
     std::fs::create_dir_all(ingest_dir(&s.out)).map_err(Error::io(ingest_dir(&s.out)))?;
     let ing = view.ingested(&s.config, as_of)?;
-    Ok((ing, Some(view)))
+    Ok((ing, Source::Store(view)))
 }
 
 /// Ingest only: validate inputs and write typed Parquet under `<out>/_ingest/`.
@@ -202,17 +277,21 @@ pub fn run_ingest(s: &RunSettings) -> Result<(Ingested, PathBuf)> {
 /// On the lean plan the parts' work files go to a work directory under
 /// `work` (removed with the frames).
 /// With the `store`, the pre-aggregate comes from its per-file
-/// pre-aggregates rather than from the typed rows.
+/// pre-aggregates rather than from the typed rows; with Spark's frames
+/// there is none (reading it would be a bug).
 fn frames(
     ing: &Ingested,
     cfg: &Config,
     plan: &memory::Plan,
     work: &Path,
-    store: Option<&store::View>,
+    source: &Source,
 ) -> Result<Frames> {
     let has_margin = ing.transactions.has("margin_cents");
     let has_quantity = ing.transactions.has("quantity");
-    let daily = if plan.lean() {
+    let store = source.store();
+    let daily = if let Source::Spark(_) = source {
+        snapshot::Daily::Released
+    } else if plan.lean() {
         let by_id = |part: Expr| -> Result<LazyFrame> {
             match store {
                 Some(v) => v.daily_by_id(Some(part)),
@@ -252,7 +331,10 @@ fn frames(
             cfg.inputs.customers.text_attributes.clone(),
         ]
         .concat(),
-        measures_at: None,
+        given: match source {
+            Source::Spark(g) => g.clone(),
+            _ => Given::default(),
+        },
         frugal: plan.lean(),
     };
     if plan.lean() {
@@ -276,9 +358,14 @@ fn release_inputs(ing: &mut Ingested, plan: &memory::Plan) {
     }
 }
 
-/// The plan for this run's data and `--memory-limit`.
+/// The plan for this run's data and `--memory-limit`. On the Spark engine
+/// no transaction is held here: only the customers count.
 fn plan(ing: &Ingested, s: &RunSettings, snapshots: usize) -> Result<memory::Plan> {
-    let (rows, customers) = (ing.transactions.rows, ing.customers.height());
+    let rows = match s.engine {
+        Engine::Polars => ing.transactions.rows,
+        Engine::Spark { .. } => 0,
+    };
+    let customers = ing.customers.height();
     let p = match s.memory_limit {
         Some(limit) => memory::choose(rows, customers, snapshots, Some(limit))?,
         None => memory::choose_unlimited(rows, customers, snapshots, memory::default_limit()),
@@ -343,6 +430,7 @@ pub fn emit_plan(s: &RunSettings) -> Result<String> {
     let src = Sources {
         transactions: typed.paths[0].display().to_string(),
         customers: dir.join("customers.parquet").display().to_string(),
+        pre_aggregated: false,
     };
     let (core, buyers) = plan.spark_sql(&src)?;
     Ok(format!(
@@ -360,7 +448,7 @@ pub fn run_validate(s: &RunSettings) -> Result<RunOutcome> {
     let mut ing = ingest::ingest(&s.config, s.as_of, scratch.path())?;
     io::failpoint("validate_after_ingest");
     let plan = plan(&ing, s, 1)?;
-    let f = frames(&ing, &s.config, &plan, scratch.path(), None)?;
+    let f = frames(&ing, &s.config, &plan, scratch.path(), &Source::Typed)?;
     release_inputs(&mut ing, &plan);
     let scored = snapshot::compute(&f, ing.as_of, &s.config)?;
     Ok(outcome(&ing, &scored, ing.as_of, PathBuf::new()))
@@ -434,6 +522,7 @@ fn publish(
         migration_compared_to: scored.migration_compared_to,
         memory: plan,
         engine: &s.engine,
+        transaction_rows_read_locally: ing.transaction_rows_read_locally,
         invariants: &scored.invariants,
         outputs: snap.tables(),
         timings_ms: timings.0.iter().cloned().collect(),
@@ -469,7 +558,7 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     refuse_existing(s, &s.as_of.into_iter().collect::<Vec<_>>())?;
     let progress = crate::progress::Stages::new(s.progress);
     progress.stage("ingest");
-    let (mut ing, store) = load(s, s.as_of)?;
+    let (mut ing, source) = load(s, s.as_of, &|d| vec![d])?;
     let t = timings.lap("ingest", t);
     tracing::info!(
         stage = "ingest",
@@ -485,14 +574,11 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     let (written, f) = snapshot::both(
         plan.lean(),
         || write_ingested(&ing, &s.out),
-        || frames(&ing, &s.config, &plan, &ingest_dir(&s.out), store.as_ref()),
+        || frames(&ing, &s.config, &plan, &ingest_dir(&s.out), &source),
     );
     written?;
     let mut f = f?;
     release_inputs(&mut ing, &plan);
-    if let Engine::Spark { remote } = &s.engine {
-        f = spark_measures(f, s, remote, ing.as_of)?;
-    }
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
         "typed Parquet written, daily built"
@@ -511,7 +597,7 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     let as_of = ing.as_of;
     let how = How {
         backfill: None,
-        store: store.as_ref().map(|v| &v.summary),
+        store: source.store().map(|v| &v.summary),
         plan: &plan,
         sampler: &sampler,
     };

@@ -37,11 +37,15 @@ pub fn tiers_as_of(
     // skip every other measure (the median gap's sort above all).
     let mut narrow = vec!["in_scope".to_string(), "contribution_cents".to_string()];
     narrow.extend(keep.iter().filter(|c| *c != "pyramid_tier").cloned());
-    let b = f.per_part(|d, keys, part| {
-        let m = measures_query(f, d, keys, date, cfg, false);
-        measures::customer_base(m, f.customers_in(part), &cfg.ingest.unknown_label)
-            .select(named(&narrow))
-    })?;
+    let unknown = &cfg.ingest.unknown_label;
+    let b = match f.given.measures.get(&date) {
+        Some(m) => measures::customer_base(m.clone().lazy(), f.customers_in(None), unknown)
+            .select(named(&narrow)),
+        None => f.per_part(|d, keys, part| {
+            let m = measures_query(f, d, keys, date, cfg, false);
+            measures::customer_base(m, f.customers_in(part), unknown).select(named(&narrow))
+        })?,
+    };
     Ok(pyramid::assign(b, &cfg.pyramid)?
         .select(named(&keep))
         .run()?)

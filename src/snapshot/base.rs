@@ -233,7 +233,9 @@ pub fn sorted_by_id(mut df: DataFrame, frugal: bool) -> Result<DataFrame> {
 /// Every scored customer as of `as_of`, with the cent columns.
 pub fn scores_as_of(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Full> {
     match &f.daily {
-        Daily::Parts(p) if f.measures_at.is_none() => scores_by_part(f, p, as_of, cfg),
+        Daily::Parts(p) if !f.given.measures.contains_key(&as_of) => {
+            scores_by_part(f, p, as_of, cfg)
+        }
         _ => Ok(Full::Memory(sorted_by_id(
             score(base(f, as_of, cfg)?, as_of, cfg, &f.attributes)?.run()?,
             f.frugal,

@@ -131,19 +131,31 @@ pub struct Frames {
     pub has_quantity: bool,
     /// Customer attribute columns configured in the customers input.
     pub attributes: Vec<String>,
-    /// Per-customer measures computed elsewhere (the Spark backend) for one
-    /// date; scorings at that date use them instead of `daily`.
-    pub measures_at: Option<(NaiveDate, DataFrame)>,
+    /// Per-customer frames computed elsewhere (the Spark engine), or held
+    /// for one date ([`super::compute_once`]): scorings at those dates read
+    /// them instead of `daily`.
+    pub given: Given,
     /// Hand freed memory back to the system between steps (the lean plan,
     /// a single run: see [`Frames::release_free`]).
     pub frugal: bool,
+}
+
+/// Per-customer frames computed elsewhere, by date.
+#[derive(Clone, Default)]
+pub struct Given {
+    /// Measures in [`measures::measures_from_daily`]'s shape.
+    pub measures: std::collections::BTreeMap<NaiveDate, DataFrame>,
+    /// By snapshot date: each concentration report year's buyers
+    /// ([`crate::summaries::concentration::buyers`]'s shape, report-year
+    /// order) and the net amount inside the measures window.
+    pub summaries: std::collections::BTreeMap<NaiveDate, (Vec<DataFrame>, i64)>,
 }
 
 /// Per-customer measures as of `date` ([`measures::measures_from_daily`]),
 /// or those provided for that date.
 /// Without `gaps` the median gap is left null (pyramid-only tierings).
 pub fn measures_as_of(f: &Frames, date: NaiveDate, cfg: &Config, gaps: bool) -> Result<LazyFrame> {
-    if let Some((_, m)) = f.measures_at.as_ref().filter(|(d, _)| *d == date) {
+    if let Some(m) = f.given.measures.get(&date) {
         return Ok(m.clone().lazy());
     }
     f.per_customer(|d, keys| measures_query(f, d, keys, date, cfg, gaps))

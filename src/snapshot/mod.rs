@@ -25,7 +25,7 @@ pub use base::{
     BASE_COLUMNS, CENTS_COLUMNS, FOLLOW_UP_COLUMNS, RANKED_COLUMNS, base, rank, score,
     scores_as_of, sorted_by_id,
 };
-pub use frames::{Daily, Frames, Parts, both, measures_as_of};
+pub use frames::{Daily, Frames, Given, Parts, both, measures_as_of};
 pub use full::{Full, Spilled};
 pub use invariants::check_invariants;
 
@@ -144,7 +144,7 @@ pub fn compute(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Scored> {
 /// transactions). The tables are the same as [`compute`]'s.
 pub fn compute_once(f: &mut Frames, as_of: NaiveDate, cfg: &Config) -> Result<Scored> {
     f.frugal = true;
-    if !matches!(f.daily, Daily::Memory { .. }) || f.measures_at.is_some() {
+    if !matches!(f.daily, Daily::Memory { .. }) || !f.given.measures.is_empty() {
         return compute(f, as_of, cfg);
     }
     let t = std::time::Instant::now();
@@ -152,7 +152,7 @@ pub fn compute_once(f: &mut Frames, as_of: NaiveDate, cfg: &Config) -> Result<Sc
     let aux = aux_tierings(f, &keys, cfg)?;
     let from = from_daily(f, as_of, cfg)?;
     let m = measures_as_of(f, as_of, cfg, true)?.run()?;
-    f.measures_at = Some((as_of, m));
+    f.given.measures.insert(as_of, m);
     f.daily = Daily::Released;
     f.release_free();
     let full = scores_as_of(f, as_of, cfg)?;
@@ -166,7 +166,7 @@ pub fn compute_once(f: &mut Frames, as_of: NaiveDate, cfg: &Config) -> Result<Sc
     let out = compute_with(f, as_of, cfg, full, &aux, from);
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "summaries");
     drop(aux);
-    f.measures_at = None;
+    f.given.measures.remove(&as_of);
     f.release_free();
     out
 }
@@ -185,6 +185,9 @@ pub struct FromDaily {
 
 /// [`FromDaily`] as of `as_of`.
 pub fn from_daily(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<FromDaily> {
+    if let Some((buyers, window_cents)) = f.given.summaries.get(&as_of) {
+        return given_from_daily(f, as_of, buyers, *window_cents);
+    }
     let mut buyers = Vec::new();
     for ry in concentration::report_years(as_of, &cfg.concentration) {
         let b = f.per_customer(|d, keys| concentration::buyers(d, keys, &ry))?;
@@ -193,22 +196,16 @@ pub fn from_daily(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<FromDail
             _ => b,
         });
     }
-    let unknown_customers = f
-        .per_customer(|d, keys| {
+    let unknown_customers = not_in_customers(
+        f,
+        f.per_customer(|d, keys| {
             let cids = d
                 .filter(measures::on_or_before(as_of))
                 .select([col("cid")])
                 .unique(None, UniqueKeepStrategy::Any);
             crate::daily::with_customer_id(cids, keys).select([col("customer_id")])
-        })?
-        .join(
-            f.customers.clone().select([col("customer_id")]),
-            [col("customer_id")],
-            [col("customer_id")],
-            JoinArgs::new(JoinType::Anti),
-        )
-        .run()?
-        .height();
+        })?,
+    )?;
     let window_cents: i64 = f
         .per_customer(|d, _| {
             d.filter(
@@ -225,6 +222,40 @@ pub fn from_daily(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<FromDail
         .unwrap_or(0);
     Ok(FromDaily {
         buyers,
+        unknown_customers,
+        window_cents,
+    })
+}
+
+/// How many of the customer ids `ids` (each once) the customers table lacks.
+fn not_in_customers(f: &Frames, ids: LazyFrame) -> Result<usize> {
+    Ok(ids
+        .join(
+            f.customers.clone().select([col("customer_id")]),
+            [col("customer_id")],
+            [col("customer_id")],
+            JoinArgs::new(JoinType::Anti),
+        )
+        .run()?
+        .height())
+}
+
+/// [`FromDaily`] from frames computed elsewhere: the customers who bought
+/// but are not in the customers table come from the given measures.
+fn given_from_daily(
+    f: &Frames,
+    as_of: NaiveDate,
+    buyers: &[DataFrame],
+    window_cents: i64,
+) -> Result<FromDaily> {
+    let m = f
+        .given
+        .measures
+        .get(&as_of)
+        .ok_or_else(|| Error::Invariant(format!("no measures given for {as_of}")))?;
+    let unknown_customers = not_in_customers(f, m.clone().lazy().select([col("customer_id")]))?;
+    Ok(FromDaily {
+        buyers: buyers.iter().map(|b| b.clone().lazy()).collect(),
         unknown_customers,
         window_cents,
     })

@@ -1,7 +1,9 @@
-//! The Spark backend (`--features spark`): the plan's SQL goes to a Spark
-//! Connect server through the official Apache Rust client; results come
-//! back as Arrow record batches and become polars frames column by column,
-//! cast to the plan's canonical types.
+//! The Spark backend (`--features spark`): SQL goes to a Spark Connect
+//! server through the official Apache Rust client; results come back as
+//! Arrow record batches and become polars frames column by column, cast to
+//! the plan's canonical types. [`ingest`] reads and checks the transactions
+//! on Spark; [`given`] computes every per-customer frame a run needs from
+//! them, so the local machine never reads a transaction row.
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType as Arrow, Date32Type, Float64Type, Int32Type, Int64Type};
@@ -10,6 +12,12 @@ use spark_connect::SparkSession;
 
 use crate::error::{Error, Result};
 use crate::plan::Kind;
+
+mod given;
+mod ingest;
+
+pub use given::given;
+pub use ingest::{SparkIngest, ingest, is_uri};
 
 /// A session on one Spark Connect server.
 pub struct Spark {
@@ -24,20 +32,73 @@ impl Spark {
             .remote(remote)
             .get_or_create()
             .map_err(|e| spark_error(remote, &e))?;
-        Ok(Spark {
+        let spark = Spark {
             session,
             remote: remote.to_string(),
-        })
+        };
+        // Dates are parsed and cast in the session's time zone: UTC, as
+        // the local engine.
+        spark.execute("SET spark.sql.session.timeZone=UTC")?;
+        Ok(spark)
+    }
+
+    /// Whether the last execution ran to its end. A Spark Connect server
+    /// ends a result stream after `senderMaxStreamDuration` (2 minutes) or
+    /// `senderMaxStreamSize` (1 GB) and expects the client to reattach,
+    /// which this Rust client does not do: it takes the cut for the end.
+    /// The server sends the execution's metrics after the last result, so
+    /// a stream cut short has none, and the run stops saying how to start
+    /// the server (both settings are static).
+    fn finished(&self, sql: &str) -> Result<()> {
+        if self
+            .session
+            .last_execution_info()
+            .is_some_and(|i| i.metrics.is_some())
+        {
+            return Ok(());
+        }
+        let head: String = sql.chars().take(60).collect();
+        Err(Error::Spark(format!(
+            "{}: the server ended the result stream early ({head}…); start the Spark Connect server with --conf spark.connect.execute.reattachable.senderMaxStreamDuration=0 --conf spark.connect.execute.reattachable.senderMaxStreamSize=0",
+            self.remote
+        )))
+    }
+
+    /// Runs a statement (a view, a write, a setting), discarding any rows.
+    pub fn execute(&self, sql: &str) -> Result<()> {
+        tracing::trace!(sql, "spark");
+        self.session
+            .sql(sql)
+            .map_err(|e| spark_error(&self.remote, &e))?
+            .collect_record_batches()
+            .map_err(|e| spark_error(&self.remote, &e))?;
+        self.finished(sql)
+    }
+
+    /// The column names of a relation (a view or a SELECT), without running it.
+    pub fn columns(&self, sql: &str) -> Result<Vec<String>> {
+        self.session
+            .sql(sql)
+            .map_err(|e| spark_error(&self.remote, &e))?
+            .columns()
+            .map_err(|e| spark_error(&self.remote, &e))
+    }
+
+    /// The server address, for messages and the manifest.
+    pub fn remote(&self) -> &str {
+        &self.remote
     }
 
     /// Runs a SELECT and returns its rows with `columns` (in that order).
     pub fn query(&self, sql: &str, columns: &[(&str, Kind)]) -> Result<DataFrame> {
+        tracing::trace!(sql, "spark");
         let batches = self
             .session
             .sql(sql)
             .map_err(|e| spark_error(&self.remote, &e))?
             .collect_record_batches()
             .map_err(|e| spark_error(&self.remote, &e))?;
+        self.finished(sql)?;
         let mut out = Vec::new();
         for (name, kind) in columns {
             let mut parts = Vec::new();
@@ -54,7 +115,9 @@ impl Spark {
                     a
                 })
                 .unwrap_or_else(|| Series::new_empty((*name).into(), &kind.dtype()));
-            s = s.cast(&kind.dtype())?;
+            // One chunk, as the local engine's frames: float sums over
+            // chunks associate differently.
+            s = s.cast(&kind.dtype())?.rechunk();
             out.push(s.into_column());
         }
         let height = out.first().map_or(0, |c| c.len());
