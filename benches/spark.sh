@@ -7,11 +7,15 @@
 # published table is the same bytes. No speed target: this path is for
 # scale, not for one 2-core machine.
 #
-#   benches/spark.sh [DATA_DIR]     (default benches/data/10000000, made by
-#                                    benches/run.sh or `tiering generate`)
+#   benches/spark.sh [DATA_DIR] [--split]
+#     DATA_DIR: default benches/data/10000000 (made by benches/run.sh or
+#               `tiering generate`)
+#     --split:  `[spark] quoted_line_breaks = false`, so Spark splits each
+#               CSV file across tasks
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:-benches/data/10000000}"
+split="${2:-}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tiering-target}"
 bin="$CARGO_TARGET_DIR/release/tiering"
 cargo build --release --features spark >&2
@@ -39,8 +43,24 @@ for _ in $(seq 1 240); do
 done
 jvm="$(cat "$work"/pids/*.pid)"
 
-args=(run --transactions "$data/transactions.csv" --customers "$data/customers.csv" --as-of 2010-12-31)
-[ -f "$data/interactions.csv" ] && args+=(--interactions "$data/interactions.csv")
+abs="$(cd "$data" && pwd)"
+pipeline="$work/pipeline.toml"
+{
+  echo "as_of = \"2010-12-31\""
+  echo "[inputs.transactions]"
+  echo "path = \"$abs/transactions.csv\""
+  echo "[inputs.customers]"
+  echo "path = \"$abs/customers.csv\""
+  if [ -f "$abs/interactions.csv" ]; then
+    echo "[inputs.interactions]"
+    echo "path = \"$abs/interactions.csv\""
+  fi
+  if [ "$split" = "--split" ]; then
+    echo "[spark]"
+    echo "quoted_line_breaks = false"
+  fi
+} >"$pipeline"
+args=(run --config "$pipeline")
 measure() { # label out extra-args...
   local label="$1" out="$2"
   shift 2

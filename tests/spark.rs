@@ -114,23 +114,45 @@ fn a_million_transactions_score_the_same_on_spark() {
     let data = tmp.join("data");
     generate(&data, 20_000, 1_000_000, 17);
     let file = |n: &str| data.join(n).to_string_lossy().into_owned();
-    let (t, c, i) = (
-        file("transactions.csv"),
-        file("customers.csv"),
-        file("interactions.csv"),
-    );
-    let args = [
-        "run",
-        "--transactions",
-        &t,
-        "--customers",
-        &c,
-        "--interactions",
-        &i,
-        "--as-of",
-        "2010-12-31",
-    ];
-    both(&tmp, &args, &remote);
+    // Damage rows all through the file, so that rejects, duplicates and a
+    // row after the as-of date fall in every part Spark may split it into
+    // (their lines are counted across parts).
+    let path = data.join("transactions.csv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut out = String::with_capacity(text.len() + 4096);
+    let mut previous_id = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let mut fields: Vec<String> = line.split(',').map(str::to_string).collect();
+        if i > 0 {
+            if i % 100_003 == 0 {
+                fields[3] = "n/a".into(); // amount
+            } else if i % 250_007 == 0 {
+                fields[0] = previous_id.clone(); // txn_id seen on the line before
+            } else if i % 400_009 == 0 {
+                fields[2] = "2011-03-01".into(); // after the as-of date
+            }
+            previous_id = fields[0].clone();
+        }
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    std::fs::write(&path, out).unwrap();
+    for split in [false, true] {
+        let tmp = TempDir::new(&format!("spark-1e6-{split}"));
+        let cfg = format!(
+            "as_of = \"2010-12-31\"\n[inputs.transactions]\npath = {:?}\n[inputs.customers]\npath = {:?}\n[inputs.interactions]\npath = {:?}\n[spark]\nquoted_line_breaks = {}\n",
+            file("transactions.csv"),
+            file("customers.csv"),
+            file("interactions.csv"),
+            !split,
+        );
+        let p = tmp.write("p.toml", &cfg);
+        let out = both(&tmp, &["run", "--config", &p], &remote);
+        let rejects = std::fs::read_to_string(out.join("snapshot=2010-12-31/rejects.csv")).unwrap();
+        for why in ["unparseable amount", "duplicate txn_id", "after as_of"] {
+            assert!(rejects.contains(why), "{why}: {rejects}");
+        }
+    }
 }
 
 /// A pipeline file over one hostile transactions file with `options`.
@@ -163,6 +185,8 @@ fn the_hostile_corpus_gives_the_same_rejects_on_spark() {
         ("truncated.csv", ""),
         ("quoted_newline.csv", ""),
         ("dup_*.csv", ""),
+        // Read line by line (Spark may split files): the same rows.
+        ("dup_*.csv", "[spark]\nquoted_line_breaks = false"),
         ("header_only.csv", ""),
         ("bad_utf8.csv", "encoding = \"utf8-lossy\""),
         ("bad_margin.csv", ""),

@@ -140,6 +140,26 @@ pub struct PublishConfig {
     pub csv_bom: Option<bool>,
 }
 
+/// How the Spark engine reads the transactions files.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SparkConfig {
+    /// CSV fields may hold line breaks (inside quotes), as the local
+    /// engine reads them: Spark then reads each CSV file whole, in one
+    /// task. `false` lets Spark split a large file across tasks; a line
+    /// break inside a field then cuts its row in two (both rejected).
+    /// Default `true`.
+    pub quoted_line_breaks: bool,
+}
+
+impl Default for SparkConfig {
+    fn default() -> Self {
+        SparkConfig {
+            quoted_line_breaks: true,
+        }
+    }
+}
+
 /// The persistent typed store (`<out>/_store/`): every transactions file
 /// is ingested once, recorded by path, size and XXH3-128 hash, and later
 /// runs ingest only the files it does not hold yet.

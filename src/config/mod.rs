@@ -67,6 +67,9 @@ pub struct Config {
     /// The persistent typed store under `<out>/_store/`.
     #[serde(default)]
     pub store: StoreConfig,
+    /// How the Spark engine reads the inputs (`--engine spark`).
+    #[serde(default)]
+    pub spark: SparkConfig,
 }
 
 impl Config {

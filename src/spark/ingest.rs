@@ -177,7 +177,7 @@ pub fn sources(input: &InputFile) -> Result<Vec<Source>> {
 }
 
 /// The view that reads source `i`.
-fn source_view(i: usize, src: &Source, input: &InputFile) -> Result<String> {
+fn source_view(i: usize, src: &Source, input: &InputFile, multi_line: bool) -> Result<String> {
     let path = text(&src.path);
     Ok(match src.format {
         Format::Parquet => {
@@ -192,7 +192,7 @@ fn source_view(i: usize, src: &Source, input: &InputFile) -> Result<String> {
                 Encoding::Gb18030 => "GB18030",
             };
             format!(
-                "CREATE OR REPLACE TEMPORARY VIEW __tiering_src_{i} USING csv OPTIONS (path {path}, header 'true', sep {sep}, encoding '{encoding}', quote '\"', escape '\"', mode 'PERMISSIVE', multiLine 'true', inferSchema 'false')",
+                "CREATE OR REPLACE TEMPORARY VIEW __tiering_src_{i} USING csv OPTIONS (path {path}, header 'true', sep {sep}, encoding '{encoding}', quote '\"', escape '\"', mode 'PERMISSIVE', multiLine '{multi_line}', inferSchema 'false')",
                 sep = text(&input.delimiter.to_string()),
             )
         }
@@ -395,7 +395,7 @@ pub fn ingest(
     let mut selects = Vec::new();
     let mut has = (false, false);
     for (i, src) in srcs.iter().enumerate() {
-        spark.execute(&source_view(i, src, input)?)?;
+        spark.execute(&source_view(i, src, input, cfg.spark.quoted_line_breaks)?)?;
         let described = spark.query(
             &format!("DESCRIBE QUERY SELECT * FROM __tiering_src_{i}"),
             &[("col_name", Kind::Text), ("data_type", Kind::Text)],
