@@ -211,14 +211,14 @@ fn is_numeric(spark_type: &str) -> bool {
 /// bookkeeping (`file_no`, `file`, the split `__f`/`__b` and row id `__m`
 /// that order rows and give lines), the parsed values, the raw text of
 /// checked values where a reject reports it, and `code` (0 = valid, else 1
-/// + the first failed check).
+/// + the first failed check). Also returns the canonical columns found.
 pub fn checked_sql(
     i: usize,
     src: &Source,
     columns: &[(String, String)],
     input: &InputFile,
     formats: &[String],
-) -> Result<String> {
+) -> Result<(String, Vec<&'static str>)> {
     let names: Vec<String> = columns.iter().map(|c| c.0.clone()).collect();
     let file = Path::new(src.shown.as_deref().unwrap_or(&src.path));
     let found: BTreeMap<&str, String> = resolve_columns(&names, file, "transactions", input)?
@@ -342,13 +342,14 @@ pub fn checked_sql(
         m = cents("__margin_n"),
     );
     // The raw text survives only where a reject or a warning reads it.
-    Ok(format!(
+    let sql = format!(
         "SELECT file_no, file, __f, __b, __m, __first, customer_id, txn_id, ts, amount_cents, margin_cents, quantity,\n  \
            CASE WHEN code <> 0 THEN __ts END AS __ts, CASE WHEN code <> 0 THEN __amount END AS __amount,\n  \
            CASE WHEN margin_cents IS NULL THEN __margin END AS __margin,\n  \
            CASE WHEN quantity IS NULL THEN __quantity END AS __quantity, code\n\
          FROM (SELECT *, {code} AS code FROM ({step4}))"
-    ))
+    );
+    Ok((sql, found.into_keys().collect()))
 }
 
 /// Rows `code` rejected, duplicates and rows after the as-of date, with
@@ -412,13 +413,10 @@ pub fn ingest(
                 )
             })
             .collect();
-        let names: Vec<String> = columns.iter().map(|c| c.0.clone()).collect();
-        let file = Path::new(src.shown.as_deref().unwrap_or(&src.path));
-        for (canon, _) in resolve_columns(&names, file, "transactions", input)? {
-            has.0 |= canon == Some("margin");
-            has.1 |= canon == Some("quantity");
-        }
-        selects.push(checked_sql(i, src, &columns, input, &input.date_formats)?);
+        let (sql, found) = checked_sql(i, src, &columns, input, &input.date_formats)?;
+        has.0 |= found.contains(&"margin");
+        has.1 |= found.contains(&"quantity");
+        selects.push(sql);
     }
     let (has_margin, has_quantity) = has;
     let checked = format!("{staging}/checked");
@@ -651,7 +649,8 @@ mod tests {
             &input,
             &["%Y-%m-%d".to_string()],
         )
-        .unwrap();
+        .unwrap()
+        .0;
         assert!(sql.contains("`\u{feff}customer_id`"), "{sql}");
         assert!(sql.contains("replace(replace("), "{sql}");
         assert!(sql.contains(r"try_to_date(__ts, 'y\'-\'M\'-\'d')"), "{sql}");
