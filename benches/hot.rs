@@ -92,6 +92,25 @@ fn main() {
     let daily = tiering::daily::daily(txns.clone().lazy(), keys.clone().lazy(), true, true)
         .run()
         .unwrap();
+    let by_id = tiering::daily::daily_by_id(txns.clone().lazy(), true, true)
+        .run()
+        .unwrap();
+    time("stored pre-aggregate sorted by id, day", reps, || {
+        let mut d = by_id.clone();
+        d.rechunk_mut_par();
+        d.lazy()
+            .sort(["customer_id", "ts"], Default::default())
+            .run()
+            .unwrap()
+    });
+    time("stored pre-aggregate, tiering::order", reps, || {
+        tiering::order::sort_by_id(by_id.clone(), Some("ts")).unwrap()
+    });
+    time("customer ids arg-sorted", reps, || {
+        keys.column("customer_id")
+            .unwrap()
+            .arg_sort(SortOptions::default())
+    });
     time("median gaps", reps, || {
         measures::median_gaps(daily.clone().lazy()).run().unwrap()
     });

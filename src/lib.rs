@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod inspect;
 pub mod io;
 pub mod memory;
+pub mod order;
 pub mod pipeline;
 pub mod plan;
 pub mod progress;

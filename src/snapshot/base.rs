@@ -213,7 +213,7 @@ pub(super) fn finish(
 /// ([`Frames::release_free`]).
 pub fn sorted_by_id(mut df: DataFrame, frugal: bool) -> Result<DataFrame> {
     use rayon::prelude::*;
-    let order = df.column("customer_id")?.arg_sort(SortOptions::default());
+    let order = crate::order::by_id(&df, None)?;
     // SAFETY: a permutation keeps every column's name, type and length.
     let columns = unsafe { df.columns_mut_retain_schema() };
     for group in columns.chunks_mut(8) {
