@@ -65,15 +65,16 @@ pub fn merge_daily(by_id: LazyFrame, has_margin: bool, has_quantity: bool) -> La
     by_id.group_by([col("customer_id"), col("ts")]).agg(aggs)
 }
 
-/// A [`daily_by_id`] frame with `customer_id` replaced by its `cid` in `keys`.
+/// A [`daily_by_id`] frame with `customer_id` replaced by its `cid` in
+/// `keys`, rows in their order: the store's pre-aggregates are sorted by
+/// customer_id and day, and `cid`s are numbered in customer_id order, so
+/// each stays in (cid, day) order ([`crate::scoring::sorted::sort_daily`]
+/// then only merges them).
 pub fn keyed(daily_by_id: LazyFrame, keys: LazyFrame) -> LazyFrame {
+    let mut args = JoinArgs::new(JoinType::Inner);
+    args.maintain_order = MaintainOrderJoin::Left;
     daily_by_id
-        .join(
-            keys,
-            [col("customer_id")],
-            [col("customer_id")],
-            JoinArgs::new(JoinType::Inner),
-        )
+        .join(keys, [col("customer_id")], [col("customer_id")], args)
         .drop(cols(["customer_id"]))
 }
 

@@ -7,5 +7,6 @@ pub mod measures;
 pub mod pyramid;
 pub mod rfm;
 pub mod schemes;
+pub mod sorted;
 pub mod table;
 pub mod tiers;

@@ -12,7 +12,7 @@ use crate::scoring::schemes::scheme;
 use crate::scoring::{measures, pyramid};
 use crate::snapshot::aux_name;
 use crate::snapshot::base::scores_as_of;
-use crate::snapshot::frames::{Frames, measures_query};
+use crate::snapshot::frames::{Frames, held_measures, measures_query};
 use crate::snapshot::full::Full;
 use crate::summaries::{concentration, migration};
 
@@ -38,9 +38,14 @@ pub fn tiers_as_of(
     let mut narrow = vec!["in_scope".to_string(), "contribution_cents".to_string()];
     narrow.extend(keep.iter().filter(|c| *c != "pyramid_tier").cloned());
     let unknown = &cfg.ingest.unknown_label;
-    let b = match f.given.measures.get(&date) {
-        Some(m) => measures::customer_base(m.clone().lazy(), f.customers_in(None), unknown)
-            .select(named(&narrow)),
+    let given = match f.given.measures.get(&date) {
+        Some(m) => Some(m.clone()),
+        None => held_measures(f, date, cfg, false).transpose()?,
+    };
+    let b = match given {
+        Some(m) => {
+            measures::customer_base(m.lazy(), f.customers_in(None), unknown).select(named(&narrow))
+        }
         None => f.per_part(|d, keys, part| {
             let m = measures_query(f, d, keys, date, cfg, false);
             measures::customer_base(m, f.customers_in(part), unknown).select(named(&narrow))

@@ -205,29 +205,12 @@ pub(super) fn finish(
     Ok(lf.select(select))
 }
 
-/// A scoring's rows in customer_id order (ids are unique), reordered eight
-/// columns at a time: polars' sort gathers every column into a new frame
-/// while the old one is held, which at 10^6 customers was the run's memory
-/// peak (~500 MB over the rest); this takes as long (~0.4 s). `frugal`
-/// returns the replaced columns' memory as it goes
-/// ([`Frames::release_free`]).
-pub fn sorted_by_id(mut df: DataFrame, frugal: bool) -> Result<DataFrame> {
-    use rayon::prelude::*;
+/// A scoring's rows in customer_id order (ids are unique), moved a few
+/// columns at a time ([`crate::order::permuted`]); `frugal` returns the
+/// replaced columns' memory as it goes ([`Frames::release_free`]).
+pub fn sorted_by_id(df: DataFrame, frugal: bool) -> Result<DataFrame> {
     let order = crate::order::by_id(&df, None)?;
-    // SAFETY: a permutation keeps every column's name, type and length.
-    let columns = unsafe { df.columns_mut_retain_schema() };
-    for group in columns.chunks_mut(8) {
-        group.par_iter_mut().try_for_each(|c| -> Result<()> {
-            // One chunk first: gathering across chunks looks up each row's
-            // chunk.
-            *c = c.rechunk().take(&order)?;
-            Ok(())
-        })?;
-        if frugal {
-            crate::memory::release_free();
-        }
-    }
-    Ok(df)
+    crate::order::permuted(df, &order, frugal)
 }
 
 /// Every scored customer as of `as_of`, with the cent columns.

@@ -11,13 +11,14 @@ use crate::io::Run;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::scoring::measures;
+use crate::scoring::{measures, sorted};
 
 /// The customer × day pre-aggregate of transactions ([`crate::daily::daily`]).
 #[derive(Clone)]
 pub enum Daily {
-    /// Built once and held (the fast plan), with its customer keys
-    /// ([`crate::daily::customer_keys`]).
+    /// Built once and held (the fast plan), in (cid, day) order
+    /// ([`sorted::sort_daily`]: each date's measures are then one scan),
+    /// with its customer keys ([`crate::daily::customer_keys`]).
     Memory { daily: DataFrame, keys: DataFrame },
     /// Built once per customer range and spilled to Parquet (the lean plan:
     /// memory for one part at a time).
@@ -35,6 +36,7 @@ impl Daily {
         let keys = crate::daily::customer_keys(txns.clone()).run()?;
         let daily =
             crate::daily::daily(txns, keys.clone().lazy(), has_margin, has_quantity).run()?;
+        let daily = sorted::sort_daily(daily)?;
         Ok(Daily::Memory { daily, keys })
     }
 
@@ -43,6 +45,7 @@ impl Daily {
     pub fn from_by_id(by_id: LazyFrame) -> Result<Daily> {
         let keys = crate::daily::customer_keys(by_id.clone()).run()?;
         let daily = crate::daily::keyed(by_id, keys.clone().lazy()).run()?;
+        let daily = sorted::sort_daily(daily)?;
         Ok(Daily::Memory { daily, keys })
     }
 }
@@ -158,7 +161,35 @@ pub fn measures_as_of(f: &Frames, date: NaiveDate, cfg: &Config, gaps: bool) -> 
     if let Some(m) = f.given.measures.get(&date) {
         return Ok(m.clone().lazy());
     }
+    if let Some(m) = held_measures(f, date, cfg, gaps) {
+        return Ok(m?.lazy());
+    }
     f.per_customer(|d, keys| measures_query(f, d, keys, date, cfg, gaps))
+}
+
+/// The measures as of `date` from the fast plan's held pre-aggregate, in
+/// one scan ([`sorted::measures_sorted`]); `None` on other plans.
+pub(super) fn held_measures(
+    f: &Frames,
+    date: NaiveDate,
+    cfg: &Config,
+    gaps: bool,
+) -> Option<Result<DataFrame>> {
+    let Daily::Memory { daily, keys } = &f.daily else {
+        return None;
+    };
+    let t = std::time::Instant::now();
+    let m = sorted::measures_sorted(
+        daily,
+        keys,
+        date,
+        &cfg.measures,
+        f.has_margin,
+        f.has_quantity,
+        gaps,
+    );
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, %date, "measures");
+    Some(m.map_err(Error::from))
 }
 
 pub(super) fn measures_query(

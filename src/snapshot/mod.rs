@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::scoring::rfm::{self, RfmCuts};
 use crate::scoring::schemes::{scheme, tier_schemes, tier_summary};
-use crate::scoring::{measures, pyramid};
+use crate::scoring::{measures, pyramid, sorted};
 use crate::snapshot::aux::migration_date;
 use crate::summaries::{churn, concentration, follow_up, lost_deals, migration};
 
@@ -187,6 +187,21 @@ pub struct FromDaily {
 pub fn from_daily(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<FromDaily> {
     if let Some((buyers, window_cents)) = f.given.summaries.get(&as_of) {
         return given_from_daily(f, as_of, buyers, *window_cents);
+    }
+    if let Daily::Memory { daily, keys } = &f.daily {
+        // The held pre-aggregate is in (cid, day) order: scans, no group-by.
+        let mut buyers = Vec::new();
+        for ry in concentration::report_years(as_of, &cfg.concentration) {
+            buyers.push(sorted::buyers_sorted(daily, keys, ry.start, ry.tiered_at)?.lazy());
+        }
+        let (seen, window_cents) =
+            sorted::seen_and_window_cents(daily, keys, as_of, cfg.measures.window_days)?;
+        let seen = DataFrame::new(seen.len(), vec![seen])?.lazy();
+        return Ok(FromDaily {
+            buyers,
+            unknown_customers: not_in_customers(f, seen)?,
+            window_cents,
+        });
     }
     let mut buyers = Vec::new();
     for ry in concentration::report_years(as_of, &cfg.concentration) {
