@@ -636,6 +636,27 @@ impl View {
         Ok(concat(all, UnionArgs::default())?)
     }
 
+    /// Each file's pre-aggregate (sorted by customer_id and day), when no
+    /// two files share a day: then stacking them is the store's whole
+    /// pre-aggregate ([`View::daily_by_id`] without the merge). `None`
+    /// when some day is held by several files.
+    pub fn daily_per_file(&self) -> Result<Option<Vec<LazyFrame>>> {
+        let files: Vec<&StoredFile> = self.files.iter().filter(|f| f.span.is_some()).collect();
+        let spans: Vec<(i32, i32)> = files
+            .iter()
+            .filter_map(|f| f.span)
+            .map(|(a, b)| (crate::units::epoch_days(a), crate::units::epoch_days(b)))
+            .collect();
+        if files.is_empty() || !contested_days(&spans).is_empty() {
+            return Ok(None);
+        }
+        let scans = files
+            .iter()
+            .map(|f| io::scan_parquet(&self.segment(f, "daily.parquet")))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(scans))
+    }
+
     fn files_any(&self) -> Result<&StoredFile> {
         self.files.first().ok_or_else(|| {
             Error::Invariant(format!("{}: the store holds no file", self.dir.display()))

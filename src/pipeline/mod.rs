@@ -311,7 +311,16 @@ fn frames(
         snapshot::Daily::Parts(std::sync::Arc::new(parts))
     } else {
         let d = match store {
-            Some(v) => snapshot::Daily::from_by_id(v.daily_by_id(None)?)?,
+            Some(v) => {
+                let merged = match v.daily_per_file()? {
+                    Some(files) => snapshot::Daily::from_sorted_files(files)?,
+                    None => None,
+                };
+                match merged {
+                    Some(d) => d,
+                    None => snapshot::Daily::from_by_id(v.daily_by_id(None)?)?,
+                }
+            }
             None => snapshot::Daily::in_memory(ing.transactions.scan()?, has_margin, has_quantity)?,
         };
         memory::release_free();

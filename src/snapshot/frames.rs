@@ -40,6 +40,17 @@ impl Daily {
         Ok(Daily::Memory { daily, keys })
     }
 
+    /// The fast plan's pre-aggregate from the store's per-file ones
+    /// ([`crate::daily::merge_sorted`]), or `None` when they cannot be
+    /// merged (then [`Daily::from_by_id`]).
+    pub fn from_sorted_files(files: Vec<LazyFrame>) -> Result<Option<Daily>> {
+        let files = files
+            .into_iter()
+            .map(|f| f.run())
+            .collect::<PolarsResult<Vec<_>>>()?;
+        Ok(crate::daily::merge_sorted(files)?.map(|(daily, keys)| Daily::Memory { daily, keys }))
+    }
+
     /// The fast plan's pre-aggregate from one already keyed by customer_id
     /// ([`crate::daily::daily_by_id`]; the store's), built and held.
     pub fn from_by_id(by_id: LazyFrame) -> Result<Daily> {
