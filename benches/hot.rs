@@ -110,11 +110,6 @@ fn main() {
     time("stored pre-aggregate, tiering::order", reps, || {
         tiering::order::sort_by_id(by_id.clone(), Some("ts")).unwrap()
     });
-    time("customer ids arg-sorted", reps, || {
-        keys.column("customer_id")
-            .unwrap()
-            .arg_sort(SortOptions::default())
-    });
     time("median gaps", reps, || {
         measures::median_gaps(daily.clone().lazy()).run().unwrap()
     });

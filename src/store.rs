@@ -447,7 +447,7 @@ const DAILY_BYTES_PER_ROW: u64 = 64;
 /// Sorted so that the lean plan's parts (id ranges) skip other customers'
 /// row groups: at 10^7 its parts build in 2.0 s instead of 3.0 s, and the
 /// fast plan keys the daily in 0.6 s instead of 1.0 s, every night; the
-/// sort costs ~1 s once per large file. LZ4: read back every run, so
+/// sort costs 1–3 s once per large file. LZ4: read back every run, so
 /// decompression speed beats size.
 fn write_daily(
     typed: &Path,
@@ -592,12 +592,7 @@ impl View {
     /// `part` selects (all with `None`): the files' pre-aggregates stacked,
     /// the days held by several files summed.
     pub fn daily_by_id(&self, part: Option<Expr>) -> Result<LazyFrame> {
-        let files: Vec<&StoredFile> = self.files.iter().filter(|f| f.span.is_some()).collect();
-        let spans: Vec<(i32, i32)> = files
-            .iter()
-            .filter_map(|f| f.span)
-            .map(|(a, b)| (crate::units::epoch_days(a), crate::units::epoch_days(b)))
-            .collect();
+        let (files, spans) = self.dated_files();
         let contested = contested_days(&spans);
         let mut scans = Vec::new();
         for f in &files {
@@ -636,17 +631,23 @@ impl View {
         Ok(concat(all, UnionArgs::default())?)
     }
 
+    /// The files holding rows, and their spans in days since the epoch.
+    fn dated_files(&self) -> (Vec<&StoredFile>, Vec<(i32, i32)>) {
+        let files: Vec<&StoredFile> = self.files.iter().filter(|f| f.span.is_some()).collect();
+        let spans = files
+            .iter()
+            .filter_map(|f| f.span)
+            .map(|(a, b)| (crate::units::epoch_days(a), crate::units::epoch_days(b)))
+            .collect();
+        (files, spans)
+    }
+
     /// Each file's pre-aggregate (sorted by customer_id and day), when no
     /// two files share a day: then stacking them is the store's whole
     /// pre-aggregate ([`View::daily_by_id`] without the merge). `None`
     /// when some day is held by several files.
     pub fn daily_per_file(&self) -> Result<Option<Vec<LazyFrame>>> {
-        let files: Vec<&StoredFile> = self.files.iter().filter(|f| f.span.is_some()).collect();
-        let spans: Vec<(i32, i32)> = files
-            .iter()
-            .filter_map(|f| f.span)
-            .map(|(a, b)| (crate::units::epoch_days(a), crate::units::epoch_days(b)))
-            .collect();
+        let (files, spans) = self.dated_files();
         if files.is_empty() || !contested_days(&spans).is_empty() {
             return Ok(None);
         }

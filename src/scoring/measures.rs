@@ -267,15 +267,8 @@ pub fn gap_medians(df: &DataFrame) -> PolarsResult<DataFrame> {
                     .windows(2)
                     .map(|w| day_of(w[1]) - day_of(w[0])),
             );
-            gaps.sort_unstable();
-            let n = gaps.len();
-            let median = if n % 2 == 1 {
-                gaps[n / 2] as f64
-            } else {
-                (gaps[n / 2 - 1] + gaps[n / 2]) as f64 / 2.0
-            };
             ids.push(who as IdxSize);
-            medians.push(median);
+            medians.push(median(&mut gaps));
         }
         start = end;
     }
@@ -286,6 +279,20 @@ pub fn gap_medians(df: &DataFrame) -> PolarsResult<DataFrame> {
             Float64Chunked::from_vec("median_gap_days".into(), medians).into_column(),
         ],
     )
+}
+
+/// The median of `v` (not empty; the mean of the middle two for an even
+/// count, as polars' `median`), by selection rather than a sort.
+pub(crate) fn median(v: &mut [i64]) -> f64 {
+    let k = v.len();
+    let (below, mid, _) = v.select_nth_unstable(k / 2);
+    let mid = *mid;
+    if k % 2 == 1 {
+        mid as f64
+    } else {
+        let lower = below.iter().copied().max().unwrap_or(mid);
+        (lower + mid) as f64 / 2.0
+    }
 }
 
 /// Every customer once: those in the customers file and those seen only in

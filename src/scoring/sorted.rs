@@ -15,6 +15,7 @@ use polars::prelude::*;
 use rayon::prelude::*;
 
 use crate::config::{FrequencyMode, MeasuresConfig, MonetaryMode};
+use crate::scoring::measures;
 use crate::units::epoch_days;
 
 /// `daily` ([`crate::daily::daily`]'s columns) in (cid, day) order, ties
@@ -88,16 +89,13 @@ impl Scan<'_> {
         let span = window.unwrap_or(365) as i32;
         let (mut who_all, mut accs, mut medians) = (Vec::new(), Vec::new(), Vec::new());
         let mut gaps: Vec<i64> = Vec::new();
-        let mut start = lo;
-        while start < hi {
-            let who = cid[start];
-            let mut end = start + 1;
-            while end < hi && cid[end] == who {
-                end += 1;
-            }
-            if (end < hi && cid[end] < who) || day[start..end].windows(2).any(|w| w[0] > w[1]) {
+        let mut before: Option<IdxSize> = None;
+        for (who, a, b) in runs(&cid[lo..hi]) {
+            let (start, end) = (lo + a, lo + b);
+            if before.is_some_and(|c| c > who) || day[start..end].windows(2).any(|w| w[0] > w[1]) {
                 polars_bail!(ComputeError: "the pre-aggregate is not in (cid, day) order");
             }
+            before = Some(who);
             // Days ascend within the run: the rows on or before the date
             // are a prefix.
             let cut = start + day[start..end].partition_point(|&d| d <= now);
@@ -139,27 +137,31 @@ impl Scan<'_> {
                         a.units += u;
                     }
                 }
-                medians.push((self.gaps && !gaps.is_empty()).then(|| median(&mut gaps)));
+                medians.push((self.gaps && !gaps.is_empty()).then(|| measures::median(&mut gaps)));
                 who_all.push(who);
                 accs.push(a);
             }
-            start = end;
         }
         Ok((who_all, accs, medians))
     }
 }
 
-/// The median of `v` (not empty; the mean of the middle two for an even
-/// count, as polars' `median`), by selection rather than a sort.
-fn median(v: &mut [i64]) -> f64 {
-    let k = v.len();
-    let (below, mid, _) = v.select_nth_unstable(k / 2);
-    let mid = *mid;
-    if k % 2 == 1 {
-        mid as f64
-    } else {
-        let lower = below.iter().copied().max().unwrap_or(mid);
-        (lower + mid) as f64 / 2.0
+/// The columns every scan reads.
+struct Core<'a> {
+    cid: std::borrow::Cow<'a, [IdxSize]>,
+    day: std::borrow::Cow<'a, [i32]>,
+    purchases: std::borrow::Cow<'a, [i64]>,
+    net: std::borrow::Cow<'a, [i64]>,
+}
+
+impl<'a> Core<'a> {
+    fn of(daily: &'a DataFrame) -> PolarsResult<Core<'a>> {
+        Ok(Core {
+            cid: values(daily.column("cid")?.idx()?, 0),
+            day: values(daily.column("ts")?.date()?.physical(), i32::MIN),
+            purchases: values(daily.column("purchases")?.i64()?, 0),
+            net: values(daily.column("net_cents")?.i64()?, 0),
+        })
     }
 }
 
@@ -201,12 +203,13 @@ fn ids_of(keys: &DataFrame, cids: &[IdxSize]) -> PolarsResult<Column> {
         .with_name("customer_id".into()))
 }
 
-/// Each customer's rows of a [`sort_daily`] frame: `(cid, start, end)`.
+/// Each run of equal cids: `(cid, start, end)` (each customer's rows of
+/// a [`sort_daily`] frame).
 fn runs(cid: &[IdxSize]) -> impl Iterator<Item = (IdxSize, usize, usize)> + '_ {
     let mut start = 0;
     std::iter::from_fn(move || {
         let who = *cid.get(start)?;
-        let len = cid[start..].partition_point(|&c| c == who);
+        let len = cid[start..].iter().take_while(|&&c| c == who).count();
         let run = (who, start, start + len);
         start += len;
         Some(run)
@@ -223,10 +226,12 @@ pub fn buyers_sorted(
     start: NaiveDate,
     end: NaiveDate,
 ) -> PolarsResult<DataFrame> {
-    let cid = values(daily.column("cid")?.idx()?, 0);
-    let day = values(daily.column("ts")?.date()?.physical(), i32::MIN);
-    let purchases = values(daily.column("purchases")?.i64()?, 0);
-    let net = values(daily.column("net_cents")?.i64()?, 0);
+    let Core {
+        cid,
+        day,
+        purchases,
+        net,
+    } = Core::of(daily)?;
     let (lo, hi) = (epoch_days(start), epoch_days(end));
     let (mut who, mut cents) = (Vec::new(), Vec::new());
     for (c, a, b) in runs(&cid) {
@@ -261,9 +266,7 @@ pub fn seen_and_window_cents(
     as_of: NaiveDate,
     window_days: Option<u32>,
 ) -> PolarsResult<(Column, i64)> {
-    let cid = values(daily.column("cid")?.idx()?, 0);
-    let day = values(daily.column("ts")?.date()?.physical(), i32::MIN);
-    let net = values(daily.column("net_cents")?.i64()?, 0);
+    let Core { cid, day, net, .. } = Core::of(daily)?;
     let now = epoch_days(as_of);
     let window = |d: i32| d <= now && window_days.is_none_or(|w| d > now - w as i32);
     let cents = day
@@ -291,10 +294,12 @@ pub fn measures_sorted(
     has_quantity: bool,
     gaps: bool,
 ) -> PolarsResult<DataFrame> {
-    let cid = values(daily.column("cid")?.idx()?, 0);
-    let day = values(daily.column("ts")?.date()?.physical(), i32::MIN);
-    let purchases = values(daily.column("purchases")?.i64()?, 0);
-    let net = values(daily.column("net_cents")?.i64()?, 0);
+    let Core {
+        cid,
+        day,
+        purchases,
+        net,
+    } = Core::of(daily)?;
     let margin = match has_margin {
         true => values(daily.column("margin_cents")?.i64()?, 0),
         false => std::borrow::Cow::Owned(Vec::new()),
