@@ -13,6 +13,9 @@
 //!                           /hashes.parquet  XXH3-64 of each stored txn_id
 //!                           /daily.parquet   customer × day pre-aggregate,
 //!                                            sorted by customer_id (LZ4)
+//! _store/tierings/<date>-<hash>.parquet    earlier dates' tierings, kept
+//!                                          for the next run (see
+//!                                          crate::snapshot::TieringCache)
 //! ```
 //!
 //! A run commits by replacing the catalog atomically once its new segments
@@ -517,6 +520,21 @@ impl View {
         self.files
             .first()
             .is_some_and(|f| f.columns.iter().any(|c| c == column))
+    }
+
+    /// The store's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Each stored file's first row date (none when it holds no row) and
+    /// identity (segment and XXH3): what a kept tiering depends on
+    /// ([`crate::snapshot::TieringCache`]).
+    pub fn file_identities(&self) -> Vec<(Option<NaiveDate>, String)> {
+        self.files
+            .iter()
+            .map(|f| (f.span.map(|s| s.0), format!("{} {}", f.segment, f.xxh3_128)))
+            .collect()
     }
 
     /// The latest date of any stored row.

@@ -329,7 +329,7 @@ fn a_killed_ingest_leaves_the_store_unchanged_and_the_next_run_completes() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     left.sort();
-    assert_eq!(left, vec!["catalog.json", "segments"]);
+    assert_eq!(left, vec!["catalog.json", "segments", "tierings"]);
     assert_eq!(segments(&s.out("out")), 2);
     let full = from_scratch(&s, "full", "");
     assert_same_tables(&snap(&s.out("out")), &full, &["manifest", "report"]);
@@ -452,4 +452,78 @@ fn a_pre_aggregate_over_the_memory_budget_is_built_in_parts() {
     assert_eq!(names(&next["store"]["ingested"]).len(), 0);
     let whole = from_scratch(&s, "whole", "");
     assert_same_tables(&snap(&out), &whole, &["manifest", "report"]);
+}
+
+/// The auxiliary tierings kept under the store, by file name (the date,
+/// then the hash of their inputs).
+fn tierings(out: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(out.join("_store/tierings"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn earlier_tierings_are_reused_only_while_their_rows_are_unchanged() {
+    let s = Setup::new("store-tierings", 35);
+    s.put("t_1.csv", &s.history);
+    ok_run(&s, "inc", "");
+    let first = tierings(&s.out("inc"));
+    // Concentration's two year ends and migration's quarter end.
+    let dates = |set: &std::collections::BTreeSet<String>| -> Vec<String> {
+        set.iter().map(|n| n[..10].to_string()).collect()
+    };
+    assert_eq!(dates(&first), ["2008-12-31", "2009-12-31", "2010-09-30"]);
+
+    // The night's rows are all dated after those dates: kept as they were.
+    s.put("t_2.csv", &s.night);
+    ok_run(&s, "inc", "");
+    assert_eq!(tierings(&s.out("inc")), first);
+    assert_same_tables(
+        &snap(&s.out("inc")),
+        &from_scratch(&s, "full-2", ""),
+        &["manifest", "report"],
+    );
+
+    // A late row dated in 2010 changes the quarter end's tiering only.
+    let header = s.history.lines().next().unwrap();
+    let late = s
+        .history
+        .lines()
+        .find(|l| {
+            l.split(',')
+                .nth(2)
+                .is_some_and(|ts| ts.starts_with("2010-0"))
+        })
+        .unwrap();
+    let rest = late.split_once(',').unwrap().1;
+    s.put("t_3.csv", &format!("{header}\nLATE-1,{rest}\n"));
+    ok_run(&s, "inc", "");
+    let third = tierings(&s.out("inc"));
+    assert_eq!(dates(&third), dates(&first));
+    let changed: Vec<_> = third.difference(&first).collect();
+    assert_eq!(changed.len(), 1, "{first:?} -> {third:?}");
+    assert!(changed[0].starts_with("2010-09-30"));
+    assert_same_tables(
+        &snap(&s.out("inc")),
+        &from_scratch(&s, "full-3", ""),
+        &["manifest", "report"],
+    );
+
+    // Changed customers: every tiering is computed again.
+    let customers = s.tmp.join("data/customers.csv");
+    let text = std::fs::read_to_string(&customers).unwrap();
+    let fields = text.lines().next().unwrap().split(',').count();
+    let row = format!("Z-NEW,North,Retail{}", ",".repeat(fields - 3));
+    std::fs::write(&customers, format!("{text}{row}\n")).unwrap();
+    ok_run(&s, "inc", "");
+    assert!(tierings(&s.out("inc")).is_disjoint(&third));
+    assert_same_tables(
+        &snap(&s.out("inc")),
+        &from_scratch(&s, "full-4", ""),
+        &["manifest", "report"],
+    );
 }

@@ -345,6 +345,22 @@ fn frames(
             _ => Given::default(),
         },
         frugal: plan.lean(),
+        tierings: match store {
+            Some(v) if !matches!(source, Source::Spark(_)) => {
+                let inputs: Vec<String> = ["customers", "interactions"]
+                    .iter()
+                    .filter_map(|t| ing.report.get(*t))
+                    .flat_map(|r| r.files.iter().map(|f| f.xxh3_128.clone()))
+                    .collect();
+                Some(std::sync::Arc::new(snapshot::TieringCache::new(
+                    v.dir(),
+                    cfg,
+                    &inputs,
+                    v.file_identities(),
+                )?))
+            }
+            _ => None,
+        },
     };
     if plan.lean() {
         // Read from work files from here on; see `release_inputs`.
@@ -593,6 +609,9 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
         "typed Parquet written, daily built"
     );
     let mut scored = snapshot::compute_once(&mut f, ing.as_of, &s.config)?;
+    if let Some(c) = &f.tierings {
+        c.prune()?;
+    }
     timings.lap("score", t);
     tracing::info!(
         stage = "score",

@@ -2,6 +2,7 @@
 //! cut by customer share or cumulative contribution share.
 
 use polars::prelude::*;
+use rayon::prelude::*;
 
 use crate::io::Run;
 
@@ -18,97 +19,118 @@ use crate::units::{cents_to_units, mean_money};
 /// their whole tie group, so a tie at a cut takes the higher tier and the
 /// result never depends on row order.
 pub fn assign(base: LazyFrame, cfg: &PyramidConfig) -> Result<LazyFrame> {
-    let c = when(col("in_scope"))
-        .then(col("contribution_cents"))
-        .otherwise(lit(NULL).cast(DataType::Int64));
-    let pos = when(col("__c").gt(lit(0i64)))
-        .then(col("__c"))
-        .otherwise(lit(0i64));
-    // The running total in descending contribution order, computed on the
-    // one column and put back in row order (the inverse permutation):
-    // sorting the whole, wide base instead would move every column. Within
-    // a tie group the running total depends on the order, but only its
-    // group maximum and minimum below are used.
-    let order = col("__c").arg_sort(true, true);
-    let cum = col("__pos")
-        .gather(order.clone(), false)
-        .cum_sum(false)
-        .gather(order.arg_sort(false, false), false);
+    let cfg = cfg.clone();
+    // One kernel over the whole population (`apply_many` is group-wise: it
+    // sees the whole column, never a morsel), returning the four columns
+    // as one struct. Each share is one true division in one place: the
+    // polars formulation divided by a broadcast total, as a product with
+    // its reciprocal or not depending on how the rows came in batches, so
+    // a share could differ in its last bit from one run to the next.
+    let ranked = col("in_scope").apply_many(
+        move |c: &mut [Column]| ranked(&c[0], &c[1], &cfg).map(|s| s.into_column()),
+        &[col("contribution_cents")],
+        |_, _| Ok(Field::new(RANKED.into(), ranked_dtype())),
+    );
+    let field = |n: &str| col(RANKED).struct_().field_by_name(n);
     Ok(base
-        .with_column(c.alias("__c"))
-        .with_column(pos.alias("__pos"))
-        .with_column(cum.alias("__cum"))
-        .with_columns([
-            col("__cum").max().over([col("__c")])?.alias("__cum_group"),
-            (col("__cum") - col("__pos"))
-                .min()
-                .over([col("__c")])?
-                .alias("__before"),
-            col("__pos").sum().alias("__total"),
-            col("__c")
-                .rank(
-                    RankOptions {
-                        method: RankMethod::Min,
-                        descending: true,
-                    },
-                    None,
-                )
-                .cast(DataType::Int64)
-                .alias("contribution_rank"),
-            col("__c").count().cast(DataType::Float64).alias("__n"),
-        ])
-        .with_columns([
-            when(col("in_scope").and(col("__total").gt(lit(0i64))))
-                .then(
-                    col("__cum_group").cast(DataType::Float64)
-                        / col("__total").cast(DataType::Float64),
-                )
-                .otherwise(lit(NULL).cast(DataType::Float64))
-                .alias("cum_contribution_share"),
-            tier_expr(cfg).alias("pyramid_tier"),
-            when(col("in_scope"))
-                .then(col("__c").lt_eq(lit(0i64)))
-                .otherwise(lit(NULL).cast(DataType::Boolean))
-                .alias("contribution_nonpositive"),
-        ])
-        .drop(cols([
-            "__c",
-            "__pos",
-            "__cum",
-            "__cum_group",
-            "__before",
-            "__total",
-            "__n",
-        ])))
+        .with_column(ranked.alias(RANKED))
+        .with_columns(OUTPUTS.iter().map(|n| field(n)).collect::<Vec<_>>())
+        .drop(cols([RANKED])))
 }
 
-/// The tier label from rank (customer share) or the cumulative share before
-/// the customer's tie group (contribution share); ≤ 0 → the last label.
-fn tier_expr(cfg: &PyramidConfig) -> Expr {
-    let labels = cfg.labels();
-    let last = labels.last().cloned().unwrap_or_default();
-    let position = match cfg.mode {
-        // Share of customers ranked strictly above, in percent × n.
-        PyramidMode::CustomerShare => {
-            (col("contribution_rank") - lit(1i64)).cast(DataType::Float64) * lit(100.0)
+/// The struct column [`assign`] unpacks.
+const RANKED: &str = "__pyramid";
+
+/// What [`assign`] adds, in order.
+const OUTPUTS: [&str; 4] = [
+    "contribution_rank",
+    "cum_contribution_share",
+    "pyramid_tier",
+    "contribution_nonpositive",
+];
+
+fn ranked_dtype() -> DataType {
+    DataType::Struct(vec![
+        Field::new(OUTPUTS[0].into(), DataType::Int64),
+        Field::new(OUTPUTS[1].into(), DataType::Float64),
+        Field::new(OUTPUTS[2].into(), DataType::String),
+        Field::new(OUTPUTS[3].into(), DataType::Boolean),
+    ])
+}
+
+/// [`assign`]'s columns for one population. An in-scope customer's
+/// contribution `c` ranks them ('min' rank, descending); the running total
+/// of positive contributions in that order, taken at the end of the
+/// customer's tie group, is their cumulative share; the total before the
+/// group places them for the contribution-share cuts.
+fn ranked(in_scope: &Column, contribution: &Column, cfg: &PyramidConfig) -> PolarsResult<Series> {
+    // Plain vectors: `get(i)` on a many-chunked column searches its chunks.
+    let scope: Vec<bool> = in_scope.bool()?.iter().map(|s| s == Some(true)).collect();
+    let c: Vec<Option<i64>> = scope
+        .iter()
+        .zip(contribution.i64()?.iter())
+        .map(|(s, c)| if *s { c } else { None })
+        .collect();
+    let n_rows = c.len();
+    let mut order: Vec<(i64, u32)> = c
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.map(|v| (v, i as u32)))
+        .collect();
+    // Descending; the order within a tie group does not matter.
+    order.par_sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    let n = order.len() as f64;
+    let total: i64 = order.iter().map(|&(v, _)| v.max(0)).sum();
+    let mut rank = vec![None; n_rows];
+    // Rows outside the ranking (null contribution) sit after every group.
+    let mut cum_group = vec![total; n_rows];
+    let mut before = vec![0i64; n_rows];
+    let mut running = 0i64;
+    let mut start = 0;
+    while start < order.len() {
+        let v = order[start].0;
+        let end = start + order[start..].iter().take_while(|o| o.0 == v).count();
+        let group_end = running + (end - start) as i64 * v.max(0);
+        for &(_, i) in &order[start..end] {
+            rank[i as usize] = Some(start as i64 + 1);
+            cum_group[i as usize] = group_end;
+            before[i as usize] = running;
         }
-        PyramidMode::ContributionShare => col("__before").cast(DataType::Float64) * lit(100.0),
-    };
-    let scale = match cfg.mode {
-        PyramidMode::CustomerShare => col("__n"),
-        PyramidMode::ContributionShare => col("__total").cast(DataType::Float64),
-    };
-    let mut e = lit(last.as_str());
-    for (cut, label) in cfg.cuts().iter().zip(&labels).rev() {
-        e = when(position.clone().lt(lit(*cut) * scale.clone()))
-            .then(lit(label.as_str()))
-            .otherwise(e);
+        running = group_end;
+        start = end;
     }
-    when(col("__c").is_null())
-        .then(lit(NULL).cast(DataType::String))
-        .when(col("__c").lt_eq(lit(0i64)))
-        .then(lit(last.as_str()))
-        .otherwise(e)
+    let labels = cfg.labels();
+    let last = labels.last().map_or("", String::as_str);
+    let cuts = cfg.cuts();
+    // The label of the first cut the customer's position is under, in
+    // percent × the scale: share of customers ranked strictly above, or
+    // share of contribution before the tie group; ≤ 0 → the last label.
+    let tier = |i: usize| -> Option<&str> {
+        let v = c[i]?;
+        if v <= 0 {
+            return Some(last);
+        }
+        let (position, scale) = match cfg.mode {
+            PyramidMode::CustomerShare => ((rank[i]? - 1) as f64 * 100.0, n),
+            PyramidMode::ContributionShare => (before[i] as f64 * 100.0, total as f64),
+        };
+        Some(
+            cuts.iter()
+                .zip(&labels)
+                .find(|(cut, _)| position < **cut * scale)
+                .map_or(last, |(_, l)| l.as_str()),
+        )
+    };
+    let share =
+        (0..n_rows).map(|i| (scope[i] && total > 0).then(|| cum_group[i] as f64 / total as f64));
+    let fields = [
+        Int64Chunked::from_iter_options(OUTPUTS[0].into(), rank.iter().copied()).into_series(),
+        Float64Chunked::from_iter_options(OUTPUTS[1].into(), share).into_series(),
+        StringChunked::from_iter_options(OUTPUTS[2].into(), (0..n_rows).map(tier)).into_series(),
+        BooleanChunked::from_iter_options(OUTPUTS[3].into(), c.iter().map(|v| v.map(|v| v <= 0)))
+            .into_series(),
+    ];
+    Ok(StructChunked::from_series(RANKED.into(), n_rows, fields.iter())?.into_series())
 }
 
 /// `pyramid`: per tier (all labels, in order) customers, customer share,
@@ -251,6 +273,153 @@ mod tests {
     fn empty_population_gives_empty_result() {
         let df = run(&[], &PyramidConfig::default());
         assert_eq!(df.height(), 0);
+    }
+}
+
+/// The kernel against the previous polars formulation of [`assign`]
+/// (arg-sorts, window group-bys, rank), kept here as the independent
+/// computation, on random populations with ties, null contributions and
+/// out-of-scope rows, in both modes.
+#[cfg(test)]
+mod against_polars {
+    use super::*;
+
+    fn reference(base: LazyFrame, cfg: &PyramidConfig) -> LazyFrame {
+        let c = when(col("in_scope"))
+            .then(col("contribution_cents"))
+            .otherwise(lit(NULL).cast(DataType::Int64));
+        let pos = when(col("__c").gt(lit(0i64)))
+            .then(col("__c"))
+            .otherwise(lit(0i64));
+        let order = col("__c").arg_sort(true, true);
+        let cum = col("__pos")
+            .gather(order.clone(), false)
+            .cum_sum(false)
+            .gather(order.arg_sort(false, false), false);
+        let labels = cfg.labels();
+        let last = labels.last().cloned().unwrap_or_default();
+        let (position, scale) = match cfg.mode {
+            PyramidMode::CustomerShare => (
+                (col("contribution_rank") - lit(1i64)).cast(DataType::Float64) * lit(100.0),
+                col("__n"),
+            ),
+            PyramidMode::ContributionShare => (
+                col("__before").cast(DataType::Float64) * lit(100.0),
+                col("__total").cast(DataType::Float64),
+            ),
+        };
+        let mut tier = lit(last.as_str());
+        for (cut, label) in cfg.cuts().iter().zip(&labels).rev() {
+            tier = when(position.clone().lt(lit(*cut) * scale.clone()))
+                .then(lit(label.as_str()))
+                .otherwise(tier);
+        }
+        let tier = when(col("__c").is_null())
+            .then(lit(NULL).cast(DataType::String))
+            .when(col("__c").lt_eq(lit(0i64)))
+            .then(lit(last.as_str()))
+            .otherwise(tier);
+        let over = |e: Expr| e.over([col("__c")]).unwrap();
+        base.with_column(c.alias("__c"))
+            .with_column(pos.alias("__pos"))
+            .with_column(cum.alias("__cum"))
+            .with_columns([
+                over(col("__cum").max()).alias("__cum_group"),
+                over((col("__cum") - col("__pos")).min()).alias("__before"),
+                col("__pos").sum().alias("__total"),
+                col("__c")
+                    .rank(
+                        RankOptions {
+                            method: RankMethod::Min,
+                            descending: true,
+                        },
+                        None,
+                    )
+                    .cast(DataType::Int64)
+                    .alias("contribution_rank"),
+                col("__c").count().cast(DataType::Float64).alias("__n"),
+            ])
+            .with_columns([
+                when(col("in_scope").and(col("__total").gt(lit(0i64))))
+                    .then(
+                        col("__cum_group").cast(DataType::Float64)
+                            / col("__total").cast(DataType::Float64),
+                    )
+                    .otherwise(lit(NULL).cast(DataType::Float64))
+                    .alias("cum_contribution_share"),
+                tier.alias("pyramid_tier"),
+                when(col("in_scope"))
+                    .then(col("__c").lt_eq(lit(0i64)))
+                    .otherwise(lit(NULL).cast(DataType::Boolean))
+                    .alias("contribution_nonpositive"),
+            ])
+    }
+
+    #[test]
+    fn kernel_equals_the_polars_formulation() {
+        let mut x = 7u64;
+        let mut next = move |m: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        let columns = || {
+            [
+                "customer_id",
+                "contribution_rank",
+                "cum_contribution_share",
+                "pyramid_tier",
+                "contribution_nonpositive",
+            ]
+            .map(col)
+        };
+        for round in 0..40 {
+            let n = 1 + next(400) as usize;
+            let spread = 1 + next(50) as i64;
+            let ids: Vec<String> = (0..n).map(|i| format!("c{i:04}")).collect();
+            let scope: Vec<bool> = (0..n).map(|_| next(10) > 1).collect();
+            let cents: Vec<Option<i64>> = (0..n)
+                .map(|_| (next(20) > 0).then(|| next(spread as u64) as i64 * 100 - spread * 20))
+                .collect();
+            let cfg = PyramidConfig {
+                mode: if round % 2 == 0 {
+                    PyramidMode::CustomerShare
+                } else {
+                    PyramidMode::ContributionShare
+                },
+                ..Default::default()
+            };
+            let base =
+                df!("customer_id" => ids, "in_scope" => scope, "contribution_cents" => cents)
+                    .unwrap()
+                    .lazy();
+            let sorted = |lf: LazyFrame| {
+                lf.select(columns())
+                    .sort(["customer_id"], Default::default())
+                    .collect()
+                    .unwrap()
+            };
+            let got = sorted(assign(base.clone(), &cfg).unwrap());
+            let want = sorted(reference(base, &cfg));
+            for name in want.get_column_names() {
+                let (g, w) = (got.column(name).unwrap(), want.column(name).unwrap());
+                for i in 0..n {
+                    let (a, b) = (g.get(i).unwrap(), w.get(i).unwrap());
+                    // polars may divide by the broadcast total as a product
+                    // with its reciprocal: an ulp apart at most.
+                    match (a.extract::<f64>(), b.extract::<f64>()) {
+                        (Some(x), Some(y)) if name == "cum_contribution_share" => {
+                            assert!(
+                                (x - y).abs() <= 1e-12 * y.abs(),
+                                "round {round}, row {i}: {x} vs {y}"
+                            )
+                        }
+                        _ => assert_eq!(a, b, "round {round}, {name}, row {i}"),
+                    }
+                }
+            }
+        }
     }
 }
 

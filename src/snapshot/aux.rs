@@ -121,8 +121,22 @@ pub fn aux_tierings(f: &Frames, keys: &[AuxKey], cfg: &Config) -> Result<AuxTier
         .enumerate()
         .map(|(i, k)| {
             let t = std::time::Instant::now();
-            let df = tiers_as_of(f, k.0, cfg, &k.1)?;
-            tracing::debug!(ms = t.elapsed().as_millis() as u64, date = %k.0, scheme = %k.1, "auxiliary tiering");
+            let kept = match &f.tierings {
+                Some(c) => c.get(k)?,
+                None => None,
+            };
+            let reused = kept.is_some();
+            let df = match kept {
+                Some(df) => df,
+                None => {
+                    let df = tiers_as_of(f, k.0, cfg, &k.1)?;
+                    if let Some(c) = &f.tierings {
+                        c.put(k, &df)?;
+                    }
+                    df
+                }
+            };
+            tracing::debug!(ms = t.elapsed().as_millis() as u64, date = %k.0, scheme = %k.1, reused, "auxiliary tiering");
             let lf = f.keep(df, &aux_name(k, i))?;
             crate::memory::release_free();
             Ok((k.clone(), lf))

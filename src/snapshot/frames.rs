@@ -149,6 +149,8 @@ pub struct Frames {
     /// for one date ([`super::compute_once`]): scorings at those dates read
     /// them instead of `daily`.
     pub given: Given,
+    /// Auxiliary tierings kept in the store between runs (runs on a store).
+    pub tierings: Option<std::sync::Arc<super::TieringCache>>,
     /// Hand freed memory back to the system between steps (the lean plan,
     /// a single run: see [`Frames::release_free`]).
     pub frugal: bool,

@@ -16,6 +16,7 @@ use crate::summaries::{churn, concentration, follow_up, lost_deals, migration};
 
 mod aux;
 mod base;
+mod cache;
 mod frames;
 mod full;
 mod invariants;
@@ -25,6 +26,7 @@ pub use base::{
     BASE_COLUMNS, CENTS_COLUMNS, FOLLOW_UP_COLUMNS, RANKED_COLUMNS, base, rank, score,
     scores_as_of, sorted_by_id,
 };
+pub use cache::TieringCache;
 pub use frames::{Daily, Frames, Given, Parts, both, measures_as_of};
 pub use full::{Full, Spilled};
 pub use invariants::check_invariants;

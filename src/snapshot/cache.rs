@@ -1,0 +1,140 @@
+//! Auxiliary tierings kept in the store between runs (`_store/tierings/`).
+//!
+//! A tiering at an earlier date `d` (a concentration year's end, the
+//! migration's quarter end) depends only on the stored rows dated on or
+//! before `d`, the customers and interactions inputs and the settings. A
+//! nightly run adds a file of later rows, so it can read last night's
+//! tierings instead of computing them again (~0.4–0.8 s each at 10^7
+//! transactions). Each is filed under a hash of everything it depends on:
+//! the tool's version, the settings (as-of date and output root left out),
+//! the other inputs' XXH3 hashes, `d`, the scheme, and the store files
+//! holding a row on or before `d` (their segments are never rewritten: a
+//! changed file gets a new one). Any change gives another name, so a stale
+//! tiering is never read; files this run did not use are removed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::snapshot::aux::AuxKey;
+
+/// The folder under the store.
+pub const TIERINGS: &str = "tierings";
+
+/// Where a run's auxiliary tierings are looked up and kept.
+pub struct TieringCache {
+    dir: PathBuf,
+    /// The hash input shared by every tiering of the run.
+    common: String,
+    /// Each stored file's first row date and identity (segment, XXH3).
+    files: Vec<(NaiveDate, String)>,
+    used: Mutex<Vec<PathBuf>>,
+    /// Tierings being written in the background ([`TieringCache::put`]).
+    writing: Mutex<Vec<std::thread::JoinHandle<Result<()>>>>,
+}
+
+impl TieringCache {
+    /// `files`: each stored file's first row date (none when it has no
+    /// row) and identity; `inputs`: the other inputs' XXH3 hashes.
+    pub fn new(
+        store: &Path,
+        cfg: &Config,
+        inputs: &[String],
+        files: Vec<(Option<NaiveDate>, String)>,
+    ) -> Result<TieringCache> {
+        let mut settings = cfg.clone();
+        settings.as_of = None;
+        settings.out = None;
+        settings.publish = Default::default();
+        let settings = serde_json::to_string(&settings)
+            .map_err(|e| Error::Invariant(format!("settings not serialisable: {e}")))?;
+        Ok(TieringCache {
+            dir: store.join(TIERINGS),
+            common: format!(
+                "{}\n{settings}\n{}",
+                env!("CARGO_PKG_VERSION"),
+                inputs.join(",")
+            ),
+            files: files
+                .into_iter()
+                .filter_map(|(d, id)| Some((d?, id)))
+                .collect(),
+            used: Default::default(),
+            writing: Default::default(),
+        })
+    }
+
+    /// The file of the tiering `key`: its name is the hash of its inputs.
+    fn path(&self, key: &AuxKey) -> PathBuf {
+        let mut text = format!("{}\n{}\n{}", self.common, key.0, key.1);
+        for (first, id) in &self.files {
+            if *first <= key.0 {
+                text.push('\n');
+                text.push_str(id);
+            }
+        }
+        let h = xxhash_rust::xxh3::xxh3_128(text.as_bytes());
+        self.dir.join(format!("{}-{h:032x}.parquet", key.0))
+    }
+
+    /// The tiering `key` as kept by an earlier run, if any.
+    pub fn get(&self, key: &AuxKey) -> Result<Option<DataFrame>> {
+        let path = self.path(key);
+        if let Ok(mut u) = self.used.lock() {
+            u.push(path.clone());
+        }
+        if !path.exists() {
+            return Ok(None);
+        }
+        use crate::io::Run;
+        Ok(Some(crate::io::scan_parquet(&path)?.run()?))
+    }
+
+    /// Keeps the tiering `key` for later runs, written in the background
+    /// (~0.2 s at 10^6 customers, while the run goes on) through a
+    /// temporary file and a rename: a killed run leaves no partial file
+    /// under its name. [`TieringCache::prune`] waits for the writes.
+    pub fn put(&self, key: &AuxKey, df: &DataFrame) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(Error::io(&self.dir))?;
+        let path = self.path(key);
+        let mut df = df.clone();
+        let write = std::thread::spawn(move || {
+            let tmp = path.with_extension("tmp");
+            crate::io::write_spill(&mut df, &tmp)?;
+            std::fs::rename(&tmp, &path).map_err(Error::io(&path))
+        });
+        if let Ok(mut w) = self.writing.lock() {
+            w.push(write);
+        }
+        Ok(())
+    }
+
+    /// Removes the kept tierings this run did not use (the run's as-of
+    /// date moved on, or their inputs changed).
+    pub fn prune(&self) -> Result<()> {
+        let writes = self
+            .writing
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default();
+        for w in writes {
+            w.join()
+                .map_err(|_| Error::Invariant("a tiering's write panicked".into()))??;
+        }
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Ok(());
+        };
+        let used = self.used.lock().map(|u| u.clone()).unwrap_or_default();
+        for e in entries.flatten() {
+            let p = e.path();
+            if !used.contains(&p) {
+                std::fs::remove_file(&p).map_err(Error::io(&p))?;
+            }
+        }
+        Ok(())
+    }
+}
