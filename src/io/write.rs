@@ -221,7 +221,7 @@ impl TableWriter {
         };
         let (pq, csv) = (open("parquet")?, open("csv")?);
         let pq = ParquetWriter::new(pq)
-            .with_compression(ParquetCompression::Zstd(None))
+            .with_compression(zstd())
             .with_statistics(StatisticsOptions::default())
             .with_row_group_size(Some(ROW_GROUP))
             .batched(schema)?;

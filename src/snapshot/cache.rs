@@ -6,7 +6,8 @@
 //! nightly run adds a file of later rows, so it can read last night's
 //! tierings instead of computing them again (~0.4–0.8 s each at 10^7
 //! transactions). Each is filed under a hash of everything it depends on:
-//! the tool's version, the settings (as-of date and output root left out),
+//! the tool's version, the settings (as-of date, output root and input
+//! paths left out),
 //! the other inputs' XXH3 hashes, `d`, the scheme, and the store files
 //! holding a row on or before `d` (their segments are never rewritten: a
 //! changed file gets a new one). Any change gives another name, so a stale
@@ -50,6 +51,13 @@ impl TieringCache {
         settings.as_of = None;
         settings.out = None;
         settings.publish = Default::default();
+        // Where the inputs are named from does not matter: their rows are
+        // identified by the store files and the other inputs' hashes.
+        settings.inputs.transactions.path.clear();
+        settings.inputs.customers.path.clear();
+        if let Some(i) = &mut settings.inputs.interactions {
+            i.path.clear();
+        }
         let settings = serde_json::to_string(&settings)
             .map_err(|e| Error::Invariant(format!("settings not serialisable: {e}")))?;
         Ok(TieringCache {

@@ -71,35 +71,60 @@ pub fn overdue_exprs(as_of: NaiveDate) -> [Expr; 3] {
 /// `follow_up`: overdue customers ordered by tier, then days overdue
 /// (most first), then customer_id.
 pub fn table(scores: LazyFrame, scheme: &TierScheme) -> Result<DataFrame> {
-    Ok(scores
+    let overdue = scores
         .filter(col("contact_overdue").fill_null(lit(false)))
         .with_columns([
             col(scheme.column.as_str()).alias("tier"),
             tier_order(scheme.column.as_str(), &scheme.labels).alias("tier_order"),
         ])
+        .select(COLUMNS.map(col))
+        .run()?;
+    // The scores come in customer_id order: then a stable sort on the two
+    // numbers keeps it within ties, without comparing ids as text. Checked,
+    // not assumed.
+    let ids = overdue.column("customer_id")?.str()?;
+    let mut prev: Option<&str> = None;
+    let by_id = ids.null_count() == 0
+        && ids.iter().flatten().all(|id| {
+            let ascending = prev.is_none_or(|p| p < id);
+            prev = Some(id);
+            ascending
+        });
+    let mut keys = vec![col("tier_order"), col("days_overdue")];
+    let mut descending = vec![false, true];
+    if !by_id {
+        keys.push(col("customer_id"));
+        descending.push(false);
+    }
+    Ok(overdue
+        .lazy()
         .sort_by_exprs(
-            [col("tier_order"), col("days_overdue"), col("customer_id")],
-            SortMultipleOptions::default().with_order_descending_multi([false, true, false]),
+            keys,
+            SortMultipleOptions::default()
+                .with_order_descending_multi(descending)
+                .with_maintain_order(true),
         )
-        .select([
-            col("tier"),
-            col("tier_order"),
-            col("customer_id"),
-            col("name"),
-            col("sales_rep"),
-            col("region"),
-            col("industry"),
-            col("churn_status"),
-            col("last_call"),
-            col("last_visit"),
-            col("call_every_days"),
-            col("visit_every_days"),
-            col("overdue_contact"),
-            col("days_overdue"),
-            col("contribution"),
-        ])
         .run()?)
 }
+
+/// `follow_up`'s columns, in order.
+const COLUMNS: [&str; 15] = [
+    "tier",
+    "tier_order",
+    "customer_id",
+    "name",
+    "sales_rep",
+    "region",
+    "industry",
+    "churn_status",
+    "last_call",
+    "last_visit",
+    "call_every_days",
+    "visit_every_days",
+    "overdue_contact",
+    "days_overdue",
+    "contribution",
+];
 
 #[cfg(test)]
 mod tests {
@@ -157,5 +182,67 @@ mod tests {
             .iter()
             .collect();
         assert_eq!(kinds, vec![Some("visit"), Some("call"), None]);
+    }
+
+    /// Tier order, most overdue first, then customer_id: the same whether
+    /// the scores come in customer_id order (the stable two-key sort) or
+    /// not (the id joins the keys).
+    #[test]
+    fn call_list_order_does_not_depend_on_the_input_order() {
+        let scheme = TierScheme {
+            name: "pyramid".into(),
+            column: "pyramid_tier".into(),
+            labels: vec!["A".into(), "B".into()],
+        };
+        let ids = ["c1", "c2", "c3", "c4", "c5", "c6"];
+        let tiers = ["B", "A", "B", "A", "B", "A"];
+        let days = [5i32, 7, 9, 7, 5, 3];
+        let overdue = [true, true, true, true, true, false];
+        let frame = |order: &[usize]| {
+            let pick =
+                |v: &[&'static str]| -> Vec<&'static str> { order.iter().map(|&i| v[i]).collect() };
+            df!(
+                "customer_id" => pick(&ids),
+                "pyramid_tier" => pick(&tiers),
+                "days_overdue" => order.iter().map(|&i| days[i]).collect::<Vec<_>>(),
+                "contact_overdue" => order.iter().map(|&i| overdue[i]).collect::<Vec<_>>(),
+            )
+            .unwrap()
+            .lazy()
+            .with_columns(
+                [
+                    "name",
+                    "sales_rep",
+                    "region",
+                    "industry",
+                    "churn_status",
+                    "overdue_contact",
+                ]
+                .map(|c| lit("x").alias(c)),
+            )
+            .with_columns(
+                [
+                    "last_call",
+                    "last_visit",
+                    "call_every_days",
+                    "visit_every_days",
+                    "contribution",
+                ]
+                .map(|c| lit(0i32).alias(c)),
+            )
+        };
+        for order in [[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0], [2, 0, 4, 1, 5, 3]] {
+            let out = table(frame(&order), &scheme).unwrap();
+            let got: Vec<&str> = out
+                .column("customer_id")
+                .unwrap()
+                .str()
+                .unwrap()
+                .iter()
+                .flatten()
+                .collect();
+            // A: c2 and c4 tie at 7 days (c6 is not overdue); B: 9, then c1 and c5 at 5.
+            assert_eq!(got, ["c2", "c4", "c3", "c1", "c5"], "input order {order:?}");
+        }
     }
 }
