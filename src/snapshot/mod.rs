@@ -308,74 +308,56 @@ pub fn compute_with(
     };
     let previous = at(compared_to, &cfg.migration.tier)?;
 
-    // The four summaries over the whole population side by side on the
-    // fast plan (each alone leaves a core idle part of the time), one after
-    // the other on the lean plan.
-    let lean = matches!(f.daily, Daily::Parts(_));
-    let concentration = || -> Result<Vec<(String, DataFrame)>> {
-        let conc_scheme = scheme(cfg, &cfg.concentration.tier)?;
-        let mut pops = Vec::new();
-        for (ry, buyers) in years.iter().zip(from.buyers) {
-            pops.push(concentration::population(
-                at(ry.tiered_at, &cfg.concentration.tier)?,
-                buyers,
-                ry,
-                &conc_scheme,
-                &cfg.concentration.dimensions,
-            ));
-        }
-        // Computed once: every dimension's table reads the same populations.
-        let pops = f.materialize(
-            concat(pops, UnionArgs::default())?,
-            &format!("pops-{as_of}"),
+    // The summaries one after the other: side by side on the fast plan
+    // they finished ~0.1 s sooner at 10^6 customers but raised a nightly
+    // run's peak by ~250 MB (uniform 10^7, benches/results/2026-12-03-3.*).
+    let conc_scheme = scheme(cfg, &cfg.concentration.tier)?;
+    let mut pops = Vec::new();
+    for (ry, buyers) in years.iter().zip(from.buyers) {
+        pops.push(concentration::population(
+            at(ry.tiered_at, &cfg.concentration.tier)?,
+            buyers,
+            ry,
+            &conc_scheme,
+            &cfg.concentration.dimensions,
+        ));
+    }
+    // Computed once: every dimension's table reads the same populations.
+    let pops = f.materialize(
+        concat(pops, UnionArgs::default())?,
+        &format!("pops-{as_of}"),
+    )?;
+    let mut conc = Vec::new();
+    for dim in &cfg.concentration.dimensions {
+        let t = concentration::table(
+            pops.clone(),
+            &years,
+            dim,
+            &conc_scheme,
+            &cfg.concentration,
+            &cfg.ingest.unknown_label,
         )?;
-        let mut conc = Vec::new();
-        for dim in &cfg.concentration.dimensions {
-            let t = concentration::table(
-                pops.clone(),
-                &years,
-                dim,
-                &conc_scheme,
-                &cfg.concentration,
-                &cfg.ingest.unknown_label,
-            )?;
-            conc.push((dim.clone(), t));
-        }
-        drop(pops);
-        f.discard(&format!("pops-{as_of}"))?;
-        f.release_free();
-        Ok(conc)
-    };
-    let churn_summary = || {
-        churn::summary(
-            full.lazy()?,
-            &cfg.churn.dimensions,
-            &scheme(cfg, &cfg.churn.tier)?,
-            &cfg.concentration.total_label,
-        )
-    };
-    let follow_up = || -> Result<DataFrame> {
-        let t = follow_up::table(full.lazy()?, &scheme(cfg, &cfg.follow_up.tier)?)?;
-        // The largest summary (a row per overdue customer): its sort's
-        // scratch would otherwise stay with the process through publishing.
-        f.release_free();
-        Ok(t)
-    };
-    let tier_migration = || {
-        migration::table(
-            full.lazy()?,
-            previous.clone(),
-            &scheme(cfg, &cfg.migration.tier)?,
-            compared_to,
-        )
-    };
-    let ((conc, churn_summary), (follow_up, tier_migration)) = both(
-        lean,
-        || both(lean, concentration, churn_summary),
-        || both(lean, follow_up, tier_migration),
-    );
-    let (conc, churn_summary) = (conc?, churn_summary?);
-    let (follow_up, tier_migration) = (follow_up?, tier_migration?);
+        conc.push((dim.clone(), t));
+    }
+    drop(pops);
+    f.discard(&format!("pops-{as_of}"))?;
+    f.release_free();
+    let churn_summary = churn::summary(
+        full.lazy()?,
+        &cfg.churn.dimensions,
+        &scheme(cfg, &cfg.churn.tier)?,
+        &cfg.concentration.total_label,
+    )?;
+    let follow_up = follow_up::table(full.lazy()?, &scheme(cfg, &cfg.follow_up.tier)?)?;
+    // The largest summary (a row per overdue customer): its sort's scratch
+    // would otherwise stay with the process through publishing.
+    f.release_free();
+    let tier_migration = migration::table(
+        full.lazy()?,
+        previous,
+        &scheme(cfg, &cfg.migration.tier)?,
+        compared_to,
+    )?;
     let lost_deal_reasons = lost_deals::reasons(
         f.interactions.clone(),
         as_of,
