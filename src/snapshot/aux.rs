@@ -121,18 +121,13 @@ pub fn aux_tierings(f: &Frames, keys: &[AuxKey], cfg: &Config) -> Result<AuxTier
         .enumerate()
         .map(|(i, k)| {
             let t = std::time::Instant::now();
-            let kept = match &f.tierings {
-                Some(c) => c.get(k)?,
-                None => None,
-            };
+            let kept = f.tierings.as_ref().map(|c| c.get(k)).transpose()?.flatten();
             let reused = kept.is_some();
             let df = match kept {
                 Some(df) => df,
                 None => {
                     let df = tiers_as_of(f, k.0, cfg, &k.1)?;
-                    if let Some(c) = &f.tierings {
-                        c.put(k, &df)?;
-                    }
+                    f.tierings.as_ref().map(|c| c.put(k, &df)).transpose()?;
                     df
                 }
             };

@@ -111,9 +111,7 @@ impl TieringCache {
         let path = self.path(key);
         let mut df = df.clone();
         let write = std::thread::spawn(move || {
-            let tmp = path.with_extension("tmp");
-            crate::io::write_spill(&mut df, &tmp)?;
-            std::fs::rename(&tmp, &path).map_err(Error::io(&path))
+            crate::io::write_atomically(&path, |tmp| crate::io::write_spill(&mut df, tmp))
         });
         if let Ok(mut w) = self.writing.lock() {
             w.push(write);
