@@ -39,8 +39,39 @@ fn prefix(b: &[u8]) -> u128 {
 /// `then` (a Date, say) and then by row number: a total order, so the
 /// result never depends on the input's chunking or threads.
 pub fn by_id(df: &DataFrame, then: Option<&str>) -> Result<IdxCa> {
-    let ids = df.column("customer_id")?.str()?.rechunk();
-    let ids = ids.as_ref();
+    let (keys, _) = sorted_keys(df, then)?;
+    Ok(IdxCa::from_vec(
+        "order".into(),
+        keys.into_iter().map(|k| k.row).collect(),
+    ))
+}
+
+/// [`by_id`]'s order (ties on `then` left in row order) and where each
+/// run of rows with equal (customer_id, `then`) starts in it: a sort-based
+/// group-by, which needs no hash table and leaves the groups sorted.
+/// `customer_id` and `then` must hold no nulls (null would group with "").
+pub fn groups_by_id(df: &DataFrame, then: &str) -> Result<(Vec<IdxSize>, Vec<IdxSize>)> {
+    let (keys, ids) = sorted_keys(df, Some(then))?;
+    let full = |r: IdxSize| ids.get(r as usize).unwrap_or("");
+    let mut starts = Vec::with_capacity(keys.len() / 2);
+    for (i, k) in keys.iter().enumerate() {
+        let same = i > 0 && {
+            let p = &keys[i - 1];
+            // (prefix, len) is the whole id up to PREFIX bytes; longer ids
+            // with equal prefixes are compared in full.
+            (p.prefix, p.len, p.then) == (k.prefix, k.len, k.then)
+                && (k.len as usize <= PREFIX || full(p.row) == full(k.row))
+        };
+        if !same {
+            starts.push(i as IdxSize);
+        }
+    }
+    Ok((keys.into_iter().map(|k| k.row).collect(), starts))
+}
+
+/// The rows' keys in [`by_id`]'s order, and the ids they were made from.
+fn sorted_keys(df: &DataFrame, then: Option<&str>) -> Result<(Vec<Key>, StringChunked)> {
+    let ids = df.column("customer_id")?.str()?.rechunk().into_owned();
     let ties: Vec<i32> = match then {
         Some(c) => {
             let t = df.column(c)?.cast(&DataType::Int32)?;
@@ -68,6 +99,7 @@ pub fn by_id(df: &DataFrame, then: Option<&str>) -> Result<IdxCa> {
             }
         })
         .collect();
+    drop(ties);
     keys.par_sort_unstable();
     // Runs of long ids sharing their first PREFIX bytes: order them in full.
     let mut start = 0;
@@ -88,10 +120,7 @@ pub fn by_id(df: &DataFrame, then: Option<&str>) -> Result<IdxCa> {
         }
         start = end;
     }
-    Ok(IdxCa::from_vec(
-        "order".into(),
-        keys.into_iter().map(|k| k.row).collect(),
-    ))
+    Ok((keys, ids))
 }
 
 /// `df`'s rows in the order of [`by_id`].
