@@ -191,4 +191,29 @@ fn main() {
     time("pyramid-only tiering", reps, || {
         snapshot::tiers_as_of(&f, year_end, &cfg, "pyramid").unwrap()
     });
+    // Publishing a table: `HOT_TABLE` names a published Parquet table
+    // (e.g. a 10^7 run's customer_scores.parquet), written again as
+    // Parquet, as CSV, and both as a run publishes them.
+    if let Ok(path) = std::env::var("HOT_TABLE") {
+        let df = ParquetReader::new(std::fs::File::open(&path).unwrap())
+            .finish()
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("tiering-hot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        time("table as Parquet", reps, || {
+            tiering::io::write_parquet(&mut df.clone(), &dir.join("t.parquet")).unwrap()
+        });
+        time("table as CSV", reps, || {
+            let f = std::fs::File::create(dir.join("t.csv")).unwrap();
+            CsvWriter::new(std::io::BufWriter::new(f))
+                .with_date_format(Some("%Y-%m-%d".into()))
+                .with_float_scientific(Some(false))
+                .finish(&mut df.clone())
+                .unwrap()
+        });
+        time("table published (Parquet and CSV)", reps, || {
+            tiering::io::write_table(&mut df.clone(), &dir, "t", None).unwrap()
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

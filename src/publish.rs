@@ -150,7 +150,14 @@ impl Snapshot {
         name: &str,
         write: impl FnOnce(&Path) -> Result<TableInfo>,
     ) -> Result<()> {
+        let t = std::time::Instant::now();
         let info = write(&self.staging)?;
+        tracing::debug!(
+            table = name,
+            rows = info.rows,
+            ms = t.elapsed().as_millis() as u64,
+            "table written"
+        );
         self.tables.push(info);
         failpoint(&format!("after_table:{name}"));
         Ok(())

@@ -97,6 +97,10 @@ pub struct View {
     dir: PathBuf,
     files: Vec<StoredFile>,
     pub summary: Summary,
+    /// The whole store's pre-aggregate when this run built it (a first
+    /// run over one file): the fast plan takes it rather than reading back
+    /// what was just written ([`View::take_fresh_daily`]).
+    fresh_daily: std::sync::Mutex<Option<DataFrame>>,
 }
 
 /// Brings the store under `out` up to date with the transactions inputs
@@ -215,8 +219,8 @@ pub fn sync(cfg: &Config, out: &Path, rebuild: bool, budget: u64) -> Result<View
         .cloned()
         .collect();
 
-    let added = if new.is_empty() {
-        Vec::new()
+    let (added, fresh_daily) = if new.is_empty() {
+        (Vec::new(), None)
     } else {
         ingest_new(cfg, &dir, &mut cat, &keep, &new, budget)?
     };
@@ -250,6 +254,7 @@ pub fn sync(cfg: &Config, out: &Path, rebuild: bool, budget: u64) -> Result<View
         dir,
         files: cat.files,
         summary,
+        fresh_daily: std::sync::Mutex::new(fresh_daily),
     })
 }
 
@@ -355,7 +360,10 @@ fn check_columns(files: &[StoredFile]) -> Result<()> {
 
 /// Ingests `new` (canonical path, path) in order, checking txn_ids against
 /// the `keep` files, and writes each file's segment into a work directory.
-/// Returns the new catalog entries with their staged segment directories.
+/// Returns the new catalog entries with their staged segment directories,
+/// and the new file's pre-aggregate when it is the store's only one with
+/// rows (then it is the store's whole pre-aggregate).
+#[allow(clippy::type_complexity)]
 fn ingest_new(
     cfg: &Config,
     dir: &Path,
@@ -363,7 +371,7 @@ fn ingest_new(
     keep: &[StoredFile],
     new: &[(PathBuf, PathBuf)],
     budget: u64,
-) -> Result<Vec<(StoredFile, PathBuf)>> {
+) -> Result<(Vec<(StoredFile, PathBuf)>, Option<DataFrame>)> {
     let work = WorkDir::create(dir)?;
     let t = std::time::Instant::now();
     let segment = |f: &StoredFile, name: &str| dir.join(SEGMENTS).join(&f.segment).join(name);
@@ -381,6 +389,8 @@ fn ingest_new(
         "new files checked"
     );
     let mut out = Vec::new();
+    let mut fresh = None;
+    let only = new.len() == 1 && keep.iter().all(|f| f.span.is_none());
     for ((key, file), mut nf) in new.iter().zip(staged) {
         let segment = format!("seg-{:06}", cat.next_segment);
         cat.next_segment += 1;
@@ -406,13 +416,16 @@ fn ingest_new(
             "segment hashes written"
         );
         let columns = ingest::typed_file(typed.clone())?.columns;
-        write_daily(
+        let daily = write_daily(
             &typed,
             &columns,
             nf.report.rows_kept,
             &seg.join("daily.parquet"),
             budget,
         )?;
+        if only && nf.span.is_some() {
+            fresh = daily;
+        }
         tracing::debug!(ms = t.elapsed().as_millis() as u64, "segment daily written");
         let meta = fs::metadata(file).map_err(Error::io(file))?;
         let info = nf.report.files.first().cloned();
@@ -433,7 +446,7 @@ fn ingest_new(
     }
     drop(work);
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "new files stored");
-    Ok(out)
+    Ok((out, fresh))
 }
 
 /// Anonymous memory per typed row of the sorted walk
@@ -463,13 +476,15 @@ const STREAMED_BYTES_PER_ROW: u64 = 64;
 /// row groups: at 10^7 its parts build in 2.0 s instead of 3.0 s, and the
 /// fast plan keys the daily in 0.6 s instead of 1.0 s, every night. LZ4:
 /// read back every run, so decompression speed beats size.
+///
+/// Returns the pre-aggregate when it was built whole.
 fn write_daily(
     typed: &Path,
     columns: &[String],
     rows: usize,
     out: &Path,
     budget: u64,
-) -> Result<()> {
+) -> Result<Option<DataFrame>> {
     let has = |c: &str| columns.iter().any(|x| x == c);
     let (margin, quantity) = (has("margin_cents"), has("quantity"));
     let streamed = |lf: LazyFrame| -> Result<DataFrame> {
@@ -481,16 +496,19 @@ fn write_daily(
         keep.extend(margin.then(|| col("margin_cents")));
         keep.extend(quantity.then(|| col("quantity")));
         let lf = io::scan_parquet(typed)?;
-        let df = match crate::daily::daily_sorted(lf.clone().select(keep).run()?, margin, quantity)?
-        {
+        let rows = lf.clone().select(keep).run()?;
+        let mut df = match crate::daily::daily_sorted(rows, margin, quantity)? {
             Some(df) => df,
             None => streamed(lf)?,
         };
-        return io::write_spill(&mut { df }, out);
+        io::write_spill(&mut df, out)?;
+        return Ok(Some(df));
     }
     let parts = (rows as u64 * STREAMED_BYTES_PER_ROW).div_ceil(budget.max(1));
     if parts <= 1 {
-        return io::write_spill(&mut streamed(io::scan_parquet(typed)?)?, out);
+        let mut df = streamed(io::scan_parquet(typed)?)?;
+        io::write_spill(&mut df, out)?;
+        return Ok(Some(df));
     }
     let ids = io::scan_parquet(typed)?
         .select([col("customer_id")])
@@ -507,7 +525,8 @@ fn write_daily(
             let part = io::scan_parquet(typed)?.filter(crate::daily::id_range(w[0], w[1]));
             streamed(part)
         }),
-    )
+    )?;
+    Ok(None)
 }
 
 /// The days covered by more than one file's span, as closed ranges of
@@ -671,6 +690,12 @@ impl View {
         let mut all = alone;
         all.push(merged);
         Ok(concat(all, UnionArgs::default())?)
+    }
+
+    /// The store's whole pre-aggregate (as [`View::daily_per_file`]'s one
+    /// file would read) when this run built it; once.
+    pub fn take_fresh_daily(&self) -> Option<DataFrame> {
+        self.fresh_daily.lock().ok()?.take()
     }
 
     /// The files holding rows, and their spans in days since the epoch.

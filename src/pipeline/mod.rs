@@ -289,9 +289,12 @@ fn frames(
     let has_margin = ing.transactions.has("margin_cents");
     let has_quantity = ing.transactions.has("quantity");
     let store = source.store();
+    // Taken here whatever the plan, so that the lean plan lets it go.
+    let fresh = store.and_then(store::View::take_fresh_daily);
     let daily = if let Source::Spark(_) = source {
         snapshot::Daily::Released
     } else if plan.lean() {
+        drop(fresh);
         let by_id = |part: Expr| -> Result<LazyFrame> {
             match store {
                 Some(v) => v.daily_by_id(Some(part)),
@@ -312,9 +315,10 @@ fn frames(
     } else {
         let d = match store {
             Some(v) => {
-                let merged = match v.daily_per_file()? {
-                    Some(files) => snapshot::Daily::from_sorted_files(files)?,
-                    None => None,
+                let merged = match (fresh, v.daily_per_file()?) {
+                    (Some(df), _) => snapshot::Daily::from_sorted_frames(vec![df])?,
+                    (None, Some(files)) => snapshot::Daily::from_sorted_files(files)?,
+                    (None, None) => None,
                 };
                 match merged {
                     Some(d) => d,
@@ -566,11 +570,13 @@ fn publish(
         .map(|(n, df)| (n, df.clone()))
         .collect();
     tables.insert("rejects".into(), rejects);
+    let t = Instant::now();
     let html = crate::report::render(&crate::report::ReportInput {
         manifest: &value,
         tables,
     })?;
     snap.write_file("report.html", html.as_bytes())?;
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "report written");
     snap.commit(&json)
 }
 

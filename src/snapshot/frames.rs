@@ -48,6 +48,11 @@ impl Daily {
             .into_iter()
             .map(|f| f.run())
             .collect::<PolarsResult<Vec<_>>>()?;
+        Daily::from_sorted_frames(files)
+    }
+
+    /// [`Daily::from_sorted_files`] of frames already read.
+    pub fn from_sorted_frames(files: Vec<DataFrame>) -> Result<Option<Daily>> {
         Ok(crate::daily::merge_sorted(files)?.map(|(daily, keys)| Daily::Memory { daily, keys }))
     }
 
