@@ -97,10 +97,10 @@ pub struct View {
     dir: PathBuf,
     files: Vec<StoredFile>,
     pub summary: Summary,
-    /// The whole store's pre-aggregate when this run built it (a first
-    /// run over one file): the fast plan takes it rather than reading back
-    /// what was just written ([`View::take_fresh_daily`]).
-    fresh_daily: std::sync::Mutex<Option<DataFrame>>,
+    /// Every stored file's pre-aggregate when this run built them all (a
+    /// first run): the fast plan takes them rather than reading back what
+    /// was just written ([`View::take_fresh_daily`]).
+    fresh_daily: std::sync::Mutex<Option<Vec<DataFrame>>>,
 }
 
 /// Brings the store under `out` up to date with the transactions inputs
@@ -361,8 +361,9 @@ fn check_columns(files: &[StoredFile]) -> Result<()> {
 /// Ingests `new` (canonical path, path) in order, checking txn_ids against
 /// the `keep` files, and writes each file's segment into a work directory.
 /// Returns the new catalog entries with their staged segment directories,
-/// and the new file's pre-aggregate when it is the store's only one with
-/// rows (then it is the store's whole pre-aggregate).
+/// and the new files' pre-aggregates when no kept file holds rows (then
+/// they are the store's whole pre-aggregate) and they fit half of
+/// `budget` together.
 #[allow(clippy::type_complexity)]
 fn ingest_new(
     cfg: &Config,
@@ -371,7 +372,7 @@ fn ingest_new(
     keep: &[StoredFile],
     new: &[(PathBuf, PathBuf)],
     budget: u64,
-) -> Result<(Vec<(StoredFile, PathBuf)>, Option<DataFrame>)> {
+) -> Result<(Vec<(StoredFile, PathBuf)>, Option<Vec<DataFrame>>)> {
     let work = WorkDir::create(dir)?;
     let t = std::time::Instant::now();
     let segment = |f: &StoredFile, name: &str| dir.join(SEGMENTS).join(&f.segment).join(name);
@@ -389,8 +390,8 @@ fn ingest_new(
         "new files checked"
     );
     let mut out = Vec::new();
-    let mut fresh = None;
-    let only = new.len() == 1 && keep.iter().all(|f| f.span.is_none());
+    let mut fresh = keep.iter().all(|f| f.span.is_none()).then(Vec::new);
+    let mut held = 0;
     for ((key, file), mut nf) in new.iter().zip(staged) {
         let segment = format!("seg-{:06}", cat.next_segment);
         cat.next_segment += 1;
@@ -423,8 +424,16 @@ fn ingest_new(
             &seg.join("daily.parquet"),
             budget,
         )?;
-        if only && nf.span.is_some() {
-            fresh = daily;
+        if nf.span.is_some() {
+            // Held only while they fit; one missing makes the set useless.
+            let size = daily.as_ref().map(|d| d.estimated_size() as u64);
+            match (fresh.as_mut(), daily, size) {
+                (Some(v), Some(d), Some(size)) if held + size <= budget / 2 => {
+                    held += size;
+                    v.push(d);
+                }
+                _ => fresh = None,
+            }
         }
         tracing::debug!(ms = t.elapsed().as_millis() as u64, "segment daily written");
         let meta = fs::metadata(file).map_err(Error::io(file))?;
@@ -692,9 +701,9 @@ impl View {
         Ok(concat(all, UnionArgs::default())?)
     }
 
-    /// The store's whole pre-aggregate (as [`View::daily_per_file`]'s one
-    /// file would read) when this run built it; once.
-    pub fn take_fresh_daily(&self) -> Option<DataFrame> {
+    /// The stored files' pre-aggregates (as [`View::daily_per_file`] would
+    /// read them) when this run built them all; once.
+    pub fn take_fresh_daily(&self) -> Option<Vec<DataFrame>> {
         self.fresh_daily.lock().ok()?.take()
     }
 

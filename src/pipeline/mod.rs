@@ -315,10 +315,12 @@ fn frames(
     } else {
         let d = match store {
             Some(v) => {
+                // Days held by several files (no per-file merge) need the
+                // summing path whatever was built.
                 let merged = match (fresh, v.daily_per_file()?) {
-                    (Some(df), _) => snapshot::Daily::from_sorted_frames(vec![df])?,
+                    (Some(dfs), Some(_)) => snapshot::Daily::from_sorted_frames(dfs)?,
                     (None, Some(files)) => snapshot::Daily::from_sorted_files(files)?,
-                    (None, None) => None,
+                    (_, None) => None,
                 };
                 match merged {
                     Some(d) => d,
