@@ -501,12 +501,8 @@ fn write_daily(
         crate::order::sort_by_id(df, Some("ts"))
     };
     if rows as u64 * SORTED_BYTES_PER_ROW <= budget {
-        let mut keep = vec![col("customer_id"), col("ts"), col("amount_cents")];
-        keep.extend(margin.then(|| col("margin_cents")));
-        keep.extend(quantity.then(|| col("quantity")));
         let lf = io::scan_parquet(typed)?;
-        let rows = lf.clone().select(keep).run()?;
-        let mut df = match crate::daily::daily_sorted(rows, margin, quantity)? {
+        let mut df = match crate::daily::daily_sorted(lf.clone(), margin, quantity)? {
             Some(df) => df,
             None => streamed(lf)?,
         };
