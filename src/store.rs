@@ -459,9 +459,10 @@ fn ingest_new(
 }
 
 /// Anonymous memory per typed row of the sorted walk
-/// ([`crate::daily::daily_sorted`]: the rows' columns, their sort keys,
-/// the order and the result; measured ~1.0 GiB over the run's own for
-/// 10^7 rows of 10^6 customers, which barely aggregate).
+/// ([`crate::daily::daily_sorted`]: the key columns and their sort keys,
+/// then the order, the amounts and the result). An upper bound: measured
+/// ~0.6 GiB over the run's own for 10^7 rows of 10^4 customers, ~1.0 GiB
+/// for 10^6 customers, whose rows barely aggregate.
 const SORTED_BYTES_PER_ROW: u64 = 112;
 
 /// Anonymous memory per typed row of polars' streaming group-by then the
