@@ -2,6 +2,8 @@
 //! customer grades (RFM, contribution pyramid, churn) published as Parquet
 //! and CSV snapshots. `main.rs` only parses arguments and calls [`cli::execute`].
 
+#[cfg(target_os = "linux")]
+pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod contract;

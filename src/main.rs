@@ -2,6 +2,10 @@
 
 use clap::Parser;
 
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOC: tiering::alloc::HugePages = tiering::alloc::HugePages;
+
 fn main() {
     limit_malloc_arenas();
     let cli = tiering::cli::Cli::parse();
