@@ -249,23 +249,27 @@ fn a_full_disk_fails_cleanly_and_the_next_run_recovers() {
     let good = snapshot_bytes(&snap);
     generate(&data, 60, 600, 42);
     let b = args(&data, &out, &["--overwrite"]);
-    let o = run_with_failpoint(&strs_of(&b), "disk_full:tier_summary");
-    assert_eq!(o.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("tier_summary.csv") && err.contains("No space left"),
-        "{err}"
-    );
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert_eq!(
-        snapshot_bytes(&snap),
-        good,
-        "the last good snapshot is untouched"
-    );
-    assert!(
-        listing(&out).iter().all(|n| !n.starts_with(".staging-")),
-        "staging removed"
-    );
+    // customer_scores is written beside the summaries, on its own thread;
+    // tier_summary after them.
+    for table in ["tier_summary", "customer_scores"] {
+        let o = run_with_failpoint(&strs_of(&b), &format!("disk_full:{table}"));
+        assert_eq!(o.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!("{table}.csv")) && err.contains("No space left"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert_eq!(
+            snapshot_bytes(&snap),
+            good,
+            "the last good snapshot is untouched"
+        );
+        assert!(
+            listing(&out).iter().all(|n| !n.starts_with(".staging-")),
+            "staging removed"
+        );
+    }
     ok(&strs_of(&b));
     assert_ne!(snapshot_bytes(&snap), good);
     let m: serde_json::Value =

@@ -16,7 +16,7 @@ use crate::pipeline::{
     How, RunOutcome, RunSettings, Timings, ingest_dir, load, refuse_existing, release_inputs,
     write_ingested,
 };
-use crate::publish::Lock;
+use crate::publish::{Lock, Snapshot};
 use crate::snapshot::{self, Scored};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -154,7 +154,8 @@ pub fn backfill(
             let mut timings = base.clone();
             let mut scored = snapshot::compute(&f, d, &s.config)?;
             timings.lap("score", t);
-            let path = super::publish(s, &mut copy(d), &mut scored, d, timings, &how)?;
+            let snap = Snapshot::begin(&s.out, d, s.overwrite)?;
+            let path = super::publish(s, &mut copy(d), &mut scored, snap, timings, &how)?;
             bar.inc(1);
             tracing::info!(snapshot = %path.display(), "published");
             done.push(outcome(d, path, &scored));
@@ -204,9 +205,10 @@ pub fn backfill(
                 let mut timings = base.clone();
                 timings.0.push(("score".into(), scoring.as_millis() as u64));
                 let from = snapshot::from_daily(&f, *d, &s.config)?;
-                let mut scored = snapshot::compute_with(&f, *d, &s.config, full, &aux, from)?;
+                let mut scored = snapshot::compute_with(&f, *d, &s.config, full, &aux, from, None)?;
                 timings.lap("summaries", t);
-                let path = super::publish(s, &mut copy(*d), &mut scored, *d, timings, &how)?;
+                let snap = Snapshot::begin(&s.out, *d, s.overwrite)?;
+                let path = super::publish(s, &mut copy(*d), &mut scored, snap, timings, &how)?;
                 bar.inc(1);
                 tracing::info!(snapshot = %path.display(), "published");
                 Ok(outcome(*d, path, &scored))

@@ -51,6 +51,13 @@ pub struct RunSettings {
     pub tables: Option<BTreeSet<String>>,
 }
 
+impl RunSettings {
+    /// Whether the table `name` is published (`--tables`).
+    fn wants(&self, name: &str) -> bool {
+        self.tables.as_ref().is_none_or(|t| t.contains(name))
+    }
+}
+
 /// `--tables` checked against the tables this configuration publishes.
 pub fn chosen_tables(cfg: &Config, names: Option<&[String]>) -> Result<Option<BTreeSet<String>>> {
     let Some(names) = names else {
@@ -506,20 +513,21 @@ struct How<'a> {
 
 /// Writes one snapshot's tables, manifest and `_SUCCESS`, then renames it
 /// into place.
+/// `snap` was begun by the caller (it may hold `customer_scores` already,
+/// written beside the summaries).
 fn publish(
     s: &RunSettings,
     ing: &mut Ingested,
     scored: &mut Scored,
-    as_of: NaiveDate,
+    mut snap: Snapshot,
     mut timings: Timings,
     how: &How,
 ) -> Result<PathBuf> {
     let (backfill, plan, sampler) = (how.backfill, how.plan, how.sampler);
+    let as_of = ing.as_of;
     let t = Instant::now();
-    let mut snap = Snapshot::begin(&s.out, as_of, s.overwrite)?;
     let bom = s.config.publish.csv_bom;
-    let wanted = |name: &str| s.tables.as_ref().is_none_or(|t| t.contains(name));
-    if wanted("customer_scores") {
+    if s.wants("customer_scores") && !scored.written_alongside {
         snap.write_with("customer_scores", |dir| {
             scored
                 .customer_scores
@@ -527,12 +535,12 @@ fn publish(
         })?;
     }
     for (name, df) in scored.tables() {
-        if wanted(&name) {
+        if s.wants(&name) {
             snap.write(&name, df, bom)?;
         }
     }
     let mut rejects = ing.rejects.clone();
-    if wanted("rejects") {
+    if s.wants("rejects") {
         snap.write("rejects", &mut rejects, bom)?;
     }
     timings.lap("publish", t);
@@ -616,7 +624,15 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
         ms = t.elapsed().as_millis() as u64,
         "typed Parquet written, daily built"
     );
-    let mut scored = snapshot::compute_once(&mut f, ing.as_of, &s.config)?;
+    // The snapshot is begun now so that `customer_scores` is written while
+    // the summaries are computed (one core is mostly idle in them); a
+    // failure before the commit removes it as before.
+    let mut snap = Snapshot::begin(&s.out, ing.as_of, s.overwrite)?;
+    let bom = s.config.publish.csv_bom;
+    let mut write_scores = |mut df: DataFrame| snap.write("customer_scores", &mut df, bom);
+    let alongside: Option<snapshot::Alongside> =
+        s.wants("customer_scores").then_some(&mut write_scores);
+    let mut scored = snapshot::compute_once(&mut f, ing.as_of, &s.config, alongside)?;
     if let Some(c) = &f.tierings {
         c.prune()?;
     }
@@ -637,7 +653,7 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
         plan: &plan,
         sampler: &sampler,
     };
-    let path = publish(s, &mut ing, &mut scored, as_of, timings, &how)?;
+    let path = publish(s, &mut ing, &mut scored, snap, timings, &how)?;
     progress.finish();
     tracing::info!(stage = "publish", snapshot = %path.display(), "published");
     Ok(outcome(&ing, &scored, as_of, path))

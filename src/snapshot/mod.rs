@@ -49,6 +49,9 @@ pub struct Scored {
     pub migration_compared_to: NaiveDate,
     /// The invariants checked before publishing (all held).
     pub invariants: Vec<Invariant>,
+    /// `customer_scores` was handed to [`compute_with`]'s `alongside`
+    /// (published while the summaries were computed).
+    pub written_alongside: bool,
 }
 
 /// One invariant as checked, for the manifest.
@@ -116,6 +119,17 @@ pub fn table_names(cfg: &Config) -> Vec<String> {
 /// Computes the snapshot's tables: the full scoring as of `as_of`, then
 /// the auxiliary tierings (sequential for the reason above).
 pub fn compute(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Scored> {
+    compute_alongside(f, as_of, cfg, None)
+}
+
+/// [`compute`], with `alongside` run beside the summaries (see
+/// [`compute_with`]).
+fn compute_alongside(
+    f: &Frames,
+    as_of: NaiveDate,
+    cfg: &Config,
+    alongside: Option<Alongside>,
+) -> Result<Scored> {
     let keys = aux_needed(as_of, cfg);
     let t = std::time::Instant::now();
     let full = scores_as_of(f, as_of, cfg)?;
@@ -128,7 +142,8 @@ pub fn compute(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Scored> {
         "scored"
     );
     let t = std::time::Instant::now();
-    let out = from_daily(f, as_of, cfg).and_then(|d| compute_with(f, as_of, cfg, full, &aux, d));
+    let out = from_daily(f, as_of, cfg)
+        .and_then(|d| compute_with(f, as_of, cfg, full, &aux, d, alongside));
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "summaries");
     drop(aux);
     for (i, k) in keys.iter().enumerate() {
@@ -144,10 +159,15 @@ pub fn compute(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Scored> {
 /// and the snapshot's measures — and it is let go before the full scoring
 /// and the summaries, where a run's memory peaks (~250 MB less at 10^7
 /// transactions). The tables are the same as [`compute`]'s.
-pub fn compute_once(f: &mut Frames, as_of: NaiveDate, cfg: &Config) -> Result<Scored> {
+pub fn compute_once(
+    f: &mut Frames,
+    as_of: NaiveDate,
+    cfg: &Config,
+    alongside: Option<Alongside>,
+) -> Result<Scored> {
     f.frugal = true;
     if !matches!(f.daily, Daily::Memory { .. }) || !f.given.measures.is_empty() {
-        return compute(f, as_of, cfg);
+        return compute_alongside(f, as_of, cfg, alongside);
     }
     let t = std::time::Instant::now();
     let keys = aux_needed(as_of, cfg);
@@ -165,7 +185,7 @@ pub fn compute_once(f: &mut Frames, as_of: NaiveDate, cfg: &Config) -> Result<Sc
         "scored"
     );
     let t = std::time::Instant::now();
-    let out = compute_with(f, as_of, cfg, full, &aux, from);
+    let out = compute_with(f, as_of, cfg, full, &aux, from, alongside);
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "summaries");
     drop(aux);
     f.given.measures.remove(&as_of);
@@ -283,9 +303,49 @@ fn aux_name(k: &AuxKey, i: usize) -> String {
     format!("aux-{}-{i}", k.0)
 }
 
+/// Work on the published `customer_scores` (given whole, without the cent
+/// columns) run beside the summaries: writing it then keeps the second
+/// core busy while the summaries' many small queries leave it idle.
+pub type Alongside<'a> = &'a mut (dyn FnMut(DataFrame) -> Result<()> + Send);
+
 /// The snapshot's tables from its full scoring and the auxiliary tierings
-/// (shared across the snapshots of a backfill).
+/// (shared across the snapshots of a backfill). When the scoring is held
+/// in memory, `alongside` gets the published `customer_scores` on its own
+/// thread while the summaries are computed ([`Scored::written_alongside`]
+/// says it ran); its error, if any, is returned once the summaries are
+/// done.
 pub fn compute_with(
+    f: &Frames,
+    as_of: NaiveDate,
+    cfg: &Config,
+    full: Full,
+    aux: &AuxTierings,
+    from: FromDaily,
+    alongside: Option<Alongside>,
+) -> Result<Scored> {
+    let published = match (&full, alongside) {
+        (Full::Memory(df), Some(work)) => Some((
+            df.clone().drop_many(base::CENTS_COLUMNS.iter().copied()),
+            work,
+        )),
+        _ => None,
+    };
+    let written_alongside = published.is_some();
+    let mut scored = std::thread::scope(|scope| {
+        let work = published.map(|(df, work)| scope.spawn(move || work(df)));
+        let scored = summaries(f, as_of, cfg, full, aux, from);
+        match work.map(|w| w.join()) {
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            _ => scored,
+        }
+    })?;
+    scored.written_alongside = written_alongside;
+    Ok(scored)
+}
+
+/// [`compute_with`]'s tables.
+fn summaries(
     f: &Frames,
     as_of: NaiveDate,
     cfg: &Config,
@@ -392,5 +452,6 @@ pub fn compute_with(
         unknown_customers: from.unknown_customers,
         migration_compared_to: compared_to,
         invariants,
+        written_alongside: false,
     })
 }
