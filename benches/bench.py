@@ -325,12 +325,17 @@ def targets(r):
                    f"After ingest both do the same work ({after:.1f} s of the CSV run's {total:.1f} s: pre-aggregate, "
                    f"scorings, summaries, publishing), so even a free Parquet ingest would be at most {total / after:.2f}×.")
         b = q["backfill8_over_single"]
-        publish = t["publish"] / 1000
-        shared = s["manifests"]["backfill_8_quarters"]["timings_ms"]["ingest"] / 1000
-        floor = (shared + 8 * publish) / total
+        bt = s["manifests"]["backfill_8_quarters"]["timings_ms"]
+        shared = bt["ingest"] / 1000
+        # The backfill publishes two snapshots at a time; its manifest's
+        # publish time is one snapshot's (a single run's no longer counts
+        # customer_scores, written beside its summaries).
+        publish = bt["publish"] / 1000
+        floor = (shared + 4 * publish) / total
         out.append(f"- {n:,}: backfill of 8 quarter ends at most 1.5× one run — {b:.2f}×: {verdict(b <= 1.5)}"
                    f"{'' if b <= 1.5 else f', {b / 1.5:.1f}× over'}. Its shared ingest and pre-aggregate ({shared:.1f} s) "
-                   f"plus 8 snapshots published at one run's pace ({publish:.1f} s each) alone come to {floor:.2f}× one run.")
+                   f"plus publishing its 8 snapshots two at a time ({publish:.1f} s a pair, from its last manifest) "
+                   f"alone come to {floor:.2f}× one run.")
     return out
 
 if __name__ == "__main__":
