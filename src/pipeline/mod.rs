@@ -511,10 +511,9 @@ struct How<'a> {
     sampler: &'a memory::Sampler,
 }
 
-/// Writes one snapshot's tables, manifest and `_SUCCESS`, then renames it
-/// into place.
-/// `snap` was begun by the caller (it may hold `customer_scores` already,
-/// written beside the summaries).
+/// Writes one snapshot's tables, manifest and `_SUCCESS` into `snap`
+/// (begun by the caller; it may hold `customer_scores` already, written
+/// beside the summaries), then renames it into place.
 fn publish(
     s: &RunSettings,
     ing: &mut Ingested,
@@ -527,7 +526,8 @@ fn publish(
     let as_of = ing.as_of;
     let t = Instant::now();
     let bom = s.config.publish.csv_bom;
-    if s.wants("customer_scores") && !scored.written_alongside {
+    let written = |name: &str| snap.tables().iter().any(|t| t.name == name);
+    if s.wants("customer_scores") && !written("customer_scores") {
         snap.write_with("customer_scores", |dir| {
             scored
                 .customer_scores

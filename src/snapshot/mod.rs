@@ -49,9 +49,6 @@ pub struct Scored {
     pub migration_compared_to: NaiveDate,
     /// The invariants checked before publishing (all held).
     pub invariants: Vec<Invariant>,
-    /// `customer_scores` was handed to [`compute_with`]'s `alongside`
-    /// (published while the summaries were computed).
-    pub written_alongside: bool,
 }
 
 /// One invariant as checked, for the manifest.
@@ -311,9 +308,8 @@ pub type Alongside<'a> = &'a mut (dyn FnMut(DataFrame) -> Result<()> + Send);
 /// The snapshot's tables from its full scoring and the auxiliary tierings
 /// (shared across the snapshots of a backfill). When the scoring is held
 /// in memory, `alongside` gets the published `customer_scores` on its own
-/// thread while the summaries are computed ([`Scored::written_alongside`]
-/// says it ran); its error, if any, is returned once the summaries are
-/// done.
+/// thread while the summaries are computed; its error, if any, is
+/// returned once the summaries are done.
 pub fn compute_with(
     f: &Frames,
     as_of: NaiveDate,
@@ -330,8 +326,7 @@ pub fn compute_with(
         )),
         _ => None,
     };
-    let written_alongside = published.is_some();
-    let mut scored = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let work = published.map(|(df, work)| scope.spawn(move || work(df)));
         let scored = summaries(f, as_of, cfg, full, aux, from);
         match work.map(|w| w.join()) {
@@ -339,9 +334,7 @@ pub fn compute_with(
             Some(Err(panic)) => std::panic::resume_unwind(panic),
             _ => scored,
         }
-    })?;
-    scored.written_alongside = written_alongside;
-    Ok(scored)
+    })
 }
 
 /// [`compute_with`]'s tables.
@@ -452,6 +445,5 @@ fn summaries(
         unknown_customers: from.unknown_customers,
         migration_compared_to: compared_to,
         invariants,
-        written_alongside: false,
     })
 }
