@@ -16,6 +16,9 @@
 //! _store/tierings/<date>-<hash>.parquet    earlier dates' tierings, kept
 //!                                          for the next run (see
 //!                                          crate::snapshot::TieringCache)
+//! _store/tables/<table>-<hash>.*           customers and interactions as
+//!                                          checked, read back while their
+//!                                          files are unchanged (LZ4)
 //! ```
 //!
 //! A run commits by replacing the catalog atomically once its new segments
@@ -90,6 +93,9 @@ pub struct Summary {
     pub kept_absent: Vec<String>,
     /// The store was started over (`--rebuild-store`, new settings or version).
     pub rebuilt: bool,
+    /// Customers and interactions read back as checked (`_store/tables/`):
+    /// their files and settings were unchanged since an earlier run.
+    pub tables_reused: Vec<String>,
 }
 
 /// The store as a run reads it: its files in store order.
@@ -595,7 +601,7 @@ impl View {
     /// The run's inputs as of `as_of` (default: the latest stored date):
     /// the stored transactions cut at that date (later rows listed in the
     /// rejects as `after as_of`), customers and interactions read anew.
-    pub fn ingested(&self, cfg: &Config, as_of: Option<NaiveDate>) -> Result<Ingested> {
+    pub fn ingested(&mut self, cfg: &Config, as_of: Option<NaiveDate>) -> Result<Ingested> {
         let as_of = match as_of.or(self.latest()) {
             Some(d) => d,
             None => {
@@ -652,7 +658,10 @@ impl View {
         };
         let mut reports = BTreeMap::new();
         reports.insert("transactions".to_string(), rep);
-        ingest::with_other_tables(cfg, as_of, typed, reports, rejects)
+        let (ing, reused) =
+            ingest::with_other_tables(cfg, as_of, typed, reports, rejects, Some(&self.dir))?;
+        self.summary.tables_reused = reused;
+        Ok(ing)
     }
 
     /// The customer × day pre-aggregate keyed by customer_id

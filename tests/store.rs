@@ -340,7 +340,7 @@ fn a_killed_ingest_leaves_the_store_unchanged_and_the_next_run_completes() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     left.sort();
-    assert_eq!(left, vec!["catalog.json", "segments", "tierings"]);
+    assert_eq!(left, vec!["catalog.json", "segments", "tables", "tierings"]);
     assert_eq!(segments(&s.out("out")), 2);
     let full = from_scratch(&s, "full", "");
     assert_same_tables(&snap(&s.out("out")), &full, &["manifest", "report"]);
@@ -535,6 +535,80 @@ fn earlier_tierings_are_reused_only_while_their_rows_are_unchanged() {
     assert_same_tables(
         &snap(&s.out("inc")),
         &from_scratch(&s, "full-4", ""),
+        &["manifest", "report"],
+    );
+}
+
+#[test]
+fn customers_and_interactions_are_read_back_only_while_their_bytes_are_unchanged() {
+    let s = Setup::new("store-tables", 36);
+    // A rejected customer (no id) and a duplicate: the kept table must
+    // carry its rejects and counts too.
+    let customers = s.tmp.join("data/customers.csv");
+    let text = std::fs::read_to_string(&customers).unwrap();
+    let first_row = text.lines().nth(1).unwrap();
+    let no_id = format!(",{}", first_row.split_once(',').unwrap().1);
+    std::fs::write(&customers, format!("{text}{no_id}\n{first_row}\n")).unwrap();
+
+    s.put("t_1.csv", &s.history);
+    let first = ok_run(&s, "inc", "");
+    assert_eq!(first["store"]["tables_reused"], serde_json::json!([]));
+    let c = &first["inputs"]["customers"];
+    assert_eq!(c["rejected"]["empty customer_id"], 1, "{c}");
+    assert_eq!(c["duplicates_collapsed"], 1, "{c}");
+
+    s.put("t_2.csv", &s.night);
+    let night = ok_run(&s, "inc", "");
+    assert_eq!(
+        night["store"]["tables_reused"],
+        serde_json::json!(["customers", "interactions"])
+    );
+    assert_eq!(night["inputs"]["customers"], first["inputs"]["customers"]);
+    assert_same_tables(
+        &snap(&s.out("inc")),
+        &from_scratch(&s, "full-2", ""),
+        &["manifest", "report"],
+    );
+
+    // One customer's region changed to another of the same byte length,
+    // the file's size and modification time kept: only its bytes differ.
+    let text = std::fs::read_to_string(&customers).unwrap();
+    let region = |line: &str| line.split(',').nth(1).unwrap().to_string();
+    let (id, old) = {
+        let l = text.lines().nth(2).unwrap();
+        (l.split(',').next().unwrap().to_string(), region(l))
+    };
+    let new = text
+        .lines()
+        .skip(1)
+        .map(region)
+        .find(|r| *r != old && r.len() == old.len() && !r.is_empty())
+        .unwrap();
+    let line = text.lines().nth(2).unwrap();
+    let changed = text.replacen(line, &line.replacen(&old, &new, 1), 1);
+    assert_eq!(changed.len(), text.len());
+    let mtime = std::fs::metadata(&customers).unwrap().modified().unwrap();
+    std::fs::write(&customers, &changed).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&customers)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let third = ok_run(&s, "inc", "");
+    assert_eq!(
+        third["store"]["tables_reused"],
+        serde_json::json!(["interactions"])
+    );
+    let scores = read_parquet(&snap(&s.out("inc")).join("customer_scores.parquet"));
+    let at = strs(&scores, "customer_id")
+        .iter()
+        .position(|c| c.as_deref() == Some(id.as_str()))
+        .unwrap();
+    assert_eq!(strs(&scores, "region")[at].as_deref(), Some(new.as_str()));
+    assert_same_tables(
+        &snap(&s.out("inc")),
+        &from_scratch(&s, "full-3", ""),
         &["manifest", "report"],
     );
 }

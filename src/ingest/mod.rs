@@ -21,6 +21,7 @@ use crate::io::{Run, WorkDir};
 
 mod checks;
 mod incremental;
+mod kept;
 mod parse;
 mod read;
 mod rejects;
@@ -310,57 +311,87 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
     let transactions = typed_file(path)?;
     rep.rows_kept = transactions.rows;
     reports.insert("transactions".to_string(), rep);
-    with_other_tables(cfg, as_of, transactions, reports, all_rejects)
+    Ok(with_other_tables(cfg, as_of, transactions, reports, all_rejects, None)?.0)
 }
 
 /// The rest of an ingest once the transactions are typed: customers and
-/// interactions (read whole on every run: they are current-state extracts,
-/// not history that grows) and the rejects table of all three tables.
+/// interactions (current-state extracts, not history that grows: read
+/// whole, or read back as checked from the store under `store` when their
+/// bytes and settings are unchanged, see [`kept`]) and the rejects table
+/// of all three tables. Also returns the tables read back from the store.
 pub(crate) fn with_other_tables(
     cfg: &Config,
     as_of: NaiveDate,
     transactions: TypedFile,
     mut reports: BTreeMap<String, TableReport>,
     mut all_rejects: Vec<DataFrame>,
-) -> Result<Ingested> {
+    store: Option<&Path>,
+) -> Result<(Ingested, Vec<String>)> {
     let limit = cfg.ingest.max_reject_ratio;
+    let unknown = &cfg.ingest.unknown_label;
+    let mut reused = Vec::new();
     // Customers.
     let input = &cfg.inputs.customers;
-    let mut rep = TableReport::default();
-    let files = load_table("customers", input, &cfg.ingest.unknown_label, &mut rep)?;
-    let (valid, rejects) = split("customers", lazy(files), false)?;
-    count_reasons(&rejects, &mut rep)?;
-    enforce_ratio("customers", &input.path, &rep, limit)?;
-    all_rejects.push(rejects);
-    let (valid, dups, later) = drop_duplicates(
-        "customers",
-        valid,
-        &file_names(&rep),
-        "customer_id",
-        reason::DUPLICATE_CUSTOMER,
-    )?;
-    rep.duplicates_collapsed = later.height();
-    all_rejects.push(dups);
-    let customers = without_bookkeeping(valid)
-        .sort(
-            ["customer_id"],
-            SortMultipleOptions::default().with_maintain_order(true),
-        )
-        .run()?;
-    rep.rows_kept = customers.height();
-    reports.insert("customers".to_string(), rep);
+    let (c, hit) = kept::checked("customers", input, cfg, store, |files| {
+        let mut rep = TableReport::default();
+        let files = load_table("customers", input, unknown, &mut rep, files)?;
+        let (valid, rejects) = split("customers", lazy(files), false)?;
+        count_reasons(&rejects, &mut rep)?;
+        // Before the deduplication's work: a refused file fails early.
+        enforce_ratio("customers", &input.path, &rep, limit)?;
+        let (valid, dups, later) = drop_duplicates(
+            "customers",
+            valid,
+            &file_names(&rep),
+            "customer_id",
+            reason::DUPLICATE_CUSTOMER,
+        )?;
+        rep.duplicates_collapsed = later.height();
+        let customers = without_bookkeeping(valid)
+            .sort(
+                ["customer_id"],
+                SortMultipleOptions::default().with_maintain_order(true),
+            )
+            .run()?;
+        rep.rows_kept = customers.height();
+        Ok(kept::Checked {
+            valid: customers,
+            rejects: stacked(rejects, dups)?,
+            report: rep,
+        })
+    })?;
+    if hit {
+        reused.push("customers".to_string());
+    }
+    enforce_ratio("customers", &input.path, &c.report, limit)?;
+    all_rejects.push(c.rejects);
+    reports.insert("customers".to_string(), c.report);
+    let customers = c.valid;
     unmapped_values(cfg, &customers)?;
 
     // Interactions (optional).
     let interactions = match &cfg.inputs.interactions {
         None => None,
         Some(input) => {
-            let mut rep = TableReport::default();
-            let files = load_table("interactions", input, &cfg.ingest.unknown_label, &mut rep)?;
-            let (valid, rejects) = split("interactions", lazy(files), false)?;
-            count_reasons(&rejects, &mut rep)?;
+            let (c, hit) = kept::checked("interactions", input, cfg, store, |files| {
+                let mut rep = TableReport::default();
+                let files = load_table("interactions", input, unknown, &mut rep, files)?;
+                let (valid, rejects) = split("interactions", lazy(files), false)?;
+                count_reasons(&rejects, &mut rep)?;
+                enforce_ratio("interactions", &input.path, &rep, limit)?;
+                Ok(kept::Checked {
+                    valid: valid.run()?,
+                    rejects,
+                    report: rep,
+                })
+            })?;
+            if hit {
+                reused.push("interactions".to_string());
+            }
+            let mut rep = c.report;
             enforce_ratio("interactions", &input.path, &rep, limit)?;
-            all_rejects.push(rejects);
+            all_rejects.push(c.rejects);
+            let valid = c.valid.lazy();
             let after = col("ts").gt(crate::units::date_lit(as_of));
             let future = as_rejects(
                 "interactions",
@@ -390,7 +421,7 @@ pub(crate) fn with_other_tables(
     )
     .run()?;
     let transaction_rows_read_locally = reports.get("transactions").map_or(0, |r| r.rows_read);
-    Ok(Ingested {
+    let ing = Ingested {
         transaction_rows_read_locally,
         transactions,
         customers,
@@ -398,7 +429,13 @@ pub(crate) fn with_other_tables(
         rejects,
         report: reports,
         as_of,
-    })
+    };
+    Ok((ing, reused))
+}
+
+/// Two reject tables as one.
+fn stacked(a: DataFrame, b: DataFrame) -> Result<DataFrame> {
+    Ok(concat([a.lazy(), b.lazy()], UnionArgs::default())?.run()?)
 }
 
 /// Refuses text attribute values a scorecard has no points for: scoring

@@ -109,18 +109,21 @@ pub(super) fn delimiter_hint(names: &[String], delimiter: char) -> String {
     format!(" (found columns: {})", names.join(", "))
 }
 
-/// Reads and checks every file of a table: one pass per file, producing
-/// the parsed columns plus `reason` (null = valid) and `value`. Date formats
-/// are narrowed to those that fit a sample of the file; should any row then
+/// Reads and checks every file of a table (`files`: their identities, as
+/// [`file_identity`] gives them): one pass per file, producing the parsed
+/// columns plus `reason` (null = valid) and `value`. Date formats are
+/// narrowed to those that fit a sample of the file; should any row then
 /// fail, the file is checked again with every configured format.
 pub(super) fn load_table(
     table: &'static str,
     input: &InputFile,
     unknown: &str,
     report: &mut TableReport,
+    files: Vec<InputFileInfo>,
 ) -> Result<Vec<(DataFrame, String)>> {
     let mut out = Vec::new();
-    for file in io::expand_inputs(table, &input.path)? {
+    for mut info in files {
+        let file = info.path.clone();
         let numeric = numeric_columns(table, &file, input)?;
         let mut df = check_file(table, &file, input, unknown, &numeric)?;
         let any_null = |c: &str| df.column(c).is_ok_and(|c| c.null_count() > 0);
@@ -129,7 +132,8 @@ pub(super) fn load_table(
         {
             df = check_file(table, &file, input, unknown, &[])?;
         }
-        report.files.push(file_info(&file, df.height())?);
+        info.rows = df.height();
+        report.files.push(info);
         report.rows_read += df.height();
         out.push((df, file.to_string_lossy().into_owned()));
     }
@@ -154,8 +158,17 @@ pub(super) fn numeric_columns(table: &str, file: &Path, input: &InputFile) -> Re
         .collect())
 }
 
-/// What the manifest records of one input file.
+/// What the manifest records of one input file of `rows` rows.
 pub(super) fn file_info(file: &Path, rows: usize) -> Result<InputFileInfo> {
+    Ok(InputFileInfo {
+        rows,
+        ..file_identity(file)?
+    })
+}
+
+/// One input file's size, modification time and XXH3-128 (rows not yet
+/// counted).
+pub(super) fn file_identity(file: &Path) -> Result<InputFileInfo> {
     let meta = std::fs::metadata(file).map_err(Error::io(file))?;
     let t = std::time::Instant::now();
     let xxh3_128 = io::content_hash(file)?;
@@ -169,7 +182,7 @@ pub(super) fn file_info(file: &Path, rows: usize) -> Result<InputFileInfo> {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_secs()),
         xxh3_128,
-        rows,
+        rows: 0,
     })
 }
 

@@ -134,7 +134,9 @@ fn spark_inputs(
         transactions,
         reports,
         vec![si.rejects.clone()],
-    )?;
+        None,
+    )?
+    .0;
     ing.transaction_rows_read_locally = 0;
     let t = Instant::now();
     let given = crate::spark::given(&spark, &s.config, &si, &snapshots(si.as_of))?;
@@ -264,7 +266,7 @@ fn load(
         .memory_limit
         .or_else(memory::default_limit)
         .unwrap_or(u64::MAX);
-    let view = store::sync(&s.config, &s.out, s.rebuild_store, limit / 2)?;
+    let mut view = store::sync(&s.config, &s.out, s.rebuild_store, limit / 2)?;
     std::fs::create_dir_all(ingest_dir(&s.out)).map_err(Error::io(ingest_dir(&s.out)))?;
     let ing = view.ingested(&s.config, as_of)?;
     Ok((ing, Source::Store(view)))

@@ -1,0 +1,139 @@
+//! Customers and interactions as checked, kept in the store between runs
+//! (`_store/tables/`). They are current-state extracts read whole on every
+//! run; a nightly run usually offers the same bytes again, and checking,
+//! deduplicating and sorting 10^6 customers took ~0.8 s of a 10 s nightly
+//! run. Each table is filed under a hash of everything its checking
+//! depends on: the tool's version and revision, the table's input
+//! settings, the unknown label, and each file's path and XXH3-128. Any
+//! change gives another name, so stale rows are never read; a table's
+//! older entries are removed when a new one is written.
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::config::{Config, InputFile};
+use crate::error::{Error, Result};
+use crate::ingest::read::file_identity;
+use crate::ingest::{InputFileInfo, TableReport};
+use crate::io::{self, Run};
+
+/// The folder under the store.
+pub const TABLES: &str = "tables";
+
+/// One table as checked: what its reading, checking and deduplication
+/// give, whatever the run's as-of date.
+pub(super) struct Checked {
+    /// The valid rows (customers: deduplicated and sorted by customer_id).
+    pub valid: DataFrame,
+    /// Its rejected rows, duplicates included (table, file, line, reason,
+    /// value).
+    pub rejects: DataFrame,
+    pub report: TableReport,
+}
+
+/// `table` as checked: read back from the store under `store` when an
+/// earlier run checked the same bytes with the same settings, otherwise
+/// built by `build` from the files' identities and kept there. Returns
+/// whether it was read back. Without a store, always built.
+pub(super) fn checked(
+    table: &'static str,
+    input: &InputFile,
+    cfg: &Config,
+    store: Option<&Path>,
+    build: impl FnOnce(Vec<InputFileInfo>) -> Result<Checked>,
+) -> Result<(Checked, bool)> {
+    let files = io::expand_inputs(table, &input.path)?
+        .iter()
+        .map(|f| file_identity(f))
+        .collect::<Result<Vec<_>>>()?;
+    let Some(store) = store else {
+        return Ok((build(files)?, false));
+    };
+    let dir = store.join(TABLES);
+    let stem = dir.join(format!("{table}-{:032x}", key(table, input, cfg, &files)?));
+    let paths = Paths {
+        valid: stem.with_extension("parquet"),
+        rejects: stem.with_extension("rejects.parquet"),
+        report: stem.with_extension("json"),
+    };
+    if paths.report.exists() {
+        match read(&paths) {
+            Ok(mut c) => {
+                // Same paths and bytes; only the modification times may
+                // have moved (a copy, a touch).
+                for (kept, now) in c.report.files.iter_mut().zip(&files) {
+                    kept.modified_unix = now.modified_unix;
+                }
+                prune(&dir, table, &paths)?;
+                return Ok((c, true));
+            }
+            Err(e) => {
+                tracing::warn!(table, error = %e, "a kept checked table could not be read; checking the input again");
+            }
+        }
+    }
+    let mut c = build(files)?;
+    std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+    // The report is written last: a table counts as kept only with it.
+    io::write_atomically(&paths.valid, |tmp| io::write_spill(&mut c.valid, tmp))?;
+    io::write_atomically(&paths.rejects, |tmp| io::write_spill(&mut c.rejects, tmp))?;
+    let json = serde_json::to_vec(&c.report)
+        .map_err(|e| Error::Invariant(format!("table report not serialisable: {e}")))?;
+    io::write_atomically(&paths.report, |tmp| {
+        std::fs::write(tmp, &json).map_err(Error::io(tmp))
+    })?;
+    prune(&dir, table, &paths)?;
+    Ok((c, false))
+}
+
+struct Paths {
+    valid: PathBuf,
+    rejects: PathBuf,
+    report: PathBuf,
+}
+
+/// What a table's checking depends on, hashed.
+fn key(table: &str, input: &InputFile, cfg: &Config, files: &[InputFileInfo]) -> Result<u128> {
+    let settings = serde_json::to_string(input)
+        .map_err(|e| Error::Invariant(format!("settings not serialisable: {e}")))?;
+    let mut text = format!(
+        "{}\n{}\n{table}\n{settings}\n{}",
+        env!("CARGO_PKG_VERSION"),
+        env!("TIERING_GIT_REV"),
+        cfg.ingest.unknown_label
+    );
+    for f in files {
+        text.push_str(&format!("\n{}\n{}", f.path.display(), f.xxh3_128));
+    }
+    Ok(xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+}
+
+fn read(paths: &Paths) -> Result<Checked> {
+    let bytes = std::fs::read(&paths.report).map_err(Error::io(&paths.report))?;
+    let report = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::Invariant(format!(
+            "{}: not a table report: {e}",
+            paths.report.display()
+        ))
+    })?;
+    Ok(Checked {
+        valid: io::scan_parquet(&paths.valid)?.run()?,
+        rejects: io::scan_parquet(&paths.rejects)?.run()?,
+        report,
+    })
+}
+
+/// Removes `table`'s entries other than `keep`: older entries, and the
+/// temporary files of a killed run.
+fn prune(dir: &Path, table: &str, keep: &Paths) -> Result<()> {
+    let prefix = format!("{table}-");
+    for e in std::fs::read_dir(dir).map_err(Error::io(dir))?.flatten() {
+        let p = e.path();
+        let ours = e.file_name().to_string_lossy().starts_with(&prefix);
+        if ours && p != keep.valid && p != keep.rejects && p != keep.report {
+            std::fs::remove_file(&p).map_err(Error::io(&p))?;
+        }
+    }
+    Ok(())
+}
