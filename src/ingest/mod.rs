@@ -328,17 +328,12 @@ pub(crate) fn with_other_tables(
     store: Option<&Path>,
 ) -> Result<(Ingested, Vec<String>)> {
     let limit = cfg.ingest.max_reject_ratio;
-    let unknown = &cfg.ingest.unknown_label;
     let mut reused = Vec::new();
-    // Customers.
+    // Customers. The reject ratio is checked again on a kept table: the
+    // limit is not part of its name.
     let input = &cfg.inputs.customers;
     let (c, hit) = kept::checked("customers", input, cfg, store, |files| {
-        let mut rep = TableReport::default();
-        let files = load_table("customers", input, unknown, &mut rep, files)?;
-        let (valid, rejects) = split("customers", lazy(files), false)?;
-        count_reasons(&rejects, &mut rep)?;
-        // Before the deduplication's work: a refused file fails early.
-        enforce_ratio("customers", &input.path, &rep, limit)?;
+        let (valid, rejects, mut rep) = read_checked("customers", input, cfg, files)?;
         let (valid, dups, later) = drop_duplicates(
             "customers",
             valid,
@@ -374,15 +369,11 @@ pub(crate) fn with_other_tables(
         None => None,
         Some(input) => {
             let (c, hit) = kept::checked("interactions", input, cfg, store, |files| {
-                let mut rep = TableReport::default();
-                let files = load_table("interactions", input, unknown, &mut rep, files)?;
-                let (valid, rejects) = split("interactions", lazy(files), false)?;
-                count_reasons(&rejects, &mut rep)?;
-                enforce_ratio("interactions", &input.path, &rep, limit)?;
+                let (valid, rejects, report) = read_checked("interactions", input, cfg, files)?;
                 Ok(kept::Checked {
                     valid: valid.run()?,
                     rejects,
-                    report: rep,
+                    report,
                 })
             })?;
             if hit {
@@ -431,6 +422,23 @@ pub(crate) fn with_other_tables(
         as_of,
     };
     Ok((ing, reused))
+}
+
+/// A current-state table's files (`files`: their identities) read and
+/// checked: its valid rows, its rejects and its counts. A file over the
+/// reject ratio fails here, before any further work.
+fn read_checked(
+    table: &'static str,
+    input: &crate::config::InputFile,
+    cfg: &Config,
+    files: Vec<InputFileInfo>,
+) -> Result<(LazyFrame, DataFrame, TableReport)> {
+    let mut rep = TableReport::default();
+    let files = load_table(table, input, &cfg.ingest.unknown_label, &mut rep, files)?;
+    let (valid, rejects) = split(table, lazy(files), false)?;
+    count_reasons(&rejects, &mut rep)?;
+    enforce_ratio(table, &input.path, &rep, cfg.ingest.max_reject_ratio)?;
+    Ok((valid, rejects, rep))
 }
 
 /// Two reject tables as one.
