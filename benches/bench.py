@@ -221,10 +221,23 @@ def nightly_scenario(tiering, d, n, reps):
         runs["nightly"].append(timed(cmd("out-nightly", [])))
         for k in runs:
             print(f"{n:>11,} nightly {k:<20} {runs[k][-1][0]:7.2f}s {runs[k][-1][1]:8.0f} MiB", flush=True)
+    # The same pair with Parquet only (--no-csv): what the nightly costs
+    # when nobody loads the CSVs (customer_scores.csv is most of a night's
+    # writing). One repetition: informative, not a target.
+    place(True)
+    runs["full_parquet_only"] = [timed(cmd("out-full-pq", ["--rebuild-store", "--no-csv"]))]
+    place(False)
+    timed(cmd("out-nightly-pq", ["--rebuild-store", "--no-csv"]))
+    place(True)
+    runs["nightly_parquet_only"] = [timed(cmd("out-nightly-pq", ["--no-csv"]))]
+    for k in ["full_parquet_only", "nightly_parquet_only"]:
+        print(f"{n:>11,} nightly {k:<20} {runs[k][-1][0]:7.2f}s {runs[k][-1][1]:8.0f} MiB", flush=True)
     med = {k: {"seconds": statistics.median(x[0] for x in v), "peak_rss_mib": max(x[1] for x in v)} for k, v in runs.items()}
     rows = lambda p: sum(1 for _ in open(p)) - 1
     return {"transactions": n, "history_rows": rows(hist), "night_rows": rows(night), "medians": med,
             "nightly_over_full": med["nightly"]["seconds"] / med["full_from_csv"]["seconds"],
+            "parquet_only_nightly_over_full": med["nightly_parquet_only"]["seconds"] / med["full_parquet_only"]["seconds"],
+            "parquet_only_tables_identical": snapshot_tables(os.path.join(nd, "out-full-pq")) == snapshot_tables(os.path.join(nd, "out-nightly-pq")),
             "tables_identical": snapshot_tables(os.path.join(nd, "out-full")) == snapshot_tables(os.path.join(nd, "out-nightly")),
             "manifest": manifest_facts(os.path.join(nd, "out-nightly"))}
 
@@ -280,6 +293,11 @@ def markdown(r):
             ratio = x["nightly_over_full"]
             lines.append(f"- {x['transactions']:,} ({x.get('shape', 'zipf')}): nightly at most 1/5 of a full run — {ratio:.2f}: "
                          f"{'**met**' if ratio <= 0.2 else '**missed**'}; the nightly run's stages: {stages}.")
+            if "parquet_only_nightly_over_full" in x:
+                m = x["medians"]
+                lines.append(f"  Parquet only (`--no-csv`, one run each): full {m['full_parquet_only']['seconds']:.2f} s, nightly "
+                             f"{m['nightly_parquet_only']['seconds']:.2f} s = {x['parquet_only_nightly_over_full']:.2f}; tables identical: "
+                             f"{'yes' if x['parquet_only_tables_identical'] else 'no'}.")
     if not r["sizes"]:
         return "\n".join(lines) + "\n"
     return "\n".join(lines + targets(r)) + "\n"

@@ -175,6 +175,10 @@ pub struct RunArgs {
     /// report only with every table. Default: all.
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub tables: Option<Vec<String>>,
+    /// Publish Parquet only, no CSV beside each table (the pipeline
+    /// file's `publish.csv = false`).
+    #[arg(long)]
+    pub no_csv: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -226,6 +230,10 @@ pub struct BackfillArgs {
     /// report only with every table. Default: all.
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub tables: Option<Vec<String>>,
+    /// Publish Parquet only, no CSV beside each table (the pipeline
+    /// file's `publish.csv = false`).
+    #[arg(long)]
+    pub no_csv: bool,
 }
 
 #[derive(Debug, Args)]
@@ -357,6 +365,9 @@ pub fn execute(cli: Cli) -> Result<()> {
             let mut s = settings_with(&a.inputs, a.overwrite, progress)?;
             s.rebuild_store = a.rebuild_store;
             s.tables = pipeline::chosen_tables(&s.config, a.tables.as_deref())?;
+            if a.no_csv {
+                s.config.publish.csv = false;
+            }
             a.engine.apply(&mut s)?;
             let done = pipeline::backfill(&s, a.from, a.to, a.every)?;
             for o in &done {
@@ -379,6 +390,9 @@ pub fn execute(cli: Cli) -> Result<()> {
             let mut s = settings_with(&args.inputs, args.overwrite, progress)?;
             s.rebuild_store = args.rebuild_store;
             s.tables = pipeline::chosen_tables(&s.config, args.tables.as_deref())?;
+            if args.no_csv {
+                s.config.publish.csv = false;
+            }
             args.engine.apply(&mut s)?;
             let o = pipeline::run(&s)?;
             println!(

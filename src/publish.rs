@@ -139,9 +139,10 @@ impl Snapshot {
         })
     }
 
-    /// Writes one table as Parquet and CSV into the staging directory.
-    pub fn write(&mut self, name: &str, df: &mut DataFrame, bom: Option<bool>) -> Result<()> {
-        self.write_with(name, |dir| io::write_table(df, dir, name, bom))
+    /// Writes one table as Parquet and (as `csv` says) CSV into the
+    /// staging directory.
+    pub fn write(&mut self, name: &str, df: &mut DataFrame, csv: io::CsvOut) -> Result<()> {
+        self.write_with(name, |dir| io::write_table(df, dir, name, csv))
     }
 
     /// Writes a table with `write` (given the staging directory).

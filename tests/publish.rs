@@ -419,4 +419,41 @@ fn tables_option_publishes_only_the_named_tables() {
         std::fs::read(bf.join("snapshot=2010-12-31/tier_summary.parquet")).unwrap(),
         std::fs::read(snap(&full).join("tier_summary.parquet")).unwrap()
     );
+
+    // Parquet only: the same Parquet bytes, no CSV, and the manifest says so.
+    let pq = tmp.join("pq");
+    ok(&strs_of(&args(&data, &pq, &["--no-csv"])));
+    let (with, without) = (listing(&snap(&full)), listing(&snap(&pq)));
+    let parquet: Vec<&String> = with.iter().filter(|n| n.ends_with(".parquet")).collect();
+    assert!(parquet.len() > 10, "{with:?}");
+    assert!(!without.iter().any(|n| n.ends_with(".csv")), "{without:?}");
+    assert_eq!(
+        without,
+        with.iter()
+            .filter(|n| !n.ends_with(".csv"))
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    for f in parquet {
+        assert_eq!(
+            std::fs::read(snap(&pq).join(f)).unwrap(),
+            std::fs::read(snap(&full).join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    let csv_flags = |root: &Path| -> Vec<bool> {
+        let m: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(snap(root).join("manifest.json")).unwrap(),
+        )
+        .unwrap();
+        m["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["csv"].as_bool().unwrap())
+            .collect()
+    };
+    let (a, b) = (csv_flags(&full), csv_flags(&pq));
+    assert_eq!(a.len(), b.len());
+    assert!(a.iter().all(|x| *x) && b.iter().all(|x| !*x), "{a:?} {b:?}");
 }

@@ -157,6 +157,12 @@ mod tests {
         assert_eq!(c.ingest.max_reject_ratio, 0.01);
         assert_eq!(c.inputs.transactions.delimiter, ',');
         assert_eq!(c.churn.lost_days, 180);
+        assert!(c.publish.csv);
+        assert_eq!(c.publish.csv_bom, None);
+        // A [publish] table naming one key keeps the other's default.
+        let c = Config::parse(&format!("{MINIMAL}\n[publish]\ncsv = false\n")).unwrap();
+        assert!(!c.publish.csv);
+        assert_eq!(c.publish.csv_bom, None);
     }
 
     #[test]

@@ -165,7 +165,17 @@ pub struct TableInfo {
     pub name: String,
     pub rows: usize,
     pub columns: Vec<ColumnInfo>,
+    /// Whether `<name>.csv` was written (`publish.csv`).
+    pub csv: bool,
     pub csv_bom: bool,
+}
+
+/// A published table's CSV: whether it is written, and its BOM (forced
+/// either way, or `None`: only when there is non-ASCII text).
+#[derive(Debug, Clone, Copy)]
+pub struct CsvOut {
+    pub write: bool,
+    pub bom: Option<bool>,
 }
 
 /// A column's name and type.
@@ -178,19 +188,16 @@ pub struct ColumnInfo {
 /// Rows per Parquet row group of a published table.
 const ROW_GROUP: usize = 1 << 17;
 
-/// Writes `<dir>/<name>.parquet` and `<dir>/<name>.csv`.
-/// `bom`: Some(force) or None (only when there is non-ASCII text).
-pub fn write_table(
-    df: &mut DataFrame,
-    dir: &Path,
-    name: &str,
-    bom: Option<bool>,
-) -> Result<TableInfo> {
-    let bom = bom.unwrap_or_else(|| has_non_ascii_text(df));
+/// Writes `<dir>/<name>.parquet` and, as `csv` says, `<dir>/<name>.csv`.
+pub fn write_table(df: &mut DataFrame, dir: &Path, name: &str, csv: CsvOut) -> Result<TableInfo> {
+    let csv = CsvOut {
+        bom: Some(csv.write && csv.bom.unwrap_or_else(|| has_non_ascii_text(df))),
+        ..csv
+    };
     // One contiguous copy, shared by both writers (each would otherwise
     // make its own).
     df.rechunk_mut_par();
-    let mut w = TableWriter::create(dir, name, &df.schema().clone(), bom)?;
+    let mut w = TableWriter::create(dir, name, &df.schema().clone(), csv)?;
     w.push(df.clone())?;
     w.finish()
 }
@@ -205,7 +212,8 @@ pub struct TableWriter {
     /// Where the two files go (errors name them).
     dir: PathBuf,
     parquet: polars::io::parquet::write::BatchedWriter<BufWriter<File>>,
-    csv: polars::io::csv::write::BatchedWriter<BufWriter<File>>,
+    /// None without a CSV (`publish.csv = false`).
+    csv: Option<polars::io::csv::write::BatchedWriter<BufWriter<File>>>,
     schema: Schema,
     pending: Option<DataFrame>,
     rows: usize,
@@ -213,26 +221,33 @@ pub struct TableWriter {
 }
 
 impl TableWriter {
-    pub fn create(dir: &Path, name: &str, schema: &Schema, bom: bool) -> Result<TableWriter> {
+    /// `csv.bom` must be decided (Some) when `csv.write`.
+    pub fn create(dir: &Path, name: &str, schema: &Schema, csv: CsvOut) -> Result<TableWriter> {
+        let bom = csv.write && csv.bom == Some(true);
         let open = |ext: &str| -> Result<BufWriter<File>> {
             let path = dir.join(format!("{name}.{ext}"));
             let file = File::create(&path).map_err(Error::io(&path))?;
             Ok(BufWriter::new(file))
         };
-        let (pq, csv) = (open("parquet")?, open("csv")?);
-        let pq = ParquetWriter::new(pq)
+        let pq = ParquetWriter::new(open("parquet")?)
             .with_compression(zstd())
             .with_statistics(StatisticsOptions::default())
             .with_row_group_size(Some(ROW_GROUP))
             .batched(schema)?;
-        // CSV for BI tools: UTF-8 (optional BOM), ISO dates, `.` decimals,
-        // no scientific notation.
-        let csv = CsvWriter::new(csv)
-            .include_bom(bom)
-            .include_header(true)
-            .with_date_format(Some("%Y-%m-%d".into()))
-            .with_float_scientific(Some(false))
-            .batched(schema)?;
+        // CSV for BI tools: UTF-8 (optional BOM), ISO dates (a date's own
+        // Display, `%Y-%m-%d`: a format string would go through chrono's
+        // strftime machinery, ~1% of a nightly run), `.` decimals, no
+        // scientific notation.
+        let csv = match csv.write {
+            true => Some(
+                CsvWriter::new(open("csv")?)
+                    .include_bom(bom)
+                    .include_header(true)
+                    .with_float_scientific(Some(false))
+                    .batched(schema)?,
+            ),
+            false => None,
+        };
         Ok(TableWriter {
             name: name.to_string(),
             dir: dir.to_path_buf(),
@@ -271,7 +286,10 @@ impl TableWriter {
         group.rechunk_mut_par();
         self.rows += group.height();
         let (pq, csv) = (&mut self.parquet, &mut self.csv);
-        let (a, b) = rayon::join(|| pq.write_batch(&group), || csv.write_batch(&group));
+        let (a, b) = match csv {
+            Some(csv) => rayon::join(|| pq.write_batch(&group), || csv.write_batch(&group)),
+            None => (pq.write_batch(&group), Ok(())),
+        };
         a.map_err(write_error(&self.path("parquet")))?;
         b.map_err(write_error(&self.path("csv")))?;
         Ok(())
@@ -288,7 +306,9 @@ impl TableWriter {
         }
         let (pq, csv) = (self.path("parquet"), self.path("csv"));
         self.parquet.finish().map_err(write_error(&pq))?;
-        self.csv.finish().map_err(write_error(&csv))?;
+        if let Some(w) = &mut self.csv {
+            w.finish().map_err(write_error(&csv))?;
+        }
         Ok(TableInfo {
             name: self.name,
             rows: self.rows,
@@ -300,6 +320,7 @@ impl TableWriter {
                     dtype: t.to_string(),
                 })
                 .collect(),
+            csv: self.csv.is_some(),
             csv_bom: self.bom,
         })
     }
@@ -331,8 +352,12 @@ mod tests {
         let (whole, parts) = (dir.join("whole"), dir.join("parts"));
         std::fs::create_dir_all(&whole).unwrap();
         std::fs::create_dir_all(&parts).unwrap();
-        write_table(&mut df.clone(), &whole, "t", None).unwrap();
-        let mut w = TableWriter::create(&parts, "t", &df.schema().clone(), false).unwrap();
+        let csv = CsvOut {
+            write: true,
+            bom: Some(false),
+        };
+        write_table(&mut df.clone(), &whole, "t", csv).unwrap();
+        let mut w = TableWriter::create(&parts, "t", &df.schema().clone(), csv).unwrap();
         for (offset, len) in [(0, 10), (10, ROW_GROUP - 5), (ROW_GROUP + 5, 1_229)] {
             w.push(df.slice(offset as i64, len)).unwrap();
         }

@@ -527,23 +527,23 @@ fn publish(
     let (backfill, plan, sampler) = (how.backfill, how.plan, how.sampler);
     let as_of = ing.as_of;
     let t = Instant::now();
-    let bom = s.config.publish.csv_bom;
+    let csv = s.config.publish.csv_out();
     let written = |name: &str| snap.tables().iter().any(|t| t.name == name);
     if s.wants("customer_scores") && !written("customer_scores") {
         snap.write_with("customer_scores", |dir| {
             scored
                 .customer_scores
-                .write_table(dir, "customer_scores", bom)
+                .write_table(dir, "customer_scores", csv)
         })?;
     }
     for (name, df) in scored.tables() {
         if s.wants(&name) {
-            snap.write(&name, df, bom)?;
+            snap.write(&name, df, csv)?;
         }
     }
     let mut rejects = ing.rejects.clone();
     if s.wants("rejects") {
-        snap.write("rejects", &mut rejects, bom)?;
+        snap.write("rejects", &mut rejects, csv)?;
     }
     timings.lap("publish", t);
     let mut config = s.config.clone();
@@ -630,8 +630,8 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     // the summaries are computed (one core is mostly idle in them); a
     // failure before the commit removes it as before.
     let mut snap = Snapshot::begin(&s.out, ing.as_of, s.overwrite)?;
-    let bom = s.config.publish.csv_bom;
-    let mut write_scores = |mut df: DataFrame| snap.write("customer_scores", &mut df, bom);
+    let csv = s.config.publish.csv_out();
+    let mut write_scores = |mut df: DataFrame| snap.write("customer_scores", &mut df, csv);
     let alongside: Option<snapshot::Alongside> =
         s.wants("customer_scores").then_some(&mut write_scores);
     let mut scored = snapshot::compute_once(&mut f, ing.as_of, &s.config, alongside)?;

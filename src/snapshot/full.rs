@@ -77,13 +77,16 @@ impl Full {
         &mut self,
         dir: &std::path::Path,
         name: &str,
-        bom: Option<bool>,
+        csv: crate::io::CsvOut,
     ) -> Result<crate::io::TableInfo> {
         let s = match self {
-            Full::Memory(df) => return crate::io::write_table(df, dir, name, bom),
+            Full::Memory(df) => return crate::io::write_table(df, dir, name, csv),
             Full::Spilled(s) => s,
         };
-        let bom = bom.unwrap_or(s.non_ascii);
+        let csv = crate::io::CsvOut {
+            bom: Some(csv.write && csv.bom.unwrap_or(s.non_ascii)),
+            ..csv
+        };
         let mut w: Option<crate::io::TableWriter> = None;
         for i in 0..s.parts {
             let df = crate::io::scan_parquet(&s.path("scores", i))?
@@ -95,7 +98,7 @@ impl Full {
                     dir,
                     name,
                     &df.schema().clone(),
-                    bom,
+                    csv,
                 )?),
             };
             w.push(df)?;
