@@ -178,6 +178,17 @@ pub struct CsvOut {
     pub bom: Option<bool>,
 }
 
+impl CsvOut {
+    /// The BOM decided (as [`TableWriter::create`] takes it): forced, or
+    /// when the table holds non-ASCII text (asked only if a CSV is written).
+    pub fn decided(self, non_ascii: impl FnOnce() -> bool) -> CsvOut {
+        CsvOut {
+            bom: Some(self.write && self.bom.unwrap_or_else(non_ascii)),
+            ..self
+        }
+    }
+}
+
 /// A column's name and type.
 #[derive(Debug, Clone, Serialize)]
 pub struct ColumnInfo {
@@ -190,10 +201,7 @@ const ROW_GROUP: usize = 1 << 17;
 
 /// Writes `<dir>/<name>.parquet` and, as `csv` says, `<dir>/<name>.csv`.
 pub fn write_table(df: &mut DataFrame, dir: &Path, name: &str, csv: CsvOut) -> Result<TableInfo> {
-    let csv = CsvOut {
-        bom: Some(csv.write && csv.bom.unwrap_or_else(|| has_non_ascii_text(df))),
-        ..csv
-    };
+    let csv = csv.decided(|| has_non_ascii_text(df));
     // One contiguous copy, shared by both writers (each would otherwise
     // make its own).
     df.rechunk_mut_par();
@@ -221,7 +229,7 @@ pub struct TableWriter {
 }
 
 impl TableWriter {
-    /// `csv.bom` must be decided (Some) when `csv.write`.
+    /// `csv` as [`CsvOut::decided`] gives it.
     pub fn create(dir: &Path, name: &str, schema: &Schema, csv: CsvOut) -> Result<TableWriter> {
         let bom = csv.write && csv.bom == Some(true);
         let open = |ext: &str| -> Result<BufWriter<File>> {

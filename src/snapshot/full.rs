@@ -83,10 +83,7 @@ impl Full {
             Full::Memory(df) => return crate::io::write_table(df, dir, name, csv),
             Full::Spilled(s) => s,
         };
-        let csv = crate::io::CsvOut {
-            bom: Some(csv.write && csv.bom.unwrap_or(s.non_ascii)),
-            ..csv
-        };
+        let csv = csv.decided(|| s.non_ascii);
         let mut w: Option<crate::io::TableWriter> = None;
         for i in 0..s.parts {
             let df = crate::io::scan_parquet(&s.path("scores", i))?
