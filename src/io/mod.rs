@@ -9,6 +9,7 @@ use polars::prelude::*;
 use crate::config::{Encoding, Format, InputFile};
 use crate::error::{Error, Result};
 
+pub mod csv;
 mod work;
 mod write;
 

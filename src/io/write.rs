@@ -3,7 +3,7 @@
 //! rows arrive).
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
@@ -221,7 +221,7 @@ pub struct TableWriter {
     dir: PathBuf,
     parquet: polars::io::parquet::write::BatchedWriter<BufWriter<File>>,
     /// None without a CSV (`publish.csv = false`).
-    csv: Option<polars::io::csv::write::BatchedWriter<BufWriter<File>>>,
+    csv: Option<Csv>,
     schema: Schema,
     pending: Option<DataFrame>,
     rows: usize,
@@ -242,18 +242,26 @@ impl TableWriter {
             .with_statistics(StatisticsOptions::default())
             .with_row_group_size(Some(ROW_GROUP))
             .batched(schema)?;
-        // CSV for BI tools: UTF-8 (optional BOM), ISO dates (a date's own
-        // Display, `%Y-%m-%d`: a format string would go through chrono's
-        // strftime machinery, ~1% of a nightly run), `.` decimals, no
-        // scientific notation.
+        // CSV for BI tools: UTF-8 (optional BOM), ISO dates, `.` decimals,
+        // no scientific notation. Our own encoder for every type a table
+        // holds; polars' writer (same bytes, slower) for anything else.
         let csv = match csv.write {
-            true => Some(
+            true if super::csv::encodable(schema) => {
+                let mut file = open("csv")?;
+                let names: Vec<&str> = schema.iter_names().map(|n| n.as_str()).collect();
+                let bom: &[u8] = if bom { b"\xEF\xBB\xBF" } else { b"" };
+                file.write_all(bom)
+                    .and_then(|()| file.write_all(&super::csv::header(&names)))
+                    .map_err(Error::io(dir.join(format!("{name}.csv"))))?;
+                Some(Csv::Own(file))
+            }
+            true => Some(Csv::Polars(
                 CsvWriter::new(open("csv")?)
                     .include_bom(bom)
                     .include_header(true)
                     .with_float_scientific(Some(false))
                     .batched(schema)?,
-            ),
+            )),
             false => None,
         };
         Ok(TableWriter {
@@ -293,14 +301,14 @@ impl TableWriter {
         // One chunk is one row group.
         group.rechunk_mut_par();
         self.rows += group.height();
+        let csv_path = self.path("csv");
         let (pq, csv) = (&mut self.parquet, &mut self.csv);
         let (a, b) = match csv {
-            Some(csv) => rayon::join(|| pq.write_batch(&group), || csv.write_batch(&group)),
+            Some(csv) => rayon::join(|| pq.write_batch(&group), || csv.write(&group, &csv_path)),
             None => (pq.write_batch(&group), Ok(())),
         };
         a.map_err(write_error(&self.path("parquet")))?;
-        b.map_err(write_error(&self.path("csv")))?;
-        Ok(())
+        b
     }
 
     fn path(&self, ext: &str) -> PathBuf {
@@ -315,7 +323,7 @@ impl TableWriter {
         let (pq, csv) = (self.path("parquet"), self.path("csv"));
         self.parquet.finish().map_err(write_error(&pq))?;
         if let Some(w) = &mut self.csv {
-            w.finish().map_err(write_error(&csv))?;
+            w.finish(&csv)?;
         }
         Ok(TableInfo {
             name: self.name,
@@ -331,6 +339,29 @@ impl TableWriter {
             csv: self.csv.is_some(),
             csv_bom: self.bom,
         })
+    }
+}
+
+/// A published table's CSV file and what encodes it.
+enum Csv {
+    /// [`super::csv`]: BOM and header already written.
+    Own(BufWriter<File>),
+    Polars(polars::io::csv::write::BatchedWriter<BufWriter<File>>),
+}
+
+impl Csv {
+    fn write(&mut self, rows: &DataFrame, path: &Path) -> Result<()> {
+        match self {
+            Csv::Own(file) => super::csv::write_rows(rows, file).map_err(Error::io(path)),
+            Csv::Polars(w) => w.write_batch(rows).map_err(write_error(path)),
+        }
+    }
+
+    fn finish(&mut self, path: &Path) -> Result<()> {
+        match self {
+            Csv::Own(file) => file.flush().map_err(Error::io(path)),
+            Csv::Polars(w) => w.finish().map_err(write_error(path)),
+        }
     }
 }
 
@@ -388,6 +419,54 @@ mod tests {
             .finish()
             .unwrap();
         assert!(back.equals(&df));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Both CSV encoders a table can get (ours, and polars' for a type ours
+    /// leaves alone) write what polars' writer writes, BOM included.
+    #[test]
+    fn published_csv_is_what_polars_writes() {
+        let n = 40_000;
+        let plain = df!(
+            "customer_id" => (0..n).map(|i| format!("c{i}")).collect::<Vec<_>>(),
+            "amount" => (0..n).map(|i| (i % 3 != 0).then_some(i as f64 / 8.0 - 7.3)).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let mut stamped = plain.clone();
+        let ms = Column::new(
+            "at".into(),
+            (0..n as i64).map(|i| i * 3_600_123).collect::<Vec<_>>(),
+        )
+        .cast(&DataType::Datetime(TimeUnit::Milliseconds, None))
+        .unwrap();
+        stamped.with_column(ms).unwrap();
+        assert!(crate::io::csv::encodable(plain.schema()));
+        assert!(!crate::io::csv::encodable(stamped.schema()));
+        let dir = std::env::temp_dir().join(format!("tiering-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, df) in [("plain", plain), ("stamped", stamped)] {
+            let csv = CsvOut {
+                write: true,
+                bom: Some(true),
+            };
+            write_table(&mut df.clone(), &dir, name, csv).unwrap();
+            let mut expected = Vec::new();
+            CsvWriter::new(&mut expected)
+                .include_bom(true)
+                .include_header(true)
+                .with_float_scientific(Some(false))
+                .finish(&mut df.clone())
+                .unwrap();
+            let written = std::fs::read(dir.join(format!("{name}.csv"))).unwrap();
+            assert!(
+                written.starts_with(b"\xEF\xBB\xBFcustomer_id,amount"),
+                "{name}"
+            );
+            assert!(
+                written == expected,
+                "{name}.csv differs from polars' writer"
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
