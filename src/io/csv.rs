@@ -15,6 +15,9 @@ use std::io::Write;
 use polars::prelude::*;
 use rayon::prelude::*;
 
+/// 2^53: every whole f64 below it is an exact integer.
+const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
+
 /// Rows per block encoded by one task.
 const BLOCK: usize = 16_384;
 
@@ -60,25 +63,23 @@ pub fn header(names: &[&str]) -> Vec<u8> {
 /// [`encodable`].
 pub fn write_rows(df: &DataFrame, out: &mut impl Write) -> std::io::Result<()> {
     // Every column as one chunk of a type `Col` reads directly.
-    let series: Vec<(Series, bool)> = df
+    let series: Vec<Series> = df
         .columns()
         .iter()
         .map(|c| {
             let s = c.as_materialized_series();
-            let date = s.dtype() == &DataType::Date;
             let s = match s.dtype() {
                 DataType::Int8 | DataType::Int16 | DataType::UInt8 | DataType::UInt16 => {
                     s.cast(&DataType::Int32).unwrap()
                 }
                 // As polars did: an f32 printed as the f64 it widens to.
                 DataType::Float32 => s.cast(&DataType::Float64).unwrap(),
-                DataType::Date => s.to_physical_repr().into_owned(),
                 _ => s.clone(),
             };
-            (s.rechunk(), date)
+            s.rechunk()
         })
         .collect();
-    let cols: Vec<Col> = series.iter().map(|(s, date)| Col::new(s, *date)).collect();
+    let cols: Vec<Col> = series.iter().map(Col::new).collect();
     // Blocks are encoded in parallel a wave at a time into buffers kept
     // from wave to wave, and written in order.
     let height = df.height();
@@ -115,16 +116,15 @@ enum Col<'a> {
 }
 
 impl<'a> Col<'a> {
-    /// `s` is one chunk of a type [`write_rows`] prepared; `date` when its
-    /// Int32 days were a Date.
-    fn new(s: &'a Series, date: bool) -> Col<'a> {
+    /// `s` is one chunk of a type [`write_rows`] prepared.
+    fn new(s: &'a Series) -> Col<'a> {
         fn one<T: PolarsDataType>(ca: &ChunkedArray<T>) -> &Array<T> {
             ca.downcast_iter().next().expect("a rechunked column")
         }
         match s.dtype() {
             DataType::String => Col::Str(one(s.str().unwrap())),
             DataType::Boolean => Col::Bool(one(s.bool().unwrap())),
-            DataType::Int32 if date => Col::Date(one(s.i32().unwrap())),
+            DataType::Date => Col::Date(one(s.date().unwrap().physical())),
             DataType::Int32 => Col::I32(one(s.i32().unwrap())),
             DataType::Int64 => Col::I64(one(s.i64().unwrap())),
             DataType::UInt32 => Col::U32(one(s.u32().unwrap())),
@@ -271,7 +271,7 @@ pub fn write_f64(out: &mut Vec<u8>, v: f64) {
     }
     // Whole numbers (counts, day thresholds, zero sums) as integers: exact
     // below 2^53, and several times faster than ryu.
-    if v == v.trunc() && v.abs() < 9_007_199_254_740_992.0 {
+    if v == v.trunc() && v.abs() < EXACT_INTEGERS {
         if v == 0.0 && v.is_sign_negative() {
             out.push(b'-');
         }
@@ -317,7 +317,7 @@ fn may_tie(v: f64, digits: usize) -> bool {
     e += m.trailing_zeros() as i32;
     m >>= m.trailing_zeros();
     if e >= 0 {
-        return v.abs() >= 9_007_199_254_740_992.0;
+        return v.abs() >= EXACT_INTEGERS;
     }
     // 5^27 > 10^18: the exact expansion has more digits than any tie needs.
     let k = (-e) as u32;
