@@ -7,6 +7,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
+use polars_parquet::write as pq;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -219,7 +221,7 @@ pub struct TableWriter {
     name: String,
     /// Where the two files go (errors name them).
     dir: PathBuf,
-    parquet: polars::io::parquet::write::BatchedWriter<BufWriter<File>>,
+    parquet: Pages,
     /// None without a CSV (`publish.csv = false`).
     csv: Option<Csv>,
     schema: Schema,
@@ -237,11 +239,7 @@ impl TableWriter {
             let file = File::create(&path).map_err(Error::io(&path))?;
             Ok(BufWriter::new(file))
         };
-        let pq = ParquetWriter::new(open("parquet")?)
-            .with_compression(zstd())
-            .with_statistics(StatisticsOptions::default())
-            .with_row_group_size(Some(ROW_GROUP))
-            .batched(schema)?;
+        let pq = Pages::create(open("parquet")?, schema)?;
         // CSV for BI tools: UTF-8 (optional BOM), ISO dates, `.` decimals,
         // no scientific notation. Our own encoder for every type a table
         // holds; polars' writer (same bytes, slower) for anything else.
@@ -304,8 +302,8 @@ impl TableWriter {
         let csv_path = self.path("csv");
         let (pq, csv) = (&mut self.parquet, &mut self.csv);
         let (a, b) = match csv {
-            Some(csv) => rayon::join(|| pq.write_batch(&group), || csv.write(&group, &csv_path)),
-            None => (pq.write_batch(&group), Ok(())),
+            Some(csv) => rayon::join(|| pq.write(&group), || csv.write(&group, &csv_path)),
+            None => (pq.write(&group), Ok(())),
         };
         a.map_err(write_error(&self.path("parquet")))?;
         b
@@ -321,7 +319,7 @@ impl TableWriter {
             self.write(rest)?;
         }
         let (pq, csv) = (self.path("parquet"), self.path("csv"));
-        self.parquet.finish().map_err(write_error(&pq))?;
+        self.parquet.w.finish().map_err(write_error(&pq))?;
         if let Some(w) = &mut self.csv {
             w.finish(&csv)?;
         }
@@ -339,6 +337,72 @@ impl TableWriter {
             csv: self.csv.is_some(),
             csv_bom: self.bom,
         })
+    }
+}
+
+/// A published table's Parquet writer, which compresses a row group's
+/// columns in parallel. polars' own batched writer compresses them one
+/// after another while it writes (`customer_scores`, 10^6 rows and 51
+/// columns: ~1.7 s, mostly on one core); here each column is encoded and
+/// compressed on the pool by the same polars-parquet functions with the
+/// same options, and the finished pages are handed to its file writer, so
+/// the bytes are what polars' writer writes (tested).
+struct Pages {
+    w: polars::io::parquet::write::BatchedWriter<BufWriter<File>>,
+    fields: Vec<pq::ParquetType>,
+    encodings: Vec<Vec<pq::Encoding>>,
+    options: pq::WriteOptions,
+}
+
+impl Pages {
+    fn create(file: BufWriter<File>, schema: &Schema) -> PolarsResult<Pages> {
+        let arrow = schema.to_arrow(CompatLevel::newest());
+        let fields = pq::to_parquet_schema(&arrow)?.fields().to_vec();
+        let encodings = polars::io::parquet::write::get_encodings(&arrow).to_vec();
+        let statistics = StatisticsOptions::default();
+        let w = ParquetWriter::new(file)
+            .with_compression(zstd())
+            .with_statistics(statistics)
+            .batched(schema)?;
+        // What ParquetWriter::batched gives its own writer.
+        let options = pq::WriteOptions {
+            statistics,
+            compression: zstd().into(),
+            version: pq::Version::V1,
+            data_page_size: None,
+        };
+        Ok(Pages {
+            w,
+            fields,
+            encodings,
+            options,
+        })
+    }
+
+    /// Writes each chunk of `df` as one row group.
+    fn write(&mut self, df: &DataFrame) -> PolarsResult<()> {
+        let options = self.options;
+        for batch in df.iter_chunks(CompatLevel::newest(), false) {
+            let columns: Vec<Vec<Vec<pq::CompressedPage>>> = batch
+                .columns()
+                .par_iter()
+                .zip(&self.fields)
+                .zip(&self.encodings)
+                .map(|((array, field), encoding)| {
+                    pq::array_to_columns(array, field.clone(), options, encoding)?
+                        .into_iter()
+                        .map(|pages| {
+                            pages
+                                .map(|page| Ok(pq::compress(page?, vec![], options.compression)?))
+                                .collect::<PolarsResult<Vec<_>>>()
+                        })
+                        .collect()
+                })
+                .collect::<PolarsResult<_>>()?;
+            let leaves: Vec<Vec<pq::CompressedPage>> = columns.into_iter().flatten().collect();
+            self.w.write_row_group(batch.len() as u64, &leaves)?;
+        }
+        Ok(())
     }
 }
 
@@ -419,6 +483,50 @@ mod tests {
             .finish()
             .unwrap();
         assert!(back.equals(&df));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The published Parquet (columns compressed in parallel) is what
+    /// polars' own batched writer writes with the same settings and row
+    /// groups, byte for byte, over the types the tables hold, nulls
+    /// included.
+    #[test]
+    fn published_parquet_is_what_polars_writes() {
+        let n = ROW_GROUP + 1_234;
+        let df = df!(
+            "customer_id" => (0..n).map(|i| format!("c{:07}", i * 7919 % n)).collect::<Vec<_>>(),
+            "segment" => (0..n).map(|i| ["重要价值", "lost", ""][i % 3]).collect::<Vec<_>>(),
+            "cents" => (0..n as i64).map(|i| (i % 5 != 0).then_some(i * 7 % 1000)).collect::<Vec<_>>(),
+            "share" => (0..n).map(|i| (i % 7 != 0).then_some(i as f64 / 3.0)).collect::<Vec<_>>(),
+            "flag" => (0..n).map(|i| (i % 11 != 0).then_some(i % 2 == 0)).collect::<Vec<_>>(),
+            "rank" => (0..n as u32).collect::<Vec<_>>(),
+        )
+        .unwrap()
+        .lazy()
+        .with_column(col("rank").cast(DataType::Int32).cast(DataType::Date).alias("day"))
+        .collect()
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("tiering-pq-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let csv = CsvOut {
+            write: false,
+            bom: None,
+        };
+        write_table(&mut df.clone(), &dir, "t", csv).unwrap();
+        let mut expected = Vec::new();
+        let mut w = ParquetWriter::new(&mut expected)
+            .with_compression(zstd())
+            .with_statistics(StatisticsOptions::default())
+            .batched(df.schema())
+            .unwrap();
+        for offset in (0..n).step_by(ROW_GROUP) {
+            let mut group = df.slice(offset as i64, ROW_GROUP);
+            group.rechunk_mut_par();
+            w.write_batch(&group).unwrap();
+        }
+        w.finish().unwrap();
+        let written = std::fs::read(dir.join("t.parquet")).unwrap();
+        assert!(written == expected, "t.parquet differs from polars' writer");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
