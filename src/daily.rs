@@ -410,13 +410,7 @@ mod tests {
         // Random rows: ids of 1..20 bytes over a small alphabet (long
         // shared prefixes, trailing NULs), few days, refunds, nulls in
         // margin and quantity.
-        let mut x = 11u64;
-        let mut next = move || {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 33) as usize
-        };
+        let mut next = crate::testing::lcg(11u64);
         let n = 4000;
         let ids: Vec<String> = (0..n)
             .map(|_| {
@@ -427,10 +421,10 @@ mod tests {
         let day: Vec<i32> = (0..n).map(|_| (next() % 4) as i32).collect();
         let amount: Vec<i64> = (0..n).map(|_| next() as i64 % 2000 - 500).collect();
         let margin: Vec<Option<i64>> = (0..n)
-            .map(|_| (next() % 5 > 0).then(|| next() as i64 % 300))
+            .map(|_| (!next().is_multiple_of(5)).then(|| next() as i64 % 300))
             .collect();
         let quantity: Vec<Option<f64>> = (0..n)
-            .map(|_| (next() % 4 > 0).then(|| (next() % 7) as f64 * 0.25))
+            .map(|_| (!next().is_multiple_of(4)).then(|| (next() % 7) as f64 * 0.25))
             .collect();
         let mut ts = Int32Chunked::new("ts".into(), &day)
             .into_series()

@@ -26,6 +26,8 @@ pub mod snapshot;
 pub mod spark;
 pub mod store;
 pub mod summaries;
+#[cfg(test)]
+mod testing;
 pub mod units;
 
 pub use error::{Error, Result};

@@ -6,7 +6,9 @@
 //! Here each row becomes a fixed-size key (the id's first 16 bytes as a
 //! big-endian integer, its length, the tie-break, its row number), sorted
 //! in place; only ids longer than 16 bytes that share those 16 bytes are
-//! compared in full afterwards.
+//! compared in full afterwards. When the ids are short enough (at most
+//! 15 bytes, and the key fits), id, length, tie and row are packed into one
+//! `u128` instead ([`Packed`]): half the bytes and one comparison a row.
 
 use polars::prelude::*;
 use rayon::prelude::*;
@@ -39,11 +41,11 @@ fn prefix(b: &[u8]) -> u128 {
 /// `then` (a Date, say) and then by row number: a total order, so the
 /// result never depends on the input's chunking or threads.
 pub fn by_id(df: &DataFrame, then: Option<&str>) -> Result<IdxCa> {
-    let (keys, _) = sorted_keys(df, then)?;
-    Ok(IdxCa::from_vec(
-        "order".into(),
-        keys.into_iter().map(|k| k.row).collect(),
-    ))
+    let rows = match sorted(df, then)? {
+        Sorted::Packed(p) => p.rows().collect(),
+        Sorted::Keys(keys, _) => keys.into_iter().map(|k| k.row).collect(),
+    };
+    Ok(IdxCa::from_vec("order".into(), rows))
 }
 
 /// [`by_id`]'s order (ties on `then` left in row order) and where each
@@ -51,7 +53,19 @@ pub fn by_id(df: &DataFrame, then: Option<&str>) -> Result<IdxCa> {
 /// group-by, which needs no hash table and leaves the groups sorted.
 /// `customer_id` and `then` must hold no nulls (null would group with "").
 pub fn groups_by_id(df: &DataFrame, then: &str) -> Result<(Vec<IdxSize>, Vec<IdxSize>)> {
-    let (keys, ids) = sorted_keys(df, Some(then))?;
+    let (keys, ids) = match sorted(df, Some(then))? {
+        Sorted::Packed(p) => {
+            let mut starts = Vec::with_capacity(p.keys.len() / 2);
+            for (i, k) in p.keys.iter().enumerate() {
+                // Above the row bits: the id and the tie, nothing else.
+                if i == 0 || p.keys[i - 1] >> p.row_bits != k >> p.row_bits {
+                    starts.push(i as IdxSize);
+                }
+            }
+            return Ok((p.rows().collect(), starts));
+        }
+        Sorted::Keys(keys, ids) => (keys, ids),
+    };
     let full = |r: IdxSize| ids.get(r as usize).unwrap_or("");
     let mut starts = Vec::with_capacity(keys.len() / 2);
     for (i, k) in keys.iter().enumerate() {
@@ -69,8 +83,71 @@ pub fn groups_by_id(df: &DataFrame, then: &str) -> Result<(Vec<IdxSize>, Vec<Idx
     Ok((keys.into_iter().map(|k| k.row).collect(), starts))
 }
 
-/// The rows' keys in [`by_id`]'s order, and the ids they were made from.
-fn sorted_keys(df: &DataFrame, then: Option<&str>) -> Result<(Vec<Key>, StringChunked)> {
+/// The rows in [`by_id`]'s order, as one of two kinds of sorted keys.
+enum Sorted {
+    Packed(Packed),
+    /// [`Key`]s, and the ids they were made from.
+    Keys(Vec<Key>, StringChunked),
+}
+
+/// Keys packed into one `u128` each, sorted: the id (zero-padded to the
+/// longest id's length), its length, the tie less its minimum and the row
+/// number, from the high bits down. Possible when the ids are short: at
+/// 10^7 rows of 7-byte ids the sort takes about half of [`Key`]'s time
+/// (16 bytes and one comparison a row instead of 32 bytes and four).
+struct Packed {
+    keys: Vec<u128>,
+    row_bits: u32,
+}
+
+impl Packed {
+    fn rows(&self) -> impl Iterator<Item = IdxSize> + '_ {
+        let mask = (1u128 << self.row_bits) - 1;
+        self.keys.iter().map(move |k| (k & mask) as IdxSize)
+    }
+}
+
+/// Bits that hold every value up to `max`.
+fn bits_for(max: u128) -> u32 {
+    128 - max.leading_zeros()
+}
+
+/// [`Packed`] keys when they fit in 128 bits. Byte order of ids of at
+/// most `longest` bytes is the order of (zero-padded id, length), as for
+/// [`Key`]; the tie is offset by its minimum so that it sorts unsigned.
+fn packed(ids: &StringChunked, ties: &[i32]) -> Option<Packed> {
+    let longest = ids.iter().map(|v| v.map_or(0, str::len)).max().unwrap_or(0);
+    let (lo, hi) = (ties.iter().min()?, ties.iter().max()?);
+    let id_bits = 8 * longest as u32;
+    let len_bits = bits_for(longest as u128);
+    let tie_bits = bits_for((*hi as i64 - *lo as i64) as u128);
+    let row_bits = bits_for(ties.len().saturating_sub(1) as u128).max(1);
+    if longest > 15 || id_bits + len_bits + tie_bits + row_bits > 128 {
+        return None;
+    }
+    let mut keys: Vec<u128> = ids
+        .iter()
+        .zip(ties)
+        .enumerate()
+        .map(|(row, (id, &tie))| {
+            let b = id.unwrap_or("").as_bytes();
+            let mut a = [0u8; 16];
+            a[..b.len()].copy_from_slice(b);
+            // The id's `longest` bytes, big-endian, as the top bits.
+            let id = match id_bits {
+                0 => 0,
+                n => u128::from_be_bytes(a) >> (128 - n),
+            };
+            let tie = (tie as i64 - *lo as i64) as u128;
+            (((id << len_bits | b.len() as u128) << tie_bits | tie) << row_bits) | row as u128
+        })
+        .collect();
+    keys.par_sort_unstable();
+    Some(Packed { keys, row_bits })
+}
+
+/// The rows' keys in [`by_id`]'s order.
+fn sorted(df: &DataFrame, then: Option<&str>) -> Result<Sorted> {
     let ids = df.column("customer_id")?.str()?.rechunk().into_owned();
     let ties: Vec<i32> = match then {
         Some(c) => {
@@ -84,6 +161,9 @@ fn sorted_keys(df: &DataFrame, then: Option<&str>) -> Result<(Vec<Key>, StringCh
             "{} rows: more than one sort can order",
             df.height()
         )));
+    }
+    if let Some(p) = packed(&ids, &ties) {
+        return Ok(Sorted::Packed(p));
     }
     let mut keys: Vec<Key> = ids
         .iter()
@@ -120,7 +200,7 @@ fn sorted_keys(df: &DataFrame, then: Option<&str>) -> Result<(Vec<Key>, StringCh
         }
         start = end;
     }
-    Ok((keys, ids))
+    Ok(Sorted::Keys(keys, ids))
 }
 
 /// `df`'s rows in the order of [`by_id`].
@@ -210,17 +290,72 @@ mod tests {
         assert_eq!(sorted.column("day").unwrap().i32().unwrap().get(0), Some(0));
     }
 
+    /// Short ids take the packed keys: the same order as a plain sort,
+    /// with NULs, non-ASCII bytes, empty and null ids, negative and null
+    /// ties; and the runs of equal (id, tie) start where a plain scan of
+    /// that order says.
+    #[test]
+    fn packed_keys_match_a_plain_sort() {
+        let mut next = crate::testing::lcg(11u64);
+        // 13 bytes: 104 + 4 (length) + 3 (ties) + 12 (rows) bits, so no
+        // null ties there (they widen the ties to 32 bits).
+        for longest in [0, 1, 7, 13] {
+            let owned: Vec<String> = (0..4000)
+                .map(|_| {
+                    let n = next() % (longest + 1);
+                    (0..n)
+                        .map(|_| ['a', 'b', '\0', 'é'][next() % 4])
+                        .collect::<String>()
+                })
+                .map(|s| s.chars().take(longest).collect::<String>())
+                .filter(|s| s.len() <= longest)
+                .collect();
+            let ids: Vec<Option<&str>> = owned
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i % 97 != 0).then_some(s.as_str()))
+                .collect();
+            let days: Vec<Option<i32>> = (0..ids.len())
+                .map(|i| (i % 89 != 0 || longest > 8).then_some((next() % 5) as i32 - 2))
+                .collect();
+            let ties: Vec<i32> = days.iter().map(|d| d.unwrap_or(i32::MIN)).collect();
+            let df = df!("customer_id" => &ids, "day" => &days).unwrap();
+            let ca = df.column("customer_id").unwrap().str().unwrap();
+            assert!(packed(ca, &ties).is_some(), "longest {longest}");
+            let got: Vec<IdxSize> = by_id(&df, Some("day"))
+                .unwrap()
+                .into_no_null_iter()
+                .collect();
+            let want = expected(&ids, &ties);
+            assert_eq!(got, want, "longest {longest}");
+            // The groups need ids and ties without nulls: those rows, in
+            // order.
+            let kept = df.drop_nulls::<String>(None).unwrap();
+            let rows: Vec<(&str, i32)> = ids
+                .iter()
+                .zip(&days)
+                .filter_map(|(i, d)| Some(((*i)?, (*d)?)))
+                .collect();
+            let (order, starts) = groups_by_id(&kept, "day").unwrap();
+            let want_starts: Vec<IdxSize> = (0..order.len())
+                .filter(|&i| i == 0 || rows[order[i - 1] as usize] != rows[order[i] as usize])
+                .map(|i| i as IdxSize)
+                .collect();
+            assert_eq!(starts, want_starts, "longest {longest}");
+        }
+        // Too long for 128 bits: the other keys, the same order.
+        let df = df!("customer_id" => ["0123456789abcdefg", "0"]).unwrap();
+        let ca = df.column("customer_id").unwrap().str().unwrap();
+        assert!(packed(ca, &[0, 0]).is_none());
+        let got: Vec<IdxSize> = by_id(&df, None).unwrap().into_no_null_iter().collect();
+        assert_eq!(got, vec![1, 0]);
+    }
+
     #[test]
     fn many_random_ids_match_a_plain_sort() {
         // Ids of 1..24 bytes over a small alphabet, so long shared
         // prefixes, equal ids and equal ties all occur.
-        let mut x = 7u64;
-        let mut next = move || {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 33) as usize
-        };
+        let mut next = crate::testing::lcg(7u64);
         let owned: Vec<String> = (0..5000)
             .map(|_| {
                 let n = 1 + next() % 24;

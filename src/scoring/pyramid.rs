@@ -357,13 +357,8 @@ mod against_polars {
 
     #[test]
     fn kernel_equals_the_polars_formulation() {
-        let mut x = 7u64;
-        let mut next = move |m: u64| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 33) % m
-        };
+        let mut lcg = crate::testing::lcg(7u64);
+        let mut next = move |m: u64| lcg() as u64 % m;
         let columns = || {
             [
                 "customer_id",

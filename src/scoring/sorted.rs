@@ -424,13 +424,8 @@ mod tests {
     /// A pre-aggregate of `customers` over two years with repeated and
     /// zero-purchase days, negative amounts and missing units.
     fn daily(customers: u32, rows: usize, seed: u64) -> (DataFrame, DataFrame) {
-        let mut x = seed;
-        let mut next = move |m: u64| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 33) % m
-        };
+        let mut lcg = crate::testing::lcg(seed);
+        let mut next = move |m: u64| lcg() as u64 % m;
         let start = epoch_days(NaiveDate::from_ymd_opt(2009, 6, 1).unwrap());
         let mut seen = std::collections::BTreeSet::new();
         let (mut cid, mut ts, mut p, mut net, mut margin, mut units) =

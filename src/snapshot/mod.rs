@@ -337,6 +337,18 @@ pub fn compute_with(
     })
 }
 
+/// `f`'s result, its time logged (`-vv`) as the summary `what`.
+fn timed<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let t = std::time::Instant::now();
+    let out = f();
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        summary = what,
+        "summary"
+    );
+    out
+}
+
 /// [`compute_with`]'s tables.
 fn summaries(
     f: &Frames,
@@ -360,6 +372,7 @@ fn summaries(
         }
     };
     let previous = at(compared_to, &cfg.migration.tier)?;
+    let t = std::time::Instant::now();
 
     // The summaries one after the other: side by side on the fast plan
     // they finished ~0.1 s sooner at 10^6 customers but raised a nightly
@@ -395,22 +408,33 @@ fn summaries(
     drop(pops);
     f.discard(&format!("pops-{as_of}"))?;
     f.release_free();
-    let churn_summary = churn::summary(
-        full.lazy()?,
-        &cfg.churn.dimensions,
-        &scheme(cfg, &cfg.churn.tier)?,
-        &cfg.concentration.total_label,
-    )?;
-    let follow_up = follow_up::table(full.lazy()?, &scheme(cfg, &cfg.follow_up.tier)?)?;
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        summary = "concentration",
+        "summary"
+    );
+    let churn_summary = timed("churn", || {
+        churn::summary(
+            full.lazy()?,
+            &cfg.churn.dimensions,
+            &scheme(cfg, &cfg.churn.tier)?,
+            &cfg.concentration.total_label,
+        )
+    })?;
+    let follow_up = timed("follow_up", || {
+        follow_up::table(full.lazy()?, &scheme(cfg, &cfg.follow_up.tier)?)
+    })?;
     // The largest summary (a row per overdue customer): its sort's scratch
     // would otherwise stay with the process through publishing.
     f.release_free();
-    let tier_migration = migration::table(
-        full.lazy()?,
-        previous,
-        &scheme(cfg, &cfg.migration.tier)?,
-        compared_to,
-    )?;
+    let tier_migration = timed("migration", || {
+        migration::table(
+            full.lazy()?,
+            previous,
+            &scheme(cfg, &cfg.migration.tier)?,
+            compared_to,
+        )
+    })?;
     let lost_deal_reasons = lost_deals::reasons(
         f.interactions.clone(),
         as_of,
