@@ -104,17 +104,29 @@ pub fn sink_and_collect(
 /// Writes a Parquet file with the project's fixed settings: zstd, one
 /// writer thread layout and a fixed row-group size, so bytes are repeatable.
 pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
+    write_groups(df, path, zstd(), 1 << 20)
+}
+
+/// `df` written in row groups of `rows` rows by [`Pages`].
+fn write_groups(
+    df: &DataFrame,
+    path: &Path,
+    compression: ParquetCompression,
+    rows: usize,
+) -> Result<()> {
     let file = File::create(path).map_err(Error::io(path))?;
-    ParquetWriter::new(BufWriter::new(file))
-        .with_compression(zstd())
-        .with_statistics(StatisticsOptions::default())
-        .with_row_group_size(Some(1 << 20))
-        .finish(df)
-        .map_err(write_error(path))?;
+    let mut w =
+        Pages::create(BufWriter::new(file), df.schema(), compression).map_err(write_error(path))?;
+    for offset in (0..df.height()).step_by(rows) {
+        // One chunk is one row group.
+        let mut group = df.slice(offset as i64, rows);
+        group.rechunk_mut_par();
+        w.write(&group).map_err(write_error(path))?;
+    }
+    w.finish().map_err(write_error(path))?;
     Ok(())
 }
 
-/// Writes a work file read back once (LZ4: fast rather than small).
 /// Frames written one after another into one LZ4 Parquet file (row groups
 /// in the order given), for work too large to build whole.
 pub fn write_spill_parts(
@@ -127,13 +139,15 @@ pub fn write_spill_parts(
     };
     let mut df = first?;
     let file = File::create(path).map_err(Error::io(path))?;
-    let mut w = ParquetWriter::new(BufWriter::new(file))
-        .with_compression(ParquetCompression::Lz4Raw)
-        .batched(df.schema())
-        .map_err(write_error(path))?;
+    let mut w = Pages::create(
+        BufWriter::new(file),
+        df.schema(),
+        ParquetCompression::Lz4Raw,
+    )
+    .map_err(write_error(path))?;
     loop {
         df.rechunk_mut_par();
-        w.write_batch(&df).map_err(write_error(path))?;
+        w.write(&df).map_err(write_error(path))?;
         match parts.next() {
             Some(next) => df = next?,
             None => break,
@@ -143,13 +157,10 @@ pub fn write_spill_parts(
     Ok(())
 }
 
+/// Writes a work file read back once (LZ4: fast rather than small), in
+/// polars' writer's default row groups.
 pub fn write_spill(df: &mut DataFrame, path: &Path) -> Result<()> {
-    let file = File::create(path).map_err(Error::io(path))?;
-    ParquetWriter::new(BufWriter::new(file))
-        .with_compression(ParquetCompression::Lz4Raw)
-        .finish(df)
-        .map_err(write_error(path))?;
-    Ok(())
+    write_groups(df, path, ParquetCompression::Lz4Raw, 1 << 18)
 }
 
 /// True when any string column holds a non-ASCII character.
@@ -239,7 +250,7 @@ impl TableWriter {
             let file = File::create(&path).map_err(Error::io(&path))?;
             Ok(BufWriter::new(file))
         };
-        let pq = Pages::create(open("parquet")?, schema)?;
+        let pq = Pages::create(open("parquet")?, schema, zstd())?;
         // CSV for BI tools: UTF-8 (optional BOM), ISO dates, `.` decimals,
         // no scientific notation. Our own encoder for every type a table
         // holds; polars' writer (same bytes, slower) for anything else.
@@ -319,7 +330,7 @@ impl TableWriter {
             self.write(rest)?;
         }
         let (pq, csv) = (self.path("parquet"), self.path("csv"));
-        self.parquet.w.finish().map_err(write_error(&pq))?;
+        self.parquet.finish().map_err(write_error(&pq))?;
         if let Some(w) = &mut self.csv {
             w.finish(&csv)?;
         }
@@ -340,8 +351,8 @@ impl TableWriter {
     }
 }
 
-/// A published table's Parquet writer, which compresses a row group's
-/// columns in parallel. polars' own batched writer compresses them one
+/// A Parquet writer that compresses a row group's columns in parallel
+/// (published tables, spill and work files). polars' own batched writer compresses them one
 /// after another while it writes (`customer_scores`, 10^6 rows and 51
 /// columns: ~1.7 s, mostly on one core); here each column is encoded and
 /// compressed on the pool by the same polars-parquet functions with the
@@ -355,19 +366,23 @@ struct Pages {
 }
 
 impl Pages {
-    fn create(file: BufWriter<File>, schema: &Schema) -> PolarsResult<Pages> {
+    fn create(
+        file: BufWriter<File>,
+        schema: &Schema,
+        compression: ParquetCompression,
+    ) -> PolarsResult<Pages> {
         let arrow = schema.to_arrow(CompatLevel::newest());
         let fields = pq::to_parquet_schema(&arrow)?.fields().to_vec();
         let encodings = polars::io::parquet::write::get_encodings(&arrow).to_vec();
         let statistics = StatisticsOptions::default();
         let w = ParquetWriter::new(file)
-            .with_compression(zstd())
+            .with_compression(compression)
             .with_statistics(statistics)
             .batched(schema)?;
         // What ParquetWriter::batched gives its own writer.
         let options = pq::WriteOptions {
             statistics,
-            compression: zstd().into(),
+            compression: compression.into(),
             version: pq::Version::V1,
             data_page_size: None,
         };
@@ -403,6 +418,10 @@ impl Pages {
             self.w.write_row_group(batch.len() as u64, &leaves)?;
         }
         Ok(())
+    }
+
+    fn finish(&self) -> PolarsResult<u64> {
+        self.w.finish()
     }
 }
 
