@@ -343,7 +343,7 @@ fn frames(
     };
     let mut f = Frames {
         daily,
-        customers: ing.customers.clone().lazy(),
+        customers: crate::order::flag_sorted_ids(ing.customers.clone())?.lazy(),
         interactions: match &ing.interactions {
             Some(i) => i.clone().lazy(),
             None => engagement::empty_interactions(),

@@ -82,7 +82,7 @@ pub(super) fn named(names: &[String]) -> Vec<Expr> {
 /// read ([`tiers_as_of`]'s columns), so the full frame can be dropped.
 pub fn as_tiering(full: &Full, cfg: &Config, scheme_name: &str) -> Result<DataFrame> {
     let keep = tiering_columns(cfg, scheme_name)?;
-    Ok(full.lazy()?.select(named(&keep)).run()?)
+    crate::order::flag_sorted_ids(full.lazy()?.select(named(&keep)).run()?)
 }
 
 /// An auxiliary tiering: (date, scheme name).
@@ -126,11 +126,14 @@ pub fn aux_tierings(f: &Frames, keys: &[AuxKey], cfg: &Config) -> Result<AuxTier
             let df = match kept {
                 Some(df) => df,
                 None => {
-                    let df = tiers_as_of(f, k.0, cfg, &k.1)?;
+                    // In customer_id order (kept so too): the summaries
+                    // then join it with the full scoring by merging.
+                    let df = crate::order::sorted_and_flagged(tiers_as_of(f, k.0, cfg, &k.1)?)?;
                     f.tierings.as_ref().map(|c| c.put(k, &df)).transpose()?;
                     df
                 }
             };
+            let df = crate::order::flag_sorted_ids(df)?;
             tracing::debug!(ms = t.elapsed().as_millis() as u64, date = %k.0, scheme = %k.1, reused, "auxiliary tiering");
             let lf = f.keep(df, &aux_name(k, i))?;
             crate::memory::release_free();

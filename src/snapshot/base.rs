@@ -210,7 +210,7 @@ pub(super) fn finish(
 /// replaced columns' memory as it goes ([`Frames::release_free`]).
 pub fn sorted_by_id(df: DataFrame, frugal: bool) -> Result<DataFrame> {
     let order = crate::order::by_id(&df, None)?;
-    crate::order::permuted(df, &order, frugal)
+    crate::order::flag_sorted_ids(crate::order::permuted(df, &order, frugal)?)
 }
 
 /// Every scored customer as of `as_of`, with the cent columns.

@@ -207,7 +207,10 @@ pub(super) fn held_measures(
         gaps,
     );
     tracing::debug!(ms = t.elapsed().as_millis() as u64, %date, "measures");
-    Some(m.map_err(Error::from))
+    Some(
+        m.map_err(Error::from)
+            .and_then(crate::order::flag_sorted_ids),
+    )
 }
 
 pub(super) fn measures_query(

@@ -211,7 +211,8 @@ pub fn from_daily(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<FromDail
         // The held pre-aggregate is in (cid, day) order: scans, no group-by.
         let mut buyers = Vec::new();
         for ry in concentration::report_years(as_of, &cfg.concentration) {
-            buyers.push(sorted::buyers_sorted(daily, keys, ry.start, ry.tiered_at)?.lazy());
+            let b = sorted::buyers_sorted(daily, keys, ry.start, ry.tiered_at)?;
+            buyers.push(crate::order::flag_sorted_ids(b)?.lazy());
         }
         let (seen, window_cents) =
             sorted::seen_and_window_cents(daily, keys, as_of, cfg.measures.window_days)?;
