@@ -210,25 +210,26 @@ fn sorted(df: &DataFrame, then: Option<&str>) -> Result<Sorted> {
 /// sides instead of hashing the text. Frames without the column pass as
 /// they are.
 pub fn flag_sorted_ids(mut df: DataFrame) -> Result<DataFrame> {
-    let Some(c) = df
-        .column("customer_id")
-        .ok()
-        .filter(|c| c.null_count() == 0)
-    else {
+    let Ok(c) = df.column("customer_id") else {
         return Ok(df);
     };
-    let mut prev: Option<&str> = None;
-    let sorted = c.str()?.iter().flatten().all(|s| {
-        let ok = prev.is_none_or(|p| p <= s);
-        prev = Some(s);
-        ok
-    });
-    if sorted {
+    if in_order(c.str()?) {
         let mut c = c.clone();
         c.set_sorted_flag(IsSorted::Ascending);
         df.with_column(c)?;
     }
     Ok(df)
+}
+
+/// Whether `ids` hold no null and are in byte order (one pass).
+pub fn in_order(ids: &StringChunked) -> bool {
+    let mut prev: Option<&str> = None;
+    ids.null_count() == 0
+        && ids.iter().flatten().all(|s| {
+            let ok = prev.is_none_or(|p| p <= s);
+            prev = Some(s);
+            ok
+        })
 }
 
 /// `df` in customer_id order, flagged as [`flag_sorted_ids`] flags it:

@@ -82,14 +82,7 @@ pub fn table(scores: LazyFrame, scheme: &TierScheme) -> Result<DataFrame> {
     // The scores come in customer_id order: then a stable sort on the two
     // numbers keeps it within ties, without comparing ids as text. Checked,
     // not assumed.
-    let ids = overdue.column("customer_id")?.str()?;
-    let mut prev: Option<&str> = None;
-    let by_id = ids.null_count() == 0
-        && ids.iter().flatten().all(|id| {
-            let ascending = prev.is_none_or(|p| p < id);
-            prev = Some(id);
-            ascending
-        });
+    let by_id = crate::order::in_order(overdue.column("customer_id")?.str()?);
     let mut keys = vec![col("tier_order"), col("days_overdue")];
     let mut descending = vec![false, true];
     if !by_id {
