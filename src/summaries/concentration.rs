@@ -124,14 +124,20 @@ pub fn table(
             col("year_cents").sum().alias("revenue_cents"),
         ]
     };
+    // One pass over the populations (a row per buyer and year): the
+    // member totals and the member list come from its few cells.
+    let by_tier = pops
+        .group_by([col("year"), col("member"), col("tier")])
+        .agg(agg())
+        .run()?;
     let cells = concat(
         [
-            pops.clone()
-                .group_by([col("year"), col("member"), col("tier")])
-                .agg(agg()),
-            pops.clone()
+            by_tier.clone().lazy(),
+            by_tier
+                .clone()
+                .lazy()
                 .group_by([col("year"), col("member")])
-                .agg(agg())
+                .agg([col("customers").sum(), col("revenue_cents").sum()])
                 .select([
                     col("year"),
                     col("member"),
@@ -146,7 +152,8 @@ pub fn table(
     // in a fixed order so window sums and ranks are reproducible.
     let mut labels = scheme.labels.clone();
     labels.push(total.to_string());
-    let members = pops
+    let members = by_tier
+        .lazy()
         .select([col("member")])
         .unique(None, UniqueKeepStrategy::Any)
         .sort(["member"], SortMultipleOptions::default());
