@@ -101,8 +101,8 @@ pub fn sink_and_collect(
     Ok(out.into_iter().skip(n_sinks).collect())
 }
 
-/// Writes a Parquet file with the project's fixed settings: zstd, one
-/// writer thread layout and a fixed row-group size, so bytes are repeatable.
+/// Writes a Parquet file with the project's fixed settings: zstd and a
+/// fixed row-group size, so bytes are repeatable.
 pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
     write_groups(df, path, zstd(), 1 << 20)
 }
@@ -352,12 +352,12 @@ impl TableWriter {
 }
 
 /// A Parquet writer that compresses a row group's columns in parallel
-/// (published tables, spill and work files). polars' own batched writer compresses them one
-/// after another while it writes (`customer_scores`, 10^6 rows and 51
-/// columns: ~1.7 s, mostly on one core); here each column is encoded and
-/// compressed on the pool by the same polars-parquet functions with the
-/// same options, and the finished pages are handed to its file writer, so
-/// the bytes are what polars' writer writes (tested).
+/// (published tables, spill and work files). polars' own batched writer
+/// compresses them one after another while it writes (`customer_scores`,
+/// 10^6 rows and 51 columns: ~1.7 s, mostly on one core); here each column
+/// is encoded and compressed on the pool by the same polars-parquet
+/// functions with the same options, and the finished pages are handed to
+/// its file writer, so the bytes are what polars' writer writes (tested).
 struct Pages {
     w: polars::io::parquet::write::BatchedWriter<BufWriter<File>>,
     fields: Vec<pq::ParquetType>,

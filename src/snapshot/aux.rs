@@ -124,7 +124,9 @@ pub fn aux_tierings(f: &Frames, keys: &[AuxKey], cfg: &Config) -> Result<AuxTier
             let kept = f.tierings.as_ref().map(|c| c.get(k)).transpose()?.flatten();
             let reused = kept.is_some();
             let df = match kept {
-                Some(df) => df,
+                // Flagged when sorted (a store written before tierings
+                // were kept sorted holds them in any order).
+                Some(df) => crate::order::flag_sorted_ids(df)?,
                 None => {
                     // In customer_id order (kept so too): the summaries
                     // then join it with the full scoring by merging.
@@ -133,7 +135,6 @@ pub fn aux_tierings(f: &Frames, keys: &[AuxKey], cfg: &Config) -> Result<AuxTier
                     df
                 }
             };
-            let df = crate::order::flag_sorted_ids(df)?;
             tracing::debug!(ms = t.elapsed().as_millis() as u64, date = %k.0, scheme = %k.1, reused, "auxiliary tiering");
             let lf = f.keep(df, &aux_name(k, i))?;
             crate::memory::release_free();

@@ -373,47 +373,44 @@ fn summaries(
         }
     };
     let previous = at(compared_to, &cfg.migration.tier)?;
-    let t = std::time::Instant::now();
 
     // The summaries one after the other: side by side on the fast plan
     // they finished ~0.1 s sooner at 10^6 customers but raised a nightly
     // run's peak by ~250 MB (uniform 10^7, benches/results/2026-12-03-3.*).
-    let conc_scheme = scheme(cfg, &cfg.concentration.tier)?;
-    let mut pops = Vec::new();
-    for (ry, buyers) in years.iter().zip(from.buyers) {
-        pops.push(concentration::population(
-            at(ry.tiered_at, &cfg.concentration.tier)?,
-            buyers,
-            ry,
-            &conc_scheme,
-            &cfg.concentration.dimensions,
-        ));
-    }
-    // Computed once: every dimension's table reads the same populations.
-    let pops = f.materialize(
-        concat(pops, UnionArgs::default())?,
-        &format!("pops-{as_of}"),
-    )?;
-    let mut conc = Vec::new();
-    for dim in &cfg.concentration.dimensions {
-        let t = concentration::table(
-            pops.clone(),
-            &years,
-            dim,
-            &conc_scheme,
-            &cfg.concentration,
-            &cfg.ingest.unknown_label,
+    let conc = timed("concentration", || {
+        let conc_scheme = scheme(cfg, &cfg.concentration.tier)?;
+        let mut pops = Vec::new();
+        for (ry, buyers) in years.iter().zip(from.buyers) {
+            pops.push(concentration::population(
+                at(ry.tiered_at, &cfg.concentration.tier)?,
+                buyers,
+                ry,
+                &conc_scheme,
+                &cfg.concentration.dimensions,
+            ));
+        }
+        // Computed once: every dimension's table reads the same populations.
+        let pops = f.materialize(
+            concat(pops, UnionArgs::default())?,
+            &format!("pops-{as_of}"),
         )?;
-        conc.push((dim.clone(), t));
-    }
-    drop(pops);
-    f.discard(&format!("pops-{as_of}"))?;
-    f.release_free();
-    tracing::debug!(
-        ms = t.elapsed().as_millis() as u64,
-        summary = "concentration",
-        "summary"
-    );
+        let mut conc = Vec::new();
+        for dim in &cfg.concentration.dimensions {
+            let t = concentration::table(
+                pops.clone(),
+                &years,
+                dim,
+                &conc_scheme,
+                &cfg.concentration,
+                &cfg.ingest.unknown_label,
+            )?;
+            conc.push((dim.clone(), t));
+        }
+        drop(pops);
+        f.discard(&format!("pops-{as_of}"))?;
+        f.release_free();
+        Ok(conc)
+    })?;
     let churn_summary = timed("churn", || {
         churn::summary(
             full.lazy()?,
