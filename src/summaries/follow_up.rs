@@ -3,6 +3,7 @@
 
 use chrono::NaiveDate;
 use polars::prelude::*;
+use rayon::prelude::*;
 
 use crate::io::Run;
 
@@ -79,25 +80,56 @@ pub fn table(scores: LazyFrame, scheme: &TierScheme) -> Result<DataFrame> {
         ])
         .select(COLUMNS.map(col))
         .run()?;
-    // The scores come in customer_id order: then a stable sort on the two
-    // numbers keeps it within ties, without comparing ids as text. Checked,
-    // not assumed.
-    let by_id = crate::order::in_order(overdue.column("customer_id")?.str()?);
-    let mut keys = vec![col("tier_order"), col("days_overdue")];
-    let mut descending = vec![false, true];
-    if !by_id {
-        keys.push(col("customer_id"));
-        descending.push(false);
-    }
-    Ok(overdue
-        .lazy()
-        .sort_by_exprs(
-            keys,
-            SortMultipleOptions::default()
-                .with_order_descending_multi(descending)
-                .with_maintain_order(true),
+    let order = call_list_order(&overdue)?;
+    crate::order::permuted(overdue, &order, false)
+}
+
+/// The call list's order: tier (label order), most days overdue first,
+/// then customer_id; a missing tier or day count first, as polars sorts.
+/// One integer key a row, sorted on the pool: polars' stable sort on the
+/// two columns took ~0.6 s for 550,000 overdue customers (10^7 Zipf night).
+fn call_list_order(overdue: &DataFrame) -> Result<IdxCa> {
+    let tier = overdue.column("tier_order")?.i32()?;
+    let days = overdue.column("days_overdue")?.i32()?;
+    let ids = overdue.column("customer_id")?.str()?;
+    // Each row's place in customer_id order: the row itself when the scores
+    // came in that order (they do; checked, not assumed).
+    let by_id: Option<Vec<IdxSize>> = if crate::order::in_order(ids) {
+        None
+    } else {
+        Some(
+            crate::order::by_id(overdue, None)?
+                .into_no_null_iter()
+                .collect(),
         )
-        .run()?)
+    };
+    let mut place = vec![0 as IdxSize; overdue.height()];
+    match &by_id {
+        None => place
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, p)| *p = i as IdxSize),
+        Some(order) => {
+            for (i, &row) in order.iter().enumerate() {
+                place[row as usize] = i as IdxSize;
+            }
+        }
+    }
+    // Null as 0, values from 1 up in the key's direction.
+    let up = |v: Option<i32>| v.map_or(0, |v| (i64::from(v) - i64::from(i32::MIN) + 1) as u64);
+    let down = |v: Option<i32>| v.map_or(0, |v| (i64::from(i32::MAX) - i64::from(v) + 1) as u64);
+    let mut keys: Vec<(u64, u64, IdxSize)> = tier
+        .iter()
+        .zip(days.iter())
+        .zip(place)
+        .map(|((t, d), p)| (up(t), down(d), p))
+        .collect();
+    keys.par_sort_unstable();
+    let rows = keys.into_iter().map(|(_, _, p)| match &by_id {
+        None => p,
+        Some(order) => order[p as usize],
+    });
+    Ok(IdxCa::from_vec("order".into(), rows.collect()))
 }
 
 /// `follow_up`'s columns, in order.
@@ -236,6 +268,50 @@ mod tests {
                 .collect();
             // A: c2 and c4 tie at 7 days (c6 is not overdue); B: 9, then c1 and c5 at 5.
             assert_eq!(got, ["c2", "c4", "c3", "c1", "c5"], "input order {order:?}");
+        }
+    }
+
+    /// The packed order against polars' own stable sort on the three keys,
+    /// over random tiers and day counts with nulls and extremes, ids in
+    /// order and shuffled.
+    #[test]
+    fn call_list_order_is_polars_sort() {
+        let mut next = crate::testing::lcg(7);
+        let n = 2_000;
+        let pick = |r: usize, v: &[Option<i32>]| v[r % v.len()];
+        let tiers = [None, Some(0), Some(1), Some(2)];
+        let days = [
+            None,
+            Some(0),
+            Some(1),
+            Some(5),
+            Some(i32::MAX),
+            Some(i32::MIN),
+            Some(-3),
+        ];
+        let mut ids: Vec<String> = (0..n).map(|i| format!("c{i:05}")).collect();
+        for shuffled in [false, true] {
+            if shuffled {
+                for i in (1..ids.len()).rev() {
+                    ids.swap(i, next() % (i + 1));
+                }
+            }
+            let df = df!(
+                "customer_id" => ids.clone(),
+                "tier_order" => (0..n).map(|_| pick(next(), &tiers)).collect::<Vec<_>>(),
+                "days_overdue" => (0..n).map(|_| pick(next(), &days)).collect::<Vec<_>>(),
+            )
+            .unwrap();
+            let got = df.take(&call_list_order(&df).unwrap()).unwrap();
+            let want = df
+                .sort(
+                    ["tier_order", "days_overdue", "customer_id"],
+                    SortMultipleOptions::default()
+                        .with_order_descending_multi([false, true, false])
+                        .with_maintain_order(true),
+                )
+                .unwrap();
+            assert!(got.equals_missing(&want), "shuffled: {shuffled}");
         }
     }
 }
