@@ -92,8 +92,11 @@ fn call_list_order(overdue: &DataFrame) -> Result<IdxCa> {
     let tier = overdue.column("tier_order")?.i32()?;
     let days = overdue.column("days_overdue")?.i32()?;
     let ids = overdue.column("customer_id")?.str()?;
-    // Each row's place in customer_id order: the row itself when the scores
-    // came in that order (they do; checked, not assumed).
+    // Null as 0, values from 1 up in the key's direction.
+    let up = |v: Option<i32>| v.map_or(0, |v| (i64::from(v) - i64::from(i32::MIN) + 1) as u64);
+    let down = |v: Option<i32>| v.map_or(0, |v| (i64::from(i32::MAX) - i64::from(v) + 1) as u64);
+    // The last key is each row's place in customer_id order: the row itself
+    // when the scores came in that order (they do; checked, not assumed).
     let by_id: Option<Vec<IdxSize>> = if crate::order::in_order(ids) {
         None
     } else {
@@ -103,27 +106,25 @@ fn call_list_order(overdue: &DataFrame) -> Result<IdxCa> {
                 .collect(),
         )
     };
-    let mut place = vec![0 as IdxSize; overdue.height()];
-    match &by_id {
-        None => place
-            .iter_mut()
+    let mut keys: Vec<(u64, u64, IdxSize)> = match &by_id {
+        None => tier
+            .iter()
+            .zip(days.iter())
             .enumerate()
-            .for_each(|(i, p)| *p = i as IdxSize),
+            .map(|(i, (t, d))| (up(t), down(d), i as IdxSize))
+            .collect(),
         Some(order) => {
-            for (i, &row) in order.iter().enumerate() {
-                place[row as usize] = i as IdxSize;
-            }
+            let (tier, days) = (tier.rechunk(), days.rechunk());
+            order
+                .iter()
+                .enumerate()
+                .map(|(i, &row)| {
+                    let row = row as usize;
+                    (up(tier.get(row)), down(days.get(row)), i as IdxSize)
+                })
+                .collect()
         }
-    }
-    // Null as 0, values from 1 up in the key's direction.
-    let up = |v: Option<i32>| v.map_or(0, |v| (i64::from(v) - i64::from(i32::MIN) + 1) as u64);
-    let down = |v: Option<i32>| v.map_or(0, |v| (i64::from(i32::MAX) - i64::from(v) + 1) as u64);
-    let mut keys: Vec<(u64, u64, IdxSize)> = tier
-        .iter()
-        .zip(days.iter())
-        .zip(place)
-        .map(|((t, d), p)| (up(t), down(d), p))
-        .collect();
+    };
     keys.par_sort_unstable();
     let rows = keys.into_iter().map(|(_, _, p)| match &by_id {
         None => p,
