@@ -3,6 +3,7 @@
 //! and cut into customer_id ranges for the lean plan.
 
 use polars::prelude::*;
+use rayon::prelude::*;
 
 use crate::io::Run;
 
@@ -104,70 +105,90 @@ pub fn daily_sorted(
         )));
     }
     df.rechunk_mut_par();
-    let df = &df;
-    // Group g is order[starts[g]..ends(g)].
-    let runs = || {
-        (0..groups).map(|g| {
-            let a = starts[g] as usize;
-            let b = starts.get(g + 1).map_or(order.len(), |&e| e as usize);
-            &order[a..b]
-        })
-    };
     let amount = df.column("amount_cents")?.i64()?.rechunk();
     let amount = amount.downcast_as_array();
-    let bought = |r: usize| amount.validity().is_none_or(|v| v.get_bit(r)) && amount.value(r) > 0;
-    let sum_i64 = |c: &str| -> crate::error::Result<Column> {
-        let ca = df.column(c)?.i64()?.rechunk();
-        let a = ca.downcast_as_array();
-        let v: Vec<i64> = runs()
-            .map(|run| {
-                run.iter()
-                    .map(|&r| r as usize)
-                    .filter(|&r| a.validity().is_none_or(|v| v.get_bit(r)))
-                    .map(|r| a.value(r))
-                    .sum()
-            })
-            .collect();
-        Ok(Int64Chunked::from_vec(c.into(), v).into_column())
+    let margin = match has_margin {
+        true => Some(df.column("margin_cents")?.i64()?.rechunk()),
+        false => None,
     };
-    let purchases = || -> crate::error::Result<Column> {
-        let v: Vec<i64> = runs()
-            .map(|run| run.iter().filter(|&&r| bought(r as usize)).count() as i64)
-            .collect();
-        Ok(Int64Chunked::from_vec("purchases".into(), v).into_column())
+    let margin = margin.as_ref().map(|m| m.downcast_as_array());
+    let quantity = match has_quantity {
+        true => Some(df.column("quantity")?.cast(&DataType::Float64)?),
+        false => None,
     };
-    let units = || -> crate::error::Result<Column> {
-        let ca = df.column("quantity")?.cast(&DataType::Float64)?;
-        let ca = ca.f64()?.rechunk();
-        let q = ca.downcast_as_array();
-        let v: Vec<f64> = runs()
-            .map(|run| {
-                run.iter()
-                    .map(|&r| r as usize)
-                    .filter(|&r| bought(r) && q.validity().is_none_or(|v| v.get_bit(r)))
-                    .fold(0.0, |s, r| s + q.value(r))
-            })
-            .collect();
-        Ok(Float64Chunked::from_vec("units".into(), v).into_column())
+    let quantity = quantity
+        .as_ref()
+        .map(|q| q.f64().map(|q| q.rechunk()))
+        .transpose()?;
+    let quantity = quantity.as_ref().map(|q| q.downcast_as_array());
+    // Every sum of a group in one walk over its rows, groups split across
+    // threads; a group's rows are added in row order. The walk reads the
+    // value columns at random (10^7 rows: ~80 MB a column), so the values
+    // of the row 32 places on are asked for ahead: waiting for memory was
+    // most of it (10^7 Zipf rows: 0.7 -> 0.35 s).
+    let group = |g: usize| -> ((i64, i64), (i64, f64)) {
+        let a = starts[g] as usize;
+        let b = starts.get(g + 1).map_or(order.len(), |&e| e as usize);
+        let (mut purchases, mut net, mut margin_sum, mut units) = (0i64, 0i64, 0i64, 0.0f64);
+        for (i, &r) in order[a..b].iter().enumerate() {
+            if let Some(&ahead) = order.get(a + i + 32) {
+                let ahead = ahead as usize;
+                prefetch(amount.values().as_ptr().wrapping_add(ahead));
+                if let Some(m) = margin {
+                    prefetch(m.values().as_ptr().wrapping_add(ahead));
+                }
+                if let Some(q) = quantity {
+                    prefetch(q.values().as_ptr().wrapping_add(ahead));
+                }
+            }
+            let r = r as usize;
+            let has_amount = amount.validity().is_none_or(|v| v.get_bit(r));
+            let v = amount.value(r);
+            net += if has_amount { v } else { 0 };
+            let bought = has_amount && v > 0;
+            purchases += bought as i64;
+            if let Some(m) = margin
+                && m.validity().is_none_or(|v| v.get_bit(r))
+            {
+                margin_sum += m.value(r);
+            }
+            if let Some(q) = quantity
+                && bought
+                && q.validity().is_none_or(|v| v.get_bit(r))
+            {
+                units += q.value(r);
+            }
+        }
+        ((purchases, net), (margin_sum, units))
     };
-    // Independent columns, two at a time: both cores busy.
-    let (counts, more) = rayon::join(
-        || -> crate::error::Result<(Column, Column)> {
-            let net = sum_i64("amount_cents")?.with_name("net_cents".into());
-            Ok((purchases()?, net))
-        },
-        || -> crate::error::Result<(Option<Column>, Option<Column>)> {
-            Ok((
-                has_margin.then(|| sum_i64("margin_cents")).transpose()?,
-                has_quantity.then(units).transpose()?,
-            ))
-        },
-    );
-    let ((purchases, net), (margin, units)) = (counts?, more?);
+    type Sums = ((Vec<i64>, Vec<i64>), (Vec<i64>, Vec<f64>));
+    let sums: Sums = (0..groups)
+        .into_par_iter()
+        .with_min_len(1 << 14)
+        .map(group)
+        .unzip();
+    let ((purchases, net), (margin, units)) = sums;
+    let purchases = Int64Chunked::from_vec("purchases".into(), purchases).into_column();
+    let net = Int64Chunked::from_vec("net_cents".into(), net).into_column();
+    let margin =
+        has_margin.then(|| Int64Chunked::from_vec("margin_cents".into(), margin).into_column());
+    let units = has_quantity.then(|| Float64Chunked::from_vec("units".into(), units).into_column());
     let mut columns = vec![ids, ts, purchases, net];
     columns.extend(margin);
     columns.extend(units);
     Ok(Some(DataFrame::new(groups, columns)?))
+}
+
+/// Asks for the cache line holding `p` (a hint: no effect on results).
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// [`daily_by_id`] frames of several sources stacked, summed per customer
