@@ -366,6 +366,15 @@ mod tests {
     use super::*;
     use crate::io::Run;
 
+    /// `owned` as optional ids, every `n`th (from the first) null.
+    fn every_nth_null(owned: &[String], n: usize) -> Vec<Option<&str>> {
+        owned
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i % n != 0).then_some(s.as_str()))
+            .collect()
+    }
+
     /// The order an independent computation gives: a plain sort of
     /// (bytes, tie, row).
     fn expected(ids: &[Option<&str>], ties: &[i32]) -> Vec<IdxSize> {
@@ -440,11 +449,7 @@ mod tests {
                 .map(|s| s.chars().take(longest).collect::<String>())
                 .filter(|s| s.len() <= longest)
                 .collect();
-            let ids: Vec<Option<&str>> = owned
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (i % 97 != 0).then_some(s.as_str()))
-                .collect();
+            let ids = every_nth_null(&owned, 97);
             let days: Vec<Option<i32>> = (0..ids.len())
                 .map(|i| (i % 89 != 0 || longest > 8).then_some((next() % 5) as i32 - 2))
                 .collect();
@@ -502,11 +507,7 @@ mod tests {
                 }
             })
             .collect();
-        let ids: Vec<Option<&str>> = owned
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i % 101 != 0).then_some(s.as_str()))
-            .collect();
+        let ids = every_nth_null(&owned, 101);
         let ties: Vec<i32> = (0..ids.len()).map(|_| (next() % 3) as i32 - 1).collect();
         // The frame, after checking the key width and the order.
         let check = |ids: &[Option<&str>], narrow: bool| -> DataFrame {
