@@ -24,6 +24,11 @@
 //! A run commits by replacing the catalog atomically once its new segments
 //! are in place: killed before that, the store is as it was (the next run
 //! removes the orphan segments); killed after, it holds the new files.
+//!
+//! Once there are more than `store.compact_at` segments, a run merges the
+//! small ones ([`compaction`]): a merged segment holds several files' rows,
+//! one file after another (each file's `offset` in the catalog says
+//! where), so that a night reads a bounded number of files.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -70,6 +75,10 @@ pub struct StoredFile {
     pub modified_ns: Option<u64>,
     pub xxh3_128: String,
     pub segment: String,
+    /// Where its rows start in the segment's typed file: a merged segment
+    /// holds several files' rows, one file after another in store order.
+    #[serde(default)]
+    pub offset: u64,
     /// The typed columns of its rows.
     pub columns: Vec<String>,
     /// Earliest and latest date of its stored rows (none when it has none).
@@ -83,6 +92,11 @@ pub struct StoredFile {
 pub struct Summary {
     /// Files the store holds after the run.
     pub files: usize,
+    /// Segments the store holds after the run.
+    pub segments: usize,
+    /// Segments this run merged into one (more than `store.compact_at`),
+    /// or wrote again without the rows of a file that left them.
+    pub segments_merged: usize,
     /// Files ingested by this run (new, changed, or typed again).
     pub ingested: Vec<String>,
     /// Files whose changed bytes replaced their stored rows.
@@ -217,6 +231,23 @@ pub fn sync(cfg: &Config, out: &Path, rebuild: bool, budget: u64) -> Result<View
         keep = stay;
         gone.extend(again);
     }
+    // A merged segment that loses files is written again without their
+    // rows, before the new files are checked against the kept ones.
+    let mut merged = 0;
+    let mut shared: Vec<String> = keep
+        .iter()
+        .filter(|f| gone.iter().any(|g| g.segment == f.segment))
+        .map(|f| f.segment.clone())
+        .collect();
+    shared.sort();
+    shared.dedup();
+    for seg in shared {
+        let members: Vec<usize> = (0..keep.len())
+            .filter(|&i| keep[i].segment == seg)
+            .collect();
+        merge_segment(&dir, &mut cat.next_segment, &mut keep, &members, budget)?;
+        merged += 1;
+    }
     let kept_keys: std::collections::HashSet<&Path> =
         keep.iter().map(|f| f.key.as_path()).collect();
     let new: Vec<(PathBuf, PathBuf)> = offered
@@ -225,7 +256,7 @@ pub fn sync(cfg: &Config, out: &Path, rebuild: bool, budget: u64) -> Result<View
         .cloned()
         .collect();
 
-    let (added, fresh_daily) = if new.is_empty() {
+    let (added, mut fresh_daily) = if new.is_empty() {
         (Vec::new(), None)
     } else {
         ingest_new(cfg, &dir, &mut cat, &keep, &new, budget)?
@@ -238,6 +269,22 @@ pub fn sync(cfg: &Config, out: &Path, rebuild: bool, budget: u64) -> Result<View
         let target = segments.join(&f.segment);
         fs::rename(staged, &target).map_err(Error::io(&target))?;
     }
+    if let Some(members) = compaction(&keep, cfg.store.compact_at) {
+        let from = segment_names(&keep).len();
+        merge_segment(&dir, &mut cat.next_segment, &mut keep, &members, budget)?;
+        tracing::info!(
+            from,
+            to = segment_names(&keep).len(),
+            files = members.len(),
+            "store segments merged"
+        );
+        merged += from - segment_names(&keep).len() + 1;
+    }
+    if merged > 0 {
+        // The per-file pre-aggregates no longer match the segments.
+        fresh_daily = None;
+    }
+    let changed = changed || merged > 0;
     cat.files = keep;
     if changed {
         crate::io::failpoint("store_before_commit");
@@ -249,13 +296,11 @@ pub fn sync(cfg: &Config, out: &Path, rebuild: bool, budget: u64) -> Result<View
     crate::io::write_atomically(&path, |tmp| {
         fs::write(tmp, json.as_bytes()).map_err(Error::io(tmp))
     })?;
-    for g in gone {
-        let path = segments.join(&g.segment);
-        if path.exists() && cat.files.iter().all(|f| f.segment != g.segment) {
-            fs::remove_dir_all(&path).map_err(Error::io(&path))?;
-        }
-    }
+    drop(gone);
+    remove_unlisted(&segments, &cat, false)?;
     summary.files = cat.files.len();
+    summary.segments = segment_names(&cat.files).len();
+    summary.segments_merged = merged;
     Ok(View {
         dir,
         files: cat.files,
@@ -288,19 +333,7 @@ fn load_catalog(dir: &Path) -> Result<Option<Catalog>> {
 /// Removes what a killed run left: segments the catalog does not list,
 /// work directories, a catalog's temporary file.
 fn remove_orphans(dir: &Path, cat: &Catalog) -> Result<()> {
-    let listed: std::collections::HashSet<&str> =
-        cat.files.iter().map(|f| f.segment.as_str()).collect();
-    let segments = dir.join(SEGMENTS);
-    for entry in fs::read_dir(&segments)
-        .map_err(Error::io(&segments))?
-        .flatten()
-    {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !listed.contains(name.as_str()) {
-            tracing::warn!(path = %entry.path().display(), "removing a store segment no catalog lists (left by a failed run)");
-            fs::remove_dir_all(entry.path()).map_err(Error::io(entry.path()))?;
-        }
-    }
+    remove_unlisted(&dir.join(SEGMENTS), cat, true)?;
     for entry in fs::read_dir(dir).map_err(Error::io(dir))?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with(io::WORK_PREFIX) {
@@ -308,6 +341,172 @@ fn remove_orphans(dir: &Path, cat: &Catalog) -> Result<()> {
         } else if name.starts_with(CATALOG) && name != CATALOG {
             fs::remove_file(entry.path()).map_err(Error::io(entry.path()))?;
         }
+    }
+    Ok(())
+}
+
+/// Removes the segments the catalog does not list: after a commit, those
+/// of files gone or merged; at a run's start (`warn`), a failed run's.
+fn remove_unlisted(segments: &Path, cat: &Catalog, warn: bool) -> Result<()> {
+    let listed: std::collections::HashSet<&str> =
+        cat.files.iter().map(|f| f.segment.as_str()).collect();
+    for entry in fs::read_dir(segments)
+        .map_err(Error::io(segments))?
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !listed.contains(name.as_str()) {
+            if warn {
+                tracing::warn!(path = %entry.path().display(), "removing a store segment no catalog lists (left by a failed run)");
+            }
+            fs::remove_dir_all(entry.path()).map_err(Error::io(entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The segments of `files`, each once, in store order.
+fn segment_names(files: &[StoredFile]) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for f in files {
+        if !out.contains(&f.segment.as_str()) {
+            out.push(&f.segment);
+        }
+    }
+    out
+}
+
+/// The files (indices into `files`, in store order) to merge into one
+/// segment when there are more than `at` segments: those of every segment
+/// holding at most 1/`at` of the stored rows. Size-tiered: a merged
+/// segment is merged again only while it stays that small, so each row is
+/// rewritten a few times over the store's life, and the count drops to at
+/// most `at` (the larger segments are fewer than `at`, so at least two are
+/// small). `None` when `at` is 0 or not exceeded.
+fn compaction(files: &[StoredFile], at: usize) -> Option<Vec<usize>> {
+    let names = segment_names(files);
+    if at == 0 || names.len() <= at {
+        return None;
+    }
+    let rows = |seg: &str| -> u64 {
+        files
+            .iter()
+            .filter(|f| f.segment == seg)
+            .map(|f| f.report.rows_kept as u64)
+            .sum()
+    };
+    let total: u64 = names.iter().map(|s| rows(s)).sum();
+    let small: Vec<&str> = names
+        .into_iter()
+        .filter(|s| rows(s) * at as u64 <= total)
+        .collect();
+    (small.len() >= 2).then(|| {
+        (0..files.len())
+            .filter(|&i| small.contains(&files[i].segment.as_str()))
+            .collect()
+    })
+}
+
+/// Writes a new segment holding the rows of `members` (indices into
+/// `files`, in store order), read from their segments: their typed rows
+/// (each file's slice, one after another), their rejects, and the hashes
+/// and pre-aggregate of the result (a day held by several members summed).
+/// Moves it under `segments/` (listed once the catalog is committed) and
+/// points the members at it.
+fn merge_segment(
+    dir: &Path,
+    next: &mut u64,
+    files: &mut [StoredFile],
+    members: &[usize],
+    budget: u64,
+) -> Result<()> {
+    let segments = dir.join(SEGMENTS);
+    let name = format!("seg-{:06}", *next);
+    *next += 1;
+    let staged = dir.join(format!("{}{}-{name}", io::WORK_PREFIX, std::process::id()));
+    fs::create_dir_all(&staged).map_err(Error::io(&staged))?;
+    let source = |f: &StoredFile, file: &str| segments.join(&f.segment).join(file);
+    // The first member's column order for all (files may order them differently).
+    let order: Vec<Expr> = io::scan_parquet(&source(&files[members[0]], "typed.parquet"))?
+        .collect_schema()?
+        .iter_names()
+        .map(|n| col(n.clone()))
+        .collect();
+    let mut rows = 0u64;
+    let mut span: Option<(NaiveDate, NaiveDate)> = None;
+    for &i in members {
+        rows += files[i].report.rows_kept as u64;
+        span = match (span, files[i].span) {
+            (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+            (a, b) => a.or(b),
+        };
+    }
+    // Read member by member (one streamed query over hundreds of small
+    // files was ~10× slower), in row groups as the typed files have.
+    let path = staged.join("typed.parquet");
+    let typed = members.iter().map(|&i| -> Result<DataFrame> {
+        let f = &files[i];
+        Ok(io::scan_parquet(&source(f, "typed.parquet"))?
+            .slice(f.offset as i64, f.report.rows_kept as IdxSize)
+            .select(order.clone())
+            .run()?)
+    });
+    io::write_parquet_parts(&path, typed, 1 << 17)?;
+    let stored = io::scan_parquet(&path)?
+        .select([len().alias("n")])
+        .run()?
+        .column("n")?
+        .u32()?
+        .get(0)
+        .unwrap_or(0) as u64;
+    if stored != rows {
+        return Err(Error::Invariant(format!(
+            "{}: merged {stored} rows where its files hold {rows}",
+            path.display()
+        )));
+    }
+    let rejects = members
+        .iter()
+        .map(|&i| {
+            let f = &files[i];
+            Ok(io::scan_parquet(&source(f, "rejects.parquet"))?
+                .filter(col("file").eq(lit(f.name.as_str())))
+                .run()?)
+        })
+        .collect::<Result<Vec<DataFrame>>>()?;
+    let mut rejects = concat(
+        rejects.into_iter().map(DataFrame::lazy).collect::<Vec<_>>(),
+        UnionArgs::default(),
+    )?
+    .run()?;
+    io::write_parquet(&mut rejects, &staged.join("rejects.parquet"))?;
+    io::sink_parquet(
+        io::scan_parquet(&path)?.select([ingest::id_hash("txn_id").alias("h")]),
+        &staged.join("hashes.parquet"),
+        true,
+    )?;
+    if span.is_some() {
+        let columns = files[members[0]].columns.clone();
+        write_daily(
+            &path,
+            &columns,
+            rows as usize,
+            &staged.join("daily.parquet"),
+            budget,
+        )?;
+    } else {
+        // No row: the first member's (empty) pre-aggregate, for its schema.
+        let from = source(&files[members[0]], "daily.parquet");
+        let to = staged.join("daily.parquet");
+        fs::copy(&from, &to).map_err(Error::io(&to))?;
+    }
+    let target = segments.join(&name);
+    fs::rename(&staged, &target).map_err(Error::io(&target))?;
+    let mut offset = 0;
+    for &i in members {
+        files[i].segment = name.clone();
+        files[i].offset = offset;
+        offset += files[i].report.rows_kept as u64;
     }
     Ok(())
 }
@@ -381,9 +580,10 @@ fn ingest_new(
 ) -> Result<(Vec<(StoredFile, PathBuf)>, Option<Vec<DataFrame>>)> {
     let work = WorkDir::create(dir)?;
     let t = std::time::Instant::now();
-    let segment = |f: &StoredFile, name: &str| dir.join(SEGMENTS).join(&f.segment).join(name);
-    let hash_files: Vec<PathBuf> = keep.iter().map(|f| segment(f, "hashes.parquet")).collect();
-    let typed: Vec<PathBuf> = keep.iter().map(|f| segment(f, "typed.parquet")).collect();
+    let held = segment_names(keep);
+    let segment = |seg: &str, name: &str| dir.join(SEGMENTS).join(seg).join(name);
+    let hash_files: Vec<PathBuf> = held.iter().map(|s| segment(s, "hashes.parquet")).collect();
+    let typed: Vec<PathBuf> = held.iter().map(|s| segment(s, "typed.parquet")).collect();
     let history = ingest::History {
         hash_files: &hash_files,
         typed: &typed,
@@ -453,6 +653,7 @@ fn ingest_new(
                 modified_ns: modified_ns(&meta),
                 xxh3_128: info.map(|i| i.xxh3_128).unwrap_or_default(),
                 segment,
+                offset: 0,
                 columns,
                 span: nf.span,
                 report: nf.report,
@@ -569,8 +770,8 @@ pub fn contested_days(spans: &[(i32, i32)]) -> Vec<(i32, i32)> {
 }
 
 impl View {
-    fn segment(&self, f: &StoredFile, name: &str) -> PathBuf {
-        self.dir.join(SEGMENTS).join(&f.segment).join(name)
+    fn segment(&self, seg: &str, name: &str) -> PathBuf {
+        self.dir.join(SEGMENTS).join(seg).join(name)
     }
 
     fn has(&self, column: &str) -> bool {
@@ -615,6 +816,10 @@ impl View {
         let mut rep = TableReport::default();
         let mut rejects = Vec::new();
         let mut paths = Vec::new();
+        for seg in segment_names(&self.files) {
+            rejects.push(io::scan_parquet(&self.segment(seg, "rejects.parquet"))?.run()?);
+            paths.push(self.segment(seg, "typed.parquet"));
+        }
         for f in &self.files {
             let r = &f.report;
             rep.files.extend(r.files.iter().cloned());
@@ -626,11 +831,10 @@ impl View {
             for (k, v) in &r.warnings {
                 *rep.warnings.entry(k.clone()).or_default() += v;
             }
-            rejects.push(io::scan_parquet(&self.segment(f, "rejects.parquet"))?.run()?);
-            let typed = self.segment(f, "typed.parquet");
             let mut kept = r.rows_kept;
             if f.span.is_some_and(|(_, last)| last > as_of) {
-                let late = io::scan_parquet(&typed)?
+                let late = io::scan_parquet(&self.segment(&f.segment, "typed.parquet"))?
+                    .slice(f.offset as i64, r.rows_kept as IdxSize)
                     .filter(col("ts").gt(crate::units::date_lit(as_of)))
                     .select([col(LINE), lit(0u32).alias("__file_no")])
                     .run()?;
@@ -644,7 +848,6 @@ impl View {
                 )?);
             }
             rep.rows_kept += kept;
-            paths.push(typed);
         }
         let columns = match self.files.first() {
             Some(f) => f.columns.clone(),
@@ -670,18 +873,19 @@ impl View {
     /// `part` selects (all with `None`): the files' pre-aggregates stacked,
     /// the days held by several files summed.
     pub fn daily_by_id(&self, part: Option<Expr>) -> Result<LazyFrame> {
-        let (files, spans) = self.dated_files();
+        let (segments, spans) = self.dated_segments();
         let contested = contested_days(&spans);
         let mut scans = Vec::new();
-        for f in &files {
-            let lf = io::scan_parquet(&self.segment(f, "daily.parquet"))?;
+        for seg in &segments {
+            let lf = io::scan_parquet(&self.segment(seg, "daily.parquet"))?;
             scans.push(match &part {
                 Some(p) => lf.filter(p.clone()),
                 None => lf,
             });
         }
         if scans.is_empty() {
-            let empty = io::scan_parquet(&self.segment(self.files_any()?, "daily.parquet"))?;
+            let empty =
+                io::scan_parquet(&self.segment(&self.files_any()?.segment, "daily.parquet"))?;
             return Ok(empty.limit(0));
         }
         if contested.is_empty() {
@@ -715,29 +919,39 @@ impl View {
         self.fresh_daily.lock().ok()?.take()
     }
 
-    /// The files holding rows, and their spans in days since the epoch.
-    fn dated_files(&self) -> (Vec<&StoredFile>, Vec<(i32, i32)>) {
-        let files: Vec<&StoredFile> = self.files.iter().filter(|f| f.span.is_some()).collect();
-        let spans = files
-            .iter()
-            .filter_map(|f| f.span)
-            .map(|(a, b)| (crate::units::epoch_days(a), crate::units::epoch_days(b)))
-            .collect();
-        (files, spans)
+    /// The segments holding rows, and their spans (their files' together)
+    /// in days since the epoch.
+    fn dated_segments(&self) -> (Vec<&str>, Vec<(i32, i32)>) {
+        let mut segments = Vec::new();
+        let mut spans = Vec::new();
+        for seg in segment_names(&self.files) {
+            let span = self
+                .files
+                .iter()
+                .filter(|f| f.segment == seg)
+                .filter_map(|f| f.span)
+                .map(|(a, b)| (crate::units::epoch_days(a), crate::units::epoch_days(b)))
+                .reduce(|x, y| (x.0.min(y.0), x.1.max(y.1)));
+            if let Some(span) = span {
+                segments.push(seg);
+                spans.push(span);
+            }
+        }
+        (segments, spans)
     }
 
-    /// Each file's pre-aggregate (sorted by customer_id and day), when no
-    /// two files share a day: then stacking them is the store's whole
+    /// Each segment's pre-aggregate (sorted by customer_id and day), when no
+    /// two segments share a day: then stacking them is the store's whole
     /// pre-aggregate ([`View::daily_by_id`] without the merge). `None`
     /// when some day is held by several files.
     pub fn daily_per_file(&self) -> Result<Option<Vec<LazyFrame>>> {
-        let (files, spans) = self.dated_files();
-        if files.is_empty() || !contested_days(&spans).is_empty() {
+        let (segments, spans) = self.dated_segments();
+        if segments.is_empty() || !contested_days(&spans).is_empty() {
             return Ok(None);
         }
-        let scans = files
+        let scans = segments
             .iter()
-            .map(|f| io::scan_parquet(&self.segment(f, "daily.parquet")))
+            .map(|seg| io::scan_parquet(&self.segment(seg, "daily.parquet")))
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(scans))
     }
@@ -752,6 +966,56 @@ impl View {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stored(segment: &str, rows: usize) -> StoredFile {
+        StoredFile {
+            key: PathBuf::from(segment),
+            name: segment.into(),
+            bytes: 0,
+            modified_ns: None,
+            xxh3_128: String::new(),
+            segment: segment.into(),
+            offset: 0,
+            columns: Vec::new(),
+            span: None,
+            report: TableReport {
+                rows_kept: rows,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn compaction_merges_the_small_segments_once_there_are_too_many() {
+        // A history and three nights (1000 rows in all): at most 4
+        // segments kept as they are.
+        let files = vec![
+            stored("s1", 940),
+            stored("s2", 20),
+            stored("s3", 20),
+            stored("s4", 20),
+        ];
+        assert_eq!(compaction(&files, 4), None);
+        assert_eq!(compaction(&files, 0), None);
+        // Over 3: each night holds at most 1/3 of the rows, the history not.
+        assert_eq!(compaction(&files, 3), Some(vec![1, 2, 3]));
+        // Files sharing a segment count once and move together, in store
+        // order. 1930 rows over 4 segments at most: s2 (two files, 20 rows)
+        // and s3 are small, s4 and s5 (500 each) are over 1/4 of them.
+        let files = vec![
+            stored("s1", 900),
+            stored("s2", 10),
+            stored("s3", 10),
+            stored("s4", 500),
+            stored("s2", 10),
+            stored("s5", 500),
+        ];
+        assert_eq!(segment_names(&files), vec!["s1", "s2", "s3", "s4", "s5"]);
+        assert_eq!(compaction(&files, 4), Some(vec![1, 2, 4]));
+        // Equal segments: all are small.
+        let even = vec![stored("a", 10), stored("b", 10), stored("c", 10)];
+        assert_eq!(compaction(&even, 2), Some(vec![0, 1, 2]));
+    }
 
     #[test]
     fn contested_days_are_where_spans_overlap() {

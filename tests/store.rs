@@ -82,6 +82,16 @@ impl Setup {
 }
 
 fn run_env(s: &Setup, out: &str, extra: &str, env: &[(&str, &str)]) -> std::process::Output {
+    run_with(s, out, extra, env, &[])
+}
+
+fn run_with(
+    s: &Setup,
+    out: &str,
+    extra: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> std::process::Output {
     let config = s.config(extra);
     let out = s.out(out);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tiering"));
@@ -93,6 +103,7 @@ fn run_env(s: &Setup, out: &str, extra: &str, env: &[(&str, &str)]) -> std::proc
         out.to_str().unwrap(),
         "--overwrite",
     ]);
+    cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -611,4 +622,131 @@ fn customers_and_interactions_are_read_back_only_while_their_bytes_are_unchanged
         &from_scratch(&s, "full-3", ""),
         &["manifest", "report"],
     );
+}
+
+/// The night's rows split by date into three files (to 12-24, 12-25..28,
+/// later), the second with a row of an impossible date (rejected) whose
+/// amount is 0.00.
+fn three_nights(night: &str) -> [String; 3] {
+    let mut lines = night.lines();
+    let header = lines.next().unwrap();
+    let mut out = [0, 1, 2].map(|_| format!("{header}\n"));
+    let mut bad = None;
+    for line in lines {
+        let ts = line.split(',').nth(2).unwrap();
+        let i = if ts <= "2010-12-24" {
+            0
+        } else if ts <= "2010-12-28" {
+            1
+        } else {
+            2
+        };
+        if i == 1 && bad.is_none() {
+            let mut f: Vec<&str> = line.split(',').collect();
+            f[0] = "TBAD0001";
+            f[2] = "2010-13-40";
+            f[3] = "0.00";
+            bad = Some(f.join(","));
+        }
+        out[i].push_str(line);
+        out[i].push('\n');
+    }
+    out[1].push_str(&bad.unwrap());
+    out[1].push('\n');
+    out
+}
+
+/// Rows of `text` dated after `day` in 2010 (not the impossible date).
+fn rows_after(text: &str, day: &str) -> usize {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(2).unwrap().get(..10))
+        .filter(|d| *d > day && *d <= "2010-12-31")
+        .count()
+}
+
+#[test]
+fn small_segments_are_merged_and_each_files_rows_stay_its_own() {
+    let s = Setup::new("store-merge", 36);
+    // The changed file is ingested alone: its bad row is over 1% of it.
+    let merge = "[store]\ncompact_at = 2\n[ingest]\nmax_reject_ratio = 0.1\n";
+    let [a, b, c] = three_nights(&s.night);
+    s.put("t_1.csv", &s.history);
+    ok_run(&s, "out", merge);
+    // Three segments, more than 2: the two small ones (the nights' files,
+    // each under half of the rows) merged into one.
+    s.put("t_2.csv", &a);
+    s.put("t_3.csv", &b);
+    let m = ok_run(&s, "out", merge);
+    assert_eq!(m["store"]["segments"], 2);
+    assert_eq!(m["store"]["segments_merged"], 2);
+    assert_eq!(segments(&s.out("out")), 2);
+    // The next night's file joins the merged segment.
+    s.put("t_4.csv", &c);
+    let m = ok_run(&s, "out", merge);
+    assert_eq!(names(&m["store"]["ingested"]), vec!["t_4.csv"]);
+    assert_eq!(
+        (m["store"]["segments"].clone(), m["store"]["files"].clone()),
+        (2.into(), 4.into())
+    );
+    assert_eq!(m["store"]["segments_merged"], 2);
+    assert_eq!(m["inputs"]["transactions"]["rejected"]["unparseable ts"], 1);
+    let total = amounts(&s.history) + amounts(&a) + amounts(&b) + amounts(&c);
+    assert_eq!(revenue_cents(&s.out("out")), total);
+    // A run from scratch keeps a segment per file (the default is 16).
+    let full = from_scratch(&s, "full", "");
+    assert_eq!(manifest(&s.out("full"))["store"]["segments"], 4);
+    assert_same_tables(&snap(&s.out("out")), &full, &["manifest", "report"]);
+
+    // An earlier as-of date: the merged files' later rows are listed as
+    // rejects under their own file and line, as from separate segments.
+    let early = |out: &str, extra: &str| {
+        let o = run_with(&s, out, extra, &[], &["--as-of", "2010-12-26"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        s.out(out).join("snapshot=2010-12-26")
+    };
+    let (mine, theirs) = (early("out", merge), early("full", ""));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(theirs.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["store"]["segments"], 4);
+    assert_same_tables(&mine, &theirs, &["manifest", "report"]);
+    let rejects = read_csv(&mine.join("rejects.csv"));
+    let after = |file: &str| {
+        strs(&rejects, "reason")
+            .iter()
+            .zip(strs(&rejects, "file"))
+            .filter(|(r, f)| {
+                r.as_deref() == Some("after as_of") && f.as_deref().unwrap().ends_with(file)
+            })
+            .count()
+    };
+    assert_eq!(after("t_3.csv"), rows_after(&b, "2010-12-26"));
+    assert_eq!(after("t_4.csv"), rows_after(&c, "2010-12-26"));
+    assert!(after("t_4.csv") > 0 && after("t_3.csv") > 0);
+
+    // A merged file changed: the merged segment is written again without
+    // its old rows, and its new rows replace them.
+    let mut lines: Vec<String> = b.lines().map(String::from).collect();
+    let mut f: Vec<String> = lines[1].split(',').map(String::from).collect();
+    let amount: f64 = f[3].parse().unwrap();
+    f[3] = format!("{:.2}", amount + 1000.0);
+    lines[1] = f.join(",");
+    let changed = lines.join("\n") + "\n";
+    s.put("t_3.csv", &changed);
+    let m = ok_run(&s, "out", merge);
+    assert_eq!(names(&m["store"]["replaced"]), vec!["t_3.csv"]);
+    assert_eq!(m["store"]["segments"], 2);
+    assert_eq!(revenue_cents(&s.out("out")), total + 100_000);
+    let full = from_scratch(&s, "full2", "");
+    assert_same_tables(&snap(&s.out("out")), &full, &["manifest", "report"]);
+
+    // A merged file removed: its rows leave the store, the others stay.
+    std::fs::remove_file(s.drops.join("t_2.csv")).unwrap();
+    let m = ok_run(&s, "out", merge);
+    assert_eq!(names(&m["store"]["dropped"]), vec!["t_2.csv"]);
+    assert_eq!(m["store"]["files"], 3);
+    assert_eq!(revenue_cents(&s.out("out")), total + 100_000 - amounts(&a));
+    let full = from_scratch(&s, "full3", "");
+    assert_same_tables(&snap(&s.out("out")), &full, &["manifest", "report"]);
 }

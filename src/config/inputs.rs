@@ -187,13 +187,29 @@ impl Default for SparkConfig {
 /// The persistent typed store (`<out>/_store/`): every transactions file
 /// is ingested once, recorded by path, size and XXH3-128 hash, and later
 /// runs ingest only the files it does not hold yet.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// A stored file whose bytes changed. Default `replace`.
     pub on_changed: OnChanged,
     /// A stored file no longer among the inputs. Default `drop`.
     pub on_removed: OnRemoved,
+    /// When the store holds more than this many segments (each file is
+    /// ingested into one), a run merges the small ones (each at most
+    /// 1/`compact_at` of the stored rows) into one: every run reads each
+    /// segment, so a year of nightly files would otherwise cost a night
+    /// ~3.5 s more at 10^7 rows. 0 never merges. Default 16.
+    pub compact_at: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            on_changed: OnChanged::default(),
+            on_removed: OnRemoved::default(),
+            compact_at: 16,
+        }
+    }
 }
 
 /// What a run does with a stored file whose bytes changed.

@@ -133,26 +133,46 @@ pub fn write_spill_parts(
     path: &Path,
     parts: impl IntoIterator<Item = Result<DataFrame>>,
 ) -> Result<()> {
+    write_frames(path, parts, ParquetCompression::Lz4Raw, 0)
+}
+
+/// Frames written one after another into one Parquet file with the typed
+/// inputs' settings (zstd), small ones gathered into row groups of at
+/// least `rows` rows (a merged store segment's files).
+pub fn write_parquet_parts(
+    path: &Path,
+    parts: impl IntoIterator<Item = Result<DataFrame>>,
+    rows: usize,
+) -> Result<()> {
+    write_frames(path, parts, zstd(), rows)
+}
+
+fn write_frames(
+    path: &Path,
+    parts: impl IntoIterator<Item = Result<DataFrame>>,
+    compression: ParquetCompression,
+    min_rows: usize,
+) -> Result<()> {
     let mut parts = parts.into_iter();
     let Some(first) = parts.next() else {
         return Ok(());
     };
     let mut df = first?;
     let file = File::create(path).map_err(Error::io(path))?;
-    let mut w = Pages::create(
-        BufWriter::new(file),
-        df.schema(),
-        ParquetCompression::Lz4Raw,
-    )
-    .map_err(write_error(path))?;
-    loop {
-        df.rechunk_mut_par();
-        w.write(&df).map_err(write_error(path))?;
-        match parts.next() {
-            Some(next) => df = next?,
-            None => break,
+    let mut w =
+        Pages::create(BufWriter::new(file), df.schema(), compression).map_err(write_error(path))?;
+    for next in parts {
+        let next = next?;
+        if df.height() >= min_rows {
+            df.rechunk_mut_par();
+            w.write(&df).map_err(write_error(path))?;
+            df = next;
+        } else {
+            df.vstack_mut_owned(next)?;
         }
     }
+    df.rechunk_mut_par();
+    w.write(&df).map_err(write_error(path))?;
     w.finish().map_err(write_error(path))?;
     Ok(())
 }

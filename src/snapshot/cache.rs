@@ -51,6 +51,9 @@ impl TieringCache {
         settings.as_of = None;
         settings.out = None;
         settings.publish = Default::default();
+        // How the store keeps its files (merging, removals) is not what the
+        // rows are: the store files' identities below say that.
+        settings.store = Default::default();
         // Where the inputs are named from does not matter: their rows are
         // identified by the store files and the other inputs' hashes.
         settings.inputs.transactions.path.clear();
