@@ -79,6 +79,10 @@ pub struct StoredFile {
     /// holds several files' rows, one file after another in store order.
     #[serde(default)]
     pub offset: u64,
+    /// The segment its rows were ingested into: its rows' identity, which a
+    /// merge keeps (empty in catalogs written before merging: `segment`).
+    #[serde(default)]
+    pub origin: String,
     /// The typed columns of its rows.
     pub columns: Vec<String>,
     /// Earliest and latest date of its stored rows (none when it has none).
@@ -407,6 +411,9 @@ fn compaction(files: &[StoredFile], at: usize) -> Option<Vec<usize>> {
     })
 }
 
+/// The most typed rows a merge holds at once (~100 MB of the bench's rows).
+const MERGE_ROWS: u64 = 1 << 20;
+
 /// Writes a new segment holding the rows of `members` (indices into
 /// `files`, in store order), read from their segments: their typed rows
 /// (each file's slice, one after another), their rejects, and the hashes
@@ -441,13 +448,22 @@ fn merge_segment(
             (a, b) => a.or(b),
         };
     }
-    // Read member by member (one streamed query over hundreds of small
-    // files was ~10× slower), in row groups as the typed files have.
+    // Read member by member, at most MERGE_ROWS rows at a time (a member
+    // may be a large file), written in row groups as the typed files have.
+    // One streamed query over all 365 members of a year's nightly files
+    // took the merging run 12.4 s against 6.8 s.
     let path = staged.join("typed.parquet");
-    let typed = members.iter().map(|&i| -> Result<DataFrame> {
+    let pieces = members.iter().flat_map(|&i| {
         let f = &files[i];
+        let rows = f.report.rows_kept as u64;
+        (0..rows.div_ceil(MERGE_ROWS).max(1)).map(move |k| (f, k * MERGE_ROWS, rows))
+    });
+    let typed = pieces.map(|(f, start, rows)| -> Result<DataFrame> {
         Ok(io::scan_parquet(&source(f, "typed.parquet"))?
-            .slice(f.offset as i64, f.report.rows_kept as IdxSize)
+            .slice(
+                (f.offset + start) as i64,
+                MERGE_ROWS.min(rows - start) as IdxSize,
+            )
             .select(order.clone())
             .run()?)
     });
@@ -504,6 +520,9 @@ fn merge_segment(
     fs::rename(&staged, &target).map_err(Error::io(&target))?;
     let mut offset = 0;
     for &i in members {
+        if files[i].origin.is_empty() {
+            files[i].origin = files[i].segment.clone();
+        }
         files[i].segment = name.clone();
         files[i].offset = offset;
         offset += files[i].report.rows_kept as u64;
@@ -652,6 +671,7 @@ fn ingest_new(
                 bytes: meta.len(),
                 modified_ns: modified_ns(&meta),
                 xxh3_128: info.map(|i| i.xxh3_128).unwrap_or_default(),
+                origin: segment.clone(),
                 segment,
                 offset: 0,
                 columns,
@@ -786,12 +806,21 @@ impl View {
     }
 
     /// Each stored file's first row date (none when it holds no row) and
-    /// identity (segment and XXH3): what a kept tiering depends on
-    /// ([`crate::snapshot::TieringCache`]).
+    /// identity (the segment it was ingested into, and XXH3): what a kept
+    /// tiering depends on ([`crate::snapshot::TieringCache`]). A merge
+    /// moves rows without changing them, so it keeps the identity; an
+    /// ingest (a changed file, or one typed again) gives a new one.
     pub fn file_identities(&self) -> Vec<(Option<NaiveDate>, String)> {
         self.files
             .iter()
-            .map(|f| (f.span.map(|s| s.0), format!("{} {}", f.segment, f.xxh3_128)))
+            .map(|f| {
+                let origin = if f.origin.is_empty() {
+                    &f.segment
+                } else {
+                    &f.origin
+                };
+                (f.span.map(|s| s.0), format!("{origin} {}", f.xxh3_128))
+            })
             .collect()
     }
 
@@ -976,6 +1005,7 @@ mod tests {
             xxh3_128: String::new(),
             segment: segment.into(),
             offset: 0,
+            origin: segment.into(),
             columns: Vec::new(),
             span: None,
             report: TableReport {

@@ -671,6 +671,18 @@ fn small_segments_are_merged_and_each_files_rows_stay_its_own() {
     // The changed file is ingested alone: its bad row is over 1% of it.
     let merge = "[store]\ncompact_at = 2\n[ingest]\nmax_reject_ratio = 0.1\n";
     let [a, b, c] = three_nights(&s.night);
+    // The first night's file also brings a late row dated in 2010's first
+    // three quarters: the migration's 2010-09-30 tiering depends on it.
+    let late = s
+        .history
+        .lines()
+        .find(|l| {
+            l.split(',')
+                .nth(2)
+                .is_some_and(|ts| ts.starts_with("2010-0"))
+        })
+        .unwrap();
+    let a = format!("{a}LATE-1,{}\n", late.split_once(',').unwrap().1);
     s.put("t_1.csv", &s.history);
     ok_run(&s, "out", merge);
     // Three segments, more than 2: the two small ones (the nights' files,
@@ -681,9 +693,12 @@ fn small_segments_are_merged_and_each_files_rows_stay_its_own() {
     assert_eq!(m["store"]["segments"], 2);
     assert_eq!(m["store"]["segments_merged"], 2);
     assert_eq!(segments(&s.out("out")), 2);
-    // The next night's file joins the merged segment.
+    let kept = tierings(&s.out("out"));
+    // The next night's file joins the merged segment. The rows a tiering
+    // depends on did not change, so it is read back, not computed again.
     s.put("t_4.csv", &c);
     let m = ok_run(&s, "out", merge);
+    assert_eq!(tierings(&s.out("out")), kept);
     assert_eq!(names(&m["store"]["ingested"]), vec!["t_4.csv"]);
     assert_eq!(
         (m["store"]["segments"].clone(), m["store"]["files"].clone()),

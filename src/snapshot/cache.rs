@@ -9,8 +9,9 @@
 //! the tool's version, the settings (as-of date, output root and input
 //! paths left out),
 //! the other inputs' XXH3 hashes, `d`, the scheme, and the store files
-//! holding a row on or before `d` (their segments are never rewritten: a
-//! changed file gets a new one). Any change gives another name, so a stale
+//! holding a row on or before `d` (each named by the segment it was
+//! ingested into, which a merge of segments keeps: the rows are the same;
+//! a changed file is ingested into a new one). Any change gives another name, so a stale
 //! tiering is never read; files this run did not use are removed.
 
 use std::path::{Path, PathBuf};
