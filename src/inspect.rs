@@ -44,6 +44,19 @@ pub fn render(dir: &Path) -> Result<String> {
         "  unknown customers (in transactions, not in customers): {}",
         m["unknown_customers"]
     );
+    if let Some(st) = m["store"].as_object() {
+        let n = |k: &str| st.get(k).and_then(Value::as_array).map_or(0, Vec::len);
+        let _ = writeln!(
+            s,
+            "  store: {} files in {} segments; this run ingested {}, replaced {}, dropped {}, merged {} segments",
+            st["files"],
+            st["segments"],
+            n("ingested"),
+            n("replaced"),
+            n("dropped"),
+            st["segments_merged"]
+        );
+    }
     let _ = writeln!(s, "\noutputs");
     if let Some(outs) = m["outputs"].as_array() {
         for o in outs {

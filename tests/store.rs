@@ -706,6 +706,15 @@ fn small_segments_are_merged_and_each_files_rows_stay_its_own() {
     );
     assert_eq!(m["store"]["segments_merged"], 2);
     assert_eq!(m["inputs"]["transactions"]["rejected"]["unparseable ts"], 1);
+    let o = Command::new(env!("CARGO_BIN_EXE_tiering"))
+        .args(["inspect", snap(&s.out("out")).to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("store: 4 files in 2 segments; this run ingested 1, replaced 0, dropped 0, merged 2 segments"),
+        "{text}"
+    );
     let total = amounts(&s.history) + amounts(&a) + amounts(&b) + amounts(&c);
     assert_eq!(revenue_cents(&s.out("out")), total);
     // A run from scratch keeps a segment per file (the default is 16).
