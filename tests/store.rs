@@ -488,6 +488,21 @@ fn tierings(out: &Path) -> std::collections::BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// A new row (txn_id `LATE-1`, with its newline) copying the first history
+/// row dated in 2010's first three quarters: a late arrival that the
+/// migration's 2010-09-30 tiering depends on.
+fn late_row(history: &str) -> String {
+    let late = history
+        .lines()
+        .find(|l| {
+            l.split(',')
+                .nth(2)
+                .is_some_and(|ts| ts.starts_with("2010-0"))
+        })
+        .unwrap();
+    format!("LATE-1,{}\n", late.split_once(',').unwrap().1)
+}
+
 #[test]
 fn earlier_tierings_are_reused_only_while_their_rows_are_unchanged() {
     let s = Setup::new("store-tierings", 35);
@@ -512,17 +527,7 @@ fn earlier_tierings_are_reused_only_while_their_rows_are_unchanged() {
 
     // A late row dated in 2010 changes the quarter end's tiering only.
     let header = s.history.lines().next().unwrap();
-    let late = s
-        .history
-        .lines()
-        .find(|l| {
-            l.split(',')
-                .nth(2)
-                .is_some_and(|ts| ts.starts_with("2010-0"))
-        })
-        .unwrap();
-    let rest = late.split_once(',').unwrap().1;
-    s.put("t_3.csv", &format!("{header}\nLATE-1,{rest}\n"));
+    s.put("t_3.csv", &format!("{header}\n{}", late_row(&s.history)));
     ok_run(&s, "inc", "");
     let third = tierings(&s.out("inc"));
     assert_eq!(dates(&third), dates(&first));
@@ -673,16 +678,7 @@ fn small_segments_are_merged_and_each_files_rows_stay_its_own() {
     let [a, b, c] = three_nights(&s.night);
     // The first night's file also brings a late row dated in 2010's first
     // three quarters: the migration's 2010-09-30 tiering depends on it.
-    let late = s
-        .history
-        .lines()
-        .find(|l| {
-            l.split(',')
-                .nth(2)
-                .is_some_and(|ts| ts.starts_with("2010-0"))
-        })
-        .unwrap();
-    let a = format!("{a}LATE-1,{}\n", late.split_once(',').unwrap().1);
+    let a = format!("{a}{}", late_row(&s.history));
     s.put("t_1.csv", &s.history);
     ok_run(&s, "out", merge);
     // Three segments, more than 2: the two small ones (the nights' files,
