@@ -254,10 +254,19 @@ pub fn sync(cfg: &Config, out: &Path, rebuild: bool, budget: u64) -> Result<View
     }
     let kept_keys: std::collections::HashSet<&Path> =
         keep.iter().map(|f| f.key.as_path()).collect();
+    // A new file is named by its path as given, unless a kept file (offered
+    // from another directory) already has that name: then by its canonical
+    // path. A merged segment tells its files' rejects apart by name.
+    let names: std::collections::HashSet<&str> = keep.iter().map(|f| f.name.as_str()).collect();
     let new: Vec<(PathBuf, PathBuf)> = offered
         .iter()
         .filter(|(k, _)| !kept_keys.contains(k.as_path()))
-        .cloned()
+        .map(
+            |(k, f)| match names.contains(f.to_string_lossy().as_ref()) {
+                true => (k.clone(), k.clone()),
+                false => (k.clone(), f.clone()),
+            },
+        )
         .collect();
 
     let (added, mut fresh_daily) = if new.is_empty() {

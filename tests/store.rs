@@ -770,3 +770,78 @@ fn small_segments_are_merged_and_each_files_rows_stay_its_own() {
     let full = from_scratch(&s, "full3", "");
     assert_same_tables(&snap(&s.out("out")), &full, &["manifest", "report"]);
 }
+
+/// A file offered from another directory under the same relative path as
+/// a stored one is named by its canonical path, so that when both share a
+/// merged segment and one of them changes, the other's rejects stay.
+#[test]
+fn files_of_the_same_relative_name_keep_their_own_rejects_in_a_merged_segment() {
+    let s = Setup::new("store-names", 37);
+    let extra =
+        "[store]\ncompact_at = 2\non_removed = \"keep\"\n[ingest]\nmax_reject_ratio = 0.1\n";
+    let [a, b, c] = three_nights(&s.night);
+    // The first file's own impossible date (the second file has one).
+    let bad = a.lines().nth(1).unwrap().split(',').collect::<Vec<_>>();
+    let bad = [&["TBADA001", bad[1], "2010-14-41"], &bad[3..]]
+        .concat()
+        .join(",");
+    let a = format!("{a}{bad}\n");
+    let (one, two) = (s.tmp.join("one"), s.tmp.join("two"));
+    for d in [&one, &two] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(one.join("t.csv"), &a).unwrap();
+    std::fs::write(two.join("t.csv"), &b).unwrap();
+    std::fs::write(two.join("t2.csv"), &c).unwrap();
+    let config = s.config(extra);
+    let out = s.out("out");
+    let run_in = |dir: &Path, glob: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_tiering"))
+            .current_dir(dir)
+            .args(["run", "--config", &config, "--transactions", glob])
+            .args(["--out", out.to_str().unwrap(), "--overwrite"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        manifest(&out)
+    };
+    let rejects = || {
+        let r = read_csv(&snap(&out).join("rejects.csv"));
+        let mut v: Vec<(String, String)> = strs(&r, "value")
+            .into_iter()
+            .zip(strs(&r, "file"))
+            .map(|(v, f)| (v.unwrap_or_default(), f.unwrap_or_default()))
+            .collect();
+        v.sort();
+        v
+    };
+    run_in(&one, "t.csv");
+    // Another directory's t.csv: the first one is kept though not offered.
+    let m = run_in(&two, "t.csv");
+    assert_eq!(names(&m["store"]["kept_absent"]), vec!["t.csv"]);
+    // A third file: three small segments, merged into one.
+    let m = run_in(&two, "t*.csv");
+    assert_eq!(m["store"]["segments"], 1);
+    let values = || rejects().into_iter().map(|r| r.0).collect::<Vec<_>>();
+    assert_eq!(values(), ["2010-13-40", "2010-14-41"]);
+    // The second directory's t.csv changes: its rows leave the merged
+    // segment, the first one's (and its reject) stay.
+    let changed = b.clone()
+        + &bad
+            .replace("TBADA001", "TBADB001")
+            .replace("2010-14-41", "2010-15-42")
+        + "\n";
+    std::fs::write(two.join("t.csv"), &changed).unwrap();
+    let m = run_in(&two, "t*.csv");
+    assert_eq!(values(), ["2010-13-40", "2010-14-41", "2010-15-42"]);
+    assert_eq!(m["inputs"]["transactions"]["rejected"]["unparseable ts"], 3);
+    let named = two.join("t.csv").canonicalize().unwrap();
+    let named = named.to_string_lossy().into_owned();
+    assert_eq!(m["store"]["replaced"], serde_json::json!([named.clone()]));
+    let by_name = vec![
+        ("2010-13-40".to_string(), named.clone()),
+        ("2010-14-41".to_string(), "t.csv".to_string()),
+        ("2010-15-42".to_string(), named),
+    ];
+    assert_eq!(rejects(), by_name);
+}

@@ -36,6 +36,7 @@ pub use parse::{
 pub(crate) use checks::checks_for;
 #[cfg_attr(not(feature = "spark"), allow(unused_imports))]
 pub(crate) use read::resolve_columns;
+pub use rejects::check_listed;
 pub(crate) use rejects::{as_rejects, id_hash};
 
 /// One input file as the manifest records it.

@@ -166,6 +166,58 @@ pub(super) fn later_duplicate(key: &str) -> Result<Expr> {
     Ok(ord.clone().gt(ord.min().over([col(key)])?))
 }
 
+/// Checks that `rejects` lists every row the counts say was set aside,
+/// once: per table, each rejection reason's rows, and in all the rejected,
+/// duplicate and after-as-of rows. The two are kept apart (the store's
+/// per-file counts, its segments' rejects), so a row listed twice or lost
+/// fails the run here instead of being published. Returns what held.
+pub fn check_listed(
+    rejects: &DataFrame,
+    report: &std::collections::BTreeMap<String, super::TableReport>,
+) -> Result<String> {
+    use std::collections::BTreeMap;
+    let mut listed: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    let tables = rejects.column("table")?.str()?;
+    let reasons = rejects.column("reason")?.str()?;
+    for (t, r) in tables.iter().zip(reasons.iter()) {
+        *listed
+            .entry((t.unwrap_or(""), r.unwrap_or("")))
+            .or_default() += 1;
+    }
+    let total = |t: &str| -> usize {
+        listed
+            .iter()
+            .filter(|((lt, _), _)| *lt == t)
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let fail = |what: String| Err(crate::error::Error::Invariant(what));
+    for (t, rep) in report {
+        for (reason, &n) in &rep.rejected {
+            let l = listed
+                .get(&(t.as_str(), reason.as_str()))
+                .copied()
+                .unwrap_or(0);
+            if l != n {
+                return fail(format!(
+                    "{t}: {n} rows counted as \"{reason}\", {l} listed in rejects"
+                ));
+            }
+        }
+        let n = rep.rejected_total() + rep.duplicates_collapsed + rep.excluded_after_as_of;
+        if total(t) != n {
+            return fail(format!(
+                "{t}: {n} rows set aside by the counts, {} listed in rejects",
+                total(t)
+            ));
+        }
+    }
+    if let Some(((t, _), _)) = listed.iter().find(|((t, _), _)| !report.contains_key(*t)) {
+        return fail(format!("{t}: rows listed in rejects for a table not read"));
+    }
+    Ok(format!("{} rows", rejects.height()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +231,53 @@ mod tests {
         };
         assert!(may_repeat(&hashed(&["a", "b", "c", "b"])));
         assert!(!may_repeat(&hashed(&["a", "b", "c", "ab"])));
+    }
+
+    #[test]
+    fn every_row_set_aside_must_be_listed_once() {
+        use crate::ingest::TableReport;
+        let rejects = |rows: &[(&str, &str)]| {
+            df!(
+                "table" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                "reason" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            )
+            .unwrap()
+        };
+        // 2 unparseable amounts, 1 duplicate, 1 row after the as-of date.
+        let mut rep = TableReport {
+            duplicates_collapsed: 1,
+            excluded_after_as_of: 1,
+            ..Default::default()
+        };
+        rep.rejected.insert("unparseable amount".into(), 2);
+        let report = std::collections::BTreeMap::from([("transactions".to_string(), rep)]);
+        let t = "transactions";
+        let right = [
+            (t, "unparseable amount"),
+            (t, "duplicate txn_id"),
+            (t, "unparseable amount"),
+            (t, "after as_of"),
+        ];
+        assert_eq!(check_listed(&rejects(&right), &report).unwrap(), "4 rows");
+        // One listed twice, one lost, one of a table not read.
+        let twice = [&right[..], &[(t, "unparseable amount")]].concat();
+        let lost = &right[..3];
+        let stray = [&right[..], &[("customers", "duplicate customer_id")]].concat();
+        let err = |rows: &[(&str, &str)]| {
+            check_listed(&rejects(rows), &report)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(
+            err(&twice).contains("2 rows counted as \"unparseable amount\", 3 listed"),
+            "{}",
+            err(&twice)
+        );
+        assert!(
+            err(lost).contains("4 rows set aside by the counts, 3 listed"),
+            "{}",
+            err(lost)
+        );
+        assert!(err(&stray).contains("customers: rows listed in rejects for a table not read"));
     }
 }

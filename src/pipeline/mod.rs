@@ -526,6 +526,11 @@ fn publish(
 ) -> Result<PathBuf> {
     let (backfill, plan, sampler) = (how.backfill, how.plan, how.sampler);
     let as_of = ing.as_of;
+    let detail = crate::ingest::check_listed(&ing.rejects, &ing.report)?;
+    scored.invariants.push(crate::snapshot::Invariant {
+        name: "every row set aside listed once in rejects".into(),
+        detail,
+    });
     let t = Instant::now();
     let csv = s.config.publish.csv_out();
     let written = |name: &str| snap.tables().iter().any(|t| t.name == name);
