@@ -352,9 +352,22 @@ pub fn id_range(lo: Option<&str>, hi: Option<&str>) -> Expr {
 /// The lower bounds of parts 1.. when `ids` (the known customers) are cut
 /// into `parts` ranges of about equal size; fewer when there are fewer ids.
 pub fn range_bounds(ids: &StringChunked, parts: u32) -> Vec<String> {
+    cut(ids, parts, true)
+}
+
+/// The lower bounds of parts 1.. when the rows whose customer_ids `sample`
+/// holds (a sample of rows, repeats kept) are cut into `parts` ranges of
+/// about equal rows: a customer with many rows weighs as much.
+pub fn row_bounds(sample: &StringChunked, parts: u32) -> Vec<String> {
+    cut(sample, parts, false)
+}
+
+fn cut(ids: &StringChunked, parts: u32, distinct: bool) -> Vec<String> {
     let mut sorted: Vec<&str> = ids.iter().flatten().collect();
     sorted.sort_unstable();
-    sorted.dedup();
+    if distinct {
+        sorted.dedup();
+    }
     let n = sorted.len();
     let mut bounds: Vec<String> = (1..parts as usize)
         .map(|i| i * n / parts as usize)
@@ -575,6 +588,18 @@ mod tests {
         assert!(range_bounds(&ids, 1).is_empty());
         // More parts than ids: one part per id at most.
         assert_eq!(range_bounds(&ids, 50).len(), 6);
+        // By rows: c1 twice of 8 rows (c1 c1 c10 c2 c3 c5 c7 c9); the
+        // halves start at row 4: c3.
+        assert_eq!(row_bounds(&ids, 2), vec!["c3".to_string()]);
+        assert_eq!(range_bounds(&ids, 2), vec!["c3".to_string()]);
+        let heavy = StringChunked::new("customer_id".into(), ["a", "b", "b", "b", "b", "c"]);
+        // a b b b b c: thirds start at rows 2 and 4, both b: one cut.
+        assert_eq!(row_bounds(&heavy, 3), vec!["b".to_string()]);
+        // Distinct a b c: thirds start at b and c.
+        assert_eq!(
+            range_bounds(&heavy, 3),
+            vec!["b".to_string(), "c".to_string()]
+        );
         let probe = df!("customer_id" => ["a", "c1", "c10", "c2", "c4", "c5", "c9", "zz"]).unwrap();
         let part = |lo: Option<&str>, hi: Option<&str>| -> Vec<bool> {
             let out = probe

@@ -754,11 +754,12 @@ fn write_daily(
         io::write_spill(&mut df, out)?;
         return Ok(Some(df));
     }
-    let ids = io::scan_parquet(typed)?
-        .select([col("customer_id")])
-        .unique(None, UniqueKeepStrategy::Any)
-        .run()?;
-    let bounds = crate::daily::range_bounds(ids.column("customer_id")?.str()?, parts as u32);
+    // Cut where a sample of the rows divides evenly: the parts hold about
+    // equal rows, as the budget above assumes (cutting the distinct ids
+    // evenly does not, on skewed data), and no scan reads every id (at
+    // 10^8 rows that scan was a hash of 10^8 texts).
+    let sample = sample_ids(typed, rows)?;
+    let bounds = crate::daily::row_bounds(sample.column("customer_id")?.str()?, parts as u32);
     tracing::debug!(parts = bounds.len() + 1, "pre-aggregate built in parts");
     let mut edges: Vec<Option<&str>> = vec![None];
     edges.extend(bounds.iter().map(|b| Some(b.as_str())));
@@ -771,6 +772,23 @@ fn write_daily(
         }),
     )?;
     Ok(None)
+}
+
+/// The customer_id of a sample of `typed`'s `rows`: evenly spaced runs of
+/// rows, so that only their row groups are read.
+fn sample_ids(typed: &Path, rows: usize) -> Result<DataFrame> {
+    // Each run's scan reads the file's metadata (~30 ms at 10^8 rows).
+    const RUNS: usize = 16;
+    const RUN: usize = 16384;
+    let step = (rows / RUNS).max(RUN);
+    let runs = (0..rows.div_ceil(step))
+        .map(|i| {
+            Ok(io::scan_parquet(typed)?
+                .select([col("customer_id")])
+                .slice((i * step) as i64, RUN as IdxSize))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(concat(runs, UnionArgs::default())?.run()?)
 }
 
 /// The days covered by more than one file's span, as closed ranges of
