@@ -261,12 +261,10 @@ pub fn sync(cfg: &Config, out: &Path, rebuild: bool, budget: u64) -> Result<View
     let new: Vec<(PathBuf, PathBuf)> = offered
         .iter()
         .filter(|(k, _)| !kept_keys.contains(k.as_path()))
-        .map(
-            |(k, f)| match names.contains(f.to_string_lossy().as_ref()) {
-                true => (k.clone(), k.clone()),
-                false => (k.clone(), f.clone()),
-            },
-        )
+        .map(|(k, f)| {
+            let taken = names.contains(f.to_string_lossy().as_ref());
+            (k.clone(), if taken { k } else { f }.clone())
+        })
         .collect();
 
     let (added, mut fresh_daily) = if new.is_empty() {
