@@ -169,6 +169,7 @@ fn main() {
         attributes: vec![],
         given: Default::default(),
         frugal: false,
+        wanted: tiering::snapshot::Wanted::ALL,
         tierings: None,
     };
     let base = snapshot::base(&f, as_of, &cfg).unwrap().run().unwrap();

@@ -171,8 +171,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub rebuild_store: bool,
     /// Publish only these tables (comma-separated), e.g.
-    /// customer_scores,pyramid; the manifest is always written, the HTML
-    /// report only with every table. Default: all.
+    /// customer_scores,pyramid; summaries not named are not computed. The
+    /// manifest is always written, the HTML report only with every table.
+    /// Default: all.
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub tables: Option<Vec<String>>,
     /// Publish Parquet only, no CSV beside each table (the pipeline
@@ -226,8 +227,9 @@ pub struct BackfillArgs {
     #[arg(long)]
     pub rebuild_store: bool,
     /// Publish only these tables (comma-separated), e.g.
-    /// customer_scores,pyramid; the manifest is always written, the HTML
-    /// report only with every table. Default: all.
+    /// customer_scores,pyramid; summaries not named are not computed. The
+    /// manifest is always written, the HTML report only with every table.
+    /// Default: all.
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub tables: Option<Vec<String>>,
     /// Publish Parquet only, no CSV beside each table (the pipeline

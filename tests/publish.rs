@@ -327,6 +327,53 @@ fn validate_leaves_no_file_even_when_killed() {
     assert!(!out.exists());
 }
 
+/// `--tables` computes only the summaries it publishes (and the earlier
+/// dates' tierings they read), leaves the tierings a full run keeps for the
+/// next full run, and a table it does compute is a full run's, byte for byte.
+#[test]
+fn tables_option_computes_only_what_it_publishes() {
+    let tmp = TempDir::new("tables-work");
+    let data = tmp.join("data");
+    generate(&data, 60, 600, 45);
+    let out = tmp.join("out");
+    ok(&strs_of(&args(&data, &out, &[])));
+    let snap = out.join("snapshot=2010-12-31");
+    let read = |f: &str| std::fs::read(snap.join(f)).unwrap();
+    let (migration, region) = (
+        read("tier_migration.parquet"),
+        read("concentration_region.parquet"),
+    );
+    // Two report-year ends and the previous quarter end.
+    let tierings = out.join("_store").join("tierings");
+    let kept = listing(&tierings);
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    let logged = |tables: &str| -> String {
+        let mut a = vec!["-vv".to_string()];
+        a.extend(args(&data, &out, &["--tables", tables, "--overwrite"]));
+        let o = tiering(&strs_of(&a));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let summaries = ["concentration", "churn", "follow_up", "migration"];
+    let log = logged("customer_scores");
+    assert!(log.contains("scored"), "{log}");
+    for s in summaries {
+        assert!(!log.contains(&format!("summary=\"{s}\"")), "{s}: {log}");
+    }
+    assert!(!log.contains("auxiliary tiering"), "{log}");
+    assert_eq!(listing(&tierings), kept);
+
+    let log = logged("tier_migration,concentration_region");
+    let computed: Vec<&str> = summaries
+        .into_iter()
+        .filter(|s| log.contains(&format!("summary=\"{s}\"")))
+        .collect();
+    assert_eq!(computed, ["concentration", "migration"], "{log}");
+    assert_eq!(log.matches("reused=true").count(), 3, "{log}");
+    assert_eq!(read("tier_migration.parquet"), migration);
+    assert_eq!(read("concentration_region.parquet"), region);
+}
+
 /// `--tables` publishes only the named tables (byte-identical to a full
 /// run's), always with the manifest, never a partial report; a name the
 /// pipeline does not publish is refused with the list; backfill too.

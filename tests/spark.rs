@@ -286,6 +286,7 @@ fn the_plan_gives_the_same_tables_on_both_backends() {
         attributes: vec![],
         given: Default::default(),
         frugal: false,
+        wanted: tiering::snapshot::Wanted::ALL,
         tierings: None,
     };
     let src = Sources {

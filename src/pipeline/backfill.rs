@@ -112,7 +112,7 @@ pub fn backfill(
     write_ingested(&ing, &s.out)?;
     // The fast plan scores two snapshots at a time (see below).
     let plan = super::plan(&ing, s, dates.len().min(2))?;
-    let f = super::frames(&ing, &s.config, &plan, &ingest_dir(&s.out), &source)?;
+    let f = super::frames(&ing, s, &plan, &ingest_dir(&s.out), &source)?;
     release_inputs(&mut ing, &plan);
     let mut base = Timings::default();
     base.lap("ingest", t);
@@ -172,7 +172,7 @@ pub fn backfill(
     let t = Instant::now();
     let needed: Vec<snapshot::AuxKey> = dates
         .iter()
-        .flat_map(|d| snapshot::aux_needed(*d, &s.config))
+        .flat_map(|d| snapshot::aux_needed(*d, &s.config, f.wanted))
         .collect();
     let mut keys: Vec<snapshot::AuxKey> = needed
         .iter()

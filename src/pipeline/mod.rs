@@ -56,6 +56,11 @@ impl RunSettings {
     fn wants(&self, name: &str) -> bool {
         self.tables.as_ref().is_none_or(|t| t.contains(name))
     }
+
+    /// The summaries computed for the tables published.
+    fn wanted(&self) -> snapshot::Wanted {
+        snapshot::Wanted::of(self.tables.as_ref())
+    }
 }
 
 /// `--tables` checked against the tables this configuration publishes.
@@ -139,7 +144,7 @@ fn spark_inputs(
     .0;
     ing.transaction_rows_read_locally = 0;
     let t = Instant::now();
-    let given = crate::spark::given(&spark, &s.config, &si, &snapshots(si.as_of))?;
+    let given = crate::spark::given(&spark, &s.config, &si, &snapshots(si.as_of), s.wanted())?;
     // Staging on this machine's disk is let go at once (a URI's is
     // replaced by the next run).
     if !crate::spark::is_uri(&staging) {
@@ -290,11 +295,12 @@ pub fn run_ingest(s: &RunSettings) -> Result<(Ingested, PathBuf)> {
 /// there is none (reading it would be a bug).
 fn frames(
     ing: &Ingested,
-    cfg: &Config,
+    s: &RunSettings,
     plan: &memory::Plan,
     work: &Path,
     source: &Source,
 ) -> Result<Frames> {
+    let cfg = &s.config;
     let has_margin = ing.transactions.has("margin_cents");
     let has_quantity = ing.transactions.has("quantity");
     let store = source.store();
@@ -360,6 +366,7 @@ fn frames(
             _ => Given::default(),
         },
         frugal: plan.lean(),
+        wanted: s.wanted(),
         tierings: match store {
             Some(v) if !matches!(source, Source::Spark(_)) => {
                 let inputs: Vec<String> = ["customers", "interactions"]
@@ -488,7 +495,7 @@ pub fn run_validate(s: &RunSettings) -> Result<RunOutcome> {
     let mut ing = ingest::ingest(&s.config, s.as_of, scratch.path())?;
     io::failpoint("validate_after_ingest");
     let plan = plan(&ing, s, 1)?;
-    let f = frames(&ing, &s.config, &plan, scratch.path(), &Source::Typed)?;
+    let f = frames(&ing, s, &plan, scratch.path(), &Source::Typed)?;
     release_inputs(&mut ing, &plan);
     let scored = snapshot::compute(&f, ing.as_of, &s.config)?;
     Ok(outcome(&ing, &scored, ing.as_of, PathBuf::new()))
@@ -622,7 +629,7 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     let (written, f) = snapshot::both(
         plan.lean(),
         || write_ingested(&ing, &s.out),
-        || frames(&ing, &s.config, &plan, &ingest_dir(&s.out), &source),
+        || frames(&ing, s, &plan, &ingest_dir(&s.out), &source),
     );
     written?;
     let mut f = f?;
@@ -641,7 +648,9 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
         s.wants("customer_scores").then_some(&mut write_scores);
     let mut scored = snapshot::compute_once(&mut f, ing.as_of, &s.config, alongside)?;
     if let Some(c) = &f.tierings {
-        c.prune()?;
+        // A run of a few tables (`--tables`) reads fewer tierings than a
+        // full one: it leaves the others for the next full run.
+        c.finish(f.wanted == snapshot::Wanted::ALL)?;
     }
     timings.lap("score", t);
     tracing::info!(

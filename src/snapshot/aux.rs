@@ -10,10 +10,10 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::scoring::schemes::scheme;
 use crate::scoring::{measures, pyramid};
-use crate::snapshot::aux_name;
 use crate::snapshot::base::scores_as_of;
 use crate::snapshot::frames::{Frames, held_measures, measures_query};
 use crate::snapshot::full::Full;
+use crate::snapshot::{Wanted, aux_name};
 use crate::summaries::{concentration, migration};
 
 /// Customers tiered by one scheme at one date, for concentration years and
@@ -88,15 +88,21 @@ pub fn as_tiering(full: &Full, cfg: &Config, scheme_name: &str) -> Result<DataFr
 /// An auxiliary tiering: (date, scheme name).
 pub type AuxKey = (NaiveDate, String);
 
-/// The auxiliary tierings a snapshot as of `as_of` needs: each concentration
-/// year's end and the migration's earlier date (the as-of itself excluded:
-/// the full scoring serves it).
-pub fn aux_needed(as_of: NaiveDate, cfg: &Config) -> Vec<AuxKey> {
-    let mut v: Vec<AuxKey> = concentration::report_years(as_of, &cfg.concentration)
-        .iter()
-        .map(|y| (y.tiered_at, cfg.concentration.tier.clone()))
-        .collect();
-    v.push((migration_date(as_of, cfg), cfg.migration.tier.clone()));
+/// The auxiliary tierings a snapshot as of `as_of` needs for the summaries
+/// `wanted`: each concentration year's end and the migration's earlier
+/// date (the as-of itself excluded: the full scoring serves it).
+pub fn aux_needed(as_of: NaiveDate, cfg: &Config, wanted: Wanted) -> Vec<AuxKey> {
+    let mut v: Vec<AuxKey> = Vec::new();
+    if wanted.concentration {
+        v.extend(
+            concentration::report_years(as_of, &cfg.concentration)
+                .iter()
+                .map(|y| (y.tiered_at, cfg.concentration.tier.clone())),
+        );
+    }
+    if wanted.migration {
+        v.push((migration_date(as_of, cfg), cfg.migration.tier.clone()));
+    }
     v.retain(|(d, _)| *d != as_of);
     v.sort();
     v.dedup();
@@ -141,4 +147,51 @@ pub fn aux_tierings(f: &Frames, keys: &[AuxKey], cfg: &Config) -> Result<AuxTier
             Ok((k.clone(), lf))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_wanted_summaries_tierings_are_needed() {
+        let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
+        // Defaults: two report years before the as-of's (tiered at their
+        // ends, the running year at the as-of itself, which the full
+        // scoring serves) and the previous quarter end for migration.
+        let cfg = Config::default();
+        let as_of = d(2010, 12, 31);
+        let keys = |w: Wanted| -> Vec<NaiveDate> {
+            aux_needed(as_of, &cfg, w)
+                .into_iter()
+                .map(|k| k.0)
+                .collect()
+        };
+        let none = Wanted {
+            concentration: false,
+            churn: true,
+            follow_up: true,
+            migration: false,
+            lost_deals: true,
+        };
+        assert_eq!(
+            keys(Wanted::ALL),
+            [d(2008, 12, 31), d(2009, 12, 31), d(2010, 9, 30)]
+        );
+        assert_eq!(
+            keys(Wanted {
+                concentration: true,
+                ..none
+            }),
+            [d(2008, 12, 31), d(2009, 12, 31)]
+        );
+        assert_eq!(
+            keys(Wanted {
+                migration: true,
+                ..none
+            }),
+            [d(2010, 9, 30)]
+        );
+        assert!(keys(none).is_empty());
+    }
 }

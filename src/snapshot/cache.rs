@@ -123,9 +123,10 @@ impl TieringCache {
         Ok(())
     }
 
-    /// Removes the kept tierings this run did not use (the run's as-of
-    /// date moved on, or their inputs changed).
-    pub fn prune(&self) -> Result<()> {
+    /// Waits for the tierings being written; with `prune`, removes the
+    /// kept tierings this run did not use (the run's as-of date moved on,
+    /// or their inputs changed).
+    pub fn finish(&self, prune: bool) -> Result<()> {
         let writes = self
             .writing
             .lock()
@@ -134,6 +135,9 @@ impl TieringCache {
         for w in writes {
             w.join()
                 .map_err(|_| Error::Invariant("a tiering's write panicked".into()))??;
+        }
+        if !prune {
+            return Ok(());
         }
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Ok(());

@@ -159,6 +159,8 @@ pub struct Frames {
     /// Hand freed memory back to the system between steps (the lean plan,
     /// a single run: see [`Frames::release_free`]).
     pub frugal: bool,
+    /// The summaries the snapshots compute (`--tables`).
+    pub wanted: super::Wanted,
 }
 
 /// Per-customer frames computed elsewhere, by date.

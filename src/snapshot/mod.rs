@@ -58,6 +58,47 @@ pub struct Invariant {
     pub detail: String,
 }
 
+/// The summaries a snapshot computes: those whose tables are published
+/// (`--tables`), so a backfill asking for a few tables does no work for the
+/// rest. `rfm_segments`, `pyramid` and `tier_summary` are always computed:
+/// the invariants and the manifest read them, and they cost little.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted {
+    /// Any `concentration_<dimension>` (the report years' auxiliary
+    /// tierings and buyers with them).
+    pub concentration: bool,
+    pub churn: bool,
+    pub follow_up: bool,
+    /// `tier_migration` (the earlier date's auxiliary tiering with it).
+    pub migration: bool,
+    pub lost_deals: bool,
+}
+
+impl Wanted {
+    /// Every summary (no `--tables`).
+    pub const ALL: Wanted = Wanted {
+        concentration: true,
+        churn: true,
+        follow_up: true,
+        migration: true,
+        lost_deals: true,
+    };
+
+    /// What `--tables` (None: every table) needs computed.
+    pub fn of(tables: Option<&std::collections::BTreeSet<String>>) -> Wanted {
+        let Some(t) = tables else {
+            return Wanted::ALL;
+        };
+        Wanted {
+            concentration: t.iter().any(|n| n.starts_with("concentration_")),
+            churn: t.contains("churn_summary"),
+            follow_up: t.contains("follow_up"),
+            migration: t.contains("tier_migration"),
+            lost_deals: t.contains("lost_deal_reasons"),
+        }
+    }
+}
+
 /// The summary tables every snapshot has, in publishing order (the
 /// `concentration_<dimension>` tables follow them).
 const SUMMARY_TABLES: [&str; 7] = [
@@ -127,7 +168,7 @@ fn compute_alongside(
     cfg: &Config,
     alongside: Option<Alongside>,
 ) -> Result<Scored> {
-    let keys = aux_needed(as_of, cfg);
+    let keys = aux_needed(as_of, cfg, f.wanted);
     let t = std::time::Instant::now();
     let full = scores_as_of(f, as_of, cfg)?;
     crate::memory::release_free();
@@ -167,7 +208,7 @@ pub fn compute_once(
         return compute_alongside(f, as_of, cfg, alongside);
     }
     let t = std::time::Instant::now();
-    let keys = aux_needed(as_of, cfg);
+    let keys = aux_needed(as_of, cfg, f.wanted);
     // Independent reads of the held pre-aggregate: side by side they keep
     // both cores busy (a cold 10^7 run: ~1.65 → ~1.38 s for the two and
     // the measures; no more memory).
@@ -217,7 +258,7 @@ pub fn from_daily(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<FromDail
     if let Daily::Memory { daily, keys } = &f.daily {
         // The held pre-aggregate is in (cid, day) order: scans, no group-by.
         let mut buyers = Vec::new();
-        for ry in concentration::report_years(as_of, &cfg.concentration) {
+        for ry in report_years(f, as_of, cfg) {
             let b = sorted::buyers_sorted(daily, keys, ry.start, ry.tiered_at)?;
             buyers.push(crate::order::flag_sorted_ids(b)?.lazy());
         }
@@ -231,7 +272,7 @@ pub fn from_daily(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<FromDail
         });
     }
     let mut buyers = Vec::new();
-    for ry in concentration::report_years(as_of, &cfg.concentration) {
+    for ry in report_years(f, as_of, cfg) {
         let b = f.per_customer(|d, keys| concentration::buyers(d, keys, &ry))?;
         buyers.push(match f.daily {
             Daily::Memory { .. } => b.run()?.lazy(),
@@ -267,6 +308,16 @@ pub fn from_daily(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<FromDail
         unknown_customers,
         window_cents,
     })
+}
+
+/// The concentration report years as of `as_of`; none when no
+/// concentration table is wanted.
+fn report_years(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Vec<concentration::ReportYear> {
+    if f.wanted.concentration {
+        concentration::report_years(as_of, &cfg.concentration)
+    } else {
+        Vec::new()
+    }
 }
 
 /// How many of the customer ids `ids` (each once) the customers table lacks.
@@ -366,8 +417,9 @@ fn summaries(
     aux: &AuxTierings,
     from: FromDaily,
 ) -> Result<Scored> {
-    let years = concentration::report_years(as_of, &cfg.concentration);
+    let years = report_years(f, as_of, cfg);
     let compared_to = migration_date(as_of, cfg);
+    let want = f.wanted;
     // A missing tiering is a bug in aux_needed, never something to paper
     // over with an empty frame.
     let at = |d: NaiveDate, scheme: &str| -> Result<LazyFrame> {
@@ -379,74 +431,94 @@ fn summaries(
                 .ok_or_else(|| Error::Invariant(format!("no {scheme} tiering computed for {d}")))
         }
     };
-    let previous = at(compared_to, &cfg.migration.tier)?;
 
     // The summaries one after the other: side by side on the fast plan
     // they finished ~0.1 s sooner at 10^6 customers but raised a nightly
     // run's peak by ~250 MB (uniform 10^7, benches/results/2026-12-03-3.*).
-    let conc = timed("concentration", || {
-        let conc_scheme = scheme(cfg, &cfg.concentration.tier)?;
-        let mut pops = Vec::new();
-        for (ry, buyers) in years.iter().zip(from.buyers) {
-            pops.push(concentration::population(
-                at(ry.tiered_at, &cfg.concentration.tier)?,
-                buyers,
-                ry,
-                &conc_scheme,
-                &cfg.concentration.dimensions,
-            ));
-        }
-        // Computed once: every dimension's table reads the same populations.
-        let pops = f.materialize(
-            concat(pops, UnionArgs::default())?,
-            &format!("pops-{as_of}"),
-        )?;
-        let mut conc = Vec::new();
-        for dim in &cfg.concentration.dimensions {
-            let t = concentration::table(
-                pops.clone(),
-                &years,
-                dim,
-                &conc_scheme,
-                &cfg.concentration,
-                &cfg.ingest.unknown_label,
+    // Those not wanted (`--tables`) are left empty and never published.
+    let conc = if want.concentration {
+        timed("concentration", || {
+            let conc_scheme = scheme(cfg, &cfg.concentration.tier)?;
+            let mut pops = Vec::new();
+            for (ry, buyers) in years.iter().zip(from.buyers) {
+                pops.push(concentration::population(
+                    at(ry.tiered_at, &cfg.concentration.tier)?,
+                    buyers,
+                    ry,
+                    &conc_scheme,
+                    &cfg.concentration.dimensions,
+                ));
+            }
+            // Computed once: every dimension's table reads the same populations.
+            let pops = f.materialize(
+                concat(pops, UnionArgs::default())?,
+                &format!("pops-{as_of}"),
             )?;
-            conc.push((dim.clone(), t));
-        }
-        drop(pops);
-        f.discard(&format!("pops-{as_of}"))?;
-        f.release_free();
-        Ok(conc)
-    })?;
-    let churn_summary = timed("churn", || {
-        churn::summary(
-            full.lazy()?,
-            &cfg.churn.dimensions,
-            &scheme(cfg, &cfg.churn.tier)?,
-            &cfg.concentration.total_label,
-        )
-    })?;
-    let follow_up = timed("follow_up", || {
-        follow_up::table(full.lazy()?, &scheme(cfg, &cfg.follow_up.tier)?)
-    })?;
+            let mut conc = Vec::new();
+            for dim in &cfg.concentration.dimensions {
+                let t = concentration::table(
+                    pops.clone(),
+                    &years,
+                    dim,
+                    &conc_scheme,
+                    &cfg.concentration,
+                    &cfg.ingest.unknown_label,
+                )?;
+                conc.push((dim.clone(), t));
+            }
+            drop(pops);
+            f.discard(&format!("pops-{as_of}"))?;
+            f.release_free();
+            Ok(conc)
+        })?
+    } else {
+        Vec::new()
+    };
+    let churn_summary = if want.churn {
+        timed("churn", || {
+            churn::summary(
+                full.lazy()?,
+                &cfg.churn.dimensions,
+                &scheme(cfg, &cfg.churn.tier)?,
+                &cfg.concentration.total_label,
+            )
+        })?
+    } else {
+        DataFrame::empty()
+    };
+    let follow_up = if want.follow_up {
+        timed("follow_up", || {
+            follow_up::table(full.lazy()?, &scheme(cfg, &cfg.follow_up.tier)?)
+        })?
+    } else {
+        DataFrame::empty()
+    };
     // The largest summary (a row per overdue customer): its sort's scratch
     // would otherwise stay with the process through publishing.
     f.release_free();
-    let tier_migration = timed("migration", || {
-        migration::table(
-            full.lazy()?,
-            previous,
-            &scheme(cfg, &cfg.migration.tier)?,
-            compared_to,
-        )
-    })?;
-    let lost_deal_reasons = lost_deals::reasons(
-        f.interactions.clone(),
-        as_of,
-        cfg.measures.window_days,
-        &cfg.concentration.total_label,
-    )?
-    .run()?;
+    let tier_migration = if want.migration {
+        timed("migration", || {
+            migration::table(
+                full.lazy()?,
+                at(compared_to, &cfg.migration.tier)?,
+                &scheme(cfg, &cfg.migration.tier)?,
+                compared_to,
+            )
+        })?
+    } else {
+        DataFrame::empty()
+    };
+    let lost_deal_reasons = if want.lost_deals {
+        lost_deals::reasons(
+            f.interactions.clone(),
+            as_of,
+            cfg.measures.window_days,
+            &cfg.concentration.total_label,
+        )?
+        .run()?
+    } else {
+        DataFrame::empty()
+    };
     let rules = rfm::rules(&cfg.rfm);
     let rfm_segments = rfm::segment_summary(full.lazy()?, &rules)?;
     let pyramid = pyramid::summary(full.lazy()?, &cfg.pyramid)?;
@@ -475,4 +547,43 @@ fn summaries(
         migration_compared_to: compared_to,
         invariants,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_name_the_summaries_computed() {
+        let of = |names: &[&str]| {
+            let set = names.iter().map(|n| n.to_string()).collect();
+            Wanted::of(Some(&set))
+        };
+        assert_eq!(Wanted::of(None), Wanted::ALL);
+        let none = Wanted {
+            concentration: false,
+            churn: false,
+            follow_up: false,
+            migration: false,
+            lost_deals: false,
+        };
+        assert_eq!(of(&["customer_scores", "pyramid", "rejects"]), none);
+        assert_eq!(
+            of(&["concentration_industry", "tier_migration"]),
+            Wanted {
+                concentration: true,
+                migration: true,
+                ..none
+            }
+        );
+        assert_eq!(
+            of(&["churn_summary", "follow_up", "lost_deal_reasons"]),
+            Wanted {
+                churn: true,
+                follow_up: true,
+                lost_deals: true,
+                ..none
+            }
+        );
+    }
 }

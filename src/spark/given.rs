@@ -13,7 +13,7 @@ use crate::io::Run;
 use crate::plan::{
     BUYERS_COLUMNS, CustomerPlan, Kind, Sources, measure_columns, measures_from_core,
 };
-use crate::snapshot::{Given, aux_needed};
+use crate::snapshot::{Given, Wanted, aux_needed};
 use crate::spark::{Spark, SparkIngest};
 
 /// The frames for `snapshots` (each date's measures once, however many
@@ -23,6 +23,7 @@ pub fn given(
     cfg: &Config,
     ing: &SparkIngest,
     snapshots: &[NaiveDate],
+    wanted: Wanted,
 ) -> Result<Given> {
     let src = Sources {
         transactions: ing.daily.clone(),
@@ -32,7 +33,9 @@ pub fn given(
     let plan = |d: NaiveDate| CustomerPlan::new(cfg, d, ing.has_margin, ing.has_quantity);
     let mut dates: Vec<NaiveDate> = snapshots
         .iter()
-        .flat_map(|d| std::iter::once(*d).chain(aux_needed(*d, cfg).into_iter().map(|k| k.0)))
+        .flat_map(|d| {
+            std::iter::once(*d).chain(aux_needed(*d, cfg, wanted).into_iter().map(|k| k.0))
+        })
         .collect();
     dates.sort();
     dates.dedup();
