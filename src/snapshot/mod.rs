@@ -397,7 +397,12 @@ pub fn compute_with(
 }
 
 /// `f`'s result, its time logged (`-vv`) as the summary `what`.
-fn timed<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+/// A summary computed and timed when `wanted` (`--tables`); left empty,
+/// and never published, when not.
+fn timed_if<T: Default>(wanted: bool, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    if !wanted {
+        return Ok(T::default());
+    }
     let t = std::time::Instant::now();
     let out = f();
     tracing::debug!(
@@ -436,78 +441,62 @@ fn summaries(
     // they finished ~0.1 s sooner at 10^6 customers but raised a nightly
     // run's peak by ~250 MB (uniform 10^7, benches/results/2026-12-03-3.*).
     // Those not wanted (`--tables`) are left empty and never published.
-    let conc = if want.concentration {
-        timed("concentration", || {
-            let conc_scheme = scheme(cfg, &cfg.concentration.tier)?;
-            let mut pops = Vec::new();
-            for (ry, buyers) in years.iter().zip(from.buyers) {
-                pops.push(concentration::population(
-                    at(ry.tiered_at, &cfg.concentration.tier)?,
-                    buyers,
-                    ry,
-                    &conc_scheme,
-                    &cfg.concentration.dimensions,
-                ));
-            }
-            // Computed once: every dimension's table reads the same populations.
-            let pops = f.materialize(
-                concat(pops, UnionArgs::default())?,
-                &format!("pops-{as_of}"),
+    let conc = timed_if(want.concentration, "concentration", || {
+        let conc_scheme = scheme(cfg, &cfg.concentration.tier)?;
+        let mut pops = Vec::new();
+        for (ry, buyers) in years.iter().zip(from.buyers) {
+            pops.push(concentration::population(
+                at(ry.tiered_at, &cfg.concentration.tier)?,
+                buyers,
+                ry,
+                &conc_scheme,
+                &cfg.concentration.dimensions,
+            ));
+        }
+        // Computed once: every dimension's table reads the same populations.
+        let pops = f.materialize(
+            concat(pops, UnionArgs::default())?,
+            &format!("pops-{as_of}"),
+        )?;
+        let mut conc = Vec::new();
+        for dim in &cfg.concentration.dimensions {
+            let t = concentration::table(
+                pops.clone(),
+                &years,
+                dim,
+                &conc_scheme,
+                &cfg.concentration,
+                &cfg.ingest.unknown_label,
             )?;
-            let mut conc = Vec::new();
-            for dim in &cfg.concentration.dimensions {
-                let t = concentration::table(
-                    pops.clone(),
-                    &years,
-                    dim,
-                    &conc_scheme,
-                    &cfg.concentration,
-                    &cfg.ingest.unknown_label,
-                )?;
-                conc.push((dim.clone(), t));
-            }
-            drop(pops);
-            f.discard(&format!("pops-{as_of}"))?;
-            f.release_free();
-            Ok(conc)
-        })?
-    } else {
-        Vec::new()
-    };
-    let churn_summary = if want.churn {
-        timed("churn", || {
-            churn::summary(
-                full.lazy()?,
-                &cfg.churn.dimensions,
-                &scheme(cfg, &cfg.churn.tier)?,
-                &cfg.concentration.total_label,
-            )
-        })?
-    } else {
-        DataFrame::empty()
-    };
-    let follow_up = if want.follow_up {
-        timed("follow_up", || {
-            follow_up::table(full.lazy()?, &scheme(cfg, &cfg.follow_up.tier)?)
-        })?
-    } else {
-        DataFrame::empty()
-    };
+            conc.push((dim.clone(), t));
+        }
+        drop(pops);
+        f.discard(&format!("pops-{as_of}"))?;
+        f.release_free();
+        Ok(conc)
+    })?;
+    let churn_summary = timed_if(want.churn, "churn", || {
+        churn::summary(
+            full.lazy()?,
+            &cfg.churn.dimensions,
+            &scheme(cfg, &cfg.churn.tier)?,
+            &cfg.concentration.total_label,
+        )
+    })?;
+    let follow_up = timed_if(want.follow_up, "follow_up", || {
+        follow_up::table(full.lazy()?, &scheme(cfg, &cfg.follow_up.tier)?)
+    })?;
     // The largest summary (a row per overdue customer): its sort's scratch
     // would otherwise stay with the process through publishing.
     f.release_free();
-    let tier_migration = if want.migration {
-        timed("migration", || {
-            migration::table(
-                full.lazy()?,
-                at(compared_to, &cfg.migration.tier)?,
-                &scheme(cfg, &cfg.migration.tier)?,
-                compared_to,
-            )
-        })?
-    } else {
-        DataFrame::empty()
-    };
+    let tier_migration = timed_if(want.migration, "migration", || {
+        migration::table(
+            full.lazy()?,
+            at(compared_to, &cfg.migration.tier)?,
+            &scheme(cfg, &cfg.migration.tier)?,
+            compared_to,
+        )
+    })?;
     let lost_deal_reasons = if want.lost_deals {
         lost_deals::reasons(
             f.interactions.clone(),
