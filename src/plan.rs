@@ -124,9 +124,28 @@ pub struct CustomerPlan {
 pub struct Sources {
     /// Typed transactions, or (with `pre_aggregated`) their customer × day
     /// pre-aggregate as [`CustomerPlan::daily_sql`] makes it.
-    pub transactions: String,
+    pub transactions: Relation,
     pub customers: String,
     pub pre_aggregated: bool,
+}
+
+/// What Spark reads a table from.
+#[derive(Debug, Clone)]
+pub enum Relation {
+    /// Parquet file(s) at a path (a file, a directory or a glob).
+    Parquet(String),
+    /// A temporary view of the session.
+    View(String),
+}
+
+impl Relation {
+    /// The relation in a `FROM` clause.
+    fn sql(&self) -> Result<String> {
+        match self {
+            Relation::Parquet(path) => Ok(format!("parquet.{}", quoted_path(path)?)),
+            Relation::View(name) => Ok(name.clone()),
+        }
+    }
 }
 
 /// The per-customer measures [`CustomerPlan::measures_spark_sql`] gives, as
@@ -266,16 +285,16 @@ impl CustomerPlan {
     fn daily_sql(&self, src: &Sources) -> Result<String> {
         if src.pre_aggregated {
             return Ok(format!(
-                "daily AS (\n  SELECT * FROM parquet.{path} WHERE ts <= {as_of}\n)",
-                path = quoted_path(&src.transactions)?,
+                "daily AS (\n  SELECT * FROM {from} WHERE ts <= {as_of}\n)",
+                from = src.transactions.sql()?,
                 as_of = date(self.as_of),
             ));
         }
         Ok(format!(
-            "daily AS (\n  SELECT customer_id, ts, {aggs}\n  FROM (SELECT {cols} FROM parquet.{path} WHERE ts <= {as_of})\n  GROUP BY customer_id, ts\n)",
+            "daily AS (\n  SELECT customer_id, ts, {aggs}\n  FROM (SELECT {cols} FROM {from} WHERE ts <= {as_of})\n  GROUP BY customer_id, ts\n)",
             aggs = self.daily_aggregates().join(",\n    "),
             cols = self.daily_inputs().join(", "),
-            path = quoted_path(&src.transactions)?,
+            from = src.transactions.sql()?,
             as_of = date(self.as_of),
         ))
     }
@@ -547,7 +566,7 @@ mod tests {
     #[test]
     fn the_sql_follows_the_configuration() {
         let src = Sources {
-            transactions: "/d/t.parquet".into(),
+            transactions: Relation::Parquet("/d/t.parquet".into()),
             customers: "/d/c.parquet".into(),
             pre_aggregated: false,
         };
@@ -567,5 +586,15 @@ mod tests {
             plan().report_years.len() - 1
         );
         assert!(buyers.contains("WHERE ts BETWEEN DATE'2010-01-01' AND DATE'2010-12-31'"));
+        // A pre-aggregate in a view (the store's on Spark) is read as given.
+        let pre = Sources {
+            transactions: Relation::View("__v".into()),
+            customers: String::new(),
+            pre_aggregated: true,
+        };
+        let measures = plan().measures_spark_sql(&pre).unwrap();
+        assert!(
+            measures.contains("daily AS (\n  SELECT * FROM __v WHERE ts <= DATE'2010-12-31'\n)")
+        );
     }
 }

@@ -114,6 +114,11 @@ pub struct Summary {
     /// Customers and interactions read back as checked (`_store/tables/`):
     /// their files and settings were unchanged since an earlier run.
     pub tables_reused: Vec<String>,
+    /// Transaction rows this run read: the rows of the files it ingested,
+    /// of the segments it merged, and of the files it scanned for rows
+    /// after the as-of date (none on a night whose as-of date is the
+    /// latest stored date).
+    pub rows_read: usize,
 }
 
 /// The store as a run reads it: its files in store order.
@@ -249,6 +254,7 @@ pub fn sync(cfg: &Config, out: &Path, rebuild: bool, budget: u64) -> Result<View
         let members: Vec<usize> = (0..keep.len())
             .filter(|&i| keep[i].segment == seg)
             .collect();
+        summary.rows_read += rows_of(&keep, &members);
         merge_segment(&dir, &mut cat.next_segment, &mut keep, &members, budget)?;
         merged += 1;
     }
@@ -273,6 +279,7 @@ pub fn sync(cfg: &Config, out: &Path, rebuild: bool, budget: u64) -> Result<View
         ingest_new(cfg, &dir, &mut cat, &keep, &new, budget)?
     };
     summary.ingested = added.iter().map(|(f, _)| f.name.clone()).collect();
+    summary.rows_read += added.iter().map(|(f, _)| f.report.rows_read).sum::<usize>();
     let changed = !added.is_empty() || !gone.is_empty() || retype || rebuild;
     keep.extend(added.iter().map(|(f, _)| f.clone()));
     check_columns(&keep)?;
@@ -282,6 +289,7 @@ pub fn sync(cfg: &Config, out: &Path, rebuild: bool, budget: u64) -> Result<View
     }
     if let Some(members) = compaction(&keep, cfg.store.compact_at) {
         let from = segment_names(&keep).len();
+        summary.rows_read += rows_of(&keep, &members);
         merge_segment(&dir, &mut cat.next_segment, &mut keep, &members, budget)?;
         tracing::info!(
             from,
@@ -318,6 +326,11 @@ pub fn sync(cfg: &Config, out: &Path, rebuild: bool, budget: u64) -> Result<View
         summary,
         fresh_daily: std::sync::Mutex::new(fresh_daily),
     })
+}
+
+/// The stored rows of `members` of `files`.
+fn rows_of(files: &[StoredFile], members: &[usize]) -> usize {
+    members.iter().map(|&i| files[i].report.rows_kept).sum()
 }
 
 /// The settings that decide how rows are typed, as recorded in the catalog.
@@ -819,7 +832,8 @@ impl View {
         self.dir.join(SEGMENTS).join(seg).join(name)
     }
 
-    fn has(&self, column: &str) -> bool {
+    /// Whether the stored rows have `column` (an optional one: margin_cents, quantity).
+    pub fn has(&self, column: &str) -> bool {
         self.files
             .first()
             .is_some_and(|f| f.columns.iter().any(|c| c == column))
@@ -892,6 +906,7 @@ impl View {
                     .filter(col("ts").gt(crate::units::date_lit(as_of)))
                     .select([col(LINE), lit(0u32).alias("__file_no")])
                     .run()?;
+                self.summary.rows_read += r.rows_kept;
                 kept -= late.height();
                 rep.excluded_after_as_of += late.height();
                 rejects.push(ingest::as_rejects(
@@ -965,6 +980,26 @@ impl View {
         let mut all = alone;
         all.push(merged);
         Ok(concat(all, UnionArgs::default())?)
+    }
+
+    /// The pre-aggregate files of the segments holding rows (absolute paths,
+    /// for readers elsewhere: the Spark engine), and whether some day is held
+    /// by several of them (then a customer's rows of that day must be summed
+    /// across files, as [`View::daily_by_id`] does).
+    pub fn daily_files(&self) -> Result<(Vec<PathBuf>, bool)> {
+        let (mut segments, spans) = self.dated_segments();
+        if segments.is_empty() {
+            // No row: the (empty) pre-aggregate of any file gives the schema.
+            segments.push(&self.files_any()?.segment);
+        }
+        let paths = segments
+            .iter()
+            .map(|seg| {
+                let p = self.segment(seg, "daily.parquet");
+                p.canonicalize().map_err(Error::io(&p))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((paths, !contested_days(&spans).is_empty()))
     }
 
     /// The stored files' pre-aggregates (as [`View::daily_per_file`] would

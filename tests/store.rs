@@ -12,7 +12,7 @@ use crate::common::*;
 /// (dates up to 2010-12-20) and a night's file (the later dates, plus
 /// every 4th row dated 2010-12-11..20: late arrivals, so the two files
 /// share ten days and the stored pre-aggregates of those days are summed). Returns (history lines, night lines) with the header.
-fn split_history(data: &Path) -> (String, String) {
+pub(crate) fn split_history(data: &Path) -> (String, String) {
     let text = std::fs::read_to_string(data.join("transactions.csv")).unwrap();
     let mut lines = text.lines();
     let header = lines.next().unwrap();

@@ -174,12 +174,20 @@ pub struct SparkConfig {
     /// break inside a field then cuts its row in two (both rejected).
     /// Default `true`.
     pub quoted_line_breaks: bool,
+    /// Spark reads the typed store (`<out>/_store/`) instead of the input
+    /// files: each transactions file is checked here once, as on the local
+    /// engine, and Spark computes the per-customer frames from the store's
+    /// per-file pre-aggregates, so a night re-reads no history. Spark must
+    /// see the output root under the same absolute path. Default `false`
+    /// (Spark reads and checks every input file on every run).
+    pub store: bool,
 }
 
 impl Default for SparkConfig {
     fn default() -> Self {
         SparkConfig {
             quoted_line_breaks: true,
+            store: false,
         }
     }
 }

@@ -32,7 +32,8 @@ pub(super) struct Manifest<'a> {
     pub(super) as_of: NaiveDate,
     pub(super) config: &'a Config,
     pub(super) inputs: &'a BTreeMap<String, TableReport>,
-    /// What the run did to the typed store (absent on the Spark engine).
+    /// What the run did to the typed store (absent on the Spark engine
+    /// unless `[spark] store = true`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) store: Option<&'a store::Summary>,
     pub(super) unknown_customers: usize,
@@ -43,7 +44,8 @@ pub(super) struct Manifest<'a> {
     pub(super) memory: &'a memory::Plan,
     pub(super) engine: &'a Engine,
     /// Transaction rows this process read, from the input files or the
-    /// store (0 on the Spark engine: Spark read them).
+    /// store (0 on the Spark engine: Spark read them; with `[spark] store =
+    /// true`, the rows the store read: `store.rows_read`).
     pub(super) transaction_rows_read_locally: usize,
     /// Every invariant checked before publishing (a failed one publishes nothing).
     pub(super) invariants: &'a [snapshot::Invariant],

@@ -121,10 +121,10 @@ fn spark_inputs(
         .iter()
         .map(|c| c.to_string())
         .collect();
-    if si.has_margin {
+    if si.daily.has_margin {
         columns.push("margin_cents".into());
     }
-    if si.has_quantity {
+    if si.daily.has_quantity {
         columns.push("quantity".into());
     }
     let transactions = ingest::TypedFile {
@@ -144,7 +144,13 @@ fn spark_inputs(
     .0;
     ing.transaction_rows_read_locally = 0;
     let t = Instant::now();
-    let given = crate::spark::given(&spark, &s.config, &si, &snapshots(si.as_of), s.wanted())?;
+    let given = crate::spark::given(
+        &spark,
+        &s.config,
+        &si.daily,
+        &snapshots(si.as_of),
+        s.wanted(),
+    )?;
     // Staging on this machine's disk is let go at once (a URI's is
     // replaced by the next run).
     if !crate::spark::is_uri(&staging) {
@@ -160,6 +166,42 @@ fn spark_inputs(
     Ok((ing, given))
 }
 
+/// The Spark engine over the typed store (`[spark] store = true`): the
+/// store is brought up to date here (only files it lacks are read, as on
+/// the local engine), and Spark computes every per-customer frame from the
+/// store's pre-aggregates. The transaction rows read here are the ones the
+/// store read (`store.rows_read`).
+#[cfg(feature = "spark")]
+fn spark_store_inputs(
+    s: &RunSettings,
+    remote: &str,
+    as_of: Option<NaiveDate>,
+    snapshots: &dyn Fn(NaiveDate) -> Vec<NaiveDate>,
+) -> Result<(Ingested, Given, store::View)> {
+    let path = &s.config.inputs.transactions.path;
+    if crate::spark::is_uri(path) {
+        return Err(Error::Usage(format!(
+            "{path}: with [spark] store = true the transactions files are checked into the store on this machine, which cannot read a URI; mount the files here, or set store = false to have Spark read them"
+        )));
+    }
+    // Connected first: a wrong address fails before any ingest work.
+    let spark = crate::spark::Spark::connect(remote)?;
+    let (mut ing, view) = store_inputs(s, as_of)?;
+    // A first run's pre-aggregates are not scored here: let them go.
+    drop(view.take_fresh_daily());
+    let t = Instant::now();
+    let daily = crate::spark::store_daily(&spark, &view)?;
+    let given = crate::spark::given(&spark, &s.config, &daily, &snapshots(ing.as_of), s.wanted())?;
+    ing.transaction_rows_read_locally = view.summary.rows_read;
+    tracing::info!(
+        ms = t.elapsed().as_millis() as u64,
+        dates = given.measures.len(),
+        remote,
+        "spark computed the measures from the store"
+    );
+    Ok((ing, given, view))
+}
+
 #[cfg(not(feature = "spark"))]
 fn spark_inputs(
     _: &RunSettings,
@@ -167,9 +209,24 @@ fn spark_inputs(
     _: Option<NaiveDate>,
     _: &dyn Fn(NaiveDate) -> Vec<NaiveDate>,
 ) -> Result<(Ingested, Given)> {
-    Err(Error::Usage(
+    Err(no_spark())
+}
+
+#[cfg(not(feature = "spark"))]
+fn spark_store_inputs(
+    _: &RunSettings,
+    _: &str,
+    _: Option<NaiveDate>,
+    _: &dyn Fn(NaiveDate) -> Vec<NaiveDate>,
+) -> Result<(Ingested, Given, store::View)> {
+    Err(no_spark())
+}
+
+#[cfg(not(feature = "spark"))]
+fn no_spark() -> Error {
+    Error::Usage(
         "--engine spark: this build has no Spark backend (build with --features spark)".into(),
-    ))
+    )
 }
 
 /// Where Spark writes its staging files: `--spark-staging`, else
@@ -240,14 +297,15 @@ pub(crate) enum Source {
     Typed,
     /// The typed store, which ingests only the files it lacks.
     Store(store::View),
-    /// The Spark engine: the per-customer frames it computed.
-    Spark(Given),
+    /// The Spark engine: the per-customer frames it computed, and the
+    /// store it computed them from (`[spark] store = true`).
+    Spark(Given, Option<store::View>),
 }
 
 impl Source {
     fn store(&self) -> Option<&store::View> {
         match self {
-            Source::Store(v) => Some(v),
+            Source::Store(v) | Source::Spark(_, Some(v)) => Some(v),
             _ => None,
         }
     }
@@ -261,10 +319,25 @@ fn load(
     as_of: Option<NaiveDate>,
     snapshots: &dyn Fn(NaiveDate) -> Vec<NaiveDate>,
 ) -> Result<(Ingested, Source)> {
-    if let Engine::Spark { remote } = &s.engine {
-        let (ing, given) = spark_inputs(s, remote, as_of, snapshots)?;
-        return Ok((ing, Source::Spark(given)));
+    match &s.engine {
+        Engine::Spark { remote } if s.config.spark.store => {
+            let (ing, given, view) = spark_store_inputs(s, remote, as_of, snapshots)?;
+            Ok((ing, Source::Spark(given, Some(view))))
+        }
+        Engine::Spark { remote } => {
+            let (ing, given) = spark_inputs(s, remote, as_of, snapshots)?;
+            Ok((ing, Source::Spark(given, None)))
+        }
+        Engine::Polars => {
+            let (ing, view) = store_inputs(s, as_of)?;
+            Ok((ing, Source::Store(view)))
+        }
     }
+}
+
+/// The store brought up to date with the inputs, and the run's inputs from
+/// it as of `as_of`.
+fn store_inputs(s: &RunSettings, as_of: Option<NaiveDate>) -> Result<(Ingested, store::View)> {
     // Half the memory budget for building a new file's pre-aggregate
     // (staging and the duplicate check hold the rest).
     let limit = s
@@ -274,7 +347,7 @@ fn load(
     let mut view = store::sync(&s.config, &s.out, s.rebuild_store, limit / 2)?;
     std::fs::create_dir_all(ingest_dir(&s.out)).map_err(Error::io(ingest_dir(&s.out)))?;
     let ing = view.ingested(&s.config, as_of)?;
-    Ok((ing, Source::Store(view)))
+    Ok((ing, view))
 }
 
 /// Ingest only: validate inputs and write typed Parquet under `<out>/_ingest/`.
@@ -306,7 +379,7 @@ fn frames(
     let store = source.store();
     // Taken here whatever the plan, so that the lean plan lets it go.
     let fresh = store.and_then(store::View::take_fresh_daily);
-    let daily = if let Source::Spark(_) = source {
+    let daily = if let Source::Spark(..) = source {
         snapshot::Daily::Released
     } else if plan.lean() {
         drop(fresh);
@@ -362,13 +435,13 @@ fn frames(
         ]
         .concat(),
         given: match source {
-            Source::Spark(g) => g.clone(),
+            Source::Spark(g, _) => g.clone(),
             _ => Given::default(),
         },
         frugal: plan.lean(),
         wanted: s.wanted(),
         tierings: match store {
-            Some(v) if !matches!(source, Source::Spark(_)) => {
+            Some(v) if !matches!(source, Source::Spark(..)) => {
                 let inputs: Vec<String> = ["customers", "interactions"]
                     .iter()
                     .filter_map(|t| ing.report.get(*t))
@@ -448,7 +521,7 @@ fn outcome(ing: &Ingested, scored: &Scored, as_of: NaiveDate, snapshot: PathBuf)
 /// over `<out>/_ingest/` (written by `tiering ingest` or a run), as of the
 /// given date or the latest transaction there.
 pub fn emit_plan(s: &RunSettings) -> Result<String> {
-    use crate::plan::{CustomerPlan, Sources};
+    use crate::plan::{CustomerPlan, Relation, Sources};
     let dir = ingest_dir(&s.out);
     let path = dir.join("transactions.parquet");
     if !path.exists() {
@@ -475,7 +548,7 @@ pub fn emit_plan(s: &RunSettings) -> Result<String> {
         typed.has("quantity"),
     );
     let src = Sources {
-        transactions: typed.paths[0].display().to_string(),
+        transactions: Relation::Parquet(typed.paths[0].display().to_string()),
         customers: dir.join("customers.parquet").display().to_string(),
         pre_aggregated: false,
     };

@@ -1,5 +1,5 @@
 //! Every per-customer frame a run scores from, computed on Spark from the
-//! pre-aggregate [`super::ingest`] wrote: the measures as of each date the
+//! pre-aggregate [`super::ingest`] wrote (or the store's): the measures as of each date the
 //! snapshots need (their own and their auxiliary tierings'), and per
 //! snapshot the concentration buyers and the window's net amount. What
 //! comes back is one row per customer and date, never a transaction.
@@ -14,23 +14,23 @@ use crate::plan::{
     BUYERS_COLUMNS, CustomerPlan, Kind, Sources, measure_columns, measures_from_core,
 };
 use crate::snapshot::{Given, Wanted, aux_needed};
-use crate::spark::{Spark, SparkIngest};
+use crate::spark::{Spark, SparkDaily};
 
 /// The frames for `snapshots` (each date's measures once, however many
 /// snapshots read them).
 pub fn given(
     spark: &Spark,
     cfg: &Config,
-    ing: &SparkIngest,
+    daily: &SparkDaily,
     snapshots: &[NaiveDate],
     wanted: Wanted,
 ) -> Result<Given> {
     let src = Sources {
-        transactions: ing.daily.clone(),
+        transactions: daily.relation.clone(),
         customers: String::new(),
         pre_aggregated: true,
     };
-    let plan = |d: NaiveDate| CustomerPlan::new(cfg, d, ing.has_margin, ing.has_quantity);
+    let plan = |d: NaiveDate| CustomerPlan::new(cfg, d, daily.has_margin, daily.has_quantity);
     let mut dates: Vec<NaiveDate> = snapshots
         .iter()
         .flat_map(|d| {

@@ -17,8 +17,8 @@ use crate::contract::reason;
 use crate::error::{Error, Result};
 use crate::ingest::{InputFileInfo, TableReport, checks_for, enforce_ratio, resolve_columns};
 use crate::io::Run;
-use crate::plan::{CustomerPlan, Kind, date, quoted_path, text};
-use crate::spark::Spark;
+use crate::plan::{CustomerPlan, Kind, Relation, date, quoted_path, text};
+use crate::spark::{Spark, SparkDaily};
 
 /// What the Spark ingest leaves behind.
 pub struct SparkIngest {
@@ -28,9 +28,7 @@ pub struct SparkIngest {
     pub as_of: NaiveDate,
     /// The customer × day pre-aggregate of the kept rows (a directory of
     /// Parquet files Spark wrote, in the plan's `daily` shape).
-    pub daily: String,
-    pub has_margin: bool,
-    pub has_quantity: bool,
+    pub daily: SparkDaily,
 }
 
 /// Unicode's White_Space characters, what Rust's `str::trim` removes.
@@ -580,9 +578,11 @@ pub fn ingest(
         report,
         rejects,
         as_of,
-        daily,
-        has_margin,
-        has_quantity,
+        daily: SparkDaily {
+            relation: Relation::Parquet(daily),
+            has_margin,
+            has_quantity,
+        },
     })
 }
 

@@ -3,7 +3,9 @@
 //! Arrow record batches and become polars frames column by column, cast to
 //! the plan's canonical types. [`ingest`] reads and checks the transactions
 //! on Spark; [`given`] computes every per-customer frame a run needs from
-//! them, so the local machine never reads a transaction row.
+//! them, so the local machine never reads a transaction row. With
+//! `[spark] store = true`, [`store_daily`] gives Spark the typed store's
+//! pre-aggregates instead (the files are checked into the store locally).
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType as Arrow, Date32Type, Float64Type, Int32Type, Int64Type};
@@ -15,9 +17,19 @@ use crate::plan::Kind;
 
 mod given;
 mod ingest;
+mod store;
 
 pub use given::given;
 pub use ingest::{SparkIngest, ingest, is_uri};
+pub use store::store_daily;
+
+/// The customer × day pre-aggregate Spark scores from (written by
+/// [`ingest`], or the store's), with its optional columns.
+pub struct SparkDaily {
+    pub relation: crate::plan::Relation,
+    pub has_margin: bool,
+    pub has_quantity: bool,
+}
 
 /// A session on one Spark Connect server.
 pub struct Spark {
