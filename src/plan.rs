@@ -148,7 +148,15 @@ impl Relation {
     }
 }
 
-/// The per-customer measures [`CustomerPlan::measures_spark_sql`] gives, as
+/// The columns of [`CustomerPlan::summaries_by_date_spark_sql`]'s buyers:
+/// the window's index, then as [`BUYERS_COLUMNS`].
+pub const WINDOW_BUYERS_COLUMNS: &[(&str, Kind)] = &[
+    ("__window", Kind::Int),
+    ("customer_id", Kind::Text),
+    ("year_cents", Kind::Int),
+];
+
+/// The per-customer measures [`CustomerPlan::measures_by_date_spark_sql`] gives, as
 /// [`measures_from_core`] reads them: `core`'s columns up to the scores,
 /// without the customer attributes.
 pub fn measure_columns() -> Vec<(&'static str, Kind)> {
@@ -254,31 +262,61 @@ impl CustomerPlan {
         )
     }
 
-    /// The measures of every customer with a transaction on or before the
-    /// plan's date ([`measure_columns`]), over a pre-aggregate.
-    pub fn measures_spark_sql(&self, src: &Sources) -> Result<String> {
-        let as_of = date(self.as_of);
-        Ok(format!(
-            "WITH {daily},\n{measures}\nSELECT {cols}\nFROM (SELECT *, TRUE AS in_scope,\n    CAST(DATEDIFF({as_of}, last_purchase) AS BIGINT) AS recency_days,\n    CAST(DATEDIFF({as_of}, first_purchase) AS BIGINT) AS tenure_days\n  FROM measures)\nORDER BY customer_id",
-            daily = self.daily_sql(src)?,
-            measures = self.measures_sql(),
-            cols = select_list(&measure_columns()),
-        ))
-    }
-
-    /// The buyers of each report year ([`BUYERS_COLUMNS`]) and, as one row,
-    /// the net amount inside the measures window (the reconciliation
-    /// invariant's total), over a pre-aggregate.
-    pub fn summaries_spark_sql(&self, src: &Sources) -> Result<(String, String)> {
+    /// Over a pre-aggregate, in one pass each:
+    /// - for each window (first day, last day) of `windows`, every customer
+    ///   who bought in it and their net amount in it
+    ///   ([`WINDOW_BUYERS_COLUMNS`], by window then customer): the
+    ///   concentration buyers of the report years that end there;
+    /// - as one row, for each date of `dates`, the net amount inside its
+    ///   measures window (`window_cents_<i>`): the reconciliation
+    ///   invariant's total.
+    ///
+    /// No window or date after the plan's date.
+    pub fn summaries_by_date_spark_sql(
+        &self,
+        windows: &[(NaiveDate, NaiveDate)],
+        dates: &[NaiveDate],
+        src: &Sources,
+    ) -> Result<(String, String)> {
         let daily = self.daily_sql(src)?;
-        let window = match self.window_days {
-            Some(w) => format!("DATEDIFF({}, ts) < {w}", date(self.as_of)),
-            None => "TRUE".into(),
-        };
-        let total = format!(
-            "WITH {daily}\nSELECT CAST(COALESCE(SUM(CASE WHEN {window} THEN net_cents ELSE 0 END), 0) AS BIGINT) AS window_cents FROM daily"
+        let mut sums = Vec::new();
+        let mut stacked = Vec::new();
+        for (i, (start, end)) in windows.iter().enumerate() {
+            let within = format!("ts BETWEEN {} AND {}", date(*start), date(*end));
+            sums.push(format!(
+                "SUM(CASE WHEN {within} THEN net_cents END) AS cents_{i}"
+            ));
+            sums.push(format!(
+                "SUM(CASE WHEN {within} THEN purchases END) AS bought_{i}"
+            ));
+            stacked.push(format!("{i}, cents_{i}, bought_{i}"));
+        }
+        let buyers = format!(
+            "WITH {daily},\n\
+             agg AS (\n  SELECT customer_id,\n    {sums}\n  FROM daily GROUP BY customer_id\n)\n\
+             SELECT {cols}\nFROM (SELECT customer_id, stack({n},\n    {stacked}) AS (__window, year_cents, bought)\n  FROM agg)\n\
+             WHERE bought > 0\nORDER BY __window, customer_id",
+            sums = sums.join(",\n    "),
+            n = windows.len(),
+            stacked = stacked.join(",\n    "),
+            cols = select_list(WINDOW_BUYERS_COLUMNS),
         );
-        Ok((self.buyers_sql(&daily), total))
+        let totals: Vec<String> = dates
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let window = match self.window_days {
+                    Some(w) => format!("DATEDIFF({}, ts) < {w}", date(*d)),
+                    None => "TRUE".into(),
+                };
+                format!(
+                    "CAST(COALESCE(SUM(CASE WHEN ts <= {} AND {window} THEN net_cents ELSE 0 END), 0) AS BIGINT) AS window_cents_{i}",
+                    date(*d)
+                )
+            })
+            .collect();
+        let total = format!("WITH {daily}\nSELECT {} FROM daily", totals.join(",\n  "));
+        Ok((buyers, total))
     }
 
     /// Transactions on or before the date, per customer and day.
@@ -331,53 +369,154 @@ impl CustomerPlan {
         aggs
     }
 
-    /// Per-customer measures from `daily` (see [`measures::measures_from_daily`]).
-    fn measures_sql(&self) -> String {
-        let window = match self.window_days {
-            Some(w) => format!("DATEDIFF({}, ts) < {w}", date(self.as_of)),
-            None => "TRUE".into(),
+    /// The per-customer aggregates of the measures as of `d` (a SQL date),
+    /// as (expression, name): over every row of `daily` (`within` None), or
+    /// over the rows where `within` holds (the one-pass query of several
+    /// dates, [`CustomerPlan::measures_by_date_spark_sql`]).
+    fn measure_aggs(&self, d: &str, within: Option<&str>) -> Vec<(String, &'static str)> {
+        let when = |c: &str| match within {
+            Some(w) => format!("{w} AND {c}"),
+            None => c.to_string(),
         };
+        let window = when(&match self.window_days {
+            Some(w) => format!("DATEDIFF({d}, ts) < {w}"),
+            None => "TRUE".into(),
+        });
         let span = self.window_days.unwrap_or(365);
-        let age = format!("DATEDIFF({}, ts)", date(self.as_of));
+        let age = format!("DATEDIFF({d}, ts)");
         let freq_term = match self.frequency {
             FrequencyMode::Orders => "purchases",
             FrequencyMode::Days => "CASE WHEN purchases > 0 THEN 1 ELSE 0 END",
         };
-        let mut aggs = vec![
-            "COALESCE(MIN(CASE WHEN purchases > 0 THEN ts END), MIN(ts)) AS first_purchase"
-                .to_string(),
-            "COALESCE(MAX(CASE WHEN purchases > 0 THEN ts END), MAX(ts)) AS last_purchase".into(),
-            format!(
-                "CAST(SUM(CASE WHEN {window} THEN {freq_term} ELSE 0 END) AS BIGINT) AS frequency"
-            ),
-            format!("SUM(CASE WHEN {window} THEN net_cents ELSE 0 END) AS revenue_cents"),
-            format!(
-                "SUM(CASE WHEN {age} < {span} THEN net_cents ELSE 0 END) AS window_spend_cents"
-            ),
-            format!(
-                "SUM(CASE WHEN {age} >= 365 AND {age} < {} THEN net_cents ELSE 0 END) AS window_spend_prior_cents",
-                365 + span
-            ),
-        ];
-        aggs.push(if self.has_margin {
-            format!("SUM(CASE WHEN {window} THEN margin_cents ELSE 0 END) AS contribution_cents")
-        } else {
-            format!("SUM(CASE WHEN {window} THEN net_cents ELSE 0 END) AS contribution_cents")
-        });
-        aggs.push(if self.has_quantity {
-            "SUM(units) AS units_bought".into()
-        } else {
-            "CAST(NULL AS DOUBLE) AS units_bought".into()
-        });
-        let monetary = match self.monetary {
-            MonetaryMode::Sum => "revenue_cents".to_string(),
-            MonetaryMode::Mean => "CASE WHEN frequency > 0 THEN CAST(ROUND(CAST(revenue_cents AS DOUBLE) / CAST(frequency AS DOUBLE)) AS BIGINT) ELSE revenue_cents END".into(),
+        let ts = match within {
+            Some(w) => format!("CASE WHEN {w} THEN ts END"),
+            None => "ts".into(),
         };
+        let purchase = when("purchases > 0");
+        vec![
+            (
+                format!("COALESCE(MIN(CASE WHEN {purchase} THEN ts END), MIN({ts}))"),
+                "first_purchase",
+            ),
+            (
+                format!("COALESCE(MAX(CASE WHEN {purchase} THEN ts END), MAX({ts}))"),
+                "last_purchase",
+            ),
+            (
+                format!("CAST(SUM(CASE WHEN {window} THEN {freq_term} ELSE 0 END) AS BIGINT)"),
+                "frequency",
+            ),
+            (
+                format!("SUM(CASE WHEN {window} THEN net_cents ELSE 0 END)"),
+                "revenue_cents",
+            ),
+            (
+                format!(
+                    "SUM(CASE WHEN {} THEN net_cents ELSE 0 END)",
+                    when(&format!("{age} < {span}"))
+                ),
+                "window_spend_cents",
+            ),
+            (
+                format!(
+                    "SUM(CASE WHEN {} THEN net_cents ELSE 0 END)",
+                    when(&format!("{age} >= 365 AND {age} < {}", 365 + span))
+                ),
+                "window_spend_prior_cents",
+            ),
+            (
+                format!(
+                    "SUM(CASE WHEN {window} THEN {} ELSE 0 END)",
+                    if self.has_margin {
+                        "margin_cents"
+                    } else {
+                        "net_cents"
+                    }
+                ),
+                "contribution_cents",
+            ),
+            (
+                match (self.has_quantity, within) {
+                    (false, _) => "CAST(NULL AS DOUBLE)".into(),
+                    (true, None) => "SUM(units)".into(),
+                    (true, Some(w)) => format!("SUM(CASE WHEN {w} THEN units END)"),
+                },
+                "units_bought",
+            ),
+        ]
+    }
+
+    /// `monetary_cents` from `frequency` and `revenue_cents`.
+    fn monetary_sql(&self) -> &'static str {
+        match self.monetary {
+            MonetaryMode::Sum => "revenue_cents",
+            MonetaryMode::Mean => {
+                "CASE WHEN frequency > 0 THEN CAST(ROUND(CAST(revenue_cents AS DOUBLE) / CAST(frequency AS DOUBLE)) AS BIGINT) ELSE revenue_cents END"
+            }
+        }
+    }
+
+    /// Per-customer measures from `daily` (see [`measures::measures_from_daily`]).
+    fn measures_sql(&self) -> String {
+        let aggs: Vec<String> = self
+            .measure_aggs(&date(self.as_of), None)
+            .into_iter()
+            .map(|(e, n)| format!("{e} AS {n}"))
+            .collect();
         format!(
             "gaps AS (\n  SELECT customer_id, CAST(DATEDIFF(ts, LAG(ts) OVER (PARTITION BY customer_id ORDER BY ts)) AS DOUBLE) AS gap\n  FROM daily WHERE purchases > 0\n),\n\
              measures AS (\n  SELECT agg.*, {monetary} AS monetary_cents, g.median_gap_days\n  FROM (SELECT customer_id,\n    {aggs}\n    FROM daily GROUP BY customer_id) agg\n  LEFT JOIN (SELECT customer_id, MEDIAN(gap) AS median_gap_days FROM gaps GROUP BY customer_id) g\n    ON agg.customer_id = g.customer_id\n)",
+            monetary = self.monetary_sql(),
             aggs = aggs.join(",\n    "),
         )
+    }
+
+    /// The measures ([`measure_columns`]) of every customer with a
+    /// transaction on or before each date of `dates` (none after the plan's
+    /// date), over a pre-aggregate, in one pass: each row is tagged with its
+    /// date (`__date`). One
+    /// aggregation per customer computes every date's measures from the
+    /// rows on or before it. A purchase day's gap to the customer's
+    /// previous purchase day does not depend on the date, so one window
+    /// gives every date's gaps. A customer has a row for a date when it
+    /// has a transaction on or before it.
+    pub fn measures_by_date_spark_sql(&self, dates: &[NaiveDate], src: &Sources) -> Result<String> {
+        let mut aggs = Vec::new();
+        let mut stacked = Vec::new();
+        for (i, d) in dates.iter().enumerate() {
+            let d = date(*d);
+            let within = format!("ts <= {d}");
+            let mut row = vec![d.clone()];
+            for (e, n) in self.measure_aggs(&d, Some(&within)) {
+                aggs.push(format!("{e} AS {n}_{i}"));
+                row.push(format!("{n}_{i}"));
+            }
+            aggs.push(format!(
+                "MEDIAN(CASE WHEN {within} THEN gap END) AS median_gap_days_{i}"
+            ));
+            row.push(format!("median_gap_days_{i}"));
+            stacked.push(row.join(", "));
+        }
+        let names = self
+            .measure_aggs("", None)
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(format!(
+            "WITH {daily},\n\
+             gaps AS (\n  SELECT *, CASE WHEN purchases > 0 THEN CAST(DATEDIFF(ts, LAG(ts) OVER (PARTITION BY customer_id, purchases > 0 ORDER BY ts)) AS DOUBLE) END AS gap\n  FROM daily\n),\n\
+             agg AS (\n  SELECT customer_id,\n    {aggs}\n  FROM gaps GROUP BY customer_id\n),\n\
+             dated AS (\n  SELECT customer_id, stack({n},\n    {stacked}) AS (__date, {names}, median_gap_days)\n  FROM agg\n)\n\
+             SELECT CAST(__date AS DATE) AS __date, {cols}\n\
+             FROM (SELECT *, {monetary} AS monetary_cents, TRUE AS in_scope,\n    CAST(DATEDIFF(__date, last_purchase) AS BIGINT) AS recency_days,\n    CAST(DATEDIFF(__date, first_purchase) AS BIGINT) AS tenure_days\n  FROM dated WHERE first_purchase IS NOT NULL)",
+            daily = self.daily_sql(src)?,
+            aggs = aggs.join(",\n    "),
+            n = dates.len(),
+            stacked = stacked.join(",\n    "),
+            monetary = self.monetary_sql(),
+            cols = select_list(&measure_columns()),
+        ))
     }
 
     /// Every customer once (see [`measures::customer_base`]).
@@ -592,9 +731,22 @@ mod tests {
             customers: String::new(),
             pre_aggregated: true,
         };
-        let measures = plan().measures_spark_sql(&pre).unwrap();
+        let d = |m| NaiveDate::from_ymd_opt(2010, m, 30).unwrap();
+        let measures = plan()
+            .measures_by_date_spark_sql(&[d(6), d(9)], &pre)
+            .unwrap();
         assert!(
             measures.contains("daily AS (\n  SELECT * FROM __v WHERE ts <= DATE'2010-12-31'\n)")
         );
+        // Each date's measures over the rows on or before it, side by side
+        // (no window by default), then one row per customer and date.
+        assert!(
+            measures.contains("CAST(SUM(CASE WHEN ts <= DATE'2010-09-30' AND TRUE THEN purchases ELSE 0 END) AS BIGINT) AS frequency_1"),
+            "{measures}"
+        );
+        assert!(measures.contains(
+            "MEDIAN(CASE WHEN ts <= DATE'2010-06-30' THEN gap END) AS median_gap_days_0"
+        ));
+        assert!(measures.contains("stack(2,\n    DATE'2010-06-30', first_purchase_0, "));
     }
 }
