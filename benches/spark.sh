@@ -7,15 +7,21 @@
 # published table is the same bytes. No speed target: this path is for
 # scale, not for one 2-core machine.
 #
-#   benches/spark.sh [DATA_DIR] [--split]
+#   benches/spark.sh [DATA_DIR] [--split | --store]
 #     DATA_DIR: default benches/data/10000000 (made by benches/run.sh or
 #               `tiering generate`)
 #     --split:  `[spark] quoted_line_breaks = false`, so Spark splits each
 #               CSV file across tasks
+#     --store:  `[spark] store = true` over DATA_DIR/nightly (the history,
+#               then 2010-12-31's file, as benches/run.sh's nightly
+#               scenario; split from transactions.csv when missing): times
+#               the history into the store, the night, and a backfill of 8
+#               quarter ends on Spark, then the local engine's full run and
+#               backfill, and compares every table
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:-benches/data/10000000}"
-split="${2:-}"
+mode="${2:-}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tiering-target}"
 bin="$CARGO_TARGET_DIR/release/tiering"
 cargo build --release --features spark >&2
@@ -44,37 +50,74 @@ done
 jvm="$(cat "$work"/pids/*.pid)"
 
 abs="$(cd "$data" && pwd)"
+transactions="$abs/transactions.csv"
+if [ "$mode" = "--store" ]; then
+  nightly="$abs/nightly"
+  night="$nightly/spare/t_2_night.csv"
+  if [ ! -f "$night" ]; then
+    mkdir -p "$nightly/drops" "$nightly/spare"
+    awk -F, -v h="$nightly/drops/t_1_history.csv" -v n="$night" \
+      'NR == 1 { print > h; print > n; next } { if (substr($3, 1, 10) == "2010-12-31") print > n; else print > h }' \
+      "$abs/transactions.csv"
+  fi
+  rm -f "$nightly/drops/t_2_night.csv"
+  transactions="$nightly/drops/t_*.csv"
+fi
 pipeline="$work/pipeline.toml"
 {
   echo "as_of = \"2010-12-31\""
   echo "[inputs.transactions]"
-  echo "path = \"$abs/transactions.csv\""
+  echo "path = \"$transactions\""
   echo "[inputs.customers]"
   echo "path = \"$abs/customers.csv\""
   if [ -f "$abs/interactions.csv" ]; then
     echo "[inputs.interactions]"
     echo "path = \"$abs/interactions.csv\""
   fi
-  if [ "$split" = "--split" ]; then
+  if [ "$mode" = "--split" ]; then
     echo "[spark]"
     echo "quoted_line_breaks = false"
   fi
+  if [ "$mode" = "--store" ]; then
+    echo "[spark]"
+    echo "store = true"
+  fi
 } >"$pipeline"
 args=(run --config "$pipeline")
-measure() { # label out extra-args...
+measure() { # label out extra-args... (the output root is kept: a store run
+  # continues the store there)
   local label="$1" out="$2"
   shift 2
-  rm -rf "$out"
-  /usr/bin/time -f "%e %M" -o "$work/time" "$bin" "${args[@]}" --out "$out" -q "$@" >/dev/null
+  /usr/bin/time -f "%e %M" -o "$work/time" "$bin" "${args[@]}" --out "$out" -q --overwrite "$@" >/dev/null
   read -r secs kib <"$work/time"
   echo "$label: ${secs} s, tiering peak RSS $((kib / 1024)) MiB"
 }
+same() { # spark-root local-root
+  local same=yes f
+  for f in "$2"/snapshot=*/*.parquet "$2"/snapshot=*/*.csv; do
+    cmp -s "$f" "$1/${f#"$2"/}" || { same=no; echo "differs: ${f#"$2"/}"; }
+  done
+  echo "tables identical: $same"
+}
 out="$work/out"
-measure spark "$out/spark" --engine spark --spark-remote "sc://127.0.0.1:$port" --spark-staging "$work/staging"
+spark=(--engine spark --spark-remote "sc://127.0.0.1:$port" --spark-staging "$work/staging")
+if [ "$mode" = "--store" ]; then
+  quarters=(--from 2009-03-31 --to 2010-12-31 --every quarter)
+  measure "spark: history into the store" "$out/spark" "${spark[@]}"
+  cp "$night" "$nightly/drops/t_2_night.csv"
+  trap 'rm -f "$nightly/drops/t_2_night.csv"; "$SPARK_HOME/sbin/stop-connect-server.sh" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+  measure "spark: the night" "$out/spark" "${spark[@]}"
+  echo "rows read here by the night: $(grep -o '"transaction_rows_read_locally": [0-9]*' "$out/spark/snapshot=2010-12-31/manifest.json")"
+  measure "local: full run" "$out/local"
+  same "$out/spark" "$out/local"
+  # Over the stores the runs above left (nothing to ingest).
+  args=(backfill --config "$pipeline" "${quarters[@]}")
+  measure "spark: backfill of 8 quarter ends" "$out/spark" "${spark[@]}"
+  measure "local: backfill of 8 quarter ends" "$out/local"
+  same "$out/spark" "$out/local"
+else
+  measure spark "$out/spark" "${spark[@]}"
+  measure local "$out/local"
+  same "$out/spark" "$out/local"
+fi
 echo "spark driver (JVM) peak RSS: $(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$jvm/status") MiB"
-measure local "$out/local"
-same=yes
-for f in "$out"/local/snapshot=*/*.parquet "$out"/local/snapshot=*/*.csv; do
-  cmp -s "$f" "$out/spark/${f#"$out"/local/}" || { same=no; echo "differs: ${f#"$out"/local/}"; }
-done
-echo "tables identical: $same"
