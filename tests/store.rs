@@ -191,6 +191,9 @@ fn a_nightly_run_ingests_only_the_new_file_and_publishes_a_full_runs_tables() {
     let t = &night["inputs"]["transactions"];
     let rows = |text: &str| text.lines().count() as u64 - 1;
     assert_eq!(t["rows_read"], rows(&s.history) + rows(&s.night));
+    // The rows this run read: the night's file only.
+    assert_eq!(first["store"]["rows_read"], rows(&s.history));
+    assert_eq!(night["store"]["rows_read"], rows(&s.night));
     assert_eq!(t["rows_kept"], rows(&s.history) + rows(&s.night));
     assert_eq!(
         revenue_cents(&s.out("inc")),
