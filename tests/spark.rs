@@ -202,7 +202,29 @@ fn spark_over_the_store_reads_here_only_the_new_files_rows() {
         let run = ["run", "--config", &p, "--overwrite", "--out"];
         ok(&[&run[..], &[polars_out.to_str().unwrap()]].concat());
         let spark = ["--engine", "spark", "--spark-remote", &remote];
-        ok(&[&run[..], &[spark_out.to_str().unwrap()], &spark[..]].concat());
+        let o = tiering(
+            &[
+                &["-v"][..],
+                &run[..],
+                &[spark_out.to_str().unwrap()],
+                &spark[..],
+            ]
+            .concat(),
+        );
+        let log = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{log}");
+        // The earlier tierings are kept under the same names as the local
+        // engine's. The first run computes their dates' measures on Spark;
+        // the night's rows are all later, so the night reads them back and
+        // Spark computes the as-of date's measures alone.
+        let kept = tierings(&spark_out);
+        assert!(kept.len() >= 2, "{kept:?}");
+        assert_eq!(kept, tierings(&polars_out));
+        let dates = if name == "t_1.csv" { kept.len() + 1 } else { 1 };
+        assert!(
+            log.contains(&format!("spark measures dates={dates} ")),
+            "{log}"
+        );
         let (l, s) = (manifest(&polars_out), manifest(&spark_out));
         assert_eq!(s["engine"]["spark"]["remote"], remote.as_str());
         let rows = text.lines().count() - 1;
@@ -220,6 +242,16 @@ fn spark_over_the_store_reads_here_only_the_new_files_rows() {
             &[],
         );
     }
+}
+
+/// The earlier tierings kept in the store under `out`, by file name.
+fn tierings(out: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(out.join("_store/tierings"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 /// A pipeline file over one hostile transactions file with `options`.

@@ -150,6 +150,7 @@ fn spark_inputs(
         &si.daily,
         &snapshots(si.as_of),
         s.wanted(),
+        &|_| false,
     )?;
     // Staging on this machine's disk is let go at once (a URI's is
     // replaced by the next run).
@@ -191,7 +192,16 @@ fn spark_store_inputs(
     drop(view.take_fresh_daily());
     let t = Instant::now();
     let daily = crate::spark::store_daily(&spark, &view)?;
-    let given = crate::spark::given(&spark, &s.config, &daily, &snapshots(ing.as_of), s.wanted())?;
+    // Earlier dates whose tierings the store keeps need no measures.
+    let kept = tiering_cache(&ing, &s.config, &view)?;
+    let given = crate::spark::given(
+        &spark,
+        &s.config,
+        &daily,
+        &snapshots(ing.as_of),
+        s.wanted(),
+        &|k| kept.has(k),
+    )?;
     ing.transaction_rows_read_locally = view.summary.rows_read;
     tracing::info!(
         ms = t.elapsed().as_millis() as u64,
@@ -441,20 +451,8 @@ fn frames(
         frugal: plan.lean(),
         wanted: s.wanted(),
         tierings: match store {
-            Some(v) if !matches!(source, Source::Spark(..)) => {
-                let inputs: Vec<String> = ["customers", "interactions"]
-                    .iter()
-                    .filter_map(|t| ing.report.get(*t))
-                    .flat_map(|r| r.files.iter().map(|f| f.xxh3_128.clone()))
-                    .collect();
-                Some(std::sync::Arc::new(snapshot::TieringCache::new(
-                    v.dir(),
-                    cfg,
-                    &inputs,
-                    v.file_identities(),
-                )?))
-            }
-            _ => None,
+            Some(v) => Some(std::sync::Arc::new(tiering_cache(ing, cfg, v)?)),
+            None => None,
         },
     };
     if plan.lean() {
@@ -465,6 +463,16 @@ fn frames(
         }
     }
     Ok(f)
+}
+
+/// The earlier tierings kept in the store `v` for this run's inputs.
+fn tiering_cache(ing: &Ingested, cfg: &Config, v: &store::View) -> Result<snapshot::TieringCache> {
+    let inputs: Vec<String> = ["customers", "interactions"]
+        .iter()
+        .filter_map(|t| ing.report.get(*t))
+        .flat_map(|r| r.files.iter().map(|f| f.xxh3_128.clone()))
+        .collect();
+    snapshot::TieringCache::new(v.dir(), cfg, &inputs, v.file_identities())
 }
 
 /// On the lean plan the frames read customers and interactions from work

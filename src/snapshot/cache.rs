@@ -55,6 +55,9 @@ impl TieringCache {
         // How the store keeps its files (merging, removals) is not what the
         // rows are: the store files' identities below say that.
         settings.store = Default::default();
+        // Nor is the engine: both publish the same bytes, so a tiering one
+        // kept serves the other.
+        settings.spark = Default::default();
         // Where the inputs are named from does not matter: their rows are
         // identified by the store files and the other inputs' hashes.
         settings.inputs.transactions.path.clear();
@@ -91,6 +94,12 @@ impl TieringCache {
         }
         let h = xxhash_rust::xxh3::xxh3_128(text.as_bytes());
         self.dir.join(format!("{}-{h:032x}.parquet", key.0))
+    }
+
+    /// Whether an earlier run kept the tiering `key` (the Spark engine then
+    /// computes no measures for its date).
+    pub fn has(&self, key: &AuxKey) -> bool {
+        self.path(key).exists()
     }
 
     /// The tiering `key` as kept by an earlier run, if any.

@@ -13,7 +13,7 @@ use crate::io::Run;
 use crate::plan::{
     CustomerPlan, Kind, Sources, WINDOW_BUYERS_COLUMNS, measure_columns, measures_from_core,
 };
-use crate::snapshot::{Given, Wanted, aux_needed};
+use crate::snapshot::{AuxKey, Given, Wanted, aux_needed};
 use crate::spark::{Spark, SparkDaily};
 
 /// Dates whose measures one pass over the pre-aggregate computes. Each
@@ -27,13 +27,15 @@ const DATES_PER_PASS: usize = 4;
 const WINDOWS_PER_PASS: usize = 32;
 
 /// The frames for `snapshots` (each date's measures once, however many
-/// snapshots read them).
+/// snapshots read them). No measures for an earlier tiering's date when
+/// every tiering needed there is `kept` (in the store, read back instead).
 pub fn given(
     spark: &Spark,
     cfg: &Config,
     daily: &SparkDaily,
     snapshots: &[NaiveDate],
     wanted: Wanted,
+    kept: &dyn Fn(&AuxKey) -> bool,
 ) -> Result<Given> {
     let src = Sources {
         transactions: daily.relation.clone(),
@@ -44,7 +46,8 @@ pub fn given(
     let mut dates: Vec<NaiveDate> = snapshots
         .iter()
         .flat_map(|d| {
-            std::iter::once(*d).chain(aux_needed(*d, cfg, wanted).into_iter().map(|k| k.0))
+            let aux = aux_needed(*d, cfg, wanted).into_iter();
+            std::iter::once(*d).chain(aux.filter(|k| !kept(k)).map(|k| k.0))
         })
         .collect();
     dates.sort();
