@@ -119,7 +119,8 @@ pub struct InputArgs {
 #[derive(Debug, Args)]
 pub struct EngineArgs {
     /// Embedded polars, or a Spark Connect server that reads the
-    /// transactions itself (builds with --features spark).
+    /// transactions itself, or with `[spark] store = true` the typed
+    /// store's pre-aggregates (builds with --features spark).
     #[arg(long, value_enum, default_value = "polars")]
     pub engine: EngineArg,
     /// The Spark Connect server for --engine spark, sc://HOST:PORT.
