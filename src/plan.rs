@@ -148,7 +148,7 @@ impl Relation {
     }
 }
 
-/// The columns of [`CustomerPlan::summaries_by_date_spark_sql`]'s buyers:
+/// The columns of [`CustomerPlan::buyers_by_window_spark_sql`]:
 /// the window's index, then as [`BUYERS_COLUMNS`].
 pub const WINDOW_BUYERS_COLUMNS: &[(&str, Kind)] = &[
     ("__window", Kind::Int),
@@ -262,22 +262,16 @@ impl CustomerPlan {
         )
     }
 
-    /// Over a pre-aggregate, in one pass each:
-    /// - for each window (first day, last day) of `windows`, every customer
-    ///   who bought in it and their net amount in it
-    ///   ([`WINDOW_BUYERS_COLUMNS`], by window then customer): the
-    ///   concentration buyers of the report years that end there;
-    /// - as one row, for each date of `dates`, the net amount inside its
-    ///   measures window (`window_cents_<i>`): the reconciliation
-    ///   invariant's total.
-    ///
-    /// No window or date after the plan's date.
-    pub fn summaries_by_date_spark_sql(
+    /// For each window (first day, last day) of `windows`, none after the
+    /// plan's date, every customer who bought in it and their net amount
+    /// in it ([`WINDOW_BUYERS_COLUMNS`], by window then customer), in one
+    /// pass over a pre-aggregate: the concentration buyers of the report
+    /// years that end there.
+    pub fn buyers_by_window_spark_sql(
         &self,
         windows: &[(NaiveDate, NaiveDate)],
-        dates: &[NaiveDate],
         src: &Sources,
-    ) -> Result<(String, String)> {
+    ) -> Result<String> {
         let daily = self.daily_sql(src)?;
         let mut sums = Vec::new();
         let mut stacked = Vec::new();
@@ -291,7 +285,7 @@ impl CustomerPlan {
             ));
             stacked.push(format!("{i}, cents_{i}, bought_{i}"));
         }
-        let buyers = format!(
+        Ok(format!(
             "WITH {daily},\n\
              agg AS (\n  SELECT customer_id,\n    {sums}\n  FROM daily GROUP BY customer_id\n)\n\
              SELECT {cols}\nFROM (SELECT customer_id, stack({n},\n    {stacked}) AS (__window, year_cents, bought)\n  FROM agg)\n\
@@ -300,7 +294,13 @@ impl CustomerPlan {
             n = windows.len(),
             stacked = stacked.join(",\n    "),
             cols = select_list(WINDOW_BUYERS_COLUMNS),
-        );
+        ))
+    }
+
+    /// As one row, for each date of `dates` (none after the plan's date),
+    /// the net amount inside its measures window (`window_cents_<i>`), in
+    /// one pass over a pre-aggregate: the reconciliation invariant's total.
+    pub fn window_totals_spark_sql(&self, dates: &[NaiveDate], src: &Sources) -> Result<String> {
         let totals: Vec<String> = dates
             .iter()
             .enumerate()
@@ -315,8 +315,11 @@ impl CustomerPlan {
                 )
             })
             .collect();
-        let total = format!("WITH {daily}\nSELECT {} FROM daily", totals.join(",\n  "));
-        Ok((buyers, total))
+        Ok(format!(
+            "WITH {}\nSELECT {} FROM daily",
+            self.daily_sql(src)?,
+            totals.join(",\n  ")
+        ))
     }
 
     /// Transactions on or before the date, per customer and day.
@@ -483,6 +486,7 @@ impl CustomerPlan {
     pub fn measures_by_date_spark_sql(&self, dates: &[NaiveDate], src: &Sources) -> Result<String> {
         let mut aggs = Vec::new();
         let mut stacked = Vec::new();
+        let mut names = Vec::new();
         for (i, d) in dates.iter().enumerate() {
             let d = date(*d);
             let within = format!("ts <= {d}");
@@ -490,6 +494,9 @@ impl CustomerPlan {
             for (e, n) in self.measure_aggs(&d, Some(&within)) {
                 aggs.push(format!("{e} AS {n}_{i}"));
                 row.push(format!("{n}_{i}"));
+                if i == 0 {
+                    names.push(n);
+                }
             }
             aggs.push(format!(
                 "MEDIAN(CASE WHEN {within} THEN gap END) AS median_gap_days_{i}"
@@ -497,12 +504,7 @@ impl CustomerPlan {
             row.push(format!("median_gap_days_{i}"));
             stacked.push(row.join(", "));
         }
-        let names = self
-            .measure_aggs("", None)
-            .into_iter()
-            .map(|(_, n)| n)
-            .collect::<Vec<_>>()
-            .join(", ");
+        let names = names.join(", ");
         Ok(format!(
             "WITH {daily},\n\
              gaps AS (\n  SELECT *, CASE WHEN purchases > 0 THEN CAST(DATEDIFF(ts, LAG(ts) OVER (PARTITION BY customer_id, purchases > 0 ORDER BY ts)) AS DOUBLE) END AS gap\n  FROM daily\n),\n\

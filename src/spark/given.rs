@@ -103,7 +103,7 @@ pub fn given(
     let t = std::time::Instant::now();
     let mut buyers = Vec::new();
     for (g, group) in windows.chunks(WINDOWS_PER_PASS).enumerate() {
-        let (sql, _) = plan(*latest).summaries_by_date_spark_sql(group, &[], &src)?;
+        let sql = plan(*latest).buyers_by_window_spark_sql(group, &src)?;
         let part = spark.query(&sql, WINDOW_BUYERS_COLUMNS)?;
         // The group's window indices, as indices into `windows`.
         buyers.push(
@@ -115,7 +115,7 @@ pub fn given(
         true => DataFrame::default(),
         false => concat(buyers, UnionArgs::default())?.run()?,
     };
-    let (_, total_sql) = plan(*latest).summaries_by_date_spark_sql(&[], snapshots, &src)?;
+    let total_sql = plan(*latest).window_totals_spark_sql(snapshots, &src)?;
     let names: Vec<String> = (0..snapshots.len())
         .map(|i| format!("window_cents_{i}"))
         .collect();
