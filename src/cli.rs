@@ -76,10 +76,12 @@ pub enum Command {
         /// The snapshot directory.
         dir: PathBuf,
     },
-    /// Print a published snapshot's manifest readably.
-    #[command(after_help = "Example:\n  tiering inspect out/snapshot=2010-12-31")]
+    /// Print a published snapshot's manifest, or a typed store's files, readably.
+    #[command(
+        after_help = "Examples:\n  tiering inspect out/snapshot=2010-12-31\n  tiering inspect out/_store    (or the output root: out)"
+    )]
     Inspect {
-        /// The snapshot directory.
+        /// A snapshot directory, a store (`OUT/_store`) or an output root holding one.
         dir: PathBuf,
     },
 }

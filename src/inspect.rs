@@ -7,8 +7,16 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-/// Renders the manifest of the snapshot in `dir` as text.
+/// Renders what `dir` holds as text: a snapshot's manifest, or a typed
+/// store's files (`dir` the store, or an output root holding one).
 pub fn render(dir: &Path) -> Result<String> {
+    if !dir.join("manifest.json").exists() {
+        for store in [dir.to_path_buf(), dir.join(crate::store::STORE_DIR)] {
+            if let Some((version, files)) = crate::store::stored_files(&store)? {
+                return Ok(render_store(&store, &version, &files));
+            }
+        }
+    }
     let path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
     let m: Value = serde_json::from_str(&text)?;
@@ -115,4 +123,71 @@ fn join(values: &[Value]) -> String {
         .map(|v| v.as_str().unwrap_or_default().to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A store's files in store order: each one's segment, counts and span,
+/// then the totals and what else the store keeps.
+fn render_store(dir: &Path, version: &str, files: &[crate::store::StoredFile]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "store      {}", dir.display());
+    let _ = writeln!(s, "written by tiering {version}");
+    let segments: std::collections::BTreeSet<&str> =
+        files.iter().map(|f| f.segment.as_str()).collect();
+    let kept: usize = files.iter().map(|f| f.report.rows_kept).sum();
+    let rejected: usize = files.iter().map(|f| f.report.rejected_total()).sum();
+    let dups: usize = files.iter().map(|f| f.report.duplicates_collapsed).sum();
+    let first = files.iter().filter_map(|f| f.span).map(|s| s.0).min();
+    let last = files.iter().filter_map(|f| f.span).map(|s| s.1).max();
+    let span = |a: Option<chrono::NaiveDate>, b: Option<chrono::NaiveDate>| match (a, b) {
+        (Some(a), Some(b)) => format!("{a} .. {b}"),
+        _ => "no rows".to_string(),
+    };
+    let _ = writeln!(
+        s,
+        "files      {} in {} segments: {kept} rows stored, {rejected} rejected, {dups} duplicates collapsed",
+        files.len(),
+        segments.len(),
+    );
+    let _ = writeln!(s, "dates      {}", span(first, last));
+    let _ = writeln!(
+        s,
+        "\nfiles (store order; a txn_id seen in an earlier file wins)"
+    );
+    let width = files
+        .iter()
+        .map(|f| f.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    for f in files {
+        let _ = writeln!(
+            s,
+            "  {:<width$}  {}  stored {:>10}  rejected {:>8}  duplicates {:>6}  {}  {} bytes",
+            f.name,
+            f.segment,
+            f.report.rows_kept,
+            f.report.rejected_total(),
+            f.report.duplicates_collapsed,
+            span(f.span.map(|s| s.0), f.span.map(|s| s.1)),
+            f.bytes,
+        );
+    }
+    for (what, sub) in [
+        ("earlier tierings kept", crate::snapshot::TIERINGS),
+        ("checked tables kept", "tables"),
+    ] {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join(sub))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".parquet") && !n.ends_with(".rejects.parquet"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        let _ = writeln!(s, "\n{what}: {}", names.len());
+        for n in names {
+            let _ = writeln!(s, "  {n}");
+        }
+    }
+    s
 }

@@ -340,6 +340,13 @@ fn settings_of(input: &InputFile) -> Result<serde_json::Value> {
     Ok(serde_json::to_value(&i)?)
 }
 
+/// The files a store holds, in store order, and the tiering version that
+/// wrote its catalog (`tiering inspect`); `None` when `dir` holds no
+/// catalog.
+pub fn stored_files(dir: &Path) -> Result<Option<(String, Vec<StoredFile>)>> {
+    Ok(load_catalog(dir)?.map(|c| (c.version, c.files)))
+}
+
 fn load_catalog(dir: &Path) -> Result<Option<Catalog>> {
     let path = dir.join(CATALOG);
     match fs::read_to_string(&path) {

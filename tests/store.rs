@@ -399,6 +399,88 @@ fn rows_of_a_new_file_that_repeat_history_are_rejected_as_duplicates() {
 }
 
 #[test]
+fn inspect_lists_the_stored_files_with_their_counts_and_dates() {
+    let s = Setup::new("store-inspect", 41);
+    s.put("t_1.csv", &s.history);
+    ok_run(&s, "out", "");
+    // The night's file repeats two stored txn_ids.
+    let mut night = s.night.clone();
+    for l in s.history.lines().skip(1).take(2) {
+        night.push_str(l);
+        night.push('\n');
+    }
+    s.put("t_2.csv", &night);
+    ok_run(&s, "out", "");
+    let inspect = |dir: &Path| {
+        let o = Command::new(env!("CARGO_BIN_EXE_tiering"))
+            .arg("inspect")
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let text = inspect(&s.out("out").join("_store"));
+    // The output root shows its store the same way.
+    assert_eq!(inspect(&s.out("out")), text);
+    let rows = |t: &str| t.lines().count() - 1;
+    let dates = |t: &str| -> Vec<String> {
+        t.lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(2).unwrap()[..10].to_string())
+            .collect()
+    };
+    let all: Vec<String> = [dates(&s.history), dates(&s.night)].concat();
+    let (first, last) = (all.iter().min().unwrap(), all.iter().max().unwrap());
+    let stored = rows(&s.history) + rows(&night) - 2;
+    assert!(
+        text.contains(&format!(
+            "files      2 in 2 segments: {stored} rows stored, 0 rejected, 2 duplicates collapsed"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("dates      {first} .. {last}")),
+        "{text}"
+    );
+    // One line a file, in store order, with its own counts and dates.
+    let line = |name: &str| -> Vec<String> {
+        let l = text.lines().find(|l| l.contains(name)).unwrap();
+        l.split_whitespace().map(String::from).collect()
+    };
+    let (h, n) = (line("t_1.csv"), line("t_2.csv"));
+    assert!(text.find("t_1.csv").unwrap() < text.find("t_2.csv").unwrap());
+    let hd = dates(&s.history);
+    assert_eq!(
+        h[1..10],
+        [
+            "seg-000001".to_string(),
+            "stored".into(),
+            rows(&s.history).to_string(),
+            "rejected".into(),
+            "0".into(),
+            "duplicates".into(),
+            "0".into(),
+            hd.iter().min().unwrap().clone(),
+            "..".into(),
+        ]
+    );
+    assert_eq!(&h[10], hd.iter().max().unwrap());
+    assert_eq!(n[3], (rows(&night) - 2).to_string());
+    assert_eq!(n[7], "2");
+    // The earlier tierings the runs kept, listed by name.
+    let kept = tierings(&s.out("out"));
+    assert!(!kept.is_empty());
+    assert!(
+        text.contains(&format!("earlier tierings kept: {}", kept.len())),
+        "{text}"
+    );
+    for t in &kept {
+        assert!(text.contains(t.as_str()), "{t} not in {text}");
+    }
+}
+
+#[test]
 fn a_bad_nights_file_fails_the_run_and_is_not_stored() {
     let s = Setup::new("store-bad", 37);
     s.put("t_1.csv", &s.history);

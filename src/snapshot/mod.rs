@@ -26,7 +26,7 @@ pub use base::{
     BASE_COLUMNS, CENTS_COLUMNS, FOLLOW_UP_COLUMNS, RANKED_COLUMNS, base, rank, score,
     scores_as_of, sorted_by_id,
 };
-pub use cache::TieringCache;
+pub use cache::{TIERINGS, TieringCache};
 pub use frames::{Daily, Frames, Given, Parts, both, measures_as_of};
 pub use full::{Full, Spilled};
 pub use invariants::check_invariants;
