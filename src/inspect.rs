@@ -173,7 +173,7 @@ fn render_store(dir: &Path, version: &str, files: &[crate::store::StoredFile]) -
     }
     for (what, sub) in [
         ("earlier tierings kept", crate::snapshot::TIERINGS),
-        ("checked tables kept", "tables"),
+        ("checked tables kept", crate::ingest::kept::TABLES),
     ] {
         let mut names: Vec<String> = std::fs::read_dir(dir.join(sub))
             .map(|d| {

@@ -19,7 +19,7 @@ use crate::ingest::{InputFileInfo, TableReport};
 use crate::io::{self, Run};
 
 /// The folder under the store.
-const TABLES: &str = "tables";
+pub(crate) const TABLES: &str = "tables";
 
 /// One table as checked: what its reading, checking and deduplication
 /// give, whatever the run's as-of date.

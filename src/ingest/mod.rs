@@ -21,7 +21,7 @@ use crate::io::{Run, WorkDir};
 
 mod checks;
 mod incremental;
-mod kept;
+pub(crate) mod kept;
 mod parse;
 mod read;
 mod rejects;
