@@ -172,21 +172,57 @@ impl Block {
         }
     }
 
+    /// Appends `rows` lines from the cells. Cells are a few bytes each, so
+    /// each is copied as one 16-byte move where it fits (both buffers keep
+    /// [`SLACK`] spare bytes) rather than by a `memcpy` call: the calls
+    /// were ~30% of encoding `customer_scores` (`perf`).
     fn stitch(&mut self, rows: usize) {
-        let mut from = vec![0usize; self.cells.len()];
-        for row in 0..rows {
-            for (i, (cells, from)) in self.cells.iter().zip(&mut from).enumerate() {
-                if i > 0 {
-                    self.out.push(b',');
+        let columns = self.cells.len();
+        if columns == 0 {
+            self.out.extend(std::iter::repeat_n(b'\n', rows));
+            return;
+        }
+        let bytes: usize = self.cells.iter().map(|c| c.bytes.len()).sum();
+        // Every cell, a separator or line end after each, and the slack.
+        self.out.reserve(bytes + rows * columns + SLACK);
+        for cells in &mut self.cells {
+            cells.bytes.reserve(SLACK);
+        }
+        let start = self.out.len();
+        let mut at = start;
+        let mut from = vec![0usize; columns];
+        // SAFETY: `out` has room for every cell and separator plus SLACK,
+        // so a 16-byte move at `at` stays inside its allocation; a cell's
+        // 16-byte read from `from` stays inside its `bytes`' allocation
+        // (capacity ≥ len + SLACK). Bytes moved past a cell's end may be
+        // uninitialized; they are overwritten by the next cell or lie past
+        // the final length, which counts only what was written.
+        unsafe {
+            let out = self.out.as_mut_ptr();
+            for row in 0..rows {
+                for (cells, from) in self.cells.iter().zip(&mut from) {
+                    let to = *cells.ends.get_unchecked(row) as usize;
+                    let len = to - *from;
+                    let src = cells.bytes.as_ptr().add(*from);
+                    if len <= SLACK {
+                        std::ptr::copy_nonoverlapping(src, out.add(at), SLACK);
+                    } else {
+                        std::ptr::copy_nonoverlapping(src, out.add(at), len);
+                    }
+                    at += len;
+                    *out.add(at) = b',';
+                    at += 1;
+                    *from = to;
                 }
-                let to = cells.ends[row] as usize;
-                self.out.extend_from_slice(&cells.bytes[*from..to]);
-                *from = to;
+                *out.add(at - 1) = b'\n';
             }
-            self.out.push(b'\n');
+            self.out.set_len(at);
         }
     }
 }
+
+/// Spare bytes kept past the end of [`Block::stitch`]'s buffers.
+const SLACK: usize = 16;
 
 impl Col<'_> {
     /// Appends the cells of `rows` to `cells`.
@@ -278,6 +314,9 @@ pub fn write_f64(out: &mut Vec<u8>, v: f64) {
         out.extend_from_slice(itoa::Buffer::new().format(v as i64).as_bytes());
         return;
     }
+    if write_cents(out, v) {
+        return;
+    }
     let mut buf = ryu::Buffer::new();
     let text = buf.format_finite(v).as_bytes();
     let e = text.iter().position(|&c| c == b'e');
@@ -297,6 +336,33 @@ pub fn write_f64(out: &mut Vec<u8>, v: f64) {
         None => out.extend_from_slice(text.strip_suffix(b".0").unwrap_or(text)),
         Some(e) => expand_exponent(out, &text[..e], &text[e + 1..]),
     }
+}
+
+/// Writes `v` as its whole cents when it is a money amount (the double
+/// nearest some `c / 100`, below 10^12 in size, not whole): `c / 100` then
+/// rounds to `v` and no decimal with fewer digits lies within `v`'s
+/// rounding interval (a shorter one is at least 0.005 away; `v`'s spacing
+/// is below 0.0002), so it is the shortest round trip `core::fmt` prints.
+/// Most floats of the published tables are such amounts, and this is
+/// several times faster than ryu. Returns whether it wrote.
+fn write_cents(out: &mut Vec<u8>, v: f64) -> bool {
+    let c = (v * 100.0).round();
+    if c.abs() >= 1e14 || c / 100.0 != v {
+        return false;
+    }
+    let c = c as i64;
+    if c < 0 {
+        out.push(b'-');
+    }
+    let c = c.unsigned_abs();
+    out.extend_from_slice(itoa::Buffer::new().format(c / 100).as_bytes());
+    let (tens, ones) = ((c % 100 / 10) as u8, (c % 10) as u8);
+    out.push(b'.');
+    out.push(b'0' + tens);
+    if ones != 0 {
+        out.push(b'0' + ones);
+    }
+    true
 }
 
 /// Whether `v`'s exact decimal expansion could lie halfway between two
@@ -448,9 +514,11 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let sign = if x & 1 == 0 { 1.0 } else { -1.0 };
-            let v = match i % 3 {
+            let v = match i % 4 {
                 0 => f64::from_bits(x),
                 1 => (x % 100_000_000) as f64 / 100.0 * sign,
+                // Amounts of every size around the cents path's bound.
+                3 => (x % 10u64.pow(1 + (x % 17) as u32)) as f64 / 100.0 * sign,
                 // Dyadic fractions, where halfway ties live.
                 _ => (x >> 11) as f64 / (1u64 << (x % 64)) as f64 * sign,
             };

@@ -88,19 +88,42 @@ pub fn summary(
             col("window_spend_cents").sum().alias("spend_cents"),
         ]
     };
+    if dims.is_empty() {
+        return Ok(DataFrame::empty());
+    }
+    // In-scope customers counted once, in cells of tier × every dimension;
+    // each dimension's rows sum those few cells (every aggregate is an
+    // integer count or sum) instead of grouping the customers again.
+    let mut keys = vec![col(scheme.column.as_str()).alias("tier")];
+    keys.extend(dims.iter().enumerate().map(|(i, d)| {
+        col(d.as_str())
+            .cast(DataType::String)
+            .alias(format!("__d{i}"))
+    }));
+    let cells = scores
+        .filter(col("in_scope"))
+        .group_by(keys)
+        .agg(aggs())
+        .run()?
+        .lazy();
+    let sums = || -> Vec<Expr> {
+        by_tier_columns()[2..]
+            .iter()
+            .map(|c| c.clone().sum())
+            .collect()
+    };
     let mut parts = Vec::new();
-    for dim in dims {
-        let base = scores.clone().filter(col("in_scope")).with_columns([
-            col(dim.as_str()).cast(DataType::String).alias("member"),
-            col(scheme.column.as_str()).alias("tier"),
-        ]);
+    for (i, dim) in dims.iter().enumerate() {
+        let base = cells
+            .clone()
+            .with_column(col(format!("__d{i}")).alias("member"));
         let by_tier = base
             .clone()
             .group_by([col("member"), col("tier")])
-            .agg(aggs());
+            .agg(sums());
         let all = base
             .group_by([col("member")])
-            .agg(aggs())
+            .agg(sums())
             .with_column(lit(total_label).alias("tier"));
         parts.push(
             concat(
@@ -109,9 +132,6 @@ pub fn summary(
             )?
             .with_column(lit(dim.as_str()).alias("dimension")),
         );
-    }
-    if parts.is_empty() {
-        return Ok(DataFrame::empty());
     }
     let rate = |c: &str| {
         (col(c).cast(DataType::Float64) / col("customers").cast(DataType::Float64))
@@ -249,5 +269,103 @@ mod tests {
             .flatten()
             .collect();
         assert_eq!(d, vec![true, false, false, false]);
+    }
+
+    /// Six customers, two dimensions (one member null), one out of scope:
+    /// every row's counts and sums worked out by hand.
+    #[test]
+    fn summary_counts_each_member_and_tier_and_their_total() {
+        let scores = df!(
+            "in_scope" => [true, true, true, true, true, false],
+            "region" => [Some("N"), Some("N"), Some("S"), Some("S"), None, Some("N")],
+            "industry" => ["x", "y", "x", "x", "y", "x"],
+            "pyramid_tier" => ["A", "B", "A", "B", "A", "A"],
+            "churn_status" => ["active", "lost", "sleeping", "active", "lost", "lost"],
+            "declining" => [false, true, true, false, false, true],
+            "window_spend_cents" => [100i64, 20, 30, 400, 5, 1000],
+        )
+        .unwrap()
+        .lazy();
+        let scheme = TierScheme {
+            name: "pyramid".into(),
+            column: "pyramid_tier".into(),
+            labels: vec!["A".into(), "B".into()],
+        };
+        let dims = ["region".to_string(), "industry".to_string()];
+        let t = summary(scores, &dims, &scheme, "ALL").unwrap();
+        let text = |c: &str| -> Vec<Option<String>> {
+            t.column(c)
+                .unwrap()
+                .str()
+                .unwrap()
+                .iter()
+                .map(|v| v.map(String::from))
+                .collect()
+        };
+        let ints = |c: &str| -> Vec<i64> {
+            t.column(c)
+                .unwrap()
+                .i64()
+                .unwrap()
+                .into_no_null_iter()
+                .collect()
+        };
+        let (dim, member, tier) = (text("dimension"), text("member"), text("tier"));
+        let rows: Vec<(String, Option<String>, String, [i64; 5])> = (0..t.height())
+            .map(|i| {
+                (
+                    dim[i].clone().unwrap(),
+                    member[i].clone(),
+                    tier[i].clone().unwrap(),
+                    [
+                        ints("customers")[i],
+                        ints("active")[i],
+                        ints("sleeping")[i],
+                        ints("lost")[i],
+                        ints("declining")[i],
+                    ],
+                )
+            })
+            .collect();
+        let m = |s: &str| Some(s.to_string());
+        let want = vec![
+            ("industry".into(), m("x"), "A".into(), [2, 1, 1, 0, 1]),
+            ("industry".into(), m("x"), "B".into(), [1, 1, 0, 0, 0]),
+            ("industry".into(), m("x"), "ALL".into(), [3, 2, 1, 0, 1]),
+            ("industry".into(), m("y"), "A".into(), [1, 0, 0, 1, 0]),
+            ("industry".into(), m("y"), "B".into(), [1, 0, 0, 1, 1]),
+            ("industry".into(), m("y"), "ALL".into(), [2, 0, 0, 2, 1]),
+            ("region".into(), None, "A".into(), [1, 0, 0, 1, 0]),
+            ("region".into(), None, "ALL".into(), [1, 0, 0, 1, 0]),
+            ("region".into(), m("N"), "A".into(), [1, 1, 0, 0, 0]),
+            ("region".into(), m("N"), "B".into(), [1, 0, 0, 1, 1]),
+            ("region".into(), m("N"), "ALL".into(), [2, 1, 0, 1, 1]),
+            ("region".into(), m("S"), "A".into(), [1, 0, 1, 0, 1]),
+            ("region".into(), m("S"), "B".into(), [1, 1, 0, 0, 0]),
+            ("region".into(), m("S"), "ALL".into(), [2, 1, 1, 0, 1]),
+        ];
+        assert_eq!(rows, want);
+        // Spend in the window, and of the sleeping and lost (at risk).
+        let money = |c: &str| -> Vec<f64> {
+            t.column(c)
+                .unwrap()
+                .f64()
+                .unwrap()
+                .into_no_null_iter()
+                .collect()
+        };
+        assert_eq!(
+            money("window_spend"),
+            [
+                1.3, 4.0, 5.3, 0.05, 0.2, 0.25, 0.05, 0.05, 1.0, 0.2, 1.2, 0.3, 4.0, 4.3
+            ]
+        );
+        assert_eq!(
+            money("revenue_at_risk"),
+            [
+                0.3, 0.0, 0.3, 0.05, 0.2, 0.25, 0.05, 0.05, 0.0, 0.2, 0.2, 0.3, 0.0, 0.3
+            ]
+        );
+        assert_eq!(ints("customers").len(), 14);
     }
 }
