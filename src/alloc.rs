@@ -10,6 +10,13 @@
 //! mapped ones did, so the resident memory stays what it was. Where the
 //! kernel does not give huge pages (THP off), the mapping works as any
 //! other.
+//!
+//! Unless a run asks to keep some ([`keep_freed`]): then freed mappings
+//! are kept, up to that many bytes, and handed out again, so a buffer
+//! reuses pages the process already has instead of the kernel zeroing
+//! fresh ones. A backfill frees and maps the same sizes snapshot after
+//! snapshot (~12 GB mapped at 10^7 transactions, 8 quarters); kept, its
+//! system time fell from ~10 s to ~5–7 s.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
@@ -21,6 +28,117 @@ const LARGE: usize = 4 << 20;
 const HUGE_PAGE: usize = 2 << 20;
 
 pub struct HugePages;
+
+/// Freed mappings kept for reuse: (address, length) in `slots[..n]`.
+struct Kept {
+    slots: [(usize, usize); SLOTS],
+    n: usize,
+    bytes: usize,
+}
+
+/// At most this many kept mappings (a linear scan finds the best fit;
+/// large buffers are a few per step).
+const SLOTS: usize = 128;
+
+static KEPT: std::sync::Mutex<Kept> = std::sync::Mutex::new(Kept {
+    slots: [(0, 0); SLOTS],
+    n: 0,
+    bytes: 0,
+});
+
+/// How many bytes of freed mappings may be kept (0: none, the default).
+static KEEP_LIMIT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Keeps up to `bytes` of freed large buffers for reuse from now on (0
+/// returns every one at once, as without it). Kept bytes count towards the
+/// process's resident memory, so a run sizes this from its plan's headroom.
+pub fn keep_freed(bytes: usize) {
+    KEEP_LIMIT.store(bytes, std::sync::atomic::Ordering::Relaxed);
+    if bytes == 0 {
+        release_kept();
+    }
+}
+
+/// Returns every kept mapping to the kernel (with the allocator's other
+/// free memory, [`crate::memory::release_free`]).
+pub fn release_kept() {
+    loop {
+        let (p, len) = {
+            let Ok(mut kept) = KEPT.lock() else { return };
+            if kept.n == 0 {
+                return;
+            }
+            kept.n -= 1;
+            let slot = kept.slots[kept.n];
+            kept.bytes -= slot.1;
+            slot
+        };
+        // SAFETY: a kept mapping is owned by the pool alone.
+        unsafe { libc::munmap(p as *mut libc::c_void, len) };
+    }
+}
+
+/// A kept mapping made `len` bytes long, or null when none is kept: the
+/// smallest at least `len` (its tail unmapped), else the largest (grown
+/// by the kernel, its pages kept).
+fn take_kept(len: usize) -> *mut u8 {
+    let (p, have) = {
+        let Ok(mut kept) = KEPT.lock() else {
+            return std::ptr::null_mut();
+        };
+        let n = kept.n;
+        let fits = (0..n)
+            .filter(|&i| kept.slots[i].1 >= len)
+            .min_by_key(|&i| kept.slots[i].1);
+        let Some(i) = fits.or_else(|| (0..n).max_by_key(|&i| kept.slots[i].1)) else {
+            return std::ptr::null_mut();
+        };
+        let slot = kept.slots[i];
+        kept.slots[i] = kept.slots[n - 1];
+        kept.n -= 1;
+        kept.bytes -= slot.1;
+        slot
+    };
+    // SAFETY: the mapping [p, p + have) is ours alone now; lengths are
+    // whole huge pages, so the tail starts on a page boundary.
+    unsafe {
+        if have > len {
+            libc::munmap((p + len) as *mut libc::c_void, have - len);
+            p as *mut u8
+        } else if have < len {
+            let q = libc::mremap(p as *mut libc::c_void, have, len, libc::MREMAP_MAYMOVE);
+            if q == libc::MAP_FAILED {
+                libc::munmap(p as *mut libc::c_void, have);
+                return std::ptr::null_mut();
+            }
+            libc::madvise(q, len, libc::MADV_HUGEPAGE);
+            q.cast()
+        } else {
+            p as *mut u8
+        }
+    }
+}
+
+/// Keeps the freed mapping [p, p + len) while the limit allows, else
+/// unmaps it.
+///
+/// # Safety
+/// The caller gives up the mapping.
+unsafe fn free_mapping(p: *mut u8, len: usize) {
+    let limit = KEEP_LIMIT.load(std::sync::atomic::Ordering::Relaxed);
+    if limit > 0
+        && let Ok(mut kept) = KEPT.lock()
+        && kept.n < SLOTS
+        && kept.bytes + len <= limit
+    {
+        let n = kept.n;
+        kept.slots[n] = (p as usize, len);
+        kept.n += 1;
+        kept.bytes += len;
+        return;
+    }
+    unsafe { libc::munmap(p.cast(), len) };
+}
 
 fn mapped_len(size: usize) -> usize {
     size.div_ceil(HUGE_PAGE) * HUGE_PAGE
@@ -59,6 +177,10 @@ unsafe fn map(size: usize) -> *mut u8 {
 unsafe impl GlobalAlloc for HugePages {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if is_large(&layout) {
+            let p = take_kept(mapped_len(layout.size()));
+            if !p.is_null() {
+                return p;
+            }
             unsafe { map(layout.size()) }
         } else {
             unsafe { System.alloc(layout) }
@@ -76,9 +198,7 @@ unsafe impl GlobalAlloc for HugePages {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if is_large(&layout) {
-            unsafe {
-                libc::munmap(ptr.cast(), mapped_len(layout.size()));
-            }
+            unsafe { free_mapping(ptr, mapped_len(layout.size())) }
         } else {
             unsafe { System.dealloc(ptr, layout) }
         }
@@ -124,6 +244,54 @@ unsafe impl GlobalAlloc for HugePages {
 mod tests {
     use super::*;
 
+    /// The tests share the pool: one at a time.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn kept() -> (usize, usize) {
+        let k = KEPT.lock().unwrap();
+        (k.n, k.bytes)
+    }
+
+    #[test]
+    fn freed_buffers_are_kept_within_the_limit_and_reused() {
+        let _one = SERIAL.lock().unwrap();
+        let a = HugePages;
+        keep_freed(8 * HUGE_PAGE);
+        let big = Layout::from_size_align(3 * LARGE, 64).unwrap();
+        let small = Layout::from_size_align(LARGE + 1, 64).unwrap();
+        let huge = Layout::from_size_align(5 * LARGE, 64).unwrap();
+        unsafe {
+            // Freed and kept; a smaller buffer gets it, its tail unmapped.
+            let p = a.alloc(big);
+            fill(p, big.size());
+            a.dealloc(p, big);
+            assert_eq!(kept(), (1, mapped_len(big.size())));
+            let q = a.alloc(small);
+            assert_eq!(q, p);
+            assert_eq!(kept(), (0, 0));
+            fill(q, small.size());
+            assert!(holds(q, small.size()));
+            // Zeroed buffers are never kept ones.
+            a.dealloc(q, small);
+            assert_eq!(kept(), (1, mapped_len(small.size())));
+            let z = a.alloc_zeroed(small);
+            assert!((0..small.size()).all(|i| *z.add(i) == 0));
+            a.dealloc(z, small);
+            assert_eq!(kept(), (2, 2 * mapped_len(small.size())));
+            // Larger than every kept one: the largest, grown.
+            let g = a.alloc(huge);
+            assert_eq!(kept(), (1, mapped_len(small.size())));
+            fill(g, huge.size());
+            assert!(holds(g, huge.size()));
+            // Past the limit: unmapped, not kept.
+            a.dealloc(g, huge);
+            assert_eq!(kept(), (1, mapped_len(small.size())));
+            release_kept();
+            assert_eq!(kept(), (0, 0));
+        }
+        keep_freed(0);
+    }
+
     /// Byte `i` of a test pattern.
     fn byte(i: usize) -> u8 {
         (i * 31 % 251) as u8
@@ -142,6 +310,7 @@ mod tests {
 
     #[test]
     fn buffers_keep_their_bytes_through_every_kind_of_realloc() {
+        let _one = SERIAL.lock().unwrap();
         let a = HugePages;
         let small = 64 << 10;
         let (big, bigger) = (LARGE + 12_345, 3 * LARGE + 1);
@@ -173,6 +342,7 @@ mod tests {
 
     #[test]
     fn large_zeroed_buffers_are_zero_and_aligned() {
+        let _one = SERIAL.lock().unwrap();
         let a = HugePages;
         let l = Layout::from_size_align(LARGE + 1, 64).unwrap();
         unsafe {

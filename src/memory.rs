@@ -235,8 +235,9 @@ impl Drop for Sampler {
 
 /// Hands memory the allocator holds free back to the system (glibc keeps
 /// freed heap pages otherwise, so a stage's scratch would count towards
-/// every later stage's footprint).
+/// every later stage's footprint), kept large buffers included.
 pub fn release_free() {
+    crate::alloc::release_kept();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         unsafe extern "C" {
