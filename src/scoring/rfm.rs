@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::config::{Relative, RfmConfig, RfmMode, ScoreCond, SegmentRule, SegmentScheme};
 use crate::error::Result;
+use crate::scoring::first_label;
 use crate::scoring::table;
 use crate::units::mean_money;
 
@@ -181,8 +182,8 @@ fn cond_expr(score: &str, c: &ScoreCond) -> Expr {
 /// The segment of each scored customer: the first matching rule's name,
 /// [`UNMATCHED`] when none matches, null when unscored.
 pub fn segment_expr(rules: &[SegmentRule]) -> Expr {
-    let mut e = lit(UNMATCHED);
-    for rule in rules.iter().rev() {
+    let mut cases = vec![(col("r_score").is_null(), None)];
+    for rule in rules {
         let mut cond = lit(true);
         for (score, c) in [
             ("r_score", &rule.r),
@@ -193,11 +194,9 @@ pub fn segment_expr(rules: &[SegmentRule]) -> Expr {
                 cond = cond.and(cond_expr(score, c));
             }
         }
-        e = when(cond).then(lit(rule.name.as_str())).otherwise(e);
+        cases.push((cond, Some(rule.name.clone())));
     }
-    when(col("r_score").is_null())
-        .then(lit(NULL).cast(DataType::String))
-        .otherwise(e)
+    first_label(cases, Some(UNMATCHED.to_string()))
 }
 
 /// One score bin as applied: the measure's range among its customers.

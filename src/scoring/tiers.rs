@@ -9,6 +9,7 @@ use polars::prelude::*;
 
 use crate::config::{Band, Scorecard, ThresholdScheme};
 use crate::error::{Error, Result};
+use crate::scoring::first_label;
 
 /// A measure column as Float64, checked to exist in the base.
 fn measure(name: &str, available: &[String], key: &str) -> Result<Expr> {
@@ -33,12 +34,13 @@ pub fn threshold_exprs(t: &ThresholdScheme, available: &[String]) -> Result<Vec<
         available,
         &format!("threshold_tiers[{}].measure", t.name),
     )?;
-    let mut tier = lit(t.below.as_str());
-    for level in t.levels.iter().rev() {
-        tier = when(v.clone().gt_eq(lit(level.min)))
-            .then(lit(level.label.as_str()))
-            .otherwise(tier);
-    }
+    let tier = first_label(
+        t.levels
+            .iter()
+            .map(|level| (v.clone().gt_eq(lit(level.min)), Some(level.label.clone())))
+            .collect(),
+        Some(t.below.clone()),
+    );
     Ok(vec![
         v.alias(format!("{}_value", t.name)),
         tier.alias(format!("{}_tier", t.name)),
@@ -100,14 +102,15 @@ pub fn scorecard_exprs(s: &Scorecard, available: &[String]) -> Result<(Vec<Expr>
     for dim in dimensions(s) {
         sum = sum + col(dimension_column(s, &dim));
     }
-    let mut tier = lit(s.default_tier.as_str());
-    for t in s.tiers.iter().rev() {
+    let mut cases = Vec::new();
+    for t in &s.tiers {
         let mut cond = lit(true);
         for (dim, min) in &t.min {
             cond = cond.and(col(dimension_column(s, dim)).gt_eq(lit(*min)));
         }
-        tier = when(cond).then(lit(t.label.as_str())).otherwise(tier);
+        cases.push((cond, Some(t.label.clone())));
     }
+    let tier = first_label(cases, Some(s.default_tier.clone()));
     Ok((
         dim_exprs,
         vec![

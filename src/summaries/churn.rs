@@ -8,6 +8,7 @@ use crate::io::Run;
 
 use crate::config::{ChurnConfig, ChurnMode};
 use crate::error::Result;
+use crate::scoring::first_label;
 use crate::scoring::schemes::TierScheme;
 use crate::units::cents_to_units;
 
@@ -37,13 +38,15 @@ fn threshold(cfg: &ChurnConfig, days: u32, multiple: f64) -> Expr {
 /// `no_purchase`. Needs the columns `sleeping_after_days` and `lost_after_days`.
 pub fn status() -> Expr {
     let r = col("recency_days").cast(DataType::Float64);
-    when(r.clone().is_null())
-        .then(lit("no_purchase"))
-        .when(r.clone().lt_eq(col("sleeping_after_days")))
-        .then(lit("active"))
-        .when(r.lt_eq(col("lost_after_days")))
-        .then(lit("sleeping"))
-        .otherwise(lit("lost"))
+    let label = |s: &str| Some(s.to_string());
+    first_label(
+        vec![
+            (r.clone().is_null(), label("no_purchase")),
+            (r.clone().lt_eq(col("sleeping_after_days")), label("active")),
+            (r.lt_eq(col("lost_after_days")), label("sleeping")),
+        ],
+        label("lost"),
+    )
 }
 
 /// Spend in the window fell by more than `drop` against the same window a

@@ -9,6 +9,7 @@ use crate::io::Run;
 
 use crate::config::FollowUpConfig;
 use crate::error::Result;
+use crate::scoring::first_label;
 use crate::scoring::schemes::{TierScheme, tier_order};
 use crate::units::epoch_days;
 
@@ -50,18 +51,21 @@ pub fn overdue_exprs(as_of: NaiveDate) -> [Expr; 3] {
         .then(call_late.clone())
         .otherwise(visit_late.clone())
         .clip_min(lit(0i32));
-    let kinds = when(
-        call_late
-            .clone()
-            .gt(lit(0))
-            .and(visit_late.clone().gt(lit(0))),
-    )
-    .then(lit("call+visit"))
-    .when(call_late.gt(lit(0)))
-    .then(lit("call"))
-    .when(visit_late.gt(lit(0)))
-    .then(lit("visit"))
-    .otherwise(lit(NULL).cast(DataType::String));
+    let label = |s: &str| Some(s.to_string());
+    let kinds = first_label(
+        vec![
+            (
+                call_late
+                    .clone()
+                    .gt(lit(0))
+                    .and(visit_late.clone().gt(lit(0))),
+                label("call+visit"),
+            ),
+            (call_late.gt(lit(0)), label("call")),
+            (visit_late.gt(lit(0)), label("visit")),
+        ],
+        None,
+    );
     [
         days.clone().cast(DataType::Int32).alias("days_overdue"),
         days.gt(lit(0)).alias("contact_overdue"),
