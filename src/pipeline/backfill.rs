@@ -49,7 +49,7 @@ impl std::str::FromStr for Every {
 /// ([`crate::alloc::keep_freed`]): snapshot after snapshot frees and maps
 /// the same sizes, and reusing them spares the kernel zeroing fresh pages
 /// (8 quarters at 10^7 transactions: ~22.9 → ~21.2 s, system time ~8.5 →
-/// ~5.8 s, peak RSS no higher). Half the plan's headroom, at most 1 GiB;
+/// ~5.8 s, peak RSS within the spread). Half the plan's headroom, at most 1 GiB;
 /// none on the lean plan, which returns memory as it goes. Single runs
 /// keep none: their nights were slower with it.
 fn kept_for_reuse(plan: &memory::Plan) -> usize {
