@@ -109,12 +109,7 @@ pub fn summary(
         .agg(aggs())
         .run()?
         .lazy();
-    let sums = || -> Vec<Expr> {
-        by_tier_columns()[2..]
-            .iter()
-            .map(|c| c.clone().sum())
-            .collect()
-    };
+    let sums = || AGGREGATES.map(|c| col(c).sum());
     let mut parts = Vec::new();
     for (i, dim) in dims.iter().enumerate() {
         let base = cells
@@ -177,21 +172,23 @@ pub fn summary(
         .run()?)
 }
 
+/// The aggregates of `churn_summary`'s rows, in column order.
+const AGGREGATES: [&str; 7] = [
+    "customers",
+    "active",
+    "sleeping",
+    "lost",
+    "declining",
+    "at_risk_cents",
+    "spend_cents",
+];
+
 fn by_tier_columns() -> Vec<Expr> {
-    [
-        "member",
-        "tier",
-        "customers",
-        "active",
-        "sleeping",
-        "lost",
-        "declining",
-        "at_risk_cents",
-        "spend_cents",
-    ]
-    .iter()
-    .map(|c| col(*c))
-    .collect()
+    ["member", "tier"]
+        .into_iter()
+        .chain(AGGREGATES)
+        .map(col)
+        .collect()
 }
 
 #[cfg(test)]
