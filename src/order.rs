@@ -353,6 +353,114 @@ pub fn permuted(mut df: DataFrame, order: &IdxCa, frugal: bool) -> Result<DataFr
     Ok(df)
 }
 
+/// `left` joined with `right` on customer_id when each holds every id at
+/// most once, in byte order: one walk over the two id columns says which
+/// row of either side each output row takes, and the result comes out in
+/// customer_id order. polars' hash join gives its rows in no particular
+/// order, and sorting the scored customers afterwards (56 columns) cost
+/// ~0.7 s of a 10^7 nightly run. The columns are polars' join's: `left`'s
+/// (customer_id coalesced with `right`'s for `full`), then `right`'s other
+/// columns; `full` keeps the ids of either side, otherwise only `left`'s.
+/// `None` (the caller joins with polars instead) when a side is out of
+/// order, repeats an id, holds a null id, or shares another column name.
+pub fn merge_on_id(left: &DataFrame, right: &DataFrame, full: bool) -> Result<Option<DataFrame>> {
+    let ids = |df: &DataFrame| -> Result<StringChunked> {
+        Ok(df.column("customer_id")?.str()?.rechunk().into_owned())
+    };
+    let (l, r) = (ids(left)?, ids(right)?);
+    let shared = right
+        .get_column_names()
+        .into_iter()
+        .any(|n| n != "customer_id" && left.column(n).is_ok());
+    if shared || !strictly_increasing(&l) || !strictly_increasing(&r) {
+        return Ok(None);
+    }
+    let (mut li, mut ri) = (Vec::with_capacity(l.len()), Vec::with_capacity(l.len()));
+    let mut merged: Vec<&str> = Vec::new();
+    let (mut a, mut b) = (l.iter().flatten().peekable(), r.iter().flatten().peekable());
+    let (mut i, mut j) = (0 as IdxSize, 0 as IdxSize);
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some(x), Some(y)) => x.cmp(y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+        };
+        let id = match next {
+            std::cmp::Ordering::Less => {
+                li.push(Some(i));
+                ri.push(None);
+                i += 1;
+                a.next()
+            }
+            std::cmp::Ordering::Equal => {
+                li.push(Some(i));
+                ri.push(Some(j));
+                (i, j) = (i + 1, j + 1);
+                b.next();
+                a.next()
+            }
+            std::cmp::Ordering::Greater => {
+                let id = b.next();
+                j += 1;
+                if !full {
+                    continue;
+                }
+                li.push(None);
+                ri.push(Some(j - 1));
+                id
+            }
+        };
+        if full {
+            merged.extend(id);
+        }
+    }
+    let rows = li.len();
+    // A side's columns (the right's without its customer_id) at its rows.
+    let gather = |df: &DataFrame, at: Vec<Option<IdxSize>>, id: bool| -> Result<Vec<Column>> {
+        let keep: Vec<&Column> = df
+            .columns()
+            .iter()
+            .filter(|c| id || c.name() != "customer_id")
+            .collect();
+        if df.height() == 0 {
+            // Every index is null: nothing to read.
+            return Ok(keep
+                .iter()
+                .map(|c| Column::full_null(c.name().clone(), rows, c.dtype()))
+                .collect());
+        }
+        if at.iter().enumerate().all(|(k, x)| *x == Some(k as IdxSize)) && df.height() == rows {
+            return Ok(keep.into_iter().cloned().collect());
+        }
+        let at = IdxCa::from_iter_options("at".into(), at.into_iter());
+        keep.par_iter()
+            .map(|c| Ok(c.rechunk().take(&at)?))
+            .collect()
+    };
+    let (columns, right_columns) =
+        rayon::join(|| gather(left, li, true), || gather(right, ri, false));
+    let mut columns = columns?;
+    if full {
+        let id = StringChunked::from_iter_values("customer_id".into(), merged.into_iter());
+        let at = left.get_column_index("customer_id").unwrap_or(0);
+        columns[at] = id.into_column();
+    }
+    columns.extend(right_columns?);
+    Ok(Some(flag_sorted_ids(DataFrame::new(rows, columns)?)?))
+}
+
+/// Whether `ids` hold no null and each id is greater than the one before.
+fn strictly_increasing(ids: &StringChunked) -> bool {
+    let mut prev: Option<&str> = None;
+    ids.null_count() == 0
+        && ids.iter().flatten().all(|s| {
+            let ok = prev.is_none_or(|p| p < s);
+            prev = Some(s);
+            ok
+        })
+}
+
 /// How much of a frame [`permuted`] replaces between two returns of free
 /// memory. A return walks all the allocator's free memory (10-25 ms at
 /// 10^7 transactions) and its pages are faulted in again when reused:
@@ -625,5 +733,82 @@ mod tests {
             .into_no_null_iter()
             .collect();
         assert_eq!(got, expected(&ids, &ties));
+    }
+
+    /// Hand-checked: `full` keeps every id of either side in byte order
+    /// with the other side's columns null where it lacks the id; `left`
+    /// keeps the left's rows; an empty side gives null columns; and the
+    /// result equals polars' join sorted by customer_id.
+    #[test]
+    fn merge_on_id_joins_sorted_sides_in_order() {
+        let left = df!(
+            "customer_id" => ["a", "b", "d"],
+            "cents" => [Some(1i64), None, Some(4)],
+        )
+        .unwrap();
+        let right = df!(
+            "customer_id" => ["b", "c", "d", "e"],
+            "region" => [Some("N"), Some("S"), None, Some("W")],
+        )
+        .unwrap();
+        let full = merge_on_id(&left, &right, true).unwrap().unwrap();
+        let want = df!(
+            "customer_id" => ["a", "b", "c", "d", "e"],
+            "cents" => [Some(1i64), None, None, Some(4), None],
+            "region" => [None, Some("N"), Some("S"), None, Some("W")],
+        )
+        .unwrap();
+        assert!(full.equals_missing(&want), "{full}");
+        let left_only = merge_on_id(&left, &right, false).unwrap().unwrap();
+        let want = df!(
+            "customer_id" => ["a", "b", "d"],
+            "cents" => [Some(1i64), None, Some(4)],
+            "region" => [None, Some("N"), None],
+        )
+        .unwrap();
+        assert!(left_only.equals_missing(&want), "{left_only}");
+        // polars' joins, sorted, give the same frames.
+        for (how, got) in [(JoinType::Full, &full), (JoinType::Left, &left_only)] {
+            let polars = left
+                .clone()
+                .lazy()
+                .join(
+                    right.clone().lazy(),
+                    [col("customer_id")],
+                    [col("customer_id")],
+                    JoinArgs::new(how).with_coalesce(JoinCoalesce::CoalesceColumns),
+                )
+                .sort(["customer_id"], Default::default())
+                .run()
+                .unwrap();
+            assert!(polars.equals_missing(got), "{polars}");
+        }
+        let empty = right.clear();
+        let none = merge_on_id(&left, &empty, false).unwrap().unwrap();
+        assert_eq!(none.column("region").unwrap().null_count(), 3);
+        let from_empty = merge_on_id(&left.clear(), &right, true).unwrap().unwrap();
+        assert_eq!(
+            from_empty.column("customer_id").unwrap(),
+            right.column("customer_id").unwrap()
+        );
+        assert_eq!(from_empty.column("cents").unwrap().null_count(), 4);
+    }
+
+    /// Out of order, repeated or null ids, or another shared column name:
+    /// no merge (the caller joins with polars).
+    #[test]
+    fn merge_on_id_declines_what_it_cannot_merge() {
+        let sorted = df!("customer_id" => ["a", "b"], "x" => [1i64, 2]).unwrap();
+        for ids in [
+            vec![Some("b"), Some("a")],
+            vec![Some("a"), Some("a")],
+            vec![None, Some("a")],
+        ] {
+            let other = df!("customer_id" => ids, "y" => [1i64, 2]).unwrap();
+            assert!(merge_on_id(&sorted, &other, true).unwrap().is_none());
+            assert!(merge_on_id(&other, &sorted, false).unwrap().is_none());
+        }
+        let clash = df!("customer_id" => ["a", "c"], "x" => [3i64, 4]).unwrap();
+        assert!(merge_on_id(&sorted, &clash, true).unwrap().is_none());
     }
 }

@@ -78,17 +78,22 @@ pub fn customer_engagement(
 /// Joins engagement onto the customer base; customers without interactions
 /// get zero counts and null dates.
 pub fn join_engagement(base: LazyFrame, engagement: LazyFrame) -> LazyFrame {
-    let fill: Vec<Expr> = COUNT_COLUMNS
-        .iter()
-        .map(|c| col(*c).fill_null(lit(0i64)))
-        .collect();
-    base.join(
+    engagement_filled(base.join(
         engagement,
         [col("customer_id")],
         [col("customer_id")],
         JoinArgs::new(JoinType::Left),
-    )
-    .with_columns(fill)
+    ))
+}
+
+/// [`join_engagement`]'s zero counts on a base already joined (left, on
+/// customer_id) with the engagement.
+pub fn engagement_filled(joined: LazyFrame) -> LazyFrame {
+    let fill: Vec<Expr> = COUNT_COLUMNS
+        .iter()
+        .map(|c| col(*c).fill_null(lit(0i64)))
+        .collect();
+    joined.with_columns(fill)
 }
 
 /// An empty interactions frame with the canonical schema, for runs without

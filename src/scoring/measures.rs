@@ -300,24 +300,31 @@ pub(crate) fn median(v: &mut [i64]) -> f64 {
 /// at least one transaction as of the snapshot; the others keep zero
 /// frequency and money and null dates.
 pub fn customer_base(measures: LazyFrame, customers: LazyFrame, unknown: &str) -> LazyFrame {
-    measures
-        .join(
+    base_filled(
+        measures.join(
             customers,
             [col("customer_id")],
             [col("customer_id")],
             JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns),
-        )
-        .with_columns([
-            col("first_purchase").is_not_null().alias("in_scope"),
-            col("region").fill_null(lit(unknown)),
-            col("industry").fill_null(lit(unknown)),
-            col("frequency").fill_null(lit(0i64)),
-            col("revenue_cents").fill_null(lit(0i64)),
-            col("monetary_cents").fill_null(lit(0i64)),
-            col("contribution_cents").fill_null(lit(0i64)),
-            col("window_spend_cents").fill_null(lit(0i64)),
-            col("window_spend_prior_cents").fill_null(lit(0i64)),
-        ])
+        ),
+        unknown,
+    )
+}
+
+/// [`customer_base`]'s columns on the measures and customers already
+/// joined (full, coalesced on customer_id).
+pub fn base_filled(joined: LazyFrame, unknown: &str) -> LazyFrame {
+    joined.with_columns([
+        col("first_purchase").is_not_null().alias("in_scope"),
+        col("region").fill_null(lit(unknown)),
+        col("industry").fill_null(lit(unknown)),
+        col("frequency").fill_null(lit(0i64)),
+        col("revenue_cents").fill_null(lit(0i64)),
+        col("monetary_cents").fill_null(lit(0i64)),
+        col("contribution_cents").fill_null(lit(0i64)),
+        col("window_spend_cents").fill_null(lit(0i64)),
+        col("window_spend_prior_cents").fill_null(lit(0i64)),
+    ])
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use chrono::NaiveDate;
 use polars::prelude::*;
+use polars::series::IsSorted;
 
 use crate::io::Run;
 
@@ -78,7 +79,38 @@ pub(super) fn money(cents: &str) -> Expr {
 /// engagement, one row per customer.
 pub fn base(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<LazyFrame> {
     let m = measures_as_of(f, as_of, cfg, true)?;
-    Ok(base_in(f, m, None, as_of, cfg))
+    match ordered_base(f, m.clone(), as_of, cfg)? {
+        Some(b) => Ok(b),
+        None => Ok(base_in(f, m, None, as_of, cfg)),
+    }
+}
+
+/// [`base`] in customer_id order, joined by merging sorted sides
+/// ([`crate::order::merge_on_id`]), so that the scoring needs no sort
+/// afterwards ([`sorted_by_id`] finds its rows in order). `None` when the
+/// measures or the customers are not held in customer_id order.
+fn ordered_base(
+    f: &Frames,
+    m: LazyFrame,
+    as_of: NaiveDate,
+    cfg: &Config,
+) -> Result<Option<LazyFrame>> {
+    let (m, customers) = (m.run()?, f.customers_in(None).run()?);
+    let Some(joined) = crate::order::merge_on_id(&m, &customers, true)? else {
+        return Ok(None);
+    };
+    drop((m, customers));
+    let b = measures::base_filled(joined.lazy(), &cfg.ingest.unknown_label).run()?;
+    let e = engagement::customer_engagement(
+        f.interactions.clone(),
+        as_of,
+        cfg.measures.window_days,
+        &cfg.measures.converted_outcomes,
+    )
+    .run()?;
+    let e = crate::order::sort_by_id(e, None)?;
+    Ok(crate::order::merge_on_id(&b, &e, false)?
+        .map(|joined| engagement::engagement_filled(joined.lazy())))
 }
 
 /// The base of the customers in `part` (all with `None`) from their measures.
@@ -209,6 +241,14 @@ pub(super) fn finish(
 /// columns at a time ([`crate::order::permuted`]); `frugal` returns the
 /// replaced columns' memory as it goes ([`Frames::release_free`]).
 pub fn sorted_by_id(df: DataFrame, frugal: bool) -> Result<DataFrame> {
+    let mut df = crate::order::flag_sorted_ids(df)?;
+    if df.column("customer_id")?.is_sorted_flag() == IsSorted::Ascending {
+        // One chunk per column, as the sort leaves them: the streaming
+        // engine's result comes in many, and every reader after (the
+        // summaries, the CSV and Parquet writers) would join them itself.
+        df.rechunk_mut_par();
+        return Ok(df);
+    }
     let order = crate::order::by_id(&df, None)?;
     crate::order::flag_sorted_ids(crate::order::permuted(df, &order, frugal)?)
 }
