@@ -484,7 +484,7 @@ fn summaries(
         )
     })?;
     let follow_up = timed_if(want.follow_up, "follow_up", || {
-        follow_up::table(full.lazy()?, &scheme(cfg, &cfg.follow_up.tier)?)
+        follow_up::table(&full, &scheme(cfg, &cfg.follow_up.tier)?)
     })?;
     // The largest summary (a row per overdue customer): its sort's scratch
     // would otherwise stay with the process through publishing.

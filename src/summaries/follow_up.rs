@@ -11,6 +11,7 @@ use crate::config::FollowUpConfig;
 use crate::error::Result;
 use crate::scoring::first_label;
 use crate::scoring::schemes::{TierScheme, tier_order};
+use crate::snapshot::Full;
 use crate::units::epoch_days;
 
 /// `call_every_days` and `visit_every_days` from the customer's tier.
@@ -75,7 +76,53 @@ pub fn overdue_exprs(as_of: NaiveDate) -> [Expr; 3] {
 
 /// `follow_up`: overdue customers ordered by tier, then days overdue
 /// (most first), then customer_id.
-pub fn table(scores: LazyFrame, scheme: &TierScheme) -> Result<DataFrame> {
+pub fn table(full: &Full, scheme: &TierScheme) -> Result<DataFrame> {
+    match full {
+        Full::Memory(df) => table_held(df, scheme),
+        Full::Spilled(_) => table_of(full.lazy()?, scheme),
+    }
+}
+
+/// [`table`] of scores held in memory: the order is found from four
+/// narrow columns of the overdue rows, then the call list's columns are
+/// gathered once in that order. Filtering the 15 columns (half of them
+/// text) and then permuting them moved every overdue row twice: ~0.4 s of
+/// a 10^7 nightly run's summaries (550,000 overdue customers).
+fn table_held(df: &DataFrame, scheme: &TierScheme) -> Result<DataFrame> {
+    let keys = df
+        .clone()
+        .lazy()
+        .with_row_index("__row", None)
+        .filter(col("contact_overdue").fill_null(lit(false)))
+        .select([
+            col("__row"),
+            col("customer_id"),
+            col("days_overdue"),
+            tier_order(scheme.column.as_str(), &scheme.labels).alias("tier_order"),
+        ])
+        .run()?;
+    let order = call_list_order(&keys)?;
+    let rows = keys.column("__row")?.idx()?.rechunk().take(&order)?;
+    let columns = COLUMNS
+        .par_iter()
+        .map(|&name| -> Result<Column> {
+            Ok(match name {
+                "tier_order" => keys.column(name)?.rechunk().take(&order)?,
+                "tier" => df
+                    .column(scheme.column.as_str())?
+                    .rechunk()
+                    .take(&rows)?
+                    .with_name(name.into()),
+                _ => df.column(name)?.rechunk().take(&rows)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(DataFrame::new(rows.len(), columns)?)
+}
+
+/// [`table`] of scores read as a query (spilled parts): the overdue rows
+/// filtered, then permuted.
+fn table_of(scores: LazyFrame, scheme: &TierScheme) -> Result<DataFrame> {
     let overdue = scores
         .filter(col("contact_overdue").fill_null(lit(false)))
         .with_columns([
@@ -262,7 +309,10 @@ mod tests {
             )
         };
         for order in [[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0], [2, 0, 4, 1, 5, 3]] {
-            let out = table(frame(&order), &scheme).unwrap();
+            // Held scores and a query over them give the same table.
+            let held = frame(&order).run().unwrap();
+            let out = table(&Full::Memory(held.clone()), &scheme).unwrap();
+            assert!(out.equals_missing(&table_of(held.lazy(), &scheme).unwrap()));
             let got: Vec<&str> = out
                 .column("customer_id")
                 .unwrap()
