@@ -243,9 +243,9 @@ pub(super) fn finish(
 pub fn sorted_by_id(df: DataFrame, frugal: bool) -> Result<DataFrame> {
     let mut df = crate::order::flag_sorted_ids(df)?;
     if df.column("customer_id")?.is_sorted_flag() == IsSorted::Ascending {
-        // One chunk per column, as the sort leaves them: the streaming
-        // engine's result comes in many, and every reader after (the
-        // summaries, the CSV and Parquet writers) would join them itself.
+        // One chunk per column, as the sort leaves them (a no-op after
+        // `run_whole`): every reader after (the summaries, the CSV and
+        // Parquet writers) would otherwise join them itself.
         df.rechunk_mut_par();
         return Ok(df);
     }
@@ -260,7 +260,7 @@ pub fn scores_as_of(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Full> 
             scores_by_part(f, p, as_of, cfg)
         }
         _ => Ok(Full::Memory(sorted_by_id(
-            score(base(f, as_of, cfg)?, as_of, cfg, &f.attributes)?.run()?,
+            score(base(f, as_of, cfg)?, as_of, cfg, &f.attributes)?.run_whole()?,
             f.frugal,
         )?)),
     }
