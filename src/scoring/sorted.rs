@@ -346,8 +346,8 @@ pub fn measures_sorted(
         medians.extend(m);
     }
 
-    let ids = ids_of(keys, &out_cid)?;
-
+    // Each column built on the pool: one after another they were ~0.1 s
+    // of one core at 10^6 customers, the other core idle.
     let first: Vec<i32> = accs
         .iter()
         .map(|a| a.first_p.unwrap_or(a.first_any))
@@ -356,61 +356,80 @@ pub fn measures_sorted(
         .iter()
         .map(|a| a.last_p.unwrap_or(a.last_any))
         .collect();
-    let monetary: Vec<i64> = accs
-        .iter()
-        .map(|a| match cfg.monetary {
-            MonetaryMode::Sum => a.revenue,
-            // f64::round is half away from zero, as the query's round.
-            MonetaryMode::Mean if a.frequency > 0 => {
-                (a.revenue as f64 / a.frequency as f64).round() as i64
-            }
-            MonetaryMode::Mean => a.revenue,
-        })
-        .collect();
     let int32 = |name: &str, v: Vec<i32>| Int32Chunked::from_vec(name.into(), v).into_column();
-    let int64 = |name: &str, v: Vec<i64>| Int64Chunked::from_vec(name.into(), v).into_column();
+    let int64 = |name: &'static str, pick: fn(&Acc) -> i64| {
+        Int64Chunked::from_vec(name.into(), accs.iter().map(pick).collect()).into_column()
+    };
     let date = |name: &str, v: &[i32]| -> PolarsResult<Column> {
         int32(name, v.to_vec()).cast(&DataType::Date)
     };
+    let monetary = |a: &Acc| match cfg.monetary {
+        MonetaryMode::Sum => a.revenue,
+        // f64::round is half away from zero, as the query's round.
+        MonetaryMode::Mean if a.frequency > 0 => {
+            (a.revenue as f64 / a.frequency as f64).round() as i64
+        }
+        MonetaryMode::Mean => a.revenue,
+    };
     let height = accs.len();
-    let columns = vec![
-        ids.with_name("customer_id".into()),
-        date("first_purchase", &first)?,
-        date("last_purchase", &last)?,
-        int32("recency_days", last.iter().map(|d| now - d).collect()),
-        int64("frequency", accs.iter().map(|a| a.frequency).collect()),
-        int64("revenue_cents", accs.iter().map(|a| a.revenue).collect()),
-        int64("monetary_cents", monetary),
-        int32("tenure_days", first.iter().map(|d| now - d).collect()),
-        int64(
-            "contribution_cents",
-            accs.iter()
-                .map(|a| {
-                    if has_margin {
-                        a.contribution
-                    } else {
-                        a.revenue
-                    }
+    type Build<'b> = Box<dyn Fn() -> PolarsResult<Column> + Send + Sync + 'b>;
+    let builds: Vec<Build> =
+        vec![
+            Box::new(|| Ok(ids_of(keys, &out_cid)?.with_name("customer_id".into()))),
+            Box::new(|| date("first_purchase", &first)),
+            Box::new(|| date("last_purchase", &last)),
+            Box::new(|| {
+                Ok(int32(
+                    "recency_days",
+                    last.iter().map(|d| now - d).collect(),
+                ))
+            }),
+            Box::new(|| Ok(int64("frequency", |a| a.frequency))),
+            Box::new(|| Ok(int64("revenue_cents", |a| a.revenue))),
+            Box::new(|| {
+                Ok(Int64Chunked::from_vec(
+                    "monetary_cents".into(),
+                    accs.iter().map(monetary).collect(),
+                )
+                .into_column())
+            }),
+            Box::new(|| {
+                Ok(int32(
+                    "tenure_days",
+                    first.iter().map(|d| now - d).collect(),
+                ))
+            }),
+            Box::new(|| {
+                Ok(match has_margin {
+                    true => int64("contribution_cents", |a| a.contribution),
+                    false => int64("contribution_cents", |a| a.revenue),
                 })
-                .collect(),
-        ),
-        int64("window_spend_cents", accs.iter().map(|a| a.spend).collect()),
-        int64(
-            "window_spend_prior_cents",
-            accs.iter().map(|a| a.prior).collect(),
-        ),
-        Float64Chunked::from_iter_options("median_gap_days".into(), medians.into_iter())
-            .into_column(),
-        if has_quantity {
-            Float64Chunked::from_vec(
-                "units_bought".into(),
-                accs.iter().map(|a| a.units).collect(),
-            )
-            .into_column()
-        } else {
-            Float64Chunked::full_null("units_bought".into(), height).into_column()
-        },
-    ];
+            }),
+            Box::new(|| Ok(int64("window_spend_cents", |a| a.spend))),
+            Box::new(|| Ok(int64("window_spend_prior_cents", |a| a.prior))),
+            Box::new(|| {
+                Ok(Float64Chunked::from_iter_options(
+                    "median_gap_days".into(),
+                    medians.iter().copied(),
+                )
+                .into_column())
+            }),
+            Box::new(|| {
+                Ok(if has_quantity {
+                    Float64Chunked::from_vec(
+                        "units_bought".into(),
+                        accs.iter().map(|a| a.units).collect(),
+                    )
+                    .into_column()
+                } else {
+                    Float64Chunked::full_null("units_bought".into(), height).into_column()
+                })
+            }),
+        ];
+    let columns = builds
+        .par_iter()
+        .map(|b| b())
+        .collect::<PolarsResult<Vec<Column>>>()?;
     DataFrame::new(height, columns)
 }
 
