@@ -268,57 +268,96 @@ pub fn merge_sorted(files: Vec<DataFrame>) -> PolarsResult<Option<(DataFrame, Da
 /// Rows `starts[k]..ends[k]` of `all` are file k's: the rows in merged
 /// (customer_id, day) order, each customer's first row and each merged
 /// row's cid; `None` when a file is not strictly in that order.
+///
+/// Each file's order is checked on the pool, noting where a new customer
+/// starts; the merge then takes each file's rows in runs, the end of a
+/// run found by bisection against the other files' next row. A night's
+/// small file cuts the history's run ~2 × its rows times, so the merge
+/// compares text that often rather than twice a row (10^7 rows: ~0.16 s
+/// of one core before).
 #[allow(clippy::type_complexity)]
 fn merge_order(
     all: &DataFrame,
     starts: &[usize],
     ends: &[usize],
 ) -> PolarsResult<Option<(Vec<IdxSize>, Vec<IdxSize>, Vec<IdxSize>)>> {
+    use std::cmp::Ordering;
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
     let ids = all.column("customer_id")?.str()?.downcast_as_array();
     let day = all.column("ts")?.date()?.physical().cont_slice()?;
-    for (&a, &b) in starts.iter().zip(ends) {
-        for r in a + 1..b {
-            if (ids.value(r - 1), day[r - 1]) >= (ids.value(r), day[r]) {
-                return Ok(None);
-            }
-        }
-    }
     let n = all.height();
+    // new_id[r]: row r's customer differs from row r - 1's (same file).
+    let mut new_id = vec![true; n];
+    let ordered = starts.iter().zip(ends).all(|(&a, &b)| {
+        let rows = &mut new_id[a..b];
+        rows.par_chunks_mut(1 << 16).enumerate().all(|(i, chunk)| {
+            let first = a + (i << 16);
+            chunk.iter_mut().enumerate().all(|(j, new)| {
+                let r = first + j;
+                if r == a {
+                    return true;
+                }
+                match ids.value(r - 1).cmp(ids.value(r)) {
+                    Ordering::Less => true,
+                    Ordering::Equal => {
+                        *new = false;
+                        day[r - 1] < day[r]
+                    }
+                    Ordering::Greater => false,
+                }
+            })
+        })
+    });
+    if !ordered {
+        return Ok(None);
+    }
     let (mut order, mut firsts, mut cid) =
         (Vec::with_capacity(n), Vec::new(), Vec::with_capacity(n));
-    let mut heap: BinaryHeap<Reverse<(&str, i32, usize)>> = BinaryHeap::new();
+    let key = |r: usize| (ids.value(r), day[r]);
+    let mut heap: BinaryHeap<Reverse<((&str, i32), usize)>> = BinaryHeap::new();
     let mut next = starts.to_vec();
     for (k, &a) in starts.iter().enumerate() {
         if a < ends[k] {
-            heap.push(Reverse((ids.value(a), day[a], k)));
+            heap.push(Reverse((key(a), k)));
         }
     }
     let mut previous: Option<&str> = None;
-    while let Some(Reverse((_, _, k))) = heap.pop() {
-        // File k's rows are taken while they come before every other
-        // file's next row: one comparison a row instead of a pop and a
-        // push (a night's small file barely interrupts the history's run;
-        // a single file is one run).
-        loop {
-            let r = next[k];
-            let id = ids.value(r);
-            if previous != Some(id) {
-                firsts.push(r as IdxSize);
-                previous = Some(id);
+    while let Some(Reverse((_, k))) = heap.pop() {
+        // File k's rows up to the other files' next row (ties: file k's
+        // first, as a pop would take them).
+        let (r, e) = (next[k], ends[k]);
+        let end = match heap.peek() {
+            Some(Reverse(top)) => {
+                let (mut lo, mut hi) = (r + 1, e);
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    if (key(mid), k) < *top {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                lo
             }
-            order.push(r as IdxSize);
+            None => e,
+        };
+        for row in r..end {
+            let new = if row == r {
+                previous != Some(ids.value(row))
+            } else {
+                new_id[row]
+            };
+            if new {
+                firsts.push(row as IdxSize);
+            }
+            order.push(row as IdxSize);
             cid.push(firsts.len() as IdxSize - 1);
-            next[k] += 1;
-            if next[k] >= ends[k] {
-                break;
-            }
-            let head = (ids.value(next[k]), day[next[k]], k);
-            if heap.peek().is_some_and(|Reverse(top)| *top < head) {
-                heap.push(Reverse(head));
-                break;
-            }
+        }
+        previous = Some(ids.value(end - 1));
+        next[k] = end;
+        if end < e {
+            heap.push(Reverse((key(end), k)));
         }
     }
     Ok(Some((order, firsts, cid)))
@@ -437,6 +476,49 @@ mod tests {
             .take(&IdxCa::from_vec("o".into(), vec![1, 0, 2, 3]))
             .unwrap();
         assert!(merge_sorted(vec![unsorted]).unwrap().is_none());
+    }
+
+    /// Three random files (a day belongs to one file, as in the store):
+    /// the merge equals keying the stacked files and sorting them, with
+    /// runs long and short, and customers continuing across a file switch.
+    #[test]
+    fn random_sorted_files_merge_as_stacked_and_sorted() {
+        let mut next = crate::testing::lcg(5);
+        let files: Vec<DataFrame> = (0..3)
+            .map(|k| {
+                let rows = [3000, 40, 700][k];
+                let mut pairs: Vec<(String, i32)> = (0..rows)
+                    .map(|_| {
+                        (
+                            format!("c{:03}", next() % 300),
+                            (next() % 50 * 3 + k) as i32,
+                        )
+                    })
+                    .collect();
+                pairs.sort();
+                pairs.dedup();
+                let net: Vec<i64> = (0..pairs.len()).map(|_| next() as i64 % 100).collect();
+                df!(
+                    "customer_id" => pairs.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(),
+                    "ts" => pairs.iter().map(|p| from_epoch_days(p.1)).collect::<Vec<_>>(),
+                    "purchases" => vec![1i64; pairs.len()],
+                    "net_cents" => net,
+                )
+                .unwrap()
+            })
+            .collect();
+        let (daily, keys) = merge_sorted(files.clone()).unwrap().unwrap();
+        let stacked = concat(
+            files.into_iter().map(|f| f.lazy()).collect::<Vec<_>>(),
+            UnionArgs::default(),
+        )
+        .unwrap();
+        let k = customer_keys(stacked.clone()).run().unwrap();
+        let want =
+            crate::scoring::sorted::sort_daily(keyed(stacked, k.clone().lazy()).run().unwrap())
+                .unwrap();
+        assert!(keys.equals(&k), "{keys}");
+        assert!(daily.equals(&want), "{daily}");
     }
 
     #[test]
