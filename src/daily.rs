@@ -342,11 +342,13 @@ fn merge_order(
             }
             None => e,
         };
-        for row in r..end {
+        // The run's first row is compared with the row taken before it
+        // (another file's, perhaps); the rest were noted by the check.
+        for (row, &noted) in new_id.iter().enumerate().take(end).skip(r) {
             let new = if row == r {
                 previous != Some(ids.value(row))
             } else {
-                new_id[row]
+                noted
             };
             if new {
                 firsts.push(row as IdxSize);
