@@ -237,7 +237,8 @@ pub(super) fn finish(
     Ok(lf.select(select))
 }
 
-/// A scoring's rows in customer_id order (ids are unique), moved a few
+/// A scoring's rows in customer_id order (ids are unique): as they are
+/// when already so (the merged base keeps that order), else moved a few
 /// columns at a time ([`crate::order::permuted`]); `frugal` returns the
 /// replaced columns' memory as it goes ([`Frames::release_free`]).
 pub fn sorted_by_id(df: DataFrame, frugal: bool) -> Result<DataFrame> {

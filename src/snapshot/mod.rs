@@ -484,7 +484,11 @@ fn summaries(
         )
     })?;
     let follow_up = timed_if(want.follow_up, "follow_up", || {
-        follow_up::table(&full, &scheme(cfg, &cfg.follow_up.tier)?)
+        let scheme = scheme(cfg, &cfg.follow_up.tier)?;
+        match &full {
+            Full::Memory(df) => follow_up::table_held(df, &scheme),
+            Full::Spilled(_) => follow_up::table_of(full.lazy()?, &scheme),
+        }
     })?;
     // The largest summary (a row per overdue customer): its sort's scratch
     // would otherwise stay with the process through publishing.

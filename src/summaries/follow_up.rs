@@ -11,7 +11,6 @@ use crate::config::FollowUpConfig;
 use crate::error::Result;
 use crate::scoring::first_label;
 use crate::scoring::schemes::{TierScheme, tier_order};
-use crate::snapshot::Full;
 use crate::units::epoch_days;
 
 /// `call_every_days` and `visit_every_days` from the customer's tier.
@@ -74,21 +73,14 @@ pub fn overdue_exprs(as_of: NaiveDate) -> [Expr; 3] {
     ]
 }
 
-/// `follow_up`: overdue customers ordered by tier, then days overdue
-/// (most first), then customer_id.
-pub fn table(full: &Full, scheme: &TierScheme) -> Result<DataFrame> {
-    match full {
-        Full::Memory(df) => table_held(df, scheme),
-        Full::Spilled(_) => table_of(full.lazy()?, scheme),
-    }
-}
-
-/// [`table`] of scores held in memory: the order is found from four
+/// `follow_up` (overdue customers ordered by tier, then days overdue,
+/// most first, then customer_id) of scores held in memory: the order is
+/// found from four
 /// narrow columns of the overdue rows, then the call list's columns are
 /// gathered once in that order. Filtering the 15 columns (half of them
 /// text) and then permuting them moved every overdue row twice: ~0.4 s of
 /// a 10^7 nightly run's summaries (550,000 overdue customers).
-fn table_held(df: &DataFrame, scheme: &TierScheme) -> Result<DataFrame> {
+pub fn table_held(df: &DataFrame, scheme: &TierScheme) -> Result<DataFrame> {
     let keys = df
         .clone()
         .lazy()
@@ -120,9 +112,9 @@ fn table_held(df: &DataFrame, scheme: &TierScheme) -> Result<DataFrame> {
     Ok(DataFrame::new(rows.len(), columns)?)
 }
 
-/// [`table`] of scores read as a query (spilled parts): the overdue rows
-/// filtered, then permuted.
-fn table_of(scores: LazyFrame, scheme: &TierScheme) -> Result<DataFrame> {
+/// [`table_held`] of scores read as a query (spilled parts): the overdue
+/// rows filtered, then permuted.
+pub fn table_of(scores: LazyFrame, scheme: &TierScheme) -> Result<DataFrame> {
     let overdue = scores
         .filter(col("contact_overdue").fill_null(lit(false)))
         .with_columns([
@@ -311,7 +303,7 @@ mod tests {
         for order in [[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0], [2, 0, 4, 1, 5, 3]] {
             // Held scores and a query over them give the same table.
             let held = frame(&order).run().unwrap();
-            let out = table(&Full::Memory(held.clone()), &scheme).unwrap();
+            let out = table_held(&held, &scheme).unwrap();
             assert!(out.equals_missing(&table_of(held.lazy(), &scheme).unwrap()));
             let got: Vec<&str> = out
                 .column("customer_id")
