@@ -299,10 +299,20 @@ pub fn flag_sorted_ids(mut df: DataFrame) -> Result<DataFrame> {
 
 /// Whether `ids` hold no null and are in byte order (one pass).
 pub fn in_order(ids: &StringChunked) -> bool {
+    ascending(ids, false)
+}
+
+/// Whether `ids` hold no null and each id is greater than the one before.
+fn strictly_increasing(ids: &StringChunked) -> bool {
+    ascending(ids, true)
+}
+
+/// [`in_order`], or [`strictly_increasing`] when `strict`.
+fn ascending(ids: &StringChunked, strict: bool) -> bool {
     let mut prev: Option<&str> = None;
     ids.null_count() == 0
         && ids.iter().flatten().all(|s| {
-            let ok = prev.is_none_or(|p| p <= s);
+            let ok = prev.is_none_or(|p| p < s || (!strict && p == s));
             prev = Some(s);
             ok
         })
@@ -375,46 +385,47 @@ pub fn merge_on_id(left: &DataFrame, right: &DataFrame, full: bool) -> Result<Op
     if shared || !strictly_increasing(&l) || !strictly_increasing(&r) {
         return Ok(None);
     }
-    let (mut li, mut ri) = (Vec::with_capacity(l.len()), Vec::with_capacity(l.len()));
-    let mut merged: Vec<&str> = Vec::new();
-    let (mut a, mut b) = (l.iter().flatten().peekable(), r.iter().flatten().peekable());
-    let (mut i, mut j) = (0 as IdxSize, 0 as IdxSize);
-    loop {
-        let next = match (a.peek(), b.peek()) {
-            (None, None) => break,
-            (Some(x), Some(y)) => x.cmp(y),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
+    use std::cmp::Ordering;
+    let (la, ra) = (l.downcast_as_array(), r.downcast_as_array());
+    // Each output row's row on either side.
+    let (mut li, mut ri) = (Vec::with_capacity(la.len()), Vec::with_capacity(la.len()));
+    let (mut i, mut j) = (0, 0);
+    while i < la.len() || j < ra.len() {
+        let next = match (i < la.len(), j < ra.len()) {
+            (true, true) => la.value(i).cmp(ra.value(j)),
+            (true, false) => Ordering::Less,
+            (false, _) => Ordering::Greater,
         };
-        let id = match next {
-            std::cmp::Ordering::Less => {
-                li.push(Some(i));
+        match next {
+            Ordering::Less => {
+                li.push(Some(i as IdxSize));
                 ri.push(None);
                 i += 1;
-                a.next()
             }
-            std::cmp::Ordering::Equal => {
-                li.push(Some(i));
-                ri.push(Some(j));
+            Ordering::Equal => {
+                li.push(Some(i as IdxSize));
+                ri.push(Some(j as IdxSize));
                 (i, j) = (i + 1, j + 1);
-                b.next();
-                a.next()
             }
-            std::cmp::Ordering::Greater => {
-                let id = b.next();
-                j += 1;
-                if !full {
-                    continue;
+            Ordering::Greater => {
+                if full {
+                    li.push(None);
+                    ri.push(Some(j as IdxSize));
                 }
-                li.push(None);
-                ri.push(Some(j - 1));
-                id
+                j += 1;
             }
-        };
-        if full {
-            merged.extend(id);
         }
     }
+    // Each row's id, from whichever side holds it (full joins only).
+    let merged = full.then(|| {
+        StringChunked::from_iter_values(
+            "customer_id".into(),
+            li.iter().zip(&ri).map(|(a, b)| match (a, b) {
+                (Some(a), _) => la.value(*a as usize),
+                (None, b) => ra.value(b.unwrap_or_default() as usize),
+            }),
+        )
+    });
     let rows = li.len();
     // A side's columns (the right's without its customer_id) at its rows.
     let gather = |df: &DataFrame, at: Vec<Option<IdxSize>>, id: bool| -> Result<Vec<Column>> {
@@ -441,24 +452,12 @@ pub fn merge_on_id(left: &DataFrame, right: &DataFrame, full: bool) -> Result<Op
     let (columns, right_columns) =
         rayon::join(|| gather(left, li, true), || gather(right, ri, false));
     let mut columns = columns?;
-    if full {
-        let id = StringChunked::from_iter_values("customer_id".into(), merged.into_iter());
+    if let Some(id) = merged {
         let at = left.get_column_index("customer_id").unwrap_or(0);
         columns[at] = id.into_column();
     }
     columns.extend(right_columns?);
     Ok(Some(flag_sorted_ids(DataFrame::new(rows, columns)?)?))
-}
-
-/// Whether `ids` hold no null and each id is greater than the one before.
-fn strictly_increasing(ids: &StringChunked) -> bool {
-    let mut prev: Option<&str> = None;
-    ids.null_count() == 0
-        && ids.iter().flatten().all(|s| {
-            let ok = prev.is_none_or(|p| p < s);
-            prev = Some(s);
-            ok
-        })
 }
 
 /// How much of a frame [`permuted`] replaces between two returns of free
