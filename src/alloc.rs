@@ -16,7 +16,8 @@
 //! reuses pages the process already has instead of the kernel zeroing
 //! fresh ones. A backfill frees and maps the same sizes snapshot after
 //! snapshot (~12 GB mapped at 10^7 transactions, 8 quarters); kept, its
-//! system time fell from ~10 s to ~5–7 s.
+//! system time fell from ~10 s to ~5–7 s. A single run on the fast plan
+//! keeps too (see [`crate::memory::kept_for_reuse`]).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
@@ -59,8 +60,31 @@ pub fn keep_freed(bytes: usize) {
     }
 }
 
-/// Returns every kept mapping to the kernel (with the allocator's other
-/// free memory, [`crate::memory::release_free`]).
+/// Whether freed mappings are being kept ([`keep_freed`] with a limit):
+/// the run has memory to spare, so it holds on to what it freed rather
+/// than return it ([`crate::memory::release_free`]).
+pub fn keeping() -> bool {
+    KEEP_LIMIT.load(std::sync::atomic::Ordering::Relaxed) > 0
+}
+
+/// [`keep_freed`] for as long as the guard lives: dropping it returns the
+/// kept mappings and keeps none from then on.
+pub struct Keeping(());
+
+impl Keeping {
+    pub fn up_to(bytes: usize) -> Keeping {
+        keep_freed(bytes);
+        Keeping(())
+    }
+}
+
+impl Drop for Keeping {
+    fn drop(&mut self) {
+        keep_freed(0);
+    }
+}
+
+/// Returns every kept mapping to the kernel.
 pub fn release_kept() {
     loop {
         let (p, len) = {
@@ -290,6 +314,26 @@ mod tests {
             assert_eq!(kept(), (0, 0));
         }
         keep_freed(0);
+    }
+
+    #[test]
+    fn a_keeping_run_holds_freed_buffers_until_its_guard_drops() {
+        let _one = SERIAL.lock().unwrap();
+        let a = HugePages;
+        let big = Layout::from_size_align(LARGE, 64).unwrap();
+        {
+            let _kept = Keeping::up_to(4 * HUGE_PAGE);
+            assert!(keeping());
+            unsafe { a.dealloc(a.alloc(big), big) };
+            // Asked to release free memory, a keeping run holds on to it.
+            crate::memory::release_free();
+            assert_eq!(kept(), (1, mapped_len(LARGE)));
+        }
+        assert!(!keeping());
+        assert_eq!(kept(), (0, 0));
+        // Not keeping: freed buffers go back at once.
+        unsafe { a.dealloc(a.alloc(big), big) };
+        assert_eq!(kept(), (0, 0));
     }
 
     /// Byte `i` of a test pattern.

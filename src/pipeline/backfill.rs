@@ -45,22 +45,6 @@ impl std::str::FromStr for Every {
     }
 }
 
-/// How many bytes of freed large buffers a backfill keeps for reuse
-/// ([`crate::alloc::keep_freed`]): snapshot after snapshot frees and maps
-/// the same sizes, and reusing them spares the kernel zeroing fresh pages
-/// (8 quarters at 10^7 transactions: ~22.9 → ~21.2 s, system time ~8.5 →
-/// ~5.8 s, peak RSS within the spread). Half the plan's headroom, at most 1 GiB;
-/// none on the lean plan, which returns memory as it goes. Single runs
-/// keep none: their nights were slower with it.
-fn kept_for_reuse(plan: &memory::Plan) -> usize {
-    let headroom = match (plan.lean(), plan.limit_bytes) {
-        (true, _) => 0,
-        (false, Some(limit)) => limit.saturating_sub(plan.estimate_bytes) / 2,
-        (false, None) => u64::MAX,
-    };
-    headroom.min(1 << 30) as usize
-}
-
 /// The snapshot dates of a backfill: the month, quarter or year ends in
 /// [from, to], or from, from + N, … up to `to`.
 pub fn backfill_dates(from: NaiveDate, to: NaiveDate, every: Every) -> Vec<NaiveDate> {
@@ -128,7 +112,7 @@ pub fn backfill(
     write_ingested(&ing, &s.out)?;
     // The fast plan scores two snapshots at a time (see below).
     let plan = super::plan(&ing, s, dates.len().min(2))?;
-    crate::alloc::keep_freed(kept_for_reuse(&plan));
+    let _kept = crate::alloc::Keeping::up_to(memory::kept_for_reuse(&plan));
     let f = super::frames(&ing, s, &plan, &ingest_dir(&s.out), &source)?;
     release_inputs(&mut ing, &plan);
     let mut base = Timings::default();

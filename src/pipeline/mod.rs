@@ -707,6 +707,7 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     // The typed Parquet is written while scoring starts from the same
     // frames in memory (no second read of what was just written).
     let plan = plan(&ing, s, 1)?;
+    let _kept = crate::alloc::Keeping::up_to(memory::kept_for_reuse(&plan));
     let (written, f) = snapshot::both(
         plan.lean(),
         || write_ingested(&ing, &s.out),
