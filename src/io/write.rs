@@ -393,7 +393,18 @@ impl Pages {
     ) -> PolarsResult<Pages> {
         let arrow = schema.to_arrow(CompatLevel::newest());
         let fields = pq::to_parquet_schema(&arrow)?.fields().to_vec();
-        let encodings = polars::io::parquet::write::get_encodings(&arrow).to_vec();
+        // Floats are never dictionary-encoded: polars-parquet cannot pack
+        // them and writes them plain, but only after hashing every value to
+        // estimate their cardinality. Asked for plain, it writes the same
+        // bytes without the hashing.
+        let encodings = polars::io::parquet::write::get_encodings(&arrow)
+            .iter()
+            .zip(arrow.iter_values())
+            .map(|(e, field)| match field.dtype {
+                ArrowDataType::Float32 | ArrowDataType::Float64 => vec![pq::Encoding::Plain],
+                _ => e.clone(),
+            })
+            .collect();
         let statistics = StatisticsOptions::default();
         let w = ParquetWriter::new(file)
             .with_compression(compression)
@@ -537,6 +548,8 @@ mod tests {
             "segment" => (0..n).map(|i| ["重要价值", "lost", ""][i % 3]).collect::<Vec<_>>(),
             "cents" => (0..n as i64).map(|i| (i % 5 != 0).then_some(i * 7 % 1000)).collect::<Vec<_>>(),
             "share" => (0..n).map(|i| (i % 7 != 0).then_some(i as f64 / 3.0)).collect::<Vec<_>>(),
+            // Few distinct floats: polars estimates them, then writes plain.
+            "days" => (0..n).map(|i| (i % 13 != 0).then_some([90.0, 180.0][i % 2])).collect::<Vec<_>>(),
             "flag" => (0..n).map(|i| (i % 11 != 0).then_some(i % 2 == 0)).collect::<Vec<_>>(),
             "rank" => (0..n as u32).collect::<Vec<_>>(),
         )
