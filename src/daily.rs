@@ -235,7 +235,18 @@ pub fn merge_sorted(files: Vec<DataFrame>) -> PolarsResult<Option<(DataFrame, Da
         starts.push(all.height());
         all.vstack_mut_owned(f)?;
     }
-    all.rechunk_mut_par();
+    if count == 1 {
+        all.rechunk_mut_par();
+    } else {
+        // The merge reads ids and days by row: those two are made
+        // contiguous. The sums are gathered straight from the files' row
+        // groups in merged order (`order::permuted`): one copy of them
+        // rather than two, ~100 MB of fresh memory less in a 10^7 night.
+        for name in ["customer_id", "ts"] {
+            let c = all.column(name)?.rechunk();
+            all.with_column(c)?;
+        }
+    }
     let ends: Vec<usize> = starts
         .iter()
         .skip(1)

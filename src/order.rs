@@ -352,7 +352,15 @@ pub fn permuted(mut df: DataFrame, order: &IdxCa, frugal: bool) -> Result<DataFr
         // a constant column).
         replaced += group.iter().map(|c| c.len() * 8).sum::<usize>();
         group.par_iter_mut().try_for_each(|c| -> Result<()> {
-            *c = c.rechunk().take(order)?;
+            // Numbers are gathered from their chunks as they are (a lookup
+            // of the chunk per row, no contiguous copy first); text is made
+            // contiguous, as polars gathers text from several chunks
+            // through a builder.
+            *c = if c.dtype().to_physical().is_primitive_numeric() {
+                c.take(order)?
+            } else {
+                c.rechunk().take(order)?
+            };
             Ok(())
         })?;
         if frugal && replaced >= FRUGAL_BYTES {
