@@ -90,18 +90,41 @@ pub fn score_exprs(cfg: &RfmConfig) -> Vec<Expr> {
         .collect()
 }
 
-/// "R F M" digits, e.g. "545" (scores ≥ 10 are separated by dashes).
+/// "R F M" digits, e.g. "545" (scores ≥ 10 are separated by dashes); null
+/// when a score is null.
 pub fn rfm_code(bins: u32) -> Expr {
-    let sep = if bins >= 10 { "-" } else { "" };
-    concat_str(
-        [
-            col("r_score").cast(DataType::String),
-            col("f_score").cast(DataType::String),
-            col("m_score").cast(DataType::String),
-        ],
-        sep,
-        false,
+    col("r_score").map_many(
+        move |c: &mut [Column]| Ok(codes(&c[0], &c[1], &c[2], bins)?.into_column()),
+        &[col("f_score"), col("m_score")],
+        |_, f| Ok(Field::new(f[0].name().clone(), DataType::String)),
     )
+}
+
+/// [`rfm_code`]'s text in one pass over the three scores (polars' casts
+/// and concatenation built three text columns on the way: ~0.1 s of a
+/// 10^6-customer scoring, mostly fresh memory).
+fn codes(r: &Column, f: &Column, m: &Column, bins: u32) -> PolarsResult<StringChunked> {
+    use std::fmt::Write;
+    let sep = if bins >= 10 { "-" } else { "" };
+    let (r, f, m) = (
+        r.cast(&DataType::Int32)?,
+        f.cast(&DataType::Int32)?,
+        m.cast(&DataType::Int32)?,
+    );
+    let (r, f, m) = (r.i32()?, f.i32()?, m.i32()?);
+    let mut out = StringChunkedBuilder::new(r.name().clone(), r.len());
+    let mut code = String::new();
+    for ((r, f), m) in r.iter().zip(f.iter()).zip(m.iter()) {
+        match (r, f, m) {
+            (Some(r), Some(f), Some(m)) => {
+                code.clear();
+                let _ = write!(code, "{r}{sep}{f}{sep}{m}");
+                out.append_value(&code);
+            }
+            _ => out.append_null(),
+        }
+    }
+    Ok(out.finish())
 }
 
 /// The English 11-segment rules over R and F (B = 5), first match wins.
@@ -417,6 +440,29 @@ mod tests {
             .collect();
         assert_eq!(r, vec![5, 5, 4, 2, 1]);
         assert_eq!(f, vec![1, 2, 3, 5, 5]);
+    }
+
+    #[test]
+    fn rfm_codes_are_the_scores_digits_and_null_with_a_null_score() {
+        let df = df!(
+            "r_score" => [Some(5), Some(1), None, Some(10)],
+            "f_score" => [Some(4), Some(1), Some(3), Some(2)],
+            "m_score" => [Some(3), Some(5), Some(3), Some(11)],
+        )
+        .unwrap();
+        let code = |bins: u32| -> Vec<Option<String>> {
+            let out = df
+                .clone()
+                .lazy()
+                .select([rfm_code(bins).alias("rfm_code")])
+                .collect()
+                .unwrap();
+            let c = out.column("rfm_code").unwrap().str().unwrap().clone();
+            c.iter().map(|v| v.map(str::to_string)).collect()
+        };
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(code(5), [s("543"), s("115"), None, s("10211")]);
+        assert_eq!(code(12), [s("5-4-3"), s("1-1-5"), None, s("10-2-11")]);
     }
 
     #[test]
