@@ -10,7 +10,7 @@
 //! _store/catalog.json                      files in store order, settings
 //! _store/segments/seg-000001/typed.parquet  valid rows (with __line), file order
 //!                           /rejects.parquet invalid rows and duplicates
-//!                           /hashes.parquet  XXH3-64 of each stored txn_id
+//!                           /hashes.u64      XXH3-64 of each stored txn_id, sorted (ingest::hashes)
 //!                           /daily.parquet   customer × day pre-aggregate,
 //!                                            sorted by customer_id (LZ4)
 //! _store/tierings/<date>-<hash>.parquet    earlier dates' tierings, kept
@@ -523,11 +523,7 @@ fn merge_segment(
     )?
     .run()?;
     io::write_parquet(&mut rejects, &staged.join("rejects.parquet"))?;
-    io::sink_parquet(
-        io::scan_parquet(&path)?.select([ingest::id_hash("txn_id").alias("h")]),
-        &staged.join("hashes.parquet"),
-        true,
-    )?;
+    ingest::hashes::write_sorted(&path, &staged.join(ingest::hashes::FILE))?;
     if span.is_some() {
         let columns = files[members[0]].columns.clone();
         write_daily(
@@ -628,7 +624,18 @@ fn ingest_new(
     let t = std::time::Instant::now();
     let held = segment_names(keep);
     let segment = |seg: &str, name: &str| dir.join(SEGMENTS).join(seg).join(name);
-    let hash_files: Vec<PathBuf> = held.iter().map(|s| segment(s, "hashes.parquet")).collect();
+    // Segments written before the sorted hashes keep their Parquet ones
+    // (read as before) until a merge writes them anew.
+    let hash_files: Vec<PathBuf> = held
+        .iter()
+        .map(|s| {
+            let sorted = segment(s, ingest::hashes::FILE);
+            match sorted.exists() {
+                true => sorted,
+                false => segment(s, "hashes.parquet"),
+            }
+        })
+        .collect();
     let typed: Vec<PathBuf> = held.iter().map(|s| segment(s, "typed.parquet")).collect();
     let history = ingest::History {
         hash_files: &hash_files,
@@ -658,13 +665,9 @@ fn ingest_new(
         let typed = seg.join("typed.parquet");
         fs::rename(&nf.typed, &typed).map_err(Error::io(&typed))?;
         io::write_parquet(&mut nf.rejects, &seg.join("rejects.parquet"))?;
-        // Streamed: at 10^8 rows the ids and their hashes (~3.5 GiB)
-        // were held, and the hashes until the pre-aggregate was built.
-        io::sink_parquet(
-            io::scan_parquet(&typed)?.select([ingest::id_hash("txn_id").alias("h")]),
-            &seg.join("hashes.parquet"),
-            true,
-        )?;
+        // Hashed from the typed file in slices: at 10^8 rows the ids and
+        // their hashes held at once were ~3.5 GiB.
+        ingest::hashes::write_sorted(&typed, &seg.join(ingest::hashes::FILE))?;
         tracing::debug!(
             ms = t.elapsed().as_millis() as u64,
             "segment hashes written"

@@ -18,9 +18,10 @@ use crate::io::{self, LINE, Run};
 
 /// The stored transactions a store run checks new rows against.
 pub(crate) struct History<'a> {
-    /// Files of XXH3-64 hashes of the stored txn_ids (column `h`), streamed
-    /// through a membership test of the new rows' hashes (never collected:
-    /// at 10^8 stored rows they are 800 MB).
+    /// Files of XXH3-64 hashes of the stored txn_ids: sorted
+    /// ([`super::hashes::FILE`]), each new hash looked up; or Parquet
+    /// (column `h`, segments written before), streamed through a
+    /// membership test of the new rows' hashes.
     pub hash_files: &'a [PathBuf],
     /// The stored typed files, for the exact check of a hash that matches.
     pub typed: &'a [PathBuf],
@@ -246,13 +247,25 @@ pub(super) fn history_duplicates(
         .unique(None, UniqueKeepStrategy::Any)
         .run()?;
     let new = new.column("__h")?.as_materialized_series().clone();
+    let mut found: Vec<u64> = Vec::new();
     let mut hits = Vec::new();
     for p in history.hash_files {
-        hits.push(
-            io::scan_parquet(p)?
-                .filter(col("h").is_in(lit(new.clone()).implode(false), false))
-                .select([col("h").alias("__h")]),
-        );
+        if p.file_name() == Some(super::hashes::FILE.as_ref()) {
+            let stored = super::hashes::Sorted::open(p)?;
+            found.extend(new.u64()?.iter().flatten().filter(|h| stored.contains(*h)));
+        } else {
+            hits.push(
+                io::scan_parquet(p)?
+                    .filter(col("h").is_in(lit(new.clone()).implode(false), false))
+                    .select([col("h").alias("__h")]),
+            );
+        }
+    }
+    if !found.is_empty() {
+        hits.push(df!("__h" => found)?.lazy());
+    }
+    if hits.is_empty() {
+        return Ok((kept.clone(), no_rejects(), none()?));
     }
     let hits = concat(hits, UnionArgs::default())?
         .unique(None, UniqueKeepStrategy::Any)
@@ -296,4 +309,87 @@ pub(super) fn history_duplicates(
     let (left, rejects) =
         move_to_rejects("transactions", kept, &dup, files, reason::DUPLICATE_TXN)?;
     Ok((left, rejects, dup))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new file's rows that repeat stored txn_ids are found through the
+    /// sorted hashes as through the Parquet ones of segments written
+    /// before them, and through both kinds in one history.
+    #[test]
+    fn history_repeats_are_found_through_sorted_and_parquet_hashes_alike() {
+        let dir = io::WorkDir::create_tagged(&std::env::temp_dir(), "history-test").unwrap();
+        let segment = |k: usize, ids: Vec<String>| {
+            let typed = dir.path().join(format!("typed-{k}.parquet"));
+            let mut df = df!("txn_id" => ids).unwrap();
+            io::write_parquet(&mut df, &typed).unwrap();
+            let sorted_dir = dir.path().join(format!("seg-{k}"));
+            std::fs::create_dir_all(&sorted_dir).unwrap();
+            let sorted = sorted_dir.join(super::super::hashes::FILE);
+            super::super::hashes::write_sorted(&typed, &sorted).unwrap();
+            let mut h = df
+                .lazy()
+                .select([id_hash("txn_id").alias("h")])
+                .collect()
+                .unwrap();
+            let parquet = sorted_dir.join("hashes.parquet");
+            io::write_parquet(&mut h, &parquet).unwrap();
+            (typed, sorted, parquet)
+        };
+        let a = segment(1, (0..3000).map(|i| format!("A{i}")).collect());
+        let b = segment(2, (0..2000).map(|i| format!("B{i}")).collect());
+        // The night: new ids, and A17, A2999 and B5 again.
+        let ids = ["N1", "A17", "N2", "A2999", "B5", "N3"];
+        let kept = df!(
+            "__file_no" => vec![0u32; ids.len()],
+            LINE => (2..2 + ids.len() as u64).collect::<Vec<_>>(),
+            POS => (0..ids.len() as u64).collect::<Vec<_>>(),
+            "txn_id" => ids,
+        )
+        .unwrap()
+        .lazy();
+        let files = vec!["night.csv".to_string()];
+        let typed = [a.0.clone(), b.0.clone()];
+        let lines = |hash_files: &[PathBuf]| -> (Vec<String>, Vec<u64>) {
+            let history = History {
+                hash_files,
+                typed: &typed,
+            };
+            let (left, rejects, _) = history_duplicates(kept.clone(), &files, &history).unwrap();
+            let left = left.collect().unwrap();
+            let left: Vec<String> = left
+                .column("txn_id")
+                .unwrap()
+                .str()
+                .unwrap()
+                .iter()
+                .map(|s| s.unwrap().to_string())
+                .collect();
+            let mut lines: Vec<u64> = rejects
+                .column("line")
+                .unwrap()
+                .u64()
+                .unwrap()
+                .iter()
+                .flatten()
+                .collect();
+            lines.sort_unstable();
+            (left, lines)
+        };
+        let expected = (
+            vec!["N1".to_string(), "N2".into(), "N3".into()],
+            vec![3, 5, 6],
+        );
+        assert_eq!(lines(&[a.1.clone(), b.1.clone()]), expected);
+        assert_eq!(lines(&[a.2.clone(), b.2.clone()]), expected);
+        assert_eq!(lines(&[a.1.clone(), b.2.clone()]), expected);
+        // Without B's hashes its repeat is not looked for.
+        let without_b = (
+            vec!["N1".to_string(), "N2".into(), "B5".into(), "N3".into()],
+            vec![3, 5],
+        );
+        assert_eq!(lines(std::slice::from_ref(&a.1)), without_b);
+    }
 }

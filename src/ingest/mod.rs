@@ -20,6 +20,7 @@ use crate::io::{self, LINE};
 use crate::io::{Run, WorkDir};
 
 mod checks;
+pub(crate) mod hashes;
 mod incremental;
 pub(crate) mod kept;
 mod parse;
