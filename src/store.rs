@@ -665,9 +665,14 @@ fn ingest_new(
         let typed = seg.join("typed.parquet");
         fs::rename(&nf.typed, &typed).map_err(Error::io(&typed))?;
         io::write_parquet(&mut nf.rejects, &seg.join("rejects.parquet"))?;
-        // Hashed from the typed file in slices: at 10^8 rows the ids and
-        // their hashes held at once were ~3.5 GiB.
-        ingest::hashes::write_sorted(&typed, &seg.join(ingest::hashes::FILE))?;
+        // As the duplicate check sorted them, or hashed from the typed file
+        // in slices: at 10^8 rows the ids and their hashes held at once
+        // were ~3.5 GiB.
+        let hashes = seg.join(ingest::hashes::FILE);
+        match nf.sorted_hashes.take() {
+            Some(sorted) => ingest::hashes::write(&sorted, &hashes)?,
+            None => ingest::hashes::write_sorted(&typed, &hashes)?,
+        }
         tracing::debug!(
             ms = t.elapsed().as_millis() as u64,
             "segment hashes written"

@@ -40,13 +40,27 @@ pub fn write_sorted(typed: &Path, out: &Path) -> Result<()> {
     write_sorted_by(typed, rows, out, ROWS_IN_MEMORY)
 }
 
+/// Whether `rows` hashes are sorted in memory at once.
+pub fn fits_in_memory(rows: usize) -> bool {
+    rows as u64 <= ROWS_IN_MEMORY
+}
+
+/// Writes `out` from hashes already sorted.
+pub fn write(sorted: &[u64], out: &Path) -> Result<()> {
+    let file = File::create(out).map_err(Error::io(out))?;
+    let mut w = BufWriter::new(file);
+    write_all(&mut w, sorted)
+        .and_then(|()| w.flush())
+        .map_err(Error::io(out))
+}
+
 fn write_sorted_by(typed: &Path, rows: u64, out: &Path, in_memory: u64) -> Result<()> {
     let slice = |start: u64, len: u64| -> Result<Vec<u64>> {
         let df = io::scan_parquet(typed)?
             .slice(start as i64, len as IdxSize)
             .select([super::id_hash("txn_id").alias("h")])
             .run()?;
-        Ok(df.column("h")?.u64()?.into_no_null_iter().collect())
+        Ok(df.column("h")?.u64()?.iter().flatten().collect())
     };
     let file = File::create(out).map_err(Error::io(out))?;
     let mut w = BufWriter::new(file);

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::contract::reason;
 use crate::error::Result;
 use crate::ingest::checks::split;
-use crate::ingest::rejects::{drop_duplicates, id_hash, move_to_rejects, no_rejects};
+use crate::ingest::rejects::{drop_duplicates_hashed, id_hash, move_to_rejects, no_rejects};
 use crate::ingest::stage::{POS, stage_table};
 use crate::ingest::{TableReport, count_reasons, enforce_ratio};
 use crate::io::{self, LINE, Run};
@@ -39,6 +39,10 @@ pub(crate) struct NewFile {
     pub report: TableReport,
     /// The earliest and latest dates among its stored rows.
     pub span: Option<(NaiveDate, NaiveDate)>,
+    /// Its stored txn_ids' hashes, sorted, when the duplicate check already
+    /// holds them (one file, every valid row stored, few enough rows):
+    /// the segment's [`super::hashes::FILE`] as it is to be written.
+    pub sorted_hashes: Option<Vec<u64>>,
 }
 
 /// Ingests new transactions files for the store: the same checks as
@@ -77,7 +81,7 @@ pub(crate) fn stage_new(
         &batch,
         cfg.ingest.max_reject_ratio,
     )?;
-    let (kept, dups, later) = drop_duplicates(
+    let (kept, dups, later, sorted) = drop_duplicates_hashed(
         "transactions",
         valid,
         &names,
@@ -85,6 +89,10 @@ pub(crate) fn stage_new(
         reason::DUPLICATE_TXN,
     )?;
     let (kept, old_dups, old) = history_duplicates(kept, &names, history)?;
+    // One file whose valid rows are all stored: the hashes are its segment's.
+    let mut sorted_hashes = sorted.filter(|h| {
+        names.len() == 1 && old.height() == 0 && super::hashes::fits_in_memory(h.len())
+    });
     let dropped = concat(
         [
             later.lazy().select([col("__file_no"), col(POS)]),
@@ -157,6 +165,7 @@ pub(crate) fn stage_new(
             rejects,
             report,
             span,
+            sorted_hashes: sorted_hashes.take(),
         });
     }
     Ok(out)

@@ -42,11 +42,25 @@ pub(super) fn files_lookup(files: &[String]) -> Expr {
 /// when `valid` has it).
 pub(super) fn drop_duplicates(
     table: &str,
-    mut valid: LazyFrame,
+    valid: LazyFrame,
     files: &[String],
     key: &str,
     why: &str,
 ) -> Result<(LazyFrame, DataFrame, DataFrame)> {
+    let (kept, rejects, later, _) = drop_duplicates_hashed(table, valid, files, key, why)?;
+    Ok((kept, rejects, later))
+}
+
+/// [`drop_duplicates`], also giving the keys' hashes sorted when no key
+/// repeats (then every valid row is kept): the store writes them as a new
+/// segment's [`super::hashes::FILE`] instead of hashing and sorting again.
+pub(super) fn drop_duplicates_hashed(
+    table: &str,
+    mut valid: LazyFrame,
+    files: &[String],
+    key: &str,
+    why: &str,
+) -> Result<(LazyFrame, DataFrame, DataFrame, Option<Vec<u64>>)> {
     let mut on = vec![col("__file_no"), col(LINE)];
     if valid.collect_schema()?.contains(POS) {
         on.push(col(POS));
@@ -55,12 +69,13 @@ pub(super) fn drop_duplicates(
         .clone()
         .select([per_batch(col(key), hash_column, DataType::UInt64)])
         .run()?;
-    let repeats = may_repeat(hashes.column(key)?.u64()?);
+    let sorted = sorted_hashes(hashes.column(key)?.u64()?);
     drop(hashes);
-    if !repeats {
+    if !repeats(&sorted) {
         let none = valid.clone().select(on).limit(0).run()?;
-        return Ok((valid, no_rejects(), none));
+        return Ok((valid, no_rejects(), none, Some(sorted)));
     }
+    drop(sorted);
     let repeated = valid
         .clone()
         .group_by([col(key)])
@@ -82,7 +97,7 @@ pub(super) fn drop_duplicates(
         .select(on)
         .run()?;
     let (kept, rejects) = move_to_rejects(table, valid, &later, files, why)?;
-    Ok((kept, rejects, later))
+    Ok((kept, rejects, later, None))
 }
 
 /// `rows` (file numbers and lines) taken out of `valid` and returned as
@@ -137,11 +152,22 @@ pub(crate) fn as_rejects(
 /// the sorted 64-bit hashes:
 /// ~10× cheaper than an exact distinct count of strings; only a repeated
 /// hash (a real duplicate or, rarely, a collision) costs the exact check.
-pub(super) fn may_repeat(hashes: &UInt64Chunked) -> bool {
+#[cfg(test)]
+fn may_repeat(hashes: &UInt64Chunked) -> bool {
+    repeats(&sorted_hashes(hashes))
+}
+
+/// The hashes (nulls left out), sorted.
+pub(super) fn sorted_hashes(hashes: &UInt64Chunked) -> Vec<u64> {
     use rayon::prelude::*;
     let mut hashes: Vec<u64> = hashes.iter().flatten().collect();
     hashes.par_sort_unstable();
-    hashes.windows(2).any(|w| w[0] == w[1])
+    hashes
+}
+
+/// Whether sorted hashes hold one twice.
+fn repeats(sorted: &[u64]) -> bool {
+    sorted.windows(2).any(|w| w[0] == w[1])
 }
 
 /// The 64-bit hash of each key (null stays null), computed batch by batch
