@@ -238,14 +238,13 @@ pub fn merge_sorted(files: Vec<DataFrame>) -> PolarsResult<Option<(DataFrame, Da
     if count == 1 {
         all.rechunk_mut_par();
     } else {
-        // The merge reads ids and days by row: those two are made
+        // The merge reads the ids through their chunks and the days made
         // contiguous. The sums are gathered straight from the files' row
         // groups in merged order (`order::permuted`): one copy of them
-        // rather than two, ~100 MB of fresh memory less in a 10^7 night.
-        for name in ["customer_id", "ts"] {
-            let c = all.column(name)?.rechunk();
-            all.with_column(c)?;
-        }
+        // rather than two. A contiguous copy of the ids took 70–480 ms of
+        // a uniform 10^7 night (160 MB of fresh memory).
+        let ts = all.column("ts")?.rechunk();
+        all.with_column(ts)?;
     }
     let ends: Vec<usize> = starts
         .iter()
@@ -295,29 +294,38 @@ fn merge_order(
     use std::cmp::Ordering;
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
-    let ids = all.column("customer_id")?.str()?.downcast_as_array();
+    let ids = ChunkedIds::new(all.column("customer_id")?.str()?);
     let day = all.column("ts")?.date()?.physical().cont_slice()?;
     let n = all.height();
     // new_id[r]: row r's customer differs from row r - 1's (same file).
+    // Checked chunk by chunk on the pool; a file starts on a chunk (the
+    // files were stacked), so a chunk's first row compares with the row
+    // before it unless a file starts there.
     let mut new_id = vec![true; n];
-    let ordered = starts.iter().zip(ends).all(|(&a, &b)| {
-        let rows = &mut new_id[a..b];
-        rows.par_chunks_mut(1 << 16).enumerate().all(|(i, chunk)| {
-            let first = a + (i << 16);
-            chunk.iter_mut().enumerate().all(|(j, new)| {
-                let r = first + j;
-                if r == a {
-                    return true;
+    let mut flags = Vec::with_capacity(ids.arrays.len());
+    let mut rest = &mut new_id[..];
+    for a in &ids.arrays {
+        let (head, tail) = rest.split_at_mut(a.len());
+        flags.push(head);
+        rest = tail;
+    }
+    let ordered = flags.into_par_iter().enumerate().all(|(c, flags)| {
+        let (base, arr) = (ids.starts[c], ids.arrays[c]);
+        flags.iter_mut().enumerate().all(|(j, new)| {
+            let r = base + j;
+            let previous = match j {
+                0 if starts.contains(&r) => return true,
+                0 => ids.value(r - 1),
+                _ => arr.value(j - 1),
+            };
+            match previous.cmp(arr.value(j)) {
+                Ordering::Less => true,
+                Ordering::Equal => {
+                    *new = false;
+                    day[r - 1] < day[r]
                 }
-                match ids.value(r - 1).cmp(ids.value(r)) {
-                    Ordering::Less => true,
-                    Ordering::Equal => {
-                        *new = false;
-                        day[r - 1] < day[r]
-                    }
-                    Ordering::Greater => false,
-                }
-            })
+                Ordering::Greater => false,
+            }
         })
     });
     if !ordered {
@@ -374,6 +382,31 @@ fn merge_order(
         }
     }
     Ok(Some((order, firsts, cid)))
+}
+
+/// A text column's values by row through its chunks (no contiguous copy):
+/// each non-empty chunk with the row it starts at.
+struct ChunkedIds<'a> {
+    starts: Vec<usize>,
+    arrays: Vec<&'a <StringType as PolarsDataType>::Array>,
+}
+
+impl<'a> ChunkedIds<'a> {
+    fn new(ca: &'a StringChunked) -> ChunkedIds<'a> {
+        let (mut starts, mut arrays, mut at) = (Vec::new(), Vec::new(), 0);
+        for a in ca.downcast_iter().filter(|a| a.len() > 0) {
+            starts.push(at);
+            arrays.push(a);
+            at += a.len();
+        }
+        ChunkedIds { starts, arrays }
+    }
+
+    /// Row `r`'s id (a null reads as empty: the store's ids are never null).
+    fn value(&self, r: usize) -> &'a str {
+        let c = self.starts.partition_point(|&s| s <= r) - 1;
+        self.arrays[c].value(r - self.starts[c])
+    }
 }
 
 /// `per_cid` (keyed by `cid`) with each customer's `customer_id` from `keys`.
@@ -521,6 +554,28 @@ mod tests {
             })
             .collect();
         let (daily, keys) = merge_sorted(files.clone()).unwrap().unwrap();
+        // The same files in several chunks each (a file read back in row
+        // groups) merge the same way.
+        let chunked = |f: &DataFrame, cuts: &[usize]| {
+            let mut out = f.slice(0, 0);
+            let mut at = 0;
+            for &c in cuts.iter().chain([&f.height()]) {
+                out.vstack_mut(&f.slice(at as i64, c - at)).unwrap();
+                at = c;
+            }
+            out
+        };
+        let in_chunks: Vec<DataFrame> = files.iter().map(|f| chunked(f, &[1, 17, 29])).collect();
+        assert!(in_chunks[0].column("customer_id").unwrap().n_chunks() > 1);
+        let (daily2, keys2) = merge_sorted(in_chunks.clone()).unwrap().unwrap();
+        assert!(keys2.equals(&keys) && daily2.equals(&daily));
+        // A file whose second chunk goes back in order is not merged.
+        let mut back = in_chunks.clone();
+        back[1] = chunked(
+            &files[1].slice(1, 17).vstack(&files[1].slice(0, 1)).unwrap(),
+            &[17],
+        );
+        assert!(merge_sorted(back).unwrap().is_none());
         let stacked = concat(
             files.into_iter().map(|f| f.lazy()).collect::<Vec<_>>(),
             UnionArgs::default(),
