@@ -40,11 +40,6 @@ pub fn write_sorted(typed: &Path, out: &Path) -> Result<()> {
     write_sorted_by(typed, rows, out, ROWS_IN_MEMORY)
 }
 
-/// Whether `rows` hashes are sorted in memory at once.
-pub fn fits_in_memory(rows: usize) -> bool {
-    rows as u64 <= ROWS_IN_MEMORY
-}
-
 /// Writes `out` from hashes already sorted.
 pub fn write(sorted: &[u64], out: &Path) -> Result<()> {
     let file = File::create(out).map_err(Error::io(out))?;

@@ -90,9 +90,9 @@ pub(crate) fn stage_new(
     )?;
     let (kept, old_dups, old) = history_duplicates(kept, &names, history)?;
     // One file whose valid rows are all stored: the hashes are its segment's.
-    let mut sorted_hashes = sorted.filter(|h| {
-        names.len() == 1 && old.height() == 0 && super::hashes::fits_in_memory(h.len())
-    });
+    // Kept whatever their number: the check already held them all sorted,
+    // and hashing 10^8 ids again from the typed file took 23 s of a 227 s run.
+    let mut sorted_hashes = sorted.filter(|_| names.len() == 1 && old.height() == 0);
     let dropped = concat(
         [
             later.lazy().select([col("__file_no"), col(POS)]),
