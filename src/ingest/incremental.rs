@@ -40,7 +40,7 @@ pub(crate) struct NewFile {
     /// The earliest and latest dates among its stored rows.
     pub span: Option<(NaiveDate, NaiveDate)>,
     /// Its stored txn_ids' hashes, sorted, when the duplicate check already
-    /// holds them (one file, every valid row stored, few enough rows):
+    /// holds them (one file, every valid row stored, at any size):
     /// the segment's [`super::hashes::FILE`] as it is to be written.
     pub sorted_hashes: Option<Vec<u64>>,
 }
