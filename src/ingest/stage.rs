@@ -12,7 +12,7 @@ use crate::ingest::checks::{
     checks_for, has_reason, parse_customers, parse_interactions, parse_transactions,
 };
 use crate::ingest::parse::{clean_str, parse_date};
-use crate::ingest::read::{file_info, numeric_columns, select_canonical};
+use crate::ingest::read::{file_info, numeric_columns, resolve_columns, select_canonical};
 use crate::io::{self, LINE, Run};
 
 /// One staged input file: its work rows and its typed candidate.
@@ -54,14 +54,43 @@ pub(super) fn stage_table(
         let mut numeric = numeric_columns(table, &file, input)?;
         let mut narrow = true;
         let rows = loop {
-            let (plan, narrowed) = check_plan(table, &file, input, unknown, &numeric, narrow)?;
-            let pass = || stage_pass(table, plan, &staged, &candidate, keep_line);
+            let checks = Checks::for_file(table, &file, input, unknown, &numeric, narrow)?;
+            let narrowed = checks.formats.len() < input.date_formats.len();
+            // Transactions, the big table, are read in windows we cut
+            // ourselves where the file allows it (io::CsvWindows).
+            let windows = match table {
+                "transactions" => {
+                    io::CsvWindows::open(&file, input, &checks.header, &checks.read, &numeric)?
+                }
+                _ => None,
+            };
+            let plan = checks.over(io::read_raw(&file, input, &numeric)?)?;
+            let pass = || match &windows {
+                Some(w) => stage_windows(
+                    table,
+                    w,
+                    &checks,
+                    &staged,
+                    &candidate,
+                    keep_line,
+                    io::WINDOW_BYTES,
+                ),
+                None => stage_pass(table, plan, &staged, &candidate, keep_line),
+            };
             let st = if !numeric.is_empty() {
                 // polars' CSV number parser can panic on a malformed quoted
                 // field (found by tests/fuzz.rs): then read the numbers as
                 // text, where such a row is rejected or the file refused.
                 match io::catch_panic(pass) {
-                    Ok(r) => r.map_err(|e| io::read_error(&file, &e))?,
+                    Ok(Ok(st)) => st,
+                    // Read in windows, a number that does not parse fails
+                    // the pass: read the numbers as text then, as when
+                    // they come back null (any other error recurs there).
+                    Ok(Err(_)) if windows.is_some() => {
+                        numeric.clear();
+                        continue;
+                    }
+                    Ok(Err(e)) => return Err(io::read_error(&file, &e)),
                     Err(what) => {
                         tracing::info!(file = %file.display(), error = %what, "the fast number parse failed; reading numbers as text");
                         numeric.clear();
@@ -144,12 +173,116 @@ fn work_rows(staged: &Path, candidate: &Path) -> Result<LazyFrame> {
     )?)
 }
 
+#[derive(Default)]
 pub(super) struct StagedStats {
     rows: usize,
     /// A number column the CSV reader parsed has a null.
     numbers_missing: bool,
     /// A row was rejected for an unparseable date.
     dates_unparsed: bool,
+}
+
+impl StagedStats {
+    /// The stats from the one-row frame of [`Outputs::stats`].
+    fn from_frame(st: &DataFrame) -> PolarsResult<StagedStats> {
+        let flag =
+            |c: &str| -> PolarsResult<bool> { Ok(st.column(c)?.bool()?.get(0).unwrap_or(false)) };
+        Ok(StagedStats {
+            rows: st.column("rows")?.u64()?.get(0).unwrap_or(0) as usize,
+            numbers_missing: flag("missing")?,
+            dates_unparsed: flag("dates")?,
+        })
+    }
+
+    /// These stats and those of the rows after them.
+    fn and(self, next: StagedStats) -> StagedStats {
+        StagedStats {
+            rows: self.rows + next.rows,
+            numbers_missing: self.numbers_missing || next.numbers_missing,
+            dates_unparsed: self.dates_unparsed || next.dates_unparsed,
+        }
+    }
+}
+
+/// What a staging pass makes of checked rows: the work file's rows and
+/// columns, the typed candidate's, and the stats that decide a re-read.
+struct Outputs {
+    work_rows: Expr,
+    work: Vec<Expr>,
+    typed: Vec<Expr>,
+    stats: Vec<Expr>,
+}
+
+impl Outputs {
+    /// The outputs of `table`'s checked rows of `schema`.
+    fn new(table: &str, schema: &Schema, keep_line: bool) -> Outputs {
+        let rejected = col("__code").neq(lit(0i32));
+        // Bookkeeping columns start with "__"; the typed columns are the rest.
+        let mut work = Vec::new();
+        let mut typed = Vec::new();
+        for name in schema.iter_names() {
+            match name.as_str() {
+                "txn_id" | "ts" => work.push(col(name.clone())),
+                // Only a rejected row's customer_id is ever reported.
+                "customer_id" => work.push(
+                    when(rejected.clone())
+                        .then(col(name.clone()))
+                        .otherwise(lit(NULL))
+                        .alias(name.clone()),
+                ),
+                n if n.starts_with("__") => work.push(col(name.clone())),
+                _ => {}
+            }
+            if !name.starts_with("__") || (keep_line && name.as_str() == LINE) {
+                typed.push(col(name.clone()));
+            }
+        }
+        let mut missing = lit(false);
+        for c in ["amount_cents", "margin_cents", "quantity"] {
+            if schema.contains(c) {
+                missing = missing.or(col(c).null_count().gt(lit(0)));
+            }
+        }
+        let ts_code = checks_for(table)
+            .iter()
+            .position(|c| c.0 == "unparseable ts")
+            .map_or(-1, |i| i as i32 + 1);
+        let stats = vec![
+            len().cast(DataType::UInt64).alias("rows"),
+            missing.alias("missing"),
+            col("__code").eq(lit(ts_code)).any(true).alias("dates"),
+        ];
+        // With the typed candidate keeping each row's line, the work file
+        // holds only the rows the candidate cannot stand for: the rejected
+        // and those with an optional value that did not parse ([`work_rows`]).
+        let mut work_rows = lit(true);
+        if keep_line {
+            work_rows = rejected;
+            for c in OPTIONAL_TEXT {
+                if schema.contains(c) {
+                    work_rows = work_rows.or(col(c).is_not_null());
+                }
+            }
+        }
+        Outputs {
+            work_rows,
+            work,
+            typed,
+            stats,
+        }
+    }
+
+    fn work(&self, checked: LazyFrame) -> LazyFrame {
+        checked
+            .filter(self.work_rows.clone())
+            .select(self.work.clone())
+    }
+
+    fn typed(&self, checked: LazyFrame) -> LazyFrame {
+        checked
+            .filter(col("__code").eq(lit(0i32)))
+            .select(self.typed.clone())
+    }
 }
 
 /// The pass of [`stage_table`] over one file's checked rows (`plan`):
@@ -161,76 +294,114 @@ pub(super) fn stage_pass(
     candidate: &Path,
     keep_line: bool,
 ) -> PolarsResult<StagedStats> {
-    let schema = plan.collect_schema()?;
-    let rejected = col("__code").neq(lit(0i32));
-    // Bookkeeping columns start with "__"; the typed columns are the rest.
-    let mut work = Vec::new();
-    let mut typed = Vec::new();
-    for name in schema.iter_names() {
-        match name.as_str() {
-            "txn_id" | "ts" => work.push(col(name.clone())),
-            // Only a rejected row's customer_id is ever reported.
-            "customer_id" => work.push(
-                when(rejected.clone())
-                    .then(col(name.clone()))
-                    .otherwise(lit(NULL))
-                    .alias(name.clone()),
-            ),
-            n if n.starts_with("__") => work.push(col(name.clone())),
-            _ => {}
-        }
-        if !name.starts_with("__") || (keep_line && name.as_str() == LINE) {
-            typed.push(col(name.clone()));
-        }
-    }
-    let mut missing = lit(false);
-    for c in ["amount_cents", "margin_cents", "quantity"] {
-        if schema.contains(c) {
-            missing = missing.or(col(c).null_count().gt(lit(0)));
-        }
-    }
-    let ts_code = checks_for(table)
-        .iter()
-        .position(|c| c.0 == "unparseable ts")
-        .map_or(-1, |i| i as i32 + 1);
-    let stats = plan.clone().select([
-        len().cast(DataType::UInt64).alias("rows"),
-        missing.alias("missing"),
-        col("__code").eq(lit(ts_code)).any(true).alias("dates"),
-    ]);
-    // With the typed candidate keeping each row's line, the work file
-    // holds only the rows the candidate cannot stand for: the rejected and
-    // those with an optional value that did not parse ([`work_rows`]).
-    let work_rows = if keep_line {
-        let mut needed = rejected;
-        for c in OPTIONAL_TEXT {
-            if schema.contains(c) {
-                needed = needed.or(col(c).is_not_null());
-            }
-        }
-        plan.clone().filter(needed)
-    } else {
-        plan.clone()
-    };
-    let out = io::sink_and_collect(
+    let out = Outputs::new(table, &*plan.collect_schema()?, keep_line);
+    let stats = plan.clone().select(out.stats.clone());
+    let frames = io::sink_and_collect(
         vec![
-            (work_rows.select(work), staged, true),
-            (
-                plan.filter(col("__code").eq(lit(0i32))).select(typed),
-                candidate,
-                false,
-            ),
+            (out.work(plan.clone()), staged, true),
+            (out.typed(plan), candidate, false),
         ],
         vec![stats],
     )?;
-    let st = &out[0];
-    let flag =
-        |c: &str| -> PolarsResult<bool> { Ok(st.column(c)?.bool()?.get(0).unwrap_or(false)) };
-    Ok(StagedStats {
-        rows: st.column("rows")?.u64()?.get(0).unwrap_or(0) as usize,
-        numbers_missing: flag("missing")?,
-        dates_unparsed: flag("dates")?,
+    StagedStats::from_frame(&frames[0])
+}
+
+/// [`stage_pass`] over a file read in windows ([`io::CsvWindows`]): each
+/// window parsed and checked on its own, its rows appended to the same two
+/// files, in file order. Three threads in a pipeline, so that parsing the
+/// next window, checking this one and writing the one before overlap.
+fn stage_windows(
+    table: &str,
+    windows: &io::CsvWindows,
+    checks: &Checks,
+    staged: &Path,
+    candidate: &Path,
+    keep_line: bool,
+    window: usize,
+) -> PolarsResult<StagedStats> {
+    use std::sync::mpsc::sync_channel;
+    let mut shape = checks.over(windows.empty()?.lazy()).map_err(to_polars)?;
+    let out = Outputs::new(table, &*shape.collect_schema()?, keep_line);
+    let work_schema = out.work(shape.clone()).collect_schema()?;
+    let mut work = io::ParquetOut::create(staged, &work_schema, true)?;
+    let typed_schema = out.typed(shape).collect_schema()?;
+    let mut typed = io::ParquetOut::create(candidate, &typed_schema, false)?;
+    let (raw_tx, raw_rx) = sync_channel::<PolarsResult<DataFrame>>(1);
+    let (out_tx, out_rx) = sync_channel::<(DataFrame, DataFrame)>(1);
+    std::thread::scope(|scope| {
+        let parser = scope.spawn(move || {
+            let mut first = 0u64;
+            for range in windows.windows(window) {
+                let raw = windows.parse(range, first);
+                let failed = match &raw {
+                    Ok(df) => {
+                        first += df.height() as u64;
+                        false
+                    }
+                    Err(_) => true,
+                };
+                if raw_tx.send(raw).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let writer = scope.spawn(move || -> PolarsResult<()> {
+            for (w, t) in out_rx {
+                work.push(w)?;
+                typed.push(t)?;
+            }
+            work.finish()?;
+            typed.finish()
+        });
+        // Returning drops this end of both channels, which stops the others.
+        let checked = check_windows(raw_rx, out_tx, checks, &out);
+        // A panic (polars' number parser on a malformed field) goes on to
+        // the caller, which then reads the numbers as text.
+        if let Err(panic) = parser.join() {
+            std::panic::resume_unwind(panic);
+        }
+        let written = match writer.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let stats = checked?;
+        written?;
+        Ok(stats)
     })
+}
+
+/// The checking stage of [`stage_windows`]: each window parsed in `raw`
+/// checked, its work and typed rows sent to `rows`.
+fn check_windows(
+    raw: std::sync::mpsc::Receiver<PolarsResult<DataFrame>>,
+    rows: std::sync::mpsc::SyncSender<(DataFrame, DataFrame)>,
+    checks: &Checks,
+    out: &Outputs,
+) -> PolarsResult<StagedStats> {
+    let mut stats = StagedStats::default();
+    for window in raw {
+        let checked = checks
+            .over(window?.lazy())
+            .map_err(to_polars)?
+            .run_whole()?
+            .lazy();
+        let st = checked.clone().select(out.stats.clone()).run_whole()?;
+        stats = stats.and(StagedStats::from_frame(&st)?);
+        let frames = (
+            out.work(checked.clone()).run_whole()?,
+            out.typed(checked).run_whole()?,
+        );
+        if rows.send(frames).is_err() {
+            // The writer stopped: its error is the one reported.
+            break;
+        }
+    }
+    Ok(stats)
+}
+
+/// One of our errors inside a polars query's result.
+fn to_polars(e: crate::error::Error) -> PolarsError {
+    polars_err!(ComputeError: "{e}")
 }
 
 /// A valid transaction's row number in its file's typed candidate.
@@ -267,25 +438,81 @@ pub(super) fn check_plan(
     numeric: &[String],
     narrow: bool,
 ) -> Result<(LazyFrame, bool)> {
-    let raw = io::read_raw(file, input, numeric)?;
-    let (lf, present, schema) = select_canonical(raw, file, table, input)?;
-    let all = &input.date_formats;
-    let formats = match (table, schema.get("ts")) {
-        ("customers", _) => all.clone(),
-        (_, Some(DataType::String)) if narrow => {
-            let t = std::time::Instant::now();
-            let f = sample_formats(lf.clone(), all, file)?;
-            tracing::debug!(ms = t.elapsed().as_millis() as u64, "date formats sampled");
-            f
-        }
-        _ => all.clone(),
-    };
-    let plan = match table {
-        "transactions" => parse_transactions(lf, &schema, &present, input, &formats),
-        "customers" => parse_customers(lf, &schema, &present, input, unknown),
-        _ => parse_interactions(lf, &schema, &present, input, &formats),
-    };
-    Ok((plan, formats.len() < all.len()))
+    let checks = Checks::for_file(table, file, input, unknown, numeric, narrow)?;
+    let narrowed = checks.formats.len() < input.date_formats.len();
+    Ok((checks.over(io::read_raw(file, input, numeric)?)?, narrowed))
+}
+
+/// How one file's rows are checked: its table's parse and checks, with the
+/// date formats decided for the file, over any frame of its raw rows.
+pub(super) struct Checks<'a> {
+    table: &'static str,
+    file: &'a Path,
+    input: &'a InputFile,
+    unknown: &'a str,
+    formats: Vec<String>,
+    /// The header's column names (the raw frame's, but for [`LINE`]).
+    header: Vec<String>,
+    /// Those of them the checks read.
+    read: Vec<String>,
+}
+
+impl<'a> Checks<'a> {
+    /// The checks of `file` (see [`check_plan`]).
+    fn for_file(
+        table: &'static str,
+        file: &'a Path,
+        input: &'a InputFile,
+        unknown: &'a str,
+        numeric: &[String],
+        narrow: bool,
+    ) -> Result<Checks<'a>> {
+        let mut raw = io::read_raw(file, input, numeric)?;
+        let header: Vec<String> = raw
+            .collect_schema()
+            .map_err(|e| io::read_error(file, &e))?
+            .iter_names()
+            .filter(|n| n.as_str() != LINE)
+            .map(|n| n.to_string())
+            .collect();
+        let read = resolve_columns(&header, file, table, input)?
+            .into_iter()
+            .map(|(_, actual)| actual)
+            .collect();
+        let (lf, _, schema) = select_canonical(raw, file, table, input)?;
+        let all = &input.date_formats;
+        let formats = match (table, schema.get("ts")) {
+            ("customers", _) => all.clone(),
+            (_, Some(DataType::String)) if narrow => {
+                let t = std::time::Instant::now();
+                let f = sample_formats(lf, all, file)?;
+                tracing::debug!(ms = t.elapsed().as_millis() as u64, "date formats sampled");
+                f
+            }
+            _ => all.clone(),
+        };
+        Ok(Checks {
+            table,
+            file,
+            input,
+            unknown,
+            formats,
+            header,
+            read,
+        })
+    }
+
+    /// The checked rows of `raw`, a frame of the file's rows as
+    /// [`io::read_raw`] reads them.
+    fn over(&self, raw: LazyFrame) -> Result<LazyFrame> {
+        let (lf, present, schema) = select_canonical(raw, self.file, self.table, self.input)?;
+        let (input, formats) = (self.input, &self.formats);
+        Ok(match self.table {
+            "transactions" => parse_transactions(lf, &schema, &present, input, formats),
+            "customers" => parse_customers(lf, &schema, &present, input, self.unknown),
+            _ => parse_interactions(lf, &schema, &present, input, formats),
+        })
+    }
 }
 
 /// The formats (in configured order) that parse at least one non-empty `ts`
@@ -390,6 +617,110 @@ mod tests {
             .select(want.get_column_names().into_iter().cloned())
             .unwrap();
         assert!(got.equals_missing(&want), "{got}\n{want}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A transaction file with every kind of row a reader must agree on:
+    /// rejects, an unparseable optional number, CRLF and empty lines, a
+    /// short row, and no newline after the last.
+    fn awkward_file(rows: usize) -> String {
+        let mut t = String::from("txn_id,customer_id,ts,amount,quantity,margin\n");
+        for i in 0..rows {
+            let line = match i % 97 {
+                5 => format!("T{i},,2010-01-02,1.5,1,0.5\n"),
+                11 => format!("T{i},C{i},2010-13-02,1.5,1,0.5\n"),
+                17 => format!("T{i},C{i},2010-01-02,abc,1,0.5\n"),
+                23 => format!("T{i},C{i},2010-01-02,2.25,1,n/a\r\n"),
+                29 => "\n".to_string(),
+                31 => format!("T{i},C{i},2010-01-02\n"),
+                _ => format!(
+                    "T{i},C{},2010-01-{:02},{}.{:02},{},0.1\n",
+                    i % 13,
+                    1 + i % 28,
+                    i % 500,
+                    i % 100,
+                    i % 3
+                ),
+            };
+            t.push_str(&line);
+        }
+        t.push_str("Tlast,C1,2010-02-03,9.99,1,1");
+        t
+    }
+
+    #[test]
+    fn staging_in_windows_writes_what_polars_reader_staging_writes() {
+        let dir = std::env::temp_dir().join(format!("tiering-windows-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("t.csv");
+        let input: InputFile = toml::from_str("path = 't.csv'").unwrap();
+        let read = |p: &Path| io::scan_parquet(p).unwrap().collect().unwrap();
+        let (work, typed) = (dir.join("a.parquet"), dir.join("a-typed.parquet"));
+        let numbers: Vec<String> = ["amount", "margin", "quantity"].map(String::from).into();
+        // (rows, whether every number parses); ~150 KB, parsed in several
+        // pieces on the pool.
+        for (rows, clean) in [(5_000, false), (3_000, true)] {
+            let mut text = awkward_file(rows);
+            if clean {
+                text = text
+                    .lines()
+                    .filter(|l| l.matches(',').count() == 5)
+                    .filter(|l| !["abc", "n/a", "-13-"].iter().any(|bad| l.contains(bad)))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+            }
+            std::fs::write(&file, &text).unwrap();
+            for numeric in [Vec::new(), numbers.clone()] {
+                let checks =
+                    Checks::for_file("transactions", &file, &input, "unknown", &numeric, false)
+                        .unwrap();
+                let windows =
+                    io::CsvWindows::open(&file, &input, &checks.header, &checks.read, &numeric)
+                        .unwrap()
+                        .expect("a file without quotes is read in windows");
+                let plan = checks
+                    .over(io::read_raw(&file, &input, &numeric).unwrap())
+                    .unwrap();
+                let want = stage_pass("transactions", plan, &work, &typed, true).unwrap();
+                assert_eq!(want.rows, text.lines().count() - 1);
+                assert_eq!(
+                    (want.dates_unparsed, want.numbers_missing),
+                    (!clean, !clean)
+                );
+                let (want_work, want_typed) = (read(&work), read(&typed));
+                assert!(want_typed.height() > 2_000);
+                for window in [700, 8_192, 1 << 20] {
+                    let got = stage_windows(
+                        "transactions",
+                        &windows,
+                        &checks,
+                        &work,
+                        &typed,
+                        true,
+                        window,
+                    );
+                    if !clean && !numeric.is_empty() {
+                        // A number that does not parse fails the pass
+                        // (the caller then reads them as text).
+                        assert!(got.is_err(), "window {window}");
+                        continue;
+                    }
+                    let got = got.unwrap();
+                    let facts = |s: &StagedStats| (s.rows, s.numbers_missing, s.dates_unparsed);
+                    assert_eq!(facts(&got), facts(&want), "window {window}");
+                    assert!(read(&work).equals_missing(&want_work), "window {window}");
+                    assert!(read(&typed).equals_missing(&want_typed), "window {window}");
+                }
+            }
+        }
+        // A quote anywhere leaves the file to polars' reader.
+        std::fs::write(&file, "txn_id,customer_id\nT1,\"C,1\"\n").unwrap();
+        let header = ["txn_id", "customer_id"].map(String::from);
+        assert!(
+            io::CsvWindows::open(&file, &input, &header, &header, &[])
+                .unwrap()
+                .is_none()
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

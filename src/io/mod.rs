@@ -9,10 +9,12 @@ use polars::prelude::*;
 use crate::config::{Encoding, Format, InputFile};
 use crate::error::{Error, Result};
 
+mod chunks;
 pub mod csv;
 mod work;
 mod write;
 
+pub use chunks::{CsvWindows, WINDOW_BYTES};
 pub use work::*;
 pub use write::*;
 

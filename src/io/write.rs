@@ -307,19 +307,9 @@ impl TableWriter {
 
     /// Appends rows (in order); full row groups are written at once.
     pub fn push(&mut self, df: DataFrame) -> Result<()> {
-        let mut all = match self.pending.take() {
-            Some(mut p) => {
-                p.vstack_mut_owned(df)?;
-                p
-            }
-            None => df,
-        };
-        while all.height() >= ROW_GROUP {
-            let (group, rest) = all.split_at(ROW_GROUP as i64);
+        for group in full_groups(&mut self.pending, df)? {
             self.write(group)?;
-            all = rest;
         }
-        self.pending = Some(all);
         Ok(())
     }
 
@@ -368,6 +358,69 @@ impl TableWriter {
             csv: self.csv.is_some(),
             csv_bom: self.bom,
         })
+    }
+}
+
+/// `df` added to the rows `pending` holds: the full row groups of
+/// [`ROW_GROUP`] rows among them, the rest left pending.
+fn full_groups(pending: &mut Option<DataFrame>, df: DataFrame) -> PolarsResult<Vec<DataFrame>> {
+    let mut all = match pending.take() {
+        Some(mut p) => {
+            p.vstack_mut_owned(df)?;
+            p
+        }
+        None => df,
+    };
+    let mut groups = Vec::new();
+    while all.height() >= ROW_GROUP {
+        let (group, rest) = all.split_at(ROW_GROUP as i64);
+        groups.push(group);
+        all = rest;
+    }
+    *pending = Some(all);
+    Ok(groups)
+}
+
+/// A Parquet file written as its rows come, in row groups of [`ROW_GROUP`]
+/// rows (an input staged in windows): `fast` as for [`sink_parquet`].
+pub struct ParquetOut {
+    pages: Pages,
+    pending: Option<DataFrame>,
+}
+
+impl ParquetOut {
+    pub fn create(path: &Path, schema: &Schema, fast: bool) -> PolarsResult<ParquetOut> {
+        let file = File::create(path).map_err(|e| PolarsError::IO {
+            error: Arc::new(e),
+            msg: Some(format!("{}", path.display()).into()),
+        })?;
+        let compression = if fast {
+            ParquetCompression::Lz4Raw
+        } else {
+            zstd()
+        };
+        Ok(ParquetOut {
+            pages: Pages::create(BufWriter::new(file), schema, compression)?,
+            pending: None,
+        })
+    }
+
+    /// Appends rows (in order).
+    pub fn push(&mut self, df: DataFrame) -> PolarsResult<()> {
+        for mut group in full_groups(&mut self.pending, df)? {
+            group.rechunk_mut_par();
+            self.pages.write(&group)?;
+        }
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> PolarsResult<()> {
+        if let Some(mut rest) = self.pending.take().filter(|p| p.height() > 0) {
+            rest.rechunk_mut_par();
+            self.pages.write(&rest)?;
+        }
+        self.pages.finish()?;
+        Ok(())
     }
 }
 
