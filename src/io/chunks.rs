@@ -65,7 +65,7 @@ impl CsvWindows {
             return Ok(None);
         };
         let body = header_end + 1;
-        if body >= map.len() || memchr::memchr(b'"', &map).is_some() {
+        if body >= map.len() || has_quote(&map) {
             return Ok(None);
         }
         let schema: Schema = header
@@ -115,10 +115,12 @@ impl CsvWindows {
     pub fn parse(&self, range: Range<usize>, first_row: u64) -> PolarsResult<DataFrame> {
         let pieces = rayon::current_num_threads().max(1) * 2;
         let size = range.len().div_ceil(pieces).max(1 << 16);
-        let parts: Vec<DataFrame> = cut(&self.map, range, size)
+        let parts: Vec<DataFrame> = cut(&self.map, range.clone(), size)
             .into_par_iter()
             .map(|r| self.parse_piece(&self.map[r]))
             .collect::<PolarsResult<_>>()?;
+        // The parsed rows hold copies of their text.
+        let _ = release(&self.map, range);
         let df = parts
             .into_iter()
             .reduce(|mut a, b| {
@@ -177,6 +179,29 @@ impl WithLine for DataFrame {
         let line: Vec<u64> = (start..start + self.height() as u64).collect();
         self.insert_column(0, Column::new(LINE.into(), line))?;
         Ok(self)
+    }
+}
+
+/// Whether the file holds a quote character, looked for a slice at a time
+/// and each slice's pages released after ([`release`]).
+fn has_quote(map: &memmap2::Mmap) -> bool {
+    const SLICE: usize = 64 << 20;
+    (0..map.len()).step_by(SLICE).any(|start| {
+        let range = start..(start + SLICE).min(map.len());
+        let found = memchr::memchr(b'"', &map[range.clone()]).is_some();
+        let _ = release(map, range);
+        found
+    })
+}
+
+/// Lets the pages of `range` leave this process (not the page cache): a
+/// file of 10^8 rows read whole would otherwise count in full toward the
+/// run's resident memory by the time it is staged.
+fn release(map: &memmap2::Mmap, range: Range<usize>) -> std::io::Result<()> {
+    // SAFETY: the map is private and read-only; a later read of these pages
+    // faults them in again from the file.
+    unsafe {
+        map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, range.start, range.len())
     }
 }
 
