@@ -34,10 +34,7 @@ pub(super) fn per_batch(
 /// of CPU per 10^7 rows over a transaction file's five text columns).
 pub(super) fn clean_column(c: Column) -> PolarsResult<Column> {
     let ca = c.as_materialized_series().str()?;
-    let dirty = |s: &str| {
-        s.is_empty() || s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace)
-    };
-    if !ca.iter().flatten().any(dirty) {
+    if !ca.iter().flatten().any(untrimmed) {
         return Ok(c);
     }
     let out: StringChunked = ca
@@ -45,6 +42,24 @@ pub(super) fn clean_column(c: Column) -> PolarsResult<Column> {
         .map(|v| v.map(str::trim).filter(|t| !t.is_empty()))
         .collect();
     Ok(out.with_name(ca.name().clone()).into_column())
+}
+
+/// Whether [`clean_column`] changes `s`: empty, or whitespace at either
+/// end. Decided on the end bytes where they are ASCII (ids, dates and
+/// numbers nearly always are): decoding the end characters for
+/// `char::is_whitespace` was ~2.5% of staging.
+fn untrimmed(s: &str) -> bool {
+    // ASCII whitespace as `char::is_whitespace` has it (with U+000B); a
+    // byte above 0x7F is part of a character that must be decoded.
+    let unsure = |b: u8| matches!(b, b'\t'..=b'\r' | b' ') || b > 0x7F;
+    let b = s.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(&first), Some(&last)) => {
+            (unsure(first) && s.starts_with(char::is_whitespace))
+                || (unsure(last) && s.ends_with(char::is_whitespace))
+        }
+        _ => true,
+    }
 }
 
 /// A date column parsed from text with the given formats (first that
@@ -163,6 +178,25 @@ mod tests {
         let out = df.lazy().select([clean_str("v")]).collect().unwrap();
         let v = out.column("v").unwrap().str().unwrap();
         v.iter().map(|x| x.map(str::to_string)).collect()
+    }
+
+    #[test]
+    fn untrimmed_text_is_told_as_by_decoding_its_ends() {
+        let reference = |s: &str| {
+            s.is_empty() || s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace)
+        };
+        let ends = [
+            "", " ", "\t", "\n", "\u{b}", "\u{c}", "\r", "\u{85}", "\u{a0}", "\u{3000}", "a", "中",
+            "é", "~", "\u{7f}", "\u{1f}",
+        ];
+        for first in ends {
+            for last in ends {
+                for middle in ["", "x", "中 文"] {
+                    let s = format!("{first}{middle}{last}");
+                    assert_eq!(untrimmed(&s), reference(&s), "{s:?}");
+                }
+            }
+        }
     }
 
     #[test]
