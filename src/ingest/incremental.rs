@@ -154,7 +154,7 @@ pub(crate) fn stage_new(
                         .not(),
                 )
                 .drop(cols([POS]));
-            io::sink_parquet(kept, &path, false)?;
+            io::sink_parquet(kept, &path)?;
             path
         };
         let (rows, span, warnings) = stats.get(&no).cloned().unwrap_or_default();

@@ -303,7 +303,7 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
         let kept = concat(parts, UnionArgs::default())?
             .filter(key().is_in(lit(gone).implode(false), false).not())
             .drop(cols([POS, "__file_no"]));
-        crate::io::write_atomically(&path, |tmp| io::sink_parquet(kept, tmp, false))?;
+        crate::io::write_atomically(&path, |tmp| io::sink_parquet(kept, tmp))?;
     }
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,

@@ -298,8 +298,8 @@ pub(super) fn stage_pass(
     let stats = plan.clone().select(out.stats.clone());
     let frames = io::sink_and_collect(
         vec![
-            (out.work(plan.clone()), staged, true),
-            (out.typed(plan), candidate, false),
+            (out.work(plan.clone()), staged),
+            (out.typed(plan), candidate),
         ],
         vec![stats],
     )?;
@@ -323,9 +323,9 @@ fn stage_windows(
     let mut shape = checks.over(windows.empty()?.lazy()).map_err(to_polars)?;
     let out = Outputs::new(table, &*shape.collect_schema()?, keep_line);
     let work_schema = out.work(shape.clone()).collect_schema()?;
-    let mut work = io::ParquetOut::create(staged, &work_schema, true)?;
+    let mut work = io::ParquetOut::create(staged, &work_schema)?;
     let typed_schema = out.typed(shape).collect_schema()?;
-    let mut typed = io::ParquetOut::create(candidate, &typed_schema, false)?;
+    let mut typed = io::ParquetOut::create(candidate, &typed_schema)?;
     let (raw_tx, raw_rx) = sync_channel::<PolarsResult<DataFrame>>(1);
     let (out_tx, out_rx) = sync_channel::<(DataFrame, DataFrame)>(1);
     std::thread::scope(|scope| {
