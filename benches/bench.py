@@ -260,7 +260,7 @@ def markdown(r):
     if huge:
         h = huge[0]
         lines += ["", f"At {h['transactions']:,} transactions tiering ran with `--memory-limit {h['tiering_memory_limit']}`; "
-                  "its RSS includes the pages of the input CSV that polars' reader maps (the kernel can drop them)."]
+                  "its RSS includes the pages of the input CSV mapped while it is read (tiering releases them window by window; the kernel can drop them)."]
         if "tiering_manifest" in h:
             f = h["tiering_manifest"]
             stages = ", ".join(f"{k} {v / 1000:.0f} s" for k, v in f["timings_ms"].items())
@@ -277,7 +277,7 @@ def markdown(r):
             lines.append(f"| {s['transactions']:,} | {m['csv_bytes'] / 2**20:.0f} | {m['limit_bytes'] / 2**20:.0f} | {f['seconds']:.1f} | {f['peak_rss_mib']:.0f} / {f['peak_anon_mib']:.0f} | "
                          f"{l['plan']} | {l['parts']} | {l['seconds']:.1f} | {l['peak_rss_mib']:.0f} / {l['peak_anon_mib']:.0f} | {l['estimate_mib']:.0f} | "
                          f"{'yes' if l['peak_anon_mib'] * 2**20 <= m['limit_bytes'] else 'no'} | {'yes' if m['tables_identical'] else 'no'} |")
-        lines += ["", "RSS counts the input file pages polars maps while reading (the kernel can drop them); anon is the process's own memory, sampled every 20 ms, which the limit bounds."]
+        lines += ["", "RSS counts the input file pages mapped while it is read (the kernel can drop them); anon is the process's own memory, sampled every 20 ms, which the limit bounds."]
     if r.get("nightly"):
         lines += ["", "Nightly (issue 20): the history in the store, one new day's file (the as-of date's rows) added:", "",
                   "| transactions | shape | new day's rows | full run from CSV s | history into the store s | nightly run s | nightly / full | RSS MiB (nightly) | tables identical |",
