@@ -713,14 +713,20 @@ mod tests {
                 }
             }
         }
-        // A quote anywhere leaves the file to polars' reader.
-        std::fs::write(&file, "txn_id,customer_id\nT1,\"C,1\"\n").unwrap();
+        // A quote anywhere, or compressed bytes (gzip's magic here), leave
+        // the file to polars' reader; the same rows plain are read in
+        // windows.
         let header = ["txn_id", "customer_id"].map(String::from);
-        assert!(
+        let opens = |bytes: &[u8]| {
+            std::fs::write(&file, bytes).unwrap();
             io::CsvWindows::open(&file, &input, &header, &header, &[])
                 .unwrap()
-                .is_none()
-        );
+                .is_some()
+        };
+        let plain = b"txn_id,customer_id\nT1,C1\n";
+        assert!(!opens(b"txn_id,customer_id\nT1,\"C,1\"\n"));
+        assert!(!opens(&[&[0x1f, 0x8b, 0x08, 0x00][..], plain].concat()));
+        assert!(opens(plain));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

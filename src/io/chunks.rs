@@ -11,6 +11,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use polars::io::csv::read::_csv_read_internal::{read_chunk, validate_utf8};
+use polars::io::utils::compression::SupportedCompression;
 use polars::prelude::*;
 use rayon::prelude::*;
 
@@ -41,8 +42,9 @@ impl CsvWindows {
     /// a number that does not parse fails the read rather than reading as
     /// null: ignoring errors makes polars check every text field for UTF-8
     /// again (3-5% of staging), where we check each piece once.
-    /// None when polars' reader must read it: not plain UTF-8 CSV, a quote
-    /// character anywhere, or no data row.
+    /// None when polars' reader must read it: not plain UTF-8 CSV (or
+    /// compressed: gzip, zlib, zstd), a quote character anywhere, or no
+    /// data row.
     pub fn open(
         file: &Path,
         input: &InputFile,
@@ -61,6 +63,9 @@ impl CsvWindows {
         // reader, changing it while the run reads it is the caller's fault
         // (the store's content hash tells such a change on the next run).
         let map = unsafe { memmap2::Mmap::map(&f) }.map_err(Error::io(file))?;
+        if SupportedCompression::check(&map).is_some() {
+            return Ok(None);
+        }
         let Some(header_end) = memchr::memchr(b'\n', &map) else {
             return Ok(None);
         };
