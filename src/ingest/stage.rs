@@ -55,7 +55,7 @@ pub(super) fn stage_table(
         let mut narrow = true;
         let rows = loop {
             let checks = Checks::for_file(table, &file, input, unknown, &numeric, narrow)?;
-            let narrowed = checks.formats.len() < input.date_formats.len();
+            let narrowed = checks.narrowed();
             // Transactions, the big table, are read in windows we cut
             // ourselves where the file allows it (io::CsvWindows).
             let windows = match table {
@@ -64,7 +64,7 @@ pub(super) fn stage_table(
                 }
                 _ => None,
             };
-            let plan = checks.over(io::read_raw(&file, input, &numeric)?)?;
+            let plan = checks.over_file()?;
             let pass = || match &windows {
                 Some(w) => stage_windows(
                     table,
@@ -439,8 +439,7 @@ pub(super) fn check_plan(
     narrow: bool,
 ) -> Result<(LazyFrame, bool)> {
     let checks = Checks::for_file(table, file, input, unknown, numeric, narrow)?;
-    let narrowed = checks.formats.len() < input.date_formats.len();
-    Ok((checks.over(io::read_raw(file, input, numeric)?)?, narrowed))
+    Ok((checks.over_file()?, checks.narrowed()))
 }
 
 /// How one file's rows are checked: its table's parse and checks, with the
@@ -451,6 +450,9 @@ pub(super) struct Checks<'a> {
     input: &'a InputFile,
     unknown: &'a str,
     formats: Vec<String>,
+    /// The file as [`io::read_raw`] reads it (read once: a GBK file is
+    /// decoded whole).
+    raw: LazyFrame,
     /// The header's column names (the raw frame's, but for [`LINE`]).
     header: Vec<String>,
     /// Those of them the checks read.
@@ -479,7 +481,7 @@ impl<'a> Checks<'a> {
             .into_iter()
             .map(|(_, actual)| actual)
             .collect();
-        let (lf, _, schema) = select_canonical(raw, file, table, input)?;
+        let (lf, _, schema) = select_canonical(raw.clone(), file, table, input)?;
         let all = &input.date_formats;
         let formats = match (table, schema.get("ts")) {
             ("customers", _) => all.clone(),
@@ -497,9 +499,20 @@ impl<'a> Checks<'a> {
             input,
             unknown,
             formats,
+            raw,
             header,
             read,
         })
+    }
+
+    /// Whether the date formats were narrowed to a sample's.
+    fn narrowed(&self) -> bool {
+        self.formats.len() < self.input.date_formats.len()
+    }
+
+    /// The checked rows of the whole file.
+    fn over_file(&self) -> Result<LazyFrame> {
+        self.over(self.raw.clone())
     }
 
     /// The checked rows of `raw`, a frame of the file's rows as
@@ -678,9 +691,7 @@ mod tests {
                     io::CsvWindows::open(&file, &input, &checks.header, &checks.read, &numeric)
                         .unwrap()
                         .expect("a file without quotes is read in windows");
-                let plan = checks
-                    .over(io::read_raw(&file, &input, &numeric).unwrap())
-                    .unwrap();
+                let plan = checks.over_file().unwrap();
                 let want = stage_pass("transactions", plan, &work, &typed, true).unwrap();
                 assert_eq!(want.rows, text.lines().count() - 1);
                 assert_eq!(

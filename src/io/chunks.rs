@@ -133,7 +133,7 @@ impl CsvWindows {
                 a
             })
             .ok_or_else(|| polars_err!(ComputeError: "an empty CSV window"))?;
-        df.with_line(first_row)
+        with_line(df, first_row)
     }
 
     /// A frame of no rows with the columns [`CsvWindows::parse`] gives.
@@ -144,7 +144,7 @@ impl CsvWindows {
             .filter_map(|&i| self.schema.get_at_index(i))
             .map(|(n, t)| Field::new(n.clone(), t.clone()))
             .collect();
-        DataFrame::empty_with_schema(&read).with_line(0)
+        with_line(DataFrame::empty_with_schema(&read), 0)
     }
 
     fn parse_piece(&self, bytes: &[u8]) -> PolarsResult<DataFrame> {
@@ -173,18 +173,12 @@ impl CsvWindows {
     }
 }
 
-/// Adds the [`LINE`] column to a window's frame.
-trait WithLine: Sized {
-    fn with_line(self, first_row: u64) -> PolarsResult<DataFrame>;
-}
-
-impl WithLine for DataFrame {
-    fn with_line(mut self, first_row: u64) -> PolarsResult<DataFrame> {
-        let start = first_row + 2;
-        let line: Vec<u64> = (start..start + self.height() as u64).collect();
-        self.insert_column(0, Column::new(LINE.into(), line))?;
-        Ok(self)
-    }
+/// A window's frame with the [`LINE`] column first.
+fn with_line(mut df: DataFrame, first_row: u64) -> PolarsResult<DataFrame> {
+    let start = first_row + 2;
+    let line: Vec<u64> = (start..start + df.height() as u64).collect();
+    df.insert_column(0, Column::new(LINE.into(), line))?;
+    Ok(df)
 }
 
 /// Whether the file holds a quote character, looked for a slice at a time
