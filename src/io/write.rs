@@ -424,9 +424,11 @@ impl ParquetOut {
 /// (published tables, spill and work files). polars' own batched writer
 /// compresses them one after another while it writes (`customer_scores`,
 /// 10^6 rows and 51 columns: ~1.7 s, mostly on one core); here each column
-/// is encoded and compressed on the pool by the same polars-parquet
-/// functions with the same options, and the finished pages are handed to
-/// its file writer, so the bytes are what polars' writer writes (tested).
+/// is encoded and compressed on the pool, numbers, dates, booleans and
+/// text of few values by [`super::pages`] (~45% less CPU on
+/// `customer_scores`), the rest by polars-parquet with the same options,
+/// and the finished pages are handed to its file writer. The files read
+/// back as polars' writer's do, statistics included (tested).
 struct Pages {
     w: polars::io::parquet::write::BatchedWriter<BufWriter<File>>,
     fields: Vec<pq::ParquetType>,
@@ -484,6 +486,13 @@ impl Pages {
                 .zip(&self.fields)
                 .zip(&self.encodings)
                 .map(|((array, field), encoding)| {
+                    if let Some(pages) = super::pages::pages(array.as_ref(), field, &options) {
+                        let compressed = pages
+                            .into_iter()
+                            .map(|p| Ok(pq::compress(p, vec![], options.compression)?))
+                            .collect::<PolarsResult<Vec<_>>>()?;
+                        return Ok(vec![compressed]);
+                    }
                     pq::array_to_columns(array, field.clone(), options, encoding)?
                         .into_iter()
                         .map(|pages| {
@@ -585,26 +594,34 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// The published Parquet (columns compressed in parallel) is what
-    /// polars' own batched writer writes with the same settings and row
-    /// groups, byte for byte, over the types the tables hold, nulls
-    /// included.
+    /// The published Parquet (our own pages for numbers, dates, booleans
+    /// and text of few values; polars-parquet's for the rest) reads back
+    /// as what polars' own batched writer writes with the same settings:
+    /// the same rows, types, row groups and per-column statistics, nulls,
+    /// NaN and a column of one distinct text included.
     #[test]
-    fn published_parquet_is_what_polars_writes() {
+    fn published_parquet_reads_back_as_polars_writes_it() {
         let n = ROW_GROUP + 1_234;
         let df = df!(
             "customer_id" => (0..n).map(|i| format!("c{:07}", i * 7919 % n)).collect::<Vec<_>>(),
-            "segment" => (0..n).map(|i| ["重要价值", "lost", ""][i % 3]).collect::<Vec<_>>(),
-            "cents" => (0..n as i64).map(|i| (i % 5 != 0).then_some(i * 7 % 1000)).collect::<Vec<_>>(),
-            "share" => (0..n).map(|i| (i % 7 != 0).then_some(i as f64 / 3.0)).collect::<Vec<_>>(),
-            // Few distinct floats: polars estimates them, then writes plain.
+            "segment" => (0..n).map(|i| (i % 4 != 0).then_some(["重要价值", "lost", ""][i % 3])).collect::<Vec<_>>(),
+            "one" => (0..n).map(|_| "same").collect::<Vec<_>>(),
+            "cents" => (0..n as i64).map(|i| (i % 5 != 0).then_some(i * 7 % 1000 - 300)).collect::<Vec<_>>(),
+            "share" => (0..n).map(|i| (i % 7 != 0).then_some(i as f64 / 3.0 - 5.0)).collect::<Vec<_>>(),
+            "nan" => (0..n).map(|i| if i == 77 { f64::NAN } else { i as f64 }).collect::<Vec<_>>(),
+            "zero" => (0..n).map(|i| (i % 3 == 0).then_some(0.0f32)).collect::<Vec<_>>(),
             "days" => (0..n).map(|i| (i % 13 != 0).then_some([90.0, 180.0][i % 2])).collect::<Vec<_>>(),
             "flag" => (0..n).map(|i| (i % 11 != 0).then_some(i % 2 == 0)).collect::<Vec<_>>(),
+            "all_true" => (0..n).map(|_| true).collect::<Vec<_>>(),
             "rank" => (0..n as u32).collect::<Vec<_>>(),
+            "none" => (0..n).map(|_| None::<i32>).collect::<Vec<_>>(),
         )
         .unwrap()
         .lazy()
-        .with_column(col("rank").cast(DataType::Int32).cast(DataType::Date).alias("day"))
+        .with_columns([
+            col("rank").cast(DataType::Int32).cast(DataType::Date).alias("day"),
+            col("rank").cast(DataType::Int32).alias("rank32"),
+        ])
         .collect()
         .unwrap();
         let dir = std::env::temp_dir().join(format!("tiering-pq-{}", std::process::id()));
@@ -627,7 +644,45 @@ mod tests {
         }
         w.finish().unwrap();
         let written = std::fs::read(dir.join("t.parquet")).unwrap();
-        assert!(written == expected, "t.parquet differs from polars' writer");
+        let ours = ParquetReader::new(std::io::Cursor::new(&written))
+            .finish()
+            .unwrap();
+        assert!(ours.equals_missing(&df), "values differ");
+        assert_eq!(ours.schema(), df.schema());
+        let stats = |bytes: &[u8]| {
+            let meta = ParquetReader::new(std::io::Cursor::new(bytes))
+                .get_metadata()
+                .unwrap()
+                .clone();
+            meta.row_groups
+                .iter()
+                .map(|g| {
+                    let cols = g.parquet_columns().iter();
+                    let s: Vec<String> = cols
+                        .map(|c| format!("{:?}", c.statistics(&meta.footer_buf)))
+                        .collect();
+                    (g.num_rows(), s)
+                })
+                .collect::<Vec<_>>()
+        };
+        let (ours, theirs) = (stats(&written), stats(&expected));
+        assert_eq!(ours.len(), 2);
+        let nan = df.get_column_index("nan").unwrap();
+        for (g, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+            assert_eq!(a.0, b.0, "row group {g}'s rows");
+            for (c, (x, y)) in a.1.iter().zip(&b.1).enumerate() {
+                if c != nan {
+                    assert_eq!(x, y, "row group {g}, column {c}'s statistics");
+                }
+            }
+        }
+        // NaN is left out of the bounds (polars' are wrong there).
+        let first = &ours[0].1[nan];
+        let bounds = format!(
+            "min_value: Some(-0.0), max_value: Some({}.0)",
+            ROW_GROUP - 1
+        );
+        assert!(first.contains(&bounds), "{first}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
