@@ -1,12 +1,17 @@
-//! Parquet data pages for numeric, date and boolean columns, encoded here
-//! rather than by polars-parquet. Its writer hashes every value to choose
-//! a dictionary and sends every definition level and dictionary key
-//! through a generic run-length loop, one value at a time: writing the
-//! 10^6-row `customer_scores` took ~1.5 s of CPU, a nightly run's largest
-//! single cost. Here a column becomes one PLAIN page: its definition levels
-//! are the validity bitmap's bytes as bit-packed runs (Parquet packs them
-//! in the same bit order), its values copied little-endian. Text and every
-//! other type stay with polars-parquet (a dictionary pays off for text).
+//! Parquet pages for numeric, date, boolean and text columns, encoded
+//! here rather than by polars-parquet. Its writer estimates every column's
+//! cardinality by hashing, builds dictionaries through a generic value
+//! map and sends every definition level and dictionary key through a
+//! generic run-length loop, one value at a time: writing the 10^6-row
+//! `customer_scores` took ~1.5 s of CPU, a nightly run's largest single
+//! cost. Here a column chunk is one data page (after a dictionary page
+//! when it has one): definition levels are the validity bitmap's bytes as
+//! bit-packed runs (Parquet packs them in the same bit order); integers
+//! and dates of a narrow span get a dictionary keyed by indexing a table
+//! of the span, text of repeated values one keyed by a hash map, and
+//! keys are bit-packed in one pass; other numbers are copied
+//! little-endian (PLAIN). Text of nearly all distinct values and every
+//! other type stay with polars-parquet.
 
 use std::borrow::Cow;
 
@@ -46,8 +51,7 @@ pub fn pages(array: &dyn Array, field: &ParquetType, options: &WriteOptions) -> 
     }
     let stats = &options.statistics;
     let any = array.as_any();
-    let mut dict = None;
-    let (buffer, statistics) = match (array.dtype(), ty.physical_type) {
+    let (buffer, statistics, dict) = match (array.dtype(), ty.physical_type) {
         (ArrowDataType::Int32 | ArrowDataType::Date32, PhysicalType::Int32) => {
             numbers::<i32>(any.downcast_ref()?, optional, ty, stats)
         }
@@ -64,9 +68,7 @@ pub fn pages(array: &dyn Array, field: &ParquetType, options: &WriteOptions) -> 
             booleans(any.downcast_ref()?, optional, stats)
         }
         (ArrowDataType::Utf8View, PhysicalType::ByteArray) => {
-            let (page, keys, statistics) = texts(any.downcast_ref()?, optional, ty, stats)?;
-            dict = Some(page);
-            (keys, statistics)
+            texts(any.downcast_ref()?, optional, ty, stats)?
         }
         _ => return None,
     };
@@ -108,10 +110,12 @@ fn has_any(s: &StatisticsOptions) -> bool {
 trait Number: Copy + PartialOrd + polars_parquet::parquet::types::NativeType {
     fn put(self, out: &mut Vec<u8>);
     fn is_nan(self) -> bool;
+    /// The value as a dictionary key's integer; `None` for floats.
+    fn integer(self) -> Option<i64>;
 }
 
 macro_rules! number {
-    ($t:ty, $nan:expr) => {
+    ($t:ty, $nan:expr, $integer:expr) => {
         impl Number for $t {
             #[inline]
             fn put(self, out: &mut Vec<u8>) {
@@ -121,18 +125,29 @@ macro_rules! number {
             fn is_nan(self) -> bool {
                 $nan(self)
             }
+            #[inline]
+            fn integer(self) -> Option<i64> {
+                $integer(self)
+            }
         }
     };
 }
-number!(i32, |_| false);
-number!(i64, |_| false);
-number!(f32, f32::is_nan);
-number!(f64, f64::is_nan);
+number!(i32, |_| false, |v| Some(v as i64));
+number!(i64, |_| false, Some);
+number!(f32, f32::is_nan, |_| None);
+number!(f64, f64::is_nan, |_| None);
 
-/// Distinct values a text column may have and still get a dictionary;
-/// past it polars-parquet writes the column (plainly, having estimated
-/// its cardinality).
-const MAX_DICTIONARY: usize = 4096;
+/// When a text column is worth a dictionary: as polars-parquet decides,
+/// while its distinct values are at most 3/4 of its values (a customer_id
+/// of the typed store, repeated within a row group, gets one). A column
+/// whose first [`SAMPLE`] values are nearly all distinct (customer_id of
+/// `customer_scores`) is given up at once, and past either bound the
+/// column is polars-parquet's, which writes it plainly.
+fn worth_a_dictionary(distinct: usize, seen: usize, len: usize) -> bool {
+    distinct <= (len * 3 / 4).max(64) && !(seen == SAMPLE && distinct > SAMPLE * 7 / 8)
+}
+
+const SAMPLE: usize = 1024;
 
 /// Values per bit-packed run of dictionary keys (polars-parquet's limit).
 const RUN_VALUES: usize = 8192;
@@ -140,20 +155,21 @@ const RUN_VALUES: usize = 8192;
 /// A text column's dictionary page (its distinct values in order of first
 /// appearance), then its definition levels and keys (RLE_DICTIONARY: the
 /// keys' bit width, then bit-packed runs); statistics from the
-/// dictionary, as polars-parquet takes them. `None` past
-/// [`MAX_DICTIONARY`] distinct values.
+/// dictionary, as polars-parquet takes them. `None` when not
+/// [`worth_a_dictionary`].
 fn texts(
     array: &Utf8ViewArray,
     optional: bool,
     ty: &PrimitiveType,
     stats: &StatisticsOptions,
-) -> Option<(DictPage, Vec<u8>, ParquetStatistics)> {
+) -> Option<(Vec<u8>, ParquetStatistics, Option<DictPage>)> {
     let valid = array.validity().filter(|v| v.unset_bits() > 0);
     let mut index: std::collections::HashMap<&[u8], u32, foldhash::fast::FixedState> =
         Default::default();
     let mut distinct: Vec<&[u8]> = Vec::new();
     let mut keys: Vec<u32> = Vec::with_capacity(array.len());
     let values = array.values_iter().map(str::as_bytes);
+    let len = array.len() - array.null_count();
     let mut push = |v| -> bool {
         let next = distinct.len() as u32;
         let k = *index.entry(v).or_insert_with(|| {
@@ -161,7 +177,7 @@ fn texts(
             next
         });
         keys.push(k);
-        distinct.len() <= MAX_DICTIONARY
+        worth_a_dictionary(distinct.len(), keys.len(), len)
     };
     let fits = match valid {
         None => values.into_iter().all(&mut push),
@@ -179,26 +195,7 @@ fn texts(
     if optional {
         def_levels(&mut out, valid, array.len());
     }
-    // One bit at least: a width of 0 is legal but not every reader takes it.
-    let width = (u32::BITS - (distinct.len().max(2) as u32 - 1).leading_zeros()) as usize;
-    out.push(width as u8);
-    for run in keys.chunks(RUN_VALUES) {
-        let groups = run.len().div_ceil(8);
-        uleb128(&mut out, ((groups as u64) << 1) | 1);
-        let (mut acc, mut bits) = (0u64, 0usize);
-        for &k in run
-            .iter()
-            .chain(std::iter::repeat_n(&0, groups * 8 - run.len()))
-        {
-            acc |= (k as u64) << bits;
-            bits += width;
-            while bits >= 8 {
-                out.push(acc as u8);
-                acc >>= 8;
-                bits -= 8;
-            }
-        }
-    }
+    dictionary_keys(&mut out, &keys, distinct.len());
     let statistics = BinaryStatistics {
         primitive_type: ty.clone(),
         null_count: stats.null_count.then_some(array.null_count() as i64),
@@ -215,12 +212,38 @@ fn texts(
             .map(|v| v.to_vec()),
     }
     .serialize();
-    Some((
-        DictPage::new(CowBuffer::Owned(dict), distinct.len(), false),
-        out,
-        statistics,
-    ))
+    let dict = DictPage::new(CowBuffer::Owned(dict), distinct.len(), false);
+    Some((out, statistics, Some(dict)))
 }
+
+/// RLE_DICTIONARY keys of a dictionary of `distinct` values: their bit
+/// width, then bit-packed runs.
+fn dictionary_keys(out: &mut Vec<u8>, keys: &[u32], distinct: usize) {
+    // One bit at least: a width of 0 is legal but not every reader takes it.
+    let width = (u32::BITS - (distinct.max(2) as u32 - 1).leading_zeros()) as usize;
+    out.push(width as u8);
+    for run in keys.chunks(RUN_VALUES) {
+        let groups = run.len().div_ceil(8);
+        uleb128(out, ((groups as u64) << 1) | 1);
+        let (mut acc, mut bits) = (0u64, 0usize);
+        for &k in run
+            .iter()
+            .chain(std::iter::repeat_n(&0, groups * 8 - run.len()))
+        {
+            acc |= (k as u64) << bits;
+            bits += width;
+            while bits >= 8 {
+                out.push(acc as u8);
+                acc >>= 8;
+                bits -= 8;
+            }
+        }
+    }
+}
+
+/// Widest span (max − min) of an integer column given a dictionary: its
+/// keys are then found by indexing a table of the span, not by hashing.
+const MAX_SPAN: i64 = 1 << 16;
 
 /// Definition levels then the non-null values. Statistics as the Parquet
 /// format asks: NaN left out of the bounds, zero bounds as -0.0 and +0.0.
@@ -231,32 +254,49 @@ fn numbers<T: Number + polars_arrow::types::NativeType>(
     optional: bool,
     ty: &PrimitiveType,
     stats: &StatisticsOptions,
-) -> (Vec<u8>, ParquetStatistics) {
+) -> (Vec<u8>, ParquetStatistics, Option<DictPage>) {
     let values = array.values().as_slice();
     let valid = array.validity().filter(|v| v.unset_bits() > 0);
+    let non_null = || -> Box<dyn Iterator<Item = T> + '_> {
+        match valid {
+            None => Box::new(values.iter().copied()),
+            Some(valid) => Box::new(
+                values
+                    .iter()
+                    .zip(valid.iter())
+                    .filter_map(|(&v, ok)| ok.then_some(v)),
+            ),
+        }
+    };
+    let bounds = non_null().filter(|v| !v.is_nan()).fold(None, |b, v| {
+        Some(match b {
+            None => (v, v),
+            Some((lo, hi)) => (if v < lo { v } else { lo }, if v > hi { v } else { hi }),
+        })
+    });
     let mut out = Vec::with_capacity(16 + size_of_val(values));
     if optional {
         def_levels(&mut out, valid, values.len());
     }
-    let mut bounds: Option<(T, T)> = None;
-    let mut take = |v: T, out: &mut Vec<u8>| {
-        v.put(out);
-        if v.is_nan() {
-            return;
-        }
-        bounds = Some(match bounds {
-            None => (v, v),
-            Some((lo, hi)) => (if v < lo { v } else { lo }, if v > hi { v } else { hi }),
-        });
+    let levels = out.len();
+    let len = values.len() - array.null_count();
+    let dict = match bounds.and_then(|(lo, hi)| Some((lo.integer()?, hi.integer()?))) {
+        Some((lo, hi)) if hi - lo < MAX_SPAN => integer_keys(non_null(), lo, hi, len),
+        _ => None,
     };
-    match valid {
-        None => values.iter().for_each(|&v| take(v, &mut out)),
-        Some(valid) => values.iter().zip(valid.iter()).for_each(|(&v, ok)| {
-            if ok {
-                take(v, &mut out)
-            }
-        }),
-    }
+    let dict = match dict {
+        Some((keys, distinct)) => {
+            dictionary_keys(&mut out, &keys, distinct.len());
+            let mut page = Vec::with_capacity(distinct.len() * size_of::<T>());
+            distinct.iter().for_each(|v| v.put(&mut page));
+            Some(DictPage::new(CowBuffer::Owned(page), distinct.len(), false))
+        }
+        None => {
+            out.truncate(levels);
+            non_null().for_each(|v| v.put(&mut out));
+            None
+        }
+    };
     let statistics = PrimitiveStatistics::<T> {
         primitive_type: ty.clone(),
         null_count: stats.null_count.then_some(array.null_count() as i64),
@@ -265,7 +305,32 @@ fn numbers<T: Number + polars_arrow::types::NativeType>(
         max_value: bounds.filter(|_| stats.max_value).map(|b| b.1.norm_max()),
     }
     .serialize();
-    (out, statistics)
+    (out, statistics, dict)
+}
+
+/// The keys of integers spanning `lo..=hi` ([`MAX_SPAN`] at most) and
+/// their distinct values in order of first appearance, or `None` when not
+/// [`worth_a_dictionary`].
+fn integer_keys<T: Number>(
+    values: impl Iterator<Item = T>,
+    lo: i64,
+    hi: i64,
+    len: usize,
+) -> Option<(Vec<u32>, Vec<T>)> {
+    let mut slot = vec![u32::MAX; (hi - lo + 1) as usize];
+    let (mut keys, mut distinct) = (Vec::with_capacity(len), Vec::new());
+    for v in values {
+        let s = &mut slot[(v.integer()? - lo) as usize];
+        if *s == u32::MAX {
+            *s = distinct.len() as u32;
+            distinct.push(v);
+        }
+        keys.push(*s);
+        if !worth_a_dictionary(distinct.len(), keys.len(), len) {
+            return None;
+        }
+    }
+    Some((keys, distinct))
 }
 
 /// Definition levels, then the non-null booleans bit-packed (PLAIN).
@@ -273,7 +338,7 @@ fn booleans(
     array: &BooleanArray,
     optional: bool,
     stats: &StatisticsOptions,
-) -> (Vec<u8>, ParquetStatistics) {
+) -> (Vec<u8>, ParquetStatistics, Option<DictPage>) {
     let valid = array.validity().filter(|v| v.unset_bits() > 0);
     let mut out = Vec::with_capacity(16 + array.len() / 4);
     if optional {
@@ -299,7 +364,7 @@ fn booleans(
         max_value: (stats.max_value && n > 0).then_some(trues > 0),
     }
     .serialize();
-    (out, statistics)
+    (out, statistics, None)
 }
 
 /// Version-1 definition levels of a flat optional column: their length,
@@ -357,7 +422,7 @@ fn uleb128(out: &mut Vec<u8>, mut v: u64) {
 
 #[cfg(test)]
 mod tests {
-    use polars_arrow::array::Int32Array;
+    use polars_arrow::array::{Float64Array, Int32Array, Int64Array};
     use polars_parquet::write::CompressionOptions;
 
     use super::*;
@@ -385,28 +450,50 @@ mod tests {
             .collect()
     }
 
-    /// [1, null, 3]: levels 4 bytes long (a bit-packed run of one group,
-    /// 0b101), then 1 and 3 little-endian. Sliced at bit 3 of its bitmap,
-    /// the same column gives the same bytes.
+    /// [1, null, 70000] (a span too wide for a dictionary): levels 4
+    /// bytes long (a bit-packed run of one group, 0b101), then 1 and 70000
+    /// little-endian. Sliced at bit 3 of its bitmap, the same column gives
+    /// the same bytes.
     #[test]
     fn a_nullable_column_is_its_validity_bits_then_its_values() {
-        let expected = vec![vec![2, 0, 0, 0, 0x03, 0b101, 1, 0, 0, 0, 3, 0, 0, 0]];
-        let a = Int32Array::from([Some(1), None, Some(3)]);
+        let expected = vec![vec![
+            2, 0, 0, 0, 0x03, 0b101, 1, 0, 0, 0, 0x70, 0x11, 0x01, 0,
+        ]];
+        let a = Int32Array::from([Some(1), None, Some(70_000)]);
         let field = optional(PhysicalType::Int32);
         assert_eq!(buffers(pages(&a, &field, &options()).unwrap()), expected);
-        let longer = Int32Array::from([Some(9), None, None, Some(1), None, Some(3)]);
+        let longer = Int32Array::from([Some(9), None, None, Some(1), None, Some(70_000)]);
         let sliced = longer.sliced(3, 3);
         assert_eq!(
             buffers(pages(&sliced, &field, &options()).unwrap()),
             expected
         );
         // Nothing null: one run of 3 ones (header 3 << 1, value 1).
-        let full = Int32Array::from([Some(1), Some(2), Some(3)]);
+        let full = Int32Array::from([Some(1), Some(2), Some(70_000)]);
         let got = buffers(pages(&full, &field, &options()).unwrap());
         assert_eq!(
             got,
-            vec![vec![2, 0, 0, 0, 6, 1, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0]]
+            vec![vec![
+                2, 0, 0, 0, 6, 1, 1, 0, 0, 0, 2, 0, 0, 0, 0x70, 0x11, 0x01, 0
+            ]]
         );
+    }
+
+    /// [7, null, 9, 7]: a dictionary of 7 then 9, levels 0b1101, keys 0,
+    /// 1, 0 one bit wide in one bit-packed group. Floats get no dictionary.
+    #[test]
+    fn integers_of_a_narrow_span_are_a_dictionary_and_its_keys() {
+        let a = Int64Array::from([Some(7), None, Some(9), Some(7)]);
+        let got = buffers(pages(&a, &optional(PhysicalType::Int64), &options()).unwrap());
+        let mut dict = 7i64.to_le_bytes().to_vec();
+        dict.extend(9i64.to_le_bytes());
+        assert_eq!(
+            got,
+            vec![dict, vec![2, 0, 0, 0, 0x03, 0b1101, 1, 0x03, 0b010]]
+        );
+        let f = Float64Array::from([Some(7.0), None, Some(9.0), Some(7.0)]);
+        let got = pages(&f, &optional(PhysicalType::Double), &options()).unwrap();
+        assert!(matches!(got[..], [Page::Data(_)]));
     }
 
     /// ["b", "a", "b", null]: a dictionary of "b" then "a" (each after its
@@ -418,10 +505,23 @@ mod tests {
         let got = buffers(pages(&a, &field, &options()).unwrap());
         assert_eq!(got[0], [1, 0, 0, 0, b'b', 1, 0, 0, 0, b'a']);
         assert_eq!(got[1], [2, 0, 0, 0, 0x03, 0b0111, 1, 0x03, 0b010]);
-        // Past MAX_DICTIONARY distinct values the column is polars-parquet's.
-        let many: Vec<String> = (0..=MAX_DICTIONARY).map(|i| i.to_string()).collect();
-        let many = Utf8ViewArray::from_slice_values(&many);
-        assert!(pages(&many, &field, &options()).is_none());
+        // Nearly all distinct, or more than 3/4 distinct: polars-parquet's.
+        let ids: Vec<String> = (0..5000).map(|i| i.to_string()).collect();
+        let ids = Utf8ViewArray::from_slice_values(&ids);
+        assert!(pages(&ids, &field, &options()).is_none());
+        let mostly: Vec<String> = (0..5000).map(|i| (i % 3900).to_string()).collect();
+        let mostly = Utf8ViewArray::from_slice_values(&mostly);
+        assert!(pages(&mostly, &field, &options()).is_none());
+        // Half distinct, the first SAMPLE values too: a dictionary of 2500
+        // values, keys 12 bits wide.
+        let half: Vec<String> = (0..5000).map(|i| (i / 2).to_string()).collect();
+        let half = Utf8ViewArray::from_slice_values(&half);
+        let got = pages(&half, &field, &options()).unwrap();
+        let Page::Dict(d) = &got[0] else { panic!() };
+        assert_eq!(d.num_values, 2500);
+        let keys = buffers(got).pop().unwrap();
+        let levels = u32::from_le_bytes(keys[..4].try_into().unwrap()) as usize;
+        assert_eq!(keys[4 + levels], 12);
     }
 
     #[test]

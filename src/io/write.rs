@@ -425,7 +425,7 @@ impl ParquetOut {
 /// compresses them one after another while it writes (`customer_scores`,
 /// 10^6 rows and 51 columns: ~1.7 s, mostly on one core); here each column
 /// is encoded and compressed on the pool, numbers, dates, booleans and
-/// text of few values by [`super::pages`] (~45% less CPU on
+/// text of repeated values by [`super::pages`] (~45% less CPU on
 /// `customer_scores`), the rest by polars-parquet with the same options,
 /// and the finished pages are handed to its file writer. The files read
 /// back as polars' writer's do, statistics included (tested).
