@@ -14,9 +14,12 @@
 //! other type stay with polars-parquet.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+
+use foldhash::fast::FixedState;
 
 use polars::prelude::ArrowDataType;
-use polars_arrow::array::{Array, BooleanArray, PrimitiveArray, Utf8ViewArray};
+use polars_arrow::array::{Array, BooleanArray, PrimitiveArray, Utf8ViewArray, View};
 use polars_arrow::bitmap::Bitmap;
 use polars_parquet::parquet::CowBuffer;
 use polars_parquet::parquet::encoding::Encoding;
@@ -164,25 +167,30 @@ fn texts(
     stats: &StatisticsOptions,
 ) -> Option<(Vec<u8>, ParquetStatistics, Option<DictPage>)> {
     let valid = array.validity().filter(|v| v.unset_bits() > 0);
-    let mut index: std::collections::HashMap<&[u8], u32, foldhash::fast::FixedState> =
-        Default::default();
+    // Text of up to 12 bytes lies whole (zero-padded) in its 16-byte view:
+    // such values are looked up by the view, hashed as one integer.
+    let mut short: HashMap<u128, u32, FixedState> = Default::default();
+    let mut long: HashMap<&[u8], u32, FixedState> = Default::default();
     let mut distinct: Vec<&[u8]> = Vec::new();
     let mut keys: Vec<u32> = Vec::with_capacity(array.len());
-    let values = array.values_iter().map(str::as_bytes);
     let len = array.len() - array.null_count();
-    let mut push = |v| -> bool {
+    let fits = each_valid(array.views(), valid, |i, view| {
         let next = distinct.len() as u32;
-        let k = *index.entry(v).or_insert_with(|| {
-            distinct.push(v);
+        let add = || {
+            // SAFETY: `i` indexes the array's views.
+            distinct.push(unsafe { array.value_unchecked(i) }.as_bytes());
             next
-        });
+        };
+        let k = if view.length <= View::MAX_INLINE_SIZE {
+            *short.entry(view.as_u128()).or_insert_with(add)
+        } else {
+            // SAFETY: as above.
+            let v = unsafe { array.value_unchecked(i) }.as_bytes();
+            *long.entry(v).or_insert_with(add)
+        };
         keys.push(k);
         worth_a_dictionary(distinct.len(), keys.len(), len)
-    };
-    let fits = match valid {
-        None => values.into_iter().all(&mut push),
-        Some(valid) => values.zip(valid.iter()).all(|(v, ok)| !ok || push(v)),
-    };
+    });
     if !fits {
         return None;
     }
@@ -257,22 +265,15 @@ fn numbers<T: Number + polars_arrow::types::NativeType>(
 ) -> (Vec<u8>, ParquetStatistics, Option<DictPage>) {
     let values = array.values().as_slice();
     let valid = array.validity().filter(|v| v.unset_bits() > 0);
-    let non_null = || -> Box<dyn Iterator<Item = T> + '_> {
-        match valid {
-            None => Box::new(values.iter().copied()),
-            Some(valid) => Box::new(
-                values
-                    .iter()
-                    .zip(valid.iter())
-                    .filter_map(|(&v, ok)| ok.then_some(v)),
-            ),
+    let mut bounds: Option<(T, T)> = None;
+    each_valid(values, valid, |_, v| {
+        if !v.is_nan() {
+            bounds = Some(match bounds {
+                None => (v, v),
+                Some((lo, hi)) => (if v < lo { v } else { lo }, if v > hi { v } else { hi }),
+            });
         }
-    };
-    let bounds = non_null().filter(|v| !v.is_nan()).fold(None, |b, v| {
-        Some(match b {
-            None => (v, v),
-            Some((lo, hi)) => (if v < lo { v } else { lo }, if v > hi { v } else { hi }),
-        })
+        true
     });
     let mut out = Vec::with_capacity(16 + size_of_val(values));
     if optional {
@@ -281,7 +282,7 @@ fn numbers<T: Number + polars_arrow::types::NativeType>(
     let levels = out.len();
     let len = values.len() - array.null_count();
     let dict = match bounds.and_then(|(lo, hi)| Some((lo.integer()?, hi.integer()?))) {
-        Some((lo, hi)) if hi - lo < MAX_SPAN => integer_keys(non_null(), lo, hi, len),
+        Some((lo, hi)) if hi - lo < MAX_SPAN => integer_keys(values, valid, lo, hi, len),
         _ => None,
     };
     let dict = match dict {
@@ -293,7 +294,10 @@ fn numbers<T: Number + polars_arrow::types::NativeType>(
         }
         None => {
             out.truncate(levels);
-            non_null().for_each(|v| v.put(&mut out));
+            each_valid(values, valid, |_, v| {
+                v.put(&mut out);
+                true
+            });
             None
         }
     };
@@ -312,25 +316,42 @@ fn numbers<T: Number + polars_arrow::types::NativeType>(
 /// their distinct values in order of first appearance, or `None` when not
 /// [`worth_a_dictionary`].
 fn integer_keys<T: Number>(
-    values: impl Iterator<Item = T>,
+    values: &[T],
+    valid: Option<&Bitmap>,
     lo: i64,
     hi: i64,
     len: usize,
 ) -> Option<(Vec<u32>, Vec<T>)> {
     let mut slot = vec![u32::MAX; (hi - lo + 1) as usize];
     let (mut keys, mut distinct) = (Vec::with_capacity(len), Vec::new());
-    for v in values {
-        let s = &mut slot[(v.integer()? - lo) as usize];
+    let fits = each_valid(values, valid, |_, v| {
+        // Within lo..=hi: the caller's bounds of these integers.
+        let s = &mut slot[(v.integer().unwrap_or(lo) - lo) as usize];
         if *s == u32::MAX {
             *s = distinct.len() as u32;
             distinct.push(v);
         }
         keys.push(*s);
-        if !worth_a_dictionary(distinct.len(), keys.len(), len) {
-            return None;
-        }
+        worth_a_dictionary(distinct.len(), keys.len(), len)
+    });
+    fits.then_some((keys, distinct))
+}
+
+/// `f(index, value)` over the values `valid` marks (all when `None`)
+/// while it returns true; whether it always did.
+fn each_valid<T: Copy>(
+    values: &[T],
+    valid: Option<&Bitmap>,
+    mut f: impl FnMut(usize, T) -> bool,
+) -> bool {
+    match valid {
+        None => values.iter().enumerate().all(|(i, &v)| f(i, v)),
+        Some(valid) => values
+            .iter()
+            .zip(valid.iter())
+            .enumerate()
+            .all(|(i, (&v, ok))| !ok || f(i, v)),
     }
-    Some((keys, distinct))
 }
 
 /// Definition levels, then the non-null booleans bit-packed (PLAIN).
@@ -504,6 +525,15 @@ mod tests {
         let field = optional(PhysicalType::ByteArray);
         let got = buffers(pages(&a, &field, &options()).unwrap());
         assert_eq!(got[0], [1, 0, 0, 0, b'b', 1, 0, 0, 0, b'a']);
+        assert_eq!(got[1], [2, 0, 0, 0, 0x03, 0b0111, 1, 0x03, 0b010]);
+        // Values past 12 bytes (not inline in their views) alike.
+        let long = "past twelve bytes";
+        let a = Utf8ViewArray::from_slice([Some(long), Some("a"), Some(long), None]);
+        let got = buffers(pages(&a, &field, &options()).unwrap());
+        let mut dict = vec![17, 0, 0, 0];
+        dict.extend(long.as_bytes());
+        dict.extend([1, 0, 0, 0, b'a']);
+        assert_eq!(got[0], dict);
         assert_eq!(got[1], [2, 0, 0, 0, 0x03, 0b0111, 1, 0x03, 0b010]);
         // Nearly all distinct, or more than 3/4 distinct: polars-parquet's.
         let ids: Vec<String> = (0..5000).map(|i| i.to_string()).collect();
