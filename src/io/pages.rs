@@ -282,7 +282,10 @@ fn numbers<T: Number + polars_arrow::types::NativeType>(
     let levels = out.len();
     let len = values.len() - array.null_count();
     let dict = match bounds.and_then(|(lo, hi)| Some((lo.integer()?, hi.integer()?))) {
-        Some((lo, hi)) if hi - lo < MAX_SPAN => integer_keys(values, valid, lo, hi, len),
+        // Checked: the span of i64::MIN and i64::MAX overflows.
+        Some((lo, hi)) if hi.checked_sub(lo).is_some_and(|s| s < MAX_SPAN) => {
+            integer_keys(values, valid, lo, hi, len)
+        }
         _ => None,
     };
     let dict = match dict {
@@ -512,6 +515,10 @@ mod tests {
             got,
             vec![dict, vec![2, 0, 0, 0, 0x03, 0b1101, 1, 0x03, 0b010]]
         );
+        // The widest span is written plain (its width overflows an i64).
+        let wide = Int64Array::from([Some(i64::MIN), Some(i64::MAX), Some(i64::MIN)]);
+        let got = pages(&wide, &optional(PhysicalType::Int64), &options()).unwrap();
+        assert!(matches!(got[..], [Page::Data(_)]));
         let f = Float64Array::from([Some(7.0), None, Some(9.0), Some(7.0)]);
         let got = pages(&f, &optional(PhysicalType::Double), &options()).unwrap();
         assert!(matches!(got[..], [Page::Data(_)]));
