@@ -32,15 +32,17 @@ use polars_parquet::parquet::statistics::{
 };
 use polars_parquet::write::{StatisticsOptions, Version, WriteOptions};
 
-/// Values per bit-packed run of definition levels: polars-parquet's own
-/// limit, so no reader meets a longer run than polars writes.
-const RUN_BYTES: usize = 1024;
+/// Values per bit-packed run (definition levels, dictionary keys):
+/// polars-parquet's own limit, so no reader meets a longer run than
+/// polars writes.
+const RUN_VALUES: usize = 8192;
 
-/// `array` (one row group's column) as Parquet pages: one PLAIN data page
-/// for numbers, dates and booleans; a dictionary page and one data page of
-/// keys for text of few distinct values. `None` for what this module
-/// leaves to polars-parquet: text of many distinct values, nested and
-/// other types, empty arrays, version-2 pages.
+/// `array` (one row group's column) as Parquet pages: a dictionary page
+/// and a data page of keys when its values repeat ([`worth_a_dictionary`];
+/// integers and dates of a narrow span, text), else one PLAIN data page.
+/// `None` for what this module leaves to polars-parquet: text of many
+/// distinct values or long bounds, nested and other types, empty arrays,
+/// version-2 pages.
 pub fn pages(array: &dyn Array, field: &ParquetType, options: &WriteOptions) -> Option<Vec<Page>> {
     let ParquetType::PrimitiveType(ty) = field else {
         return None;
@@ -84,7 +86,7 @@ pub fn pages(array: &dyn Array, field: &ParquetType, options: &WriteOptions) -> 
         encoding: encoding.into(),
         definition_level_encoding: Encoding::Rle.into(),
         repetition_level_encoding: Encoding::Rle.into(),
-        statistics: has_any(stats).then_some(statistics),
+        statistics: options.has_statistics().then_some(statistics),
     });
     // As polars-parquet describes its flat pages.
     let descriptor = Descriptor {
@@ -102,10 +104,6 @@ pub fn pages(array: &dyn Array, field: &ParquetType, options: &WriteOptions) -> 
         Some(d) => vec![Page::Dict(d), data],
         None => vec![data],
     })
-}
-
-fn has_any(s: &StatisticsOptions) -> bool {
-    s.min_value || s.max_value || s.null_count || s.distinct_count
 }
 
 /// A number as Parquet stores it (little-endian) and as its statistics
@@ -140,20 +138,18 @@ number!(i64, |_| false, Some);
 number!(f32, f32::is_nan, |_| None);
 number!(f64, f64::is_nan, |_| None);
 
-/// When a text column is worth a dictionary: as polars-parquet decides,
-/// while its distinct values are at most 3/4 of its values (a customer_id
-/// of the typed store, repeated within a row group, gets one). A column
-/// whose first [`SAMPLE`] values are nearly all distinct (customer_id of
-/// `customer_scores`) is given up at once, and past either bound the
-/// column is polars-parquet's, which writes it plainly.
+/// When a column is worth a dictionary, `distinct` values among the first
+/// `seen` of its `len`: as polars-parquet decides for text, while its
+/// distinct values are at most 3/4 of its values (a customer_id of the
+/// typed store, repeated within a row group, gets one). A column whose
+/// first [`SAMPLE`] values are nearly all distinct (customer_id of
+/// `customer_scores`) is given up at once: text is then polars-parquet's
+/// (which writes it plainly), numbers are written PLAIN.
 fn worth_a_dictionary(distinct: usize, seen: usize, len: usize) -> bool {
     distinct <= (len * 3 / 4).max(64) && !(seen == SAMPLE && distinct > SAMPLE * 7 / 8)
 }
 
 const SAMPLE: usize = 1024;
-
-/// Values per bit-packed run of dictionary keys (polars-parquet's limit).
-const RUN_VALUES: usize = 8192;
 
 /// A text column's dictionary page (its distinct values in order of first
 /// appearance), then its definition levels and keys (RLE_DICTIONARY: the
@@ -191,7 +187,14 @@ fn texts(
         keys.push(k);
         worth_a_dictionary(distinct.len(), keys.len(), len)
     });
-    if !fits {
+    let (min, max) = (distinct.iter().min(), distinct.iter().max());
+    // polars-parquet truncates longer bounds (64 bytes by default); such
+    // columns stay its own, so their statistics are what it writes.
+    let truncated = |v: Option<&&[u8]>| {
+        let limit = stats.binary_statistics_truncate_length_usize();
+        v.zip(limit).is_some_and(|(v, l)| v.len() > l)
+    };
+    if !fits || truncated(min) || truncated(max) {
         return None;
     }
     let mut dict = Vec::with_capacity(distinct.iter().map(|v| 4 + v.len()).sum());
@@ -208,16 +211,8 @@ fn texts(
         primitive_type: ty.clone(),
         null_count: stats.null_count.then_some(array.null_count() as i64),
         distinct_count: None,
-        min_value: distinct
-            .iter()
-            .min()
-            .filter(|_| stats.min_value)
-            .map(|v| v.to_vec()),
-        max_value: distinct
-            .iter()
-            .max()
-            .filter(|_| stats.max_value)
-            .map(|v| v.to_vec()),
+        min_value: min.filter(|_| stats.min_value).map(|v| v.to_vec()),
+        max_value: max.filter(|_| stats.max_value).map(|v| v.to_vec()),
     }
     .serialize();
     let dict = DictPage::new(CowBuffer::Owned(dict), distinct.len(), false);
@@ -279,7 +274,6 @@ fn numbers<T: Number + polars_arrow::types::NativeType>(
     if optional {
         def_levels(&mut out, valid, values.len());
     }
-    let levels = out.len();
     let len = values.len() - array.null_count();
     let dict = match bounds.and_then(|(lo, hi)| Some((lo.integer()?, hi.integer()?))) {
         // Checked: the span of i64::MIN and i64::MAX overflows.
@@ -296,7 +290,6 @@ fn numbers<T: Number + polars_arrow::types::NativeType>(
             Some(DictPage::new(CowBuffer::Owned(page), distinct.len(), false))
         }
         None => {
-            out.truncate(levels);
             each_valid(values, valid, |_, v| {
                 v.put(&mut out);
                 true
@@ -403,7 +396,7 @@ fn def_levels(out: &mut Vec<u8>, valid: Option<&Bitmap>, len: usize) {
             out.push(1);
         }
         Some(valid) => {
-            for run in packed(valid).chunks(RUN_BYTES) {
+            for run in packed(valid).chunks(RUN_VALUES / 8) {
                 uleb128(out, ((run.len() as u64) << 1) | 1);
                 out.extend_from_slice(run);
             }

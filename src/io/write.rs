@@ -486,14 +486,16 @@ impl Pages {
                 .zip(&self.fields)
                 .zip(&self.encodings)
                 .map(|((array, field), encoding)| {
-                    if let Some(pages) = super::pages::pages(array.as_ref(), field, &options) {
-                        let compressed = pages
-                            .into_iter()
-                            .map(|p| Ok(pq::compress(p, vec![], options.compression)?))
-                            .collect::<PolarsResult<Vec<_>>>()?;
-                        return Ok(vec![compressed]);
-                    }
-                    pq::array_to_columns(array, field.clone(), options, encoding)?
+                    type Leaf = Box<dyn Iterator<Item = PolarsResult<pq::Page>> + Send>;
+                    let leaves: Vec<Leaf> =
+                        match super::pages::pages(array.as_ref(), field, &options) {
+                            Some(pages) => vec![Box::new(pages.into_iter().map(Ok))],
+                            None => pq::array_to_columns(array, field.clone(), options, encoding)?
+                                .into_iter()
+                                .map(|pages| Box::new(pages) as Leaf)
+                                .collect(),
+                        };
+                    leaves
                         .into_iter()
                         .map(|pages| {
                             pages
@@ -606,6 +608,8 @@ mod tests {
             "customer_id" => (0..n).map(|i| format!("c{:07}", i * 7919 % n)).collect::<Vec<_>>(),
             "segment" => (0..n).map(|i| (i % 4 != 0).then_some(["重要价值", "lost", ""][i % 3])).collect::<Vec<_>>(),
             "one" => (0..n).map(|_| "same").collect::<Vec<_>>(),
+            // Past polars' 64-byte bound on text statistics.
+            "long" => (0..n).map(|i| format!("{:0>70}", i % 9)).collect::<Vec<_>>(),
             "cents" => (0..n as i64).map(|i| (i % 5 != 0).then_some(i * 7 % 1000 - 300)).collect::<Vec<_>>(),
             "share" => (0..n).map(|i| (i % 7 != 0).then_some(i as f64 / 3.0 - 5.0)).collect::<Vec<_>>(),
             "nan" => (0..n).map(|i| if i == 77 { f64::NAN } else { i as f64 }).collect::<Vec<_>>(),
