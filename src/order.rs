@@ -342,6 +342,10 @@ pub fn sort_by_id(df: DataFrame, then: Option<&str>) -> Result<DataFrame> {
 /// `frugal` returns the replaced columns' memory as it goes, each time
 /// about [`FRUGAL_BYTES`] of them have been replaced.
 pub fn permuted(mut df: DataFrame, order: &IdxCa, frugal: bool) -> Result<DataFrame> {
+    let runs = order
+        .cont_slice()
+        .ok()
+        .and_then(|o| runs(o, o.len() / MIN_RUN));
     // SAFETY: a permutation keeps every column's name, type and length.
     let columns = unsafe { df.columns_mut_retain_schema() };
     let mut replaced = 0;
@@ -356,7 +360,10 @@ pub fn permuted(mut df: DataFrame, order: &IdxCa, frugal: bool) -> Result<DataFr
             // of the chunk per row, no contiguous copy first); text is made
             // contiguous, as polars gathers text from several chunks
             // through a builder.
-            *c = if c.dtype().to_physical().is_primitive_numeric() {
+            let by_runs = runs.as_deref().and_then(|r| take_runs(c, r));
+            *c = if let Some(taken) = by_runs {
+                taken?
+            } else if c.dtype().to_physical().is_primitive_numeric() {
                 c.take(order)?
             } else {
                 c.rechunk().take(order)?
@@ -369,6 +376,84 @@ pub fn permuted(mut df: DataFrame, order: &IdxCa, frugal: bool) -> Result<DataFr
         }
     }
     Ok(df)
+}
+
+/// Average rows a run of `order` must hold for [`permuted`] to copy runs
+/// rather than gather rows.
+const MIN_RUN: usize = 16;
+
+/// `order` as runs of consecutive rows (first row, rows); `None` when it
+/// breaks into more than `most` runs. A merge of a night's small file into
+/// the stored history is ~2 runs per new customer: 10^7 rows in ~20,000.
+fn runs(order: &[IdxSize], most: usize) -> Option<Vec<(IdxSize, IdxSize)>> {
+    let mut runs = Vec::new();
+    let mut rest = order;
+    while let Some(&first) = rest.first() {
+        if runs.len() == most {
+            return None;
+        }
+        let len = rest
+            .iter()
+            .zip(first..)
+            .take_while(|&(&r, want)| r == want)
+            .count();
+        runs.push((first, len as IdxSize));
+        rest = &rest[len..];
+    }
+    Some(runs)
+}
+
+/// A numeric column without nulls taken run by run ([`runs`]): one copy
+/// of each run from the chunk(s) holding it, where a gather looks up each
+/// row's chunk (a merged pre-aggregate's columns are its files' row
+/// groups: ~20% of a uniform 10^7 night's reading of the store went to
+/// that lookup). `None` for other columns.
+fn take_runs(c: &Column, runs: &[(IdxSize, IdxSize)]) -> Option<Result<Column>> {
+    fn copy<T: PolarsNumericType>(
+        ca: &ChunkedArray<T>,
+        runs: &[(IdxSize, IdxSize)],
+    ) -> ChunkedArray<T> {
+        let chunks: Vec<&[T::Native]> = ca.downcast_iter().map(|a| a.values().as_slice()).collect();
+        // Each chunk's first row.
+        let firsts: Vec<usize> = chunks
+            .iter()
+            .scan(0, |at, c| {
+                let first = *at;
+                *at += c.len();
+                Some(first)
+            })
+            .collect();
+        let mut out = Vec::with_capacity(ca.len());
+        for &(first, len) in runs {
+            let (mut row, end) = (first as usize, (first + len) as usize);
+            let mut k = firsts.partition_point(|&f| f <= row) - 1;
+            while row < end {
+                let chunk = chunks[k];
+                let from = row - firsts[k];
+                let n = (chunk.len() - from).min(end - row);
+                out.extend_from_slice(&chunk[from..from + n]);
+                row += n;
+                k += 1;
+            }
+        }
+        ChunkedArray::from_vec(ca.name().clone(), out)
+    }
+    if c.null_count() > 0 {
+        return None;
+    }
+    let s = c.as_materialized_series();
+    let physical = s.to_physical_repr();
+    let taken: Series = match physical.dtype() {
+        DataType::Int32 => copy(physical.i32().ok()?, runs).into_series(),
+        DataType::Int64 => copy(physical.i64().ok()?, runs).into_series(),
+        DataType::UInt32 => copy(physical.u32().ok()?, runs).into_series(),
+        DataType::UInt64 => copy(physical.u64().ok()?, runs).into_series(),
+        DataType::Float32 => copy(physical.f32().ok()?, runs).into_series(),
+        DataType::Float64 => copy(physical.f64().ok()?, runs).into_series(),
+        _ => return None,
+    };
+    // Back to the logical type (a date is its days).
+    Some(taken.cast(s.dtype()).map(Column::from).map_err(Error::from))
 }
 
 /// `left` joined with `right` on customer_id when each holds every id at
@@ -817,5 +902,68 @@ mod tests {
         }
         let clash = df!("customer_id" => ["a", "c"], "x" => [3i64, 4]).unwrap();
         assert!(merge_on_id(&sorted, &clash, true).unwrap().is_none());
+    }
+
+    /// Hand-checked runs; and a merge-like permutation of a frame in
+    /// several chunks (runs crossing chunk boundaries) comes out as
+    /// polars' gather gives it, for each column type, with nulls.
+    #[test]
+    fn runs_of_an_order_are_copied_as_a_gather_takes_them() {
+        assert_eq!(
+            runs(&[3, 4, 5, 0, 1, 9], 8),
+            Some(vec![(3, 3), (0, 2), (9, 1)])
+        );
+        assert_eq!(runs(&[3, 4, 5, 0, 1, 9], 2), None);
+        assert_eq!(runs(&[], 0), Some(vec![]));
+        let part = |from: i32, to: i32| {
+            df!(
+                "day" => (from..to).collect::<Vec<_>>(),
+                "cents" => (from..to).map(|v| v as i64 * 7).collect::<Vec<_>>(),
+                "units" => (from..to).map(|v| v as f64 / 4.0).collect::<Vec<_>>(),
+                "id" => (from..to).map(|v| format!("c{v}")).collect::<Vec<_>>(),
+                "maybe" => (from..to).map(|v| (v % 3 != 0).then_some(v)).collect::<Vec<_>>(),
+            )
+            .unwrap()
+            .lazy()
+            .with_column(col("day").cast(DataType::Date))
+            .collect()
+            .unwrap()
+        };
+        let mut df = part(0, 5);
+        df.vstack_mut_owned(part(5, 12)).unwrap();
+        df.vstack_mut_owned(part(12, 20)).unwrap();
+        assert_eq!(df.first_col_n_chunks(), 3);
+        // The rows of two "files" (0..14 and 14..20) interleaved in runs.
+        let order: Vec<IdxSize> = [
+            0, 1, 2, 3, 14, 15, 4, 5, 6, 7, 8, 9, 10, 16, 11, 12, 13, 17, 18, 19,
+        ]
+        .to_vec();
+        let order = IdxCa::from_vec("order".into(), order);
+        let expected = df.take(&order).unwrap();
+        let r = runs(order.cont_slice().unwrap(), 20).unwrap();
+        assert_eq!(r, [(0, 4), (14, 2), (4, 7), (16, 1), (11, 3), (17, 3)]);
+        for c in df.columns() {
+            let name = c.name().as_str();
+            match take_runs(c, &r) {
+                Some(taken) => {
+                    assert_ne!(name, "maybe", "a column with nulls is gathered");
+                    assert_ne!(name, "id", "text is gathered");
+                    let taken = taken.unwrap();
+                    assert_eq!(taken.dtype(), c.dtype());
+                    assert!(taken.equals(expected.column(name).unwrap()), "{name}");
+                }
+                None => assert!(name == "maybe" || name == "id", "{name}"),
+            }
+        }
+        let cents = expected.column("cents").unwrap().i64().unwrap();
+        let cents: Vec<i64> = cents.into_no_null_iter().collect();
+        assert_eq!(&cents[..7], &[0, 7, 14, 21, 98, 105, 28]);
+        // Long runs: permuted copies them.
+        let order = IdxCa::from_vec(
+            "order".into(),
+            [(10..20), (0..10)].into_iter().flatten().collect(),
+        );
+        let got = permuted(df.clone(), &order, false).unwrap();
+        assert!(got.equals_missing(&df.take(&order).unwrap()));
     }
 }
