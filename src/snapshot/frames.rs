@@ -97,7 +97,10 @@ impl Parts {
             // from it.
             let by_id = by_id(p.filter(i))?.run()?;
             let mut keys = crate::daily::customer_keys(by_id.clone().lazy()).run()?;
-            let mut daily = crate::daily::keyed(by_id.lazy(), keys.clone().lazy()).run()?;
+            // In (cid, day) order: each scoring of the part is then one
+            // scan of it ([`part_measures`]).
+            let daily = crate::daily::keyed(by_id.lazy(), keys.clone().lazy()).run()?;
+            let mut daily = sorted::sort_daily(daily)?;
             crate::io::write_spill(&mut keys, &p.keys_path(i))?;
             crate::io::write_spill(&mut daily, &p.daily_path(i))?;
             drop((keys, daily));
@@ -213,6 +216,31 @@ pub(super) fn held_measures(
         m.map_err(Error::from)
             .and_then(crate::order::flag_sorted_ids),
     )
+}
+
+/// Part `i`'s measures as of `date` with the median gaps: one scan of its
+/// pre-aggregate (spilled in (cid, day) order, [`Parts::build`]) by
+/// [`sorted::measures_sorted`], in customer_id order, so that the part's
+/// scoring merges rather than hashes and needs no sort afterwards.
+pub(super) fn part_measures(
+    f: &Frames,
+    p: &Parts,
+    i: usize,
+    date: NaiveDate,
+    cfg: &Config,
+) -> Result<DataFrame> {
+    let (daily, keys) = (p.daily(i)?.run()?, p.keys(i)?.run()?);
+    let daily = sorted::sort_daily(daily)?;
+    let m = sorted::measures_sorted(
+        &daily,
+        &keys,
+        date,
+        &cfg.measures,
+        f.has_margin,
+        f.has_quantity,
+        true,
+    )?;
+    crate::order::flag_sorted_ids(m)
 }
 
 pub(super) fn measures_query(
