@@ -393,15 +393,23 @@ fn frames(
         snapshot::Daily::Released
     } else if plan.lean() {
         drop(fresh);
-        let by_id = |part: Expr| -> Result<LazyFrame> {
-            match store {
-                Some(v) => v.daily_by_id(Some(part)),
-                None => Ok(crate::daily::daily_by_id(
+        let by_id = |part: Expr| -> Result<snapshot::PartRows> {
+            use crate::io::Run;
+            use snapshot::PartRows;
+            let files = store.map(|v| v.daily_per_file()).transpose()?.flatten();
+            let by_id = match (store, files) {
+                (_, Some(files)) => {
+                    let files = files.into_iter().map(|f| f.filter(part.clone()).run());
+                    return Ok(PartRows::SortedFiles(files.collect::<PolarsResult<_>>()?));
+                }
+                (Some(v), None) => v.daily_by_id(Some(part))?,
+                (None, None) => crate::daily::daily_by_id(
                     ing.transactions.scan()?.filter(part),
                     has_margin,
                     has_quantity,
-                )),
-            }
+                ),
+            };
+            Ok(PartRows::ById(by_id.run()?))
         };
         let parts = snapshot::Parts::build(
             &by_id,

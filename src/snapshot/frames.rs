@@ -59,11 +59,27 @@ impl Daily {
     /// The fast plan's pre-aggregate from one already keyed by customer_id
     /// ([`crate::daily::daily_by_id`]; the store's), built and held.
     pub fn from_by_id(by_id: LazyFrame) -> Result<Daily> {
-        let keys = crate::daily::customer_keys(by_id.clone()).run()?;
-        let daily = crate::daily::keyed(by_id, keys.clone().lazy()).run()?;
-        let daily = sorted::sort_daily(daily)?;
+        let (daily, keys) = keyed_sorted(by_id)?;
         Ok(Daily::Memory { daily, keys })
     }
+}
+
+/// A pre-aggregate keyed by customer_id ([`crate::daily::daily_by_id`])
+/// keyed on `cid` instead, in (cid, day) order, and its keys.
+fn keyed_sorted(by_id: LazyFrame) -> Result<(DataFrame, DataFrame)> {
+    let keys = crate::daily::customer_keys(by_id.clone()).run()?;
+    let daily = crate::daily::keyed(by_id, keys.clone().lazy()).run()?;
+    Ok((sorted::sort_daily(daily)?, keys))
+}
+
+/// A part's pre-aggregate as [`Parts::build`] is given it.
+pub enum PartRows {
+    /// Keyed by customer_id ([`crate::daily::daily_by_id`]), in any order.
+    ById(DataFrame),
+    /// The store's files' pre-aggregates of the part, each sorted by
+    /// customer_id and day, no day in two of them: merged as they are
+    /// ([`crate::daily::merge_sorted`]), with no hashing or sorting of ids.
+    SortedFiles(Vec<DataFrame>),
 }
 
 /// The lean plan's customer parts: contiguous customer_id ranges
@@ -78,12 +94,13 @@ pub struct Parts {
 
 impl Parts {
     /// Cuts the customers into `parts` ranges by the ids of the customers
-    /// table and spills each range's pre-aggregate: `by_id` gives the
-    /// pre-aggregate keyed by customer_id ([`crate::daily::daily_by_id`]) of
-    /// the customers a filter selects (one filtered scan per part, of the
-    /// typed transactions or of the store's pre-aggregates).
+    /// table and spills each range's pre-aggregate in (cid, day) order,
+    /// so that each scoring of a part is one scan of it
+    /// ([`part_measures`]): `by_id` gives the pre-aggregate of the
+    /// customers a filter selects (one filtered scan per part, of the typed
+    /// transactions or of the store's pre-aggregates).
     pub fn build(
-        by_id: &dyn Fn(Expr) -> Result<LazyFrame>,
+        by_id: &dyn Fn(Expr) -> Result<PartRows>,
         customer_ids: &StringChunked,
         parts: u32,
         dir: crate::io::WorkDir,
@@ -95,12 +112,20 @@ impl Parts {
         for i in 0..p.count() {
             // The part's pre-aggregate is held while its keys are taken
             // from it.
-            let by_id = by_id(p.filter(i))?.run()?;
-            let mut keys = crate::daily::customer_keys(by_id.clone().lazy()).run()?;
-            // In (cid, day) order: each scoring of the part is then one
-            // scan of it ([`part_measures`]).
-            let daily = crate::daily::keyed(by_id.lazy(), keys.clone().lazy()).run()?;
-            let mut daily = sorted::sort_daily(daily)?;
+            let (mut daily, mut keys) = match by_id(p.filter(i))? {
+                PartRows::SortedFiles(files) => {
+                    // Frames share their buffers: the copy kept for the
+                    // fallback costs nothing.
+                    match crate::daily::merge_sorted(files.clone())? {
+                        Some(merged) => merged,
+                        None => {
+                            let files = files.into_iter().map(|f| f.lazy()).collect::<Vec<_>>();
+                            keyed_sorted(concat(files, UnionArgs::default())?)?
+                        }
+                    }
+                }
+                PartRows::ById(df) => keyed_sorted(df.lazy())?,
+            };
             crate::io::write_spill(&mut keys, &p.keys_path(i))?;
             crate::io::write_spill(&mut daily, &p.daily_path(i))?;
             drop((keys, daily));

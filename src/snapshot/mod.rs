@@ -27,7 +27,7 @@ pub use base::{
     scores_as_of, sorted_by_id,
 };
 pub use cache::{TIERINGS, TieringCache};
-pub use frames::{Daily, Frames, Given, Parts, both, measures_as_of};
+pub use frames::{Daily, Frames, Given, PartRows, Parts, both, measures_as_of};
 pub use full::{Full, Spilled};
 pub use invariants::check_invariants;
 
