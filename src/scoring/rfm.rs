@@ -15,21 +15,42 @@ use crate::units::mean_money;
 /// and `n` the non-null count, so equal values always get equal scores.
 /// Nulls (customers out of scope) stay null.
 pub fn quantile_score(value: Expr, bins: u32, higher_is_better: bool) -> Expr {
-    let rank = value
-        .clone()
-        .rank(
-            RankOptions {
-                method: RankMethod::Min,
-                descending: !higher_is_better,
-            },
-            None,
-        )
-        .cast(DataType::Int64);
-    let n = value.count().cast(DataType::Int64);
-    ((rank - lit(1i64)) * lit(bins as i64))
-        .floor_div(n)
-        .cast(DataType::Int32)
-        + lit(1i32)
+    // Group-wise (`apply`): the kernel must see the whole population.
+    value.apply(
+        move |c: Column| Ok(quantile_scores(&c, bins, higher_is_better)?.into_column()),
+        |_, f| Ok(Field::new(f.name().clone(), DataType::Int32)),
+    )
+}
+
+/// [`quantile_score`] of one column: the non-null values sorted once (by
+/// value, best last), each run of equal values given the score of its
+/// first place. polars' rank, count, cast and arithmetic took a stable
+/// sort and several passes per score: ~1/3 of ranking 10^7 customers.
+fn quantile_scores(c: &Column, bins: u32, higher: bool) -> PolarsResult<Int32Chunked> {
+    use rayon::prelude::*;
+    let c = c.cast(&DataType::Int64)?;
+    let values = c.i64()?;
+    // Keys in scoring order: ascending when higher is better, else
+    // descending (`!v` reverses i64 order without overflow).
+    let mut order: Vec<(i64, IdxSize)> = values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.map(|v| (if higher { v } else { !v }, i as IdxSize)))
+        .collect();
+    order.par_sort_unstable_by_key(|k| k.0);
+    let n = order.len() as u64;
+    let mut out = vec![None; values.len()];
+    let mut first = 0;
+    for (at, &(key, row)) in order.iter().enumerate() {
+        if key != order[first].0 {
+            first = at;
+        }
+        out[row as usize] = Some((1 + first as u64 * bins as u64 / n) as i32);
+    }
+    Ok(Int32Chunked::from_iter_options(
+        values.name().clone(),
+        out.into_iter(),
+    ))
 }
 
 /// Fixed-edge score 1..=bins from `bins − 1` increasing edges. Higher is
@@ -555,6 +576,32 @@ mod properties {
     }
 
     proptest! {
+        // Against the formula computed directly: the 'min' rank of v is 1
+        // + the count of values scoring before it; nulls stay null.
+        #[test]
+        fn quantile_scores_are_the_min_rank_formula(
+            values in proptest::collection::vec(proptest::option::weighted(0.8, -5i64..8), 0..80),
+            bins in 1u32..11,
+            higher: bool,
+        ) {
+            let n = values.iter().flatten().count() as u64;
+            let expected: Vec<Option<i32>> = values
+                .iter()
+                .map(|v| {
+                    v.map(|v| {
+                        let before = values
+                            .iter()
+                            .flatten()
+                            .filter(|&&w| if higher { w < v } else { w > v })
+                            .count() as u64;
+                        (1 + before * bins as u64 / n) as i32
+                    })
+                })
+                .collect();
+            let got = quantile_scores(&Column::new("v".into(), &values), bins, higher).unwrap();
+            prop_assert_eq!(got.iter().collect::<Vec<_>>(), expected);
+        }
+
         // Few distinct values, so ties are common.
         #[test]
         fn scores_are_monotone_tie_safe_and_order_free(

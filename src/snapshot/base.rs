@@ -275,8 +275,9 @@ pub fn scores_as_of(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Full> 
 /// order. Only one part's frames (and the narrow ranking) are in memory.
 ///
 /// A part's base is built in customer_id order ([`part_measures`],
-/// [`ordered_base`]) and the ranking, sorted once, is merged into it, so
-/// no part is sorted after it is scored: sorting each finished part (56
+/// [`ordered_base`]) and the ranking (in that order too: the parts are,
+/// and ranking keeps rows in place) is merged into it, so no part is
+/// sorted after it is scored: sorting each finished part (56
 /// columns) and hashing its joins was ~1/4 of a 10^7 lean scoring.
 pub(super) fn scores_by_part(
     f: &Frames,
@@ -311,7 +312,9 @@ pub(super) fn scores_by_part(
     let ranked = rank(concat(narrow, UnionArgs::default())?, cfg)?
         .select(keep)
         .run()?;
-    let ranked = crate::order::sort_by_id(ranked, None)?;
+    // In customer_id order already (the parts are, and ranking keeps the
+    // rows' order): checked, and sorted only if not.
+    let ranked = crate::order::sorted_and_flagged(ranked)?;
     for i in 0..p.count() {
         let base = spilled.path("base", i);
         let ranks = ranked.clone().lazy().filter(p.filter(i));
