@@ -728,23 +728,19 @@ fn ingest_new(
 /// for 10^6 customers, whose rows barely aggregate.
 const SORTED_BYTES_PER_ROW: u64 = 112;
 
-/// Anonymous memory per typed row of polars' streaming group-by then the
-/// sort, per customer_id range (measured: ~620 MiB for 10^7 rows of 10^4
-/// customers, which aggregate well).
-const STREAMED_BYTES_PER_ROW: u64 = 64;
-
 /// Writes one file's customer × day pre-aggregate, sorted by customer_id
 /// and day ([`crate::order`]: a total order, and 4–10× faster than
 /// polars' sort on the text column).
 ///
-/// When the file's rows fit `budget`, one sort of them and a walk over
-/// the runs of equal keys ([`crate::daily::daily_sorted`]): at 10^7 rows
-/// of 10^6 customers 1.7–2 s faster than polars' hash group-by and the
-/// sort after it (5.4–5.7 s against 7.4 s), and the run's peak RSS ~0.3 GiB
-/// lower. Otherwise polars' streaming
-/// group-by, which holds groups rather than rows, in customer_id ranges
-/// (one scan of the typed file each), so that `--memory-limit` also
-/// bounds a cold store.
+/// One sort of the rows and a walk over the runs of equal keys
+/// ([`crate::daily::daily_sorted`]): at 10^7 rows of 10^6 customers
+/// 1.7–2 s faster than polars' hash group-by and the sort after it
+/// (5.4–5.7 s against 7.4 s), and the run's peak RSS ~0.3 GiB lower. When
+/// the file's rows do not fit `budget`, the same per customer_id range,
+/// each range's rows read by a filtered scan of the typed file, so that
+/// `--memory-limit` also bounds a cold store: at 10^8 rows under 6 GiB,
+/// 4 ranges took 18–20 s where polars' streaming group-by (which holds
+/// groups rather than rows, so 2 ranges) took 24 s.
 ///
 /// Sorted so that the lean plan's parts (id ranges) skip other customers'
 /// row groups: at 10^7 its parts build in 2.0 s instead of 3.0 s, and the
@@ -761,25 +757,22 @@ fn write_daily(
 ) -> Result<Option<DataFrame>> {
     let has = |c: &str| columns.iter().any(|x| x == c);
     let (margin, quantity) = (has("margin_cents"), has("quantity"));
-    let streamed = |lf: LazyFrame| -> Result<DataFrame> {
-        let df = crate::daily::daily_by_id(lf, margin, quantity).run()?;
-        crate::order::sort_by_id(df, Some("ts"))
+    // The sorted walk; polars' group-by where an id or a day is null.
+    let build = |lf: LazyFrame| -> Result<DataFrame> {
+        match crate::daily::daily_sorted(lf.clone(), margin, quantity)? {
+            Some(df) => Ok(df),
+            None => {
+                let df = crate::daily::daily_by_id(lf, margin, quantity).run()?;
+                crate::order::sort_by_id(df, Some("ts"))
+            }
+        }
     };
     if rows as u64 * SORTED_BYTES_PER_ROW <= budget {
-        let lf = io::scan_parquet(typed)?;
-        let mut df = match crate::daily::daily_sorted(lf.clone(), margin, quantity)? {
-            Some(df) => df,
-            None => streamed(lf)?,
-        };
+        let mut df = build(io::scan_parquet(typed)?)?;
         io::write_spill(&mut df, out)?;
         return Ok(Some(df));
     }
-    let parts = (rows as u64 * STREAMED_BYTES_PER_ROW).div_ceil(budget.max(1));
-    if parts <= 1 {
-        let mut df = streamed(io::scan_parquet(typed)?)?;
-        io::write_spill(&mut df, out)?;
-        return Ok(Some(df));
-    }
+    let parts = (rows as u64 * SORTED_BYTES_PER_ROW).div_ceil(budget.max(1));
     // Cut where a sample of the rows divides evenly: the parts hold about
     // equal rows, as the budget above assumes (cutting the distinct ids
     // evenly does not, on skewed data), and no scan reads every id (at
@@ -792,10 +785,9 @@ fn write_daily(
     edges.push(None);
     io::write_spill_parts(
         out,
-        edges.windows(2).map(|w| {
-            let part = io::scan_parquet(typed)?.filter(crate::daily::id_range(w[0], w[1]));
-            streamed(part)
-        }),
+        edges
+            .windows(2)
+            .map(|w| build(io::scan_parquet(typed)?.filter(crate::daily::id_range(w[0], w[1])))),
     )?;
     Ok(None)
 }
@@ -1088,6 +1080,84 @@ mod tests {
                 ..Default::default()
             },
         }
+    }
+
+    /// A file's pre-aggregate built in customer_id ranges (a budget under
+    /// its rows' need) is the one built whole, row for row; and each is
+    /// the customer × day sums of the rows (checked on a hand-made day).
+    #[test]
+    fn the_pre_aggregate_built_in_parts_is_the_one_built_whole() {
+        let dir = io::WorkDir::create_tagged(&std::env::temp_dir(), "daily-parts-test").unwrap();
+        let mut next = crate::testing::lcg(5u64);
+        let n = 6000;
+        let ids: Vec<String> = (0..n).map(|_| format!("c{}", next() % 700)).collect();
+        let day: Vec<i32> = (0..n).map(|_| 14_000 + (next() % 30) as i32).collect();
+        let amount: Vec<i64> = (0..n).map(|_| next() as i64 % 5000 - 1000).collect();
+        let margin: Vec<i64> = (0..n).map(|_| next() as i64 % 300).collect();
+        let quantity: Vec<f64> = (0..n).map(|_| (next() % 5) as f64).collect();
+        let mut typed = df!(
+            "customer_id" => &ids,
+            "ts" => &day,
+            "amount_cents" => &amount,
+            "margin_cents" => &margin,
+            "quantity" => &quantity,
+        )
+        .unwrap()
+        .lazy()
+        .with_column(col("ts").cast(DataType::Date))
+        .collect()
+        .unwrap();
+        let path = dir.path().join("typed.parquet");
+        io::write_spill(&mut typed, &path).unwrap();
+        let columns: Vec<String> = typed
+            .get_column_names()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let whole = dir.path().join("whole.parquet");
+        let parts = dir.path().join("parts.parquet");
+        let need = n as u64 * SORTED_BYTES_PER_ROW;
+        assert!(
+            write_daily(&path, &columns, n, &whole, need)
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            write_daily(&path, &columns, n, &parts, need / 3)
+                .unwrap()
+                .is_none()
+        );
+        let read = |p: &Path| io::scan_parquet(p).unwrap().collect().unwrap();
+        let (whole, parts) = (read(&whole), read(&parts));
+        assert!(
+            whole.height() > 700 && whole.height() < n,
+            "{}",
+            whole.height()
+        );
+        assert!(whole.equals_missing(&parts), "{whole}\n{parts}");
+        // One customer's day, summed by hand from the rows.
+        let (c, d) = (&ids[0], day[0]);
+        let rows: Vec<usize> = (0..n).filter(|&i| &ids[i] == c && day[i] == d).collect();
+        let net: i64 = rows.iter().map(|&i| amount[i]).sum();
+        let bought = rows.iter().filter(|&&i| amount[i] > 0).count() as i64;
+        let got = whole
+            .lazy()
+            .filter(
+                col("customer_id")
+                    .eq(lit(c.as_str()))
+                    .and(col("ts").cast(DataType::Int32).eq(lit(d))),
+            )
+            .collect()
+            .unwrap();
+        assert_eq!(got.height(), 1);
+        assert_eq!(
+            got.column("net_cents").unwrap().i64().unwrap().get(0),
+            Some(net)
+        );
+        assert_eq!(
+            got.column("purchases").unwrap().i64().unwrap().get(0),
+            Some(bought)
+        );
     }
 
     #[test]
