@@ -46,7 +46,7 @@ pub fn tiers_as_of(
         Some(m) => {
             measures::customer_base(m.lazy(), f.customers_in(None), unknown).select(named(&narrow))
         }
-        None => f.per_part(|d, keys, part| {
+        None => f.per_part_sorted(|d, keys, part| {
             let m = measures_query(f, d, keys, date, cfg, false);
             measures::customer_base(m, f.customers_in(part), unknown).select(named(&narrow))
         })?,
