@@ -393,13 +393,14 @@ fn frames(
         snapshot::Daily::Released
     } else if plan.lean() {
         drop(fresh);
+        // The store's sorted per-file pre-aggregates, looked up once.
+        let files = store.map(|v| v.daily_per_file()).transpose()?.flatten();
         let by_id = |part: Expr| -> Result<snapshot::PartRows> {
             use crate::io::Run;
             use snapshot::PartRows;
-            let files = store.map(|v| v.daily_per_file()).transpose()?.flatten();
-            let by_id = match (store, files) {
+            let by_id = match (store, &files) {
                 (_, Some(files)) => {
-                    let files = files.into_iter().map(|f| f.filter(part.clone()).run());
+                    let files = files.iter().map(|f| f.clone().filter(part.clone()).run());
                     return Ok(PartRows::SortedFiles(files.collect::<PolarsResult<_>>()?));
                 }
                 (Some(v), None) => v.daily_by_id(Some(part))?,

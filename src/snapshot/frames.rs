@@ -302,6 +302,16 @@ impl Frames {
         &self,
         q: impl Fn(LazyFrame, LazyFrame, Option<Expr>) -> LazyFrame,
     ) -> Result<LazyFrame> {
+        self.per_part_then(q, Ok)
+    }
+
+    /// [`Frames::per_part`], each part's result passed through `then`
+    /// before the parts are stacked (the fast plan's whole result is not).
+    fn per_part_then(
+        &self,
+        q: impl Fn(LazyFrame, LazyFrame, Option<Expr>) -> LazyFrame,
+        then: impl Fn(DataFrame) -> Result<DataFrame>,
+    ) -> Result<LazyFrame> {
         match &self.daily {
             Daily::Memory { daily, keys } => Ok(q(daily.clone().lazy(), keys.clone().lazy(), None)),
             Daily::Released => Err(Error::Invariant(
@@ -310,7 +320,8 @@ impl Frames {
             Daily::Parts(p) => {
                 let mut done = Vec::new();
                 for i in 0..p.count() {
-                    done.push(q(p.daily(i)?, p.keys(i)?, Some(p.filter(i))).run()?.lazy());
+                    let part = q(p.daily(i)?, p.keys(i)?, Some(p.filter(i))).run()?;
+                    done.push(then(part)?.lazy());
                 }
                 Ok(concat(done, UnionArgs::default())?)
             }
@@ -325,15 +336,7 @@ impl Frames {
         &self,
         q: impl Fn(LazyFrame, LazyFrame, Option<Expr>) -> LazyFrame,
     ) -> Result<LazyFrame> {
-        let Daily::Parts(p) = &self.daily else {
-            return self.per_part(q);
-        };
-        let mut done = Vec::new();
-        for i in 0..p.count() {
-            let part = q(p.daily(i)?, p.keys(i)?, Some(p.filter(i))).run()?;
-            done.push(crate::order::sorted_and_flagged(part)?.lazy());
-        }
-        Ok(concat(done, UnionArgs::default())?)
+        self.per_part_then(q, crate::order::sorted_and_flagged)
     }
 
     /// `df` as a query: in memory on the fast plan; on the lean plan
