@@ -303,7 +303,7 @@ def markdown(r):
     return "\n".join(lines + targets(r)) + "\n"
 
 def targets(r):
-    """Issue 6's targets against this run: met or missed, by how much, and
+    """Issues 6's and 20's targets against this run: met or missed, by how much, and
     the bound the stage timings put on the ratio."""
     out = ["", "Targets (issues 6 and 20), from this run:"]
     verdict = lambda ok: "**met**" if ok else "**missed**"
@@ -325,11 +325,12 @@ def targets(r):
         if n >= 100_000_000:
             d = q["duckdb_over_tiering"]
             rss = m["tiering"]["peak_rss_mib"] / 1024
+            # Issue 20's target for 10^8 (issue 6 asked 2×): 1.5× DuckDB's speed.
             line = (f"- {n:,} with `--memory-limit {s['tiering_memory_limit']}`: peak RSS under 6 GiB — {rss:.2f} GiB: "
-                    f"{verdict(rss < 6)}; 2× DuckDB's speed — {d:.2f}×: {verdict(d >= 2)}{short(d, 2)}.")
+                    f"{verdict(rss < 6)}; 1.5× DuckDB's speed — {d:.2f}×: {verdict(d >= 1.5)}{short(d, 1.5)}.")
             if "tiering_manifest" in s:
                 t = s["tiering_manifest"]["timings_ms"]
-                line += (f" The target leaves tiering {m['duckdb']['seconds'] / 2:.0f} s; its ingest alone took "
+                line += (f" The target leaves tiering {m['duckdb']['seconds'] / 1.5:.0f} s; its ingest alone took "
                          f"{t['ingest'] / 1000:.0f} s, scoring {t['score'] / 1000:.0f} s, publishing {t['publish'] / 1000:.0f} s.")
             out.append(line)
             continue
