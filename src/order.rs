@@ -303,7 +303,7 @@ pub fn in_order(ids: &StringChunked) -> bool {
 }
 
 /// Whether `ids` hold no null and each id is greater than the one before.
-fn strictly_increasing(ids: &StringChunked) -> bool {
+pub fn strictly_increasing(ids: &StringChunked) -> bool {
     ascending(ids, true)
 }
 
@@ -456,6 +456,39 @@ fn take_runs(c: &Column, runs: &[(IdxSize, IdxSize)]) -> Option<Result<Column>> 
     Some(taken.cast(s.dtype()).map(Column::from).map_err(Error::from))
 }
 
+/// Walks two strictly increasing id arrays as a full outer merge: `each`
+/// gets every id's row on the left and on the right (`None` where that
+/// side lacks it), in id order.
+pub fn merge_walk(
+    la: &polars_arrow::array::Utf8ViewArray,
+    ra: &polars_arrow::array::Utf8ViewArray,
+    mut each: impl FnMut(Option<usize>, Option<usize>),
+) {
+    use std::cmp::Ordering;
+    let (mut i, mut j) = (0, 0);
+    while i < la.len() || j < ra.len() {
+        let next = match (i < la.len(), j < ra.len()) {
+            (true, true) => la.value(i).cmp(ra.value(j)),
+            (true, false) => Ordering::Less,
+            (false, _) => Ordering::Greater,
+        };
+        match next {
+            Ordering::Less => {
+                each(Some(i), None);
+                i += 1;
+            }
+            Ordering::Equal => {
+                each(Some(i), Some(j));
+                (i, j) = (i + 1, j + 1);
+            }
+            Ordering::Greater => {
+                each(None, Some(j));
+                j += 1;
+            }
+        }
+    }
+}
+
 /// `left` joined with `right` on customer_id when each holds every id at
 /// most once, in byte order: one walk over the two id columns says which
 /// row of either side each output row takes, and the result comes out in
@@ -478,37 +511,15 @@ pub fn merge_on_id(left: &DataFrame, right: &DataFrame, full: bool) -> Result<Op
     if shared || !strictly_increasing(&l) || !strictly_increasing(&r) {
         return Ok(None);
     }
-    use std::cmp::Ordering;
     let (la, ra) = (l.downcast_as_array(), r.downcast_as_array());
     // Each output row's row on either side.
     let (mut li, mut ri) = (Vec::with_capacity(la.len()), Vec::with_capacity(la.len()));
-    let (mut i, mut j) = (0, 0);
-    while i < la.len() || j < ra.len() {
-        let next = match (i < la.len(), j < ra.len()) {
-            (true, true) => la.value(i).cmp(ra.value(j)),
-            (true, false) => Ordering::Less,
-            (false, _) => Ordering::Greater,
-        };
-        match next {
-            Ordering::Less => {
-                li.push(Some(i as IdxSize));
-                ri.push(None);
-                i += 1;
-            }
-            Ordering::Equal => {
-                li.push(Some(i as IdxSize));
-                ri.push(Some(j as IdxSize));
-                (i, j) = (i + 1, j + 1);
-            }
-            Ordering::Greater => {
-                if full {
-                    li.push(None);
-                    ri.push(Some(j as IdxSize));
-                }
-                j += 1;
-            }
+    merge_walk(la, ra, |i, j| {
+        if full || i.is_some() {
+            li.push(i.map(|i| i as IdxSize));
+            ri.push(j.map(|j| j as IdxSize));
         }
-    }
+    });
     // Each row's id, from whichever side holds it (full joins only).
     let merged = full.then(|| {
         StringChunked::from_iter_values(
