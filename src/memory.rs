@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 // Estimates, calibrated on the 2-core development machine: peak RSS
 // 0.23 GB at 2·10^6 transactions / 10^3 customers, 0.92 GB at 10^7 / 10^4,
 // 1.84 GB at 10^7 / 10^6 on the fast plan; 0.70 GB at 10^7 / 10^4 on the
-// lean plan in 3 parts (README, Performance). They err on the high side.
+// lean plan in 3 parts (benches/HISTORY.md). They err on the high side.
 
 /// Process, thread pools and the streaming engine's buffers: what any run
 /// holds whatever the data.
@@ -266,7 +266,7 @@ pub fn release_free() {
 /// still. Steps free and map the same sizes (columns of 10^6 rows), so
 /// reuse spares most of it. A backfill at 10^7 transactions, 8 quarters:
 /// ~22.9 → ~21.2 s (system time ~8.5 → ~5.8 s); a 10^7 night: see the
-/// README's twenty-first run. Peak RSS stayed within the spread.
+/// benches/HISTORY.md, twenty-first run. Peak RSS stayed within the spread.
 pub fn kept_for_reuse(plan: &Plan) -> usize {
     let headroom = match (plan.lean(), plan.limit_bytes) {
         (true, _) => 0,
