@@ -303,7 +303,7 @@ def markdown(r):
     return "\n".join(lines + targets(r)) + "\n"
 
 def targets(r):
-    """Issues 6's and 20's targets against this run: met or missed, by how much, and
+    """Issues 6 and 20's targets against this run: met or missed, by how much, and
     the bound the stage timings put on the ratio."""
     out = ["", "Targets (issues 6 and 20), from this run:"]
     verdict = lambda ok: "**met**" if ok else "**missed**"

@@ -225,7 +225,7 @@ fn packed(ids: &StringChunked, ties: &[i32]) -> Option<Packed> {
 
 /// The rows' keys in [`by_id`]'s order.
 fn sorted(df: &DataFrame, then: Option<&str>) -> Result<Sorted> {
-    let ids = df.column("customer_id")?.str()?.rechunk().into_owned();
+    let ids = id_column(df)?;
     let ties: Vec<i32> = match then {
         Some(c) => {
             let t = df.column(c)?.cast(&DataType::Int32)?;
@@ -303,7 +303,7 @@ pub fn in_order(ids: &StringChunked) -> bool {
 }
 
 /// Whether `ids` hold no null and each id is greater than the one before.
-pub fn strictly_increasing(ids: &StringChunked) -> bool {
+fn strictly_increasing(ids: &StringChunked) -> bool {
     ascending(ids, true)
 }
 
@@ -456,15 +456,25 @@ fn take_runs(c: &Column, runs: &[(IdxSize, IdxSize)]) -> Option<Result<Column>> 
     Some(taken.cast(s.dtype()).map(Column::from).map_err(Error::from))
 }
 
-/// Walks two strictly increasing id arrays as a full outer merge: `each`
-/// gets every id's row on the left and on the right (`None` where that
-/// side lacks it), in id order.
+/// `df`'s customer_id in one chunk, as [`merge_walk`] reads it.
+pub fn id_column(df: &DataFrame) -> Result<StringChunked> {
+    Ok(df.column("customer_id")?.str()?.rechunk().into_owned())
+}
+
+/// Walks two id columns ([`id_column`]) as a full outer merge: `each` gets
+/// every id's row on the left and on the right (`None` where that side
+/// lacks it), in id order. `false`, without a call, unless each side is
+/// strictly increasing (no null, no repeat, byte order).
 pub fn merge_walk(
-    la: &polars_arrow::array::Utf8ViewArray,
-    ra: &polars_arrow::array::Utf8ViewArray,
+    l: &StringChunked,
+    r: &StringChunked,
     mut each: impl FnMut(Option<usize>, Option<usize>),
-) {
+) -> bool {
     use std::cmp::Ordering;
+    if !strictly_increasing(l) || !strictly_increasing(r) {
+        return false;
+    }
+    let (la, ra) = (l.downcast_as_array(), r.downcast_as_array());
     let (mut i, mut j) = (0, 0);
     while i < la.len() || j < ra.len() {
         let next = match (i < la.len(), j < ra.len()) {
@@ -487,6 +497,7 @@ pub fn merge_walk(
             }
         }
     }
+    true
 }
 
 /// `left` joined with `right` on customer_id when each holds every id at
@@ -500,26 +511,26 @@ pub fn merge_walk(
 /// `None` (the caller joins with polars instead) when a side is out of
 /// order, repeats an id, holds a null id, or shares another column name.
 pub fn merge_on_id(left: &DataFrame, right: &DataFrame, full: bool) -> Result<Option<DataFrame>> {
-    let ids = |df: &DataFrame| -> Result<StringChunked> {
-        Ok(df.column("customer_id")?.str()?.rechunk().into_owned())
-    };
-    let (l, r) = (ids(left)?, ids(right)?);
     let shared = right
         .get_column_names()
         .into_iter()
         .any(|n| n != "customer_id" && left.column(n).is_ok());
-    if shared || !strictly_increasing(&l) || !strictly_increasing(&r) {
+    if shared {
         return Ok(None);
     }
-    let (la, ra) = (l.downcast_as_array(), r.downcast_as_array());
+    let (l, r) = (id_column(left)?, id_column(right)?);
     // Each output row's row on either side.
-    let (mut li, mut ri) = (Vec::with_capacity(la.len()), Vec::with_capacity(la.len()));
-    merge_walk(la, ra, |i, j| {
+    let (mut li, mut ri) = (Vec::with_capacity(l.len()), Vec::with_capacity(l.len()));
+    let in_order = merge_walk(&l, &r, |i, j| {
         if full || i.is_some() {
             li.push(i.map(|i| i as IdxSize));
             ri.push(j.map(|j| j as IdxSize));
         }
     });
+    if !in_order {
+        return Ok(None);
+    }
+    let (la, ra) = (l.downcast_as_array(), r.downcast_as_array());
     // Each row's id, from whichever side holds it (full joins only).
     let merged = full.then(|| {
         StringChunked::from_iter_values(

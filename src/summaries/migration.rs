@@ -131,9 +131,9 @@ pub fn table(
 /// order or holds a tier outside `labels`: the caller joins instead.
 fn moved_merged(prev: &DataFrame, now: &DataFrame, labels: &[String]) -> Result<Option<DataFrame>> {
     let n = labels.len();
-    let ids = |df: &DataFrame| -> Result<StringChunked> {
-        Ok(df.column("customer_id")?.str()?.rechunk().into_owned())
-    };
+    if n >= u8::MAX as usize {
+        return Ok(None);
+    }
     // Each row's tier as a label's position, `n` for none.
     let codes = |df: &DataFrame, tier: &str| -> Result<Option<Vec<u8>>> {
         let t = df.column(tier)?;
@@ -153,13 +153,6 @@ fn moved_merged(prev: &DataFrame, now: &DataFrame, labels: &[String]) -> Result<
     let cents = |df: &DataFrame, c: &str| -> Result<Option<Int64Chunked>> {
         Ok(df.column(c)?.i64().ok().map(|c| c.rechunk().into_owned()))
     };
-    let (pi, ni) = (ids(prev)?, ids(now)?);
-    if n >= u8::MAX as usize
-        || !crate::order::strictly_increasing(&pi)
-        || !crate::order::strictly_increasing(&ni)
-    {
-        return Ok(None);
-    }
     let (Some(pt), Some(nt)) = (codes(prev, "from_tier")?, codes(now, "to_tier")?) else {
         return Ok(None);
     };
@@ -170,7 +163,11 @@ fn moved_merged(prev: &DataFrame, now: &DataFrame, labels: &[String]) -> Result<
     let side = n + 1;
     // customers, now_cents, prev_cents per cell (from * side + to).
     let mut cells = vec![(0i64, 0i64, 0i64); side * side];
-    crate::order::merge_walk(pi.downcast_as_array(), ni.downcast_as_array(), |i, j| {
+    let (pi, ni) = (
+        crate::order::id_column(prev)?,
+        crate::order::id_column(now)?,
+    );
+    let in_order = crate::order::merge_walk(&pi, &ni, |i, j| {
         let from = i.map_or(n, |i| pt[i] as usize);
         let to = j.map_or(n, |j| nt[j] as usize);
         // No tier at either date: not in the table.
@@ -182,6 +179,9 @@ fn moved_merged(prev: &DataFrame, now: &DataFrame, labels: &[String]) -> Result<
         c.1 += j.and_then(|j| nc.get(j)).unwrap_or(0);
         c.2 += i.and_then(|i| pc.get(i)).unwrap_or(0);
     });
+    if !in_order {
+        return Ok(None);
+    }
     let label = |k: usize, none: &str| -> String {
         labels.get(k).cloned().unwrap_or_else(|| none.to_string())
     };
