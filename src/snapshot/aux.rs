@@ -141,6 +141,11 @@ pub fn aux_tierings(f: &Frames, keys: &[AuxKey], cfg: &Config) -> Result<AuxTier
                     df
                 }
             };
+            // One chunk per column (a kept tiering is read in a chunk per
+            // row group): the summaries merge it by customer_id, which
+            // would otherwise join its ids' chunks once per reader.
+            let mut df = df;
+            df.rechunk_mut_par();
             tracing::debug!(ms = t.elapsed().as_millis() as u64, date = %k.0, scheme = %k.1, reused, "auxiliary tiering");
             let lf = f.keep(df, &aux_name(k, i))?;
             crate::memory::release_free();

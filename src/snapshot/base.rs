@@ -98,7 +98,7 @@ fn ordered_base(
     cfg: &Config,
 ) -> Result<Option<LazyFrame>> {
     let (m, customers) = (m.run()?, f.customers_in(part.clone()).run()?);
-    let Some(joined) = crate::order::merge_on_id(&m, &customers, true)? else {
+    let Some(joined) = crate::order::merge_on_id(&m, &customers, JoinType::Full)? else {
         return Ok(None);
     };
     drop((m, customers));
@@ -111,7 +111,7 @@ fn ordered_base(
     )
     .run()?;
     let e = crate::order::sort_by_id(e, None)?;
-    Ok(crate::order::merge_on_id(&b, &e, false)?
+    Ok(crate::order::merge_on_id(&b, &e, JoinType::Left)?
         .map(|joined| engagement::engagement_filled(joined.lazy())))
 }
 
@@ -320,7 +320,7 @@ pub(super) fn scores_by_part(
         let ranks = ranked.clone().lazy().filter(p.filter(i));
         let b = {
             let (base, ranks) = (crate::io::scan_parquet(&base)?.run()?, ranks.run()?);
-            match crate::order::merge_on_id(&base, &ranks, false)? {
+            match crate::order::merge_on_id(&base, &ranks, JoinType::Left)? {
                 Some(b) => b.lazy(),
                 None => base.lazy().join(
                     ranks.lazy(),

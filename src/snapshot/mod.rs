@@ -451,7 +451,8 @@ fn summaries(
                 ry,
                 &conc_scheme,
                 &cfg.concentration.dimensions,
-            ));
+                matches!(full, Full::Memory(_)),
+            )?);
         }
         // Computed once: every dimension's table reads the same populations.
         let pops = f.materialize(
