@@ -486,22 +486,30 @@ pub fn id_column(df: &DataFrame) -> Result<StringChunked> {
 fn cmp_at(a: &Array<StringType>, i: usize, b: &Array<StringType>, j: usize) -> std::cmp::Ordering {
     use polars_arrow::array::View;
     let (x, y) = (a.views()[i], b.views()[j]);
-    // The bytes as a big-endian integer, past the length zeroed.
-    let inline = |v: View| {
-        let mut k = [0u8; 16];
-        k[..4].copy_from_slice(&v.prefix.to_ne_bytes());
-        k[4..8].copy_from_slice(&v.buffer_idx.to_ne_bytes());
-        k[8..12].copy_from_slice(&v.offset.to_ne_bytes());
-        u128::from_be_bytes(k) & !(u128::MAX >> (8 * v.length))
-    };
-    if x.length <= View::MAX_INLINE_SIZE && y.length <= View::MAX_INLINE_SIZE {
-        return (inline(x), x.length).cmp(&(inline(y), y.length));
+    if let (Some(p), Some(q)) = (inline_key(x), inline_key(y)) {
+        return p.cmp(&q);
     }
     let first = |v: View| u32::from_be_bytes(v.prefix.to_ne_bytes());
     match first(x).cmp(&first(y)) {
         std::cmp::Ordering::Equal => a.value(i).cmp(b.value(j)),
         other => other,
     }
+}
+
+/// A text of up to 12 bytes (held in its view) as one integer that orders
+/// and equals as the text does: its bytes big-endian, zero-padded, then
+/// its length in the low bits. `None` for a longer text.
+#[inline]
+pub(crate) fn inline_key(v: polars_arrow::array::View) -> Option<u128> {
+    if v.length > polars_arrow::array::View::MAX_INLINE_SIZE {
+        return None;
+    }
+    let mut k = [0u8; 16];
+    k[..4].copy_from_slice(&v.prefix.to_ne_bytes());
+    k[4..8].copy_from_slice(&v.buffer_idx.to_ne_bytes());
+    k[8..12].copy_from_slice(&v.offset.to_ne_bytes());
+    // Past the length zeroed (whatever a builder left there).
+    Some(u128::from_be_bytes(k) & !(u128::MAX >> (8 * v.length)) | v.length as u128)
 }
 
 /// Walks two id columns ([`id_column`]) as a full outer merge: `each` gets

@@ -60,6 +60,27 @@ pub fn tier_order(column: &str, labels: &[String]) -> Expr {
     e
 }
 
+/// Each row's tier in `column` as its label's position in `labels`,
+/// `labels.len()` for none; `None` when a tier is not among the labels,
+/// the column is not text, or there are too many labels for a byte.
+/// Summaries that count customers per tier walk these instead of hashing
+/// the text.
+pub fn label_positions(column: &Column, labels: &[String]) -> Option<Vec<u8>> {
+    let n = labels.len();
+    if n >= u8::MAX as usize {
+        return None;
+    }
+    let t = column.str().ok()?;
+    let mut out = Vec::with_capacity(t.len());
+    for v in t.iter() {
+        out.push(match v {
+            None => n as u8,
+            Some(v) => labels.iter().position(|l| l == v)? as u8,
+        });
+    }
+    Some(out)
+}
+
 /// `tier_summary`: per scheme and tier (in label order), customers,
 /// customer share, revenue and revenue share among customers with a tier.
 pub fn tier_summary(full: LazyFrame, schemes: &[TierScheme]) -> Result<DataFrame> {

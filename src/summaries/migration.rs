@@ -8,7 +8,7 @@ use polars::prelude::*;
 use crate::io::Run;
 
 use crate::error::Result;
-use crate::scoring::schemes::{TierScheme, tier_order};
+use crate::scoring::schemes::{TierScheme, label_positions, tier_order};
 use crate::units::{cents_to_units, date_lit};
 
 /// Label for customers without a tier at the earlier date.
@@ -131,24 +131,9 @@ pub fn table(
 /// order or holds a tier outside `labels`: the caller joins instead.
 fn moved_merged(prev: &DataFrame, now: &DataFrame, labels: &[String]) -> Result<Option<DataFrame>> {
     let n = labels.len();
-    if n >= u8::MAX as usize {
-        return Ok(None);
-    }
     // Each row's tier as a label's position, `n` for none.
     let codes = |df: &DataFrame, tier: &str| -> Result<Option<Vec<u8>>> {
-        let t = df.column(tier)?;
-        let Ok(t) = t.str() else { return Ok(None) };
-        let mut out = Vec::with_capacity(t.len());
-        for v in t.iter() {
-            match v {
-                None => out.push(n as u8),
-                Some(v) => match labels.iter().position(|l| l == v) {
-                    Some(k) => out.push(k as u8),
-                    None => return Ok(None),
-                },
-            }
-        }
-        Ok(Some(out))
+        Ok(label_positions(df.column(tier)?, labels))
     };
     let cents = |df: &DataFrame, c: &str| -> Result<Option<Int64Chunked>> {
         Ok(df.column(c)?.i64().ok().map(|c| c.rechunk().into_owned()))
