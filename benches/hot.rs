@@ -196,9 +196,11 @@ fn main() {
     // (e.g. a 10^7 run's customer_scores.parquet), written again as
     // Parquet, as CSV, and both as a run publishes them.
     if let Ok(path) = std::env::var("HOT_TABLE") {
-        let df = ParquetReader::new(std::fs::File::open(&path).unwrap())
+        // One chunk per column, as a run's scored frame is.
+        let mut df = ParquetReader::new(std::fs::File::open(&path).unwrap())
             .finish()
             .unwrap();
+        df.rechunk_mut_par();
         let dir = std::env::temp_dir().join(format!("tiering-hot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         time("table as Parquet", reps, || {
