@@ -314,17 +314,28 @@ pub fn customer_base(measures: LazyFrame, customers: LazyFrame, unknown: &str) -
 /// [`customer_base`]'s columns on the measures and customers already
 /// joined (full, coalesced on customer_id).
 pub fn base_filled(joined: LazyFrame, unknown: &str) -> LazyFrame {
-    joined.with_columns([
-        col("first_purchase").is_not_null().alias("in_scope"),
-        col("region").fill_null(lit(unknown)),
-        col("industry").fill_null(lit(unknown)),
-        col("frequency").fill_null(lit(0i64)),
-        col("revenue_cents").fill_null(lit(0i64)),
-        col("monetary_cents").fill_null(lit(0i64)),
-        col("contribution_cents").fill_null(lit(0i64)),
-        col("window_spend_cents").fill_null(lit(0i64)),
-        col("window_spend_prior_cents").fill_null(lit(0i64)),
-    ])
+    let fills: Vec<Expr> = base_fills(unknown).into_iter().map(|(_, e)| e).collect();
+    joined.with_columns(fills)
+}
+
+/// [`base_filled`]'s columns: each one's name and the expression making it
+/// (`in_scope` reads `first_purchase`; the others fill their own nulls).
+pub fn base_fills(unknown: &str) -> Vec<(&'static str, Expr)> {
+    let zero = |c: &'static str| (c, col(c).fill_null(lit(0i64)));
+    vec![
+        (
+            "in_scope",
+            col("first_purchase").is_not_null().alias("in_scope"),
+        ),
+        ("region", col("region").fill_null(lit(unknown))),
+        ("industry", col("industry").fill_null(lit(unknown))),
+        zero("frequency"),
+        zero("revenue_cents"),
+        zero("monetary_cents"),
+        zero("contribution_cents"),
+        zero("window_spend_cents"),
+        zero("window_spend_prior_cents"),
+    ]
 }
 
 #[cfg(test)]

@@ -42,18 +42,57 @@ pub fn tiers_as_of(
         Some(m) => Some(m.clone()),
         None => held_measures(f, date, cfg, false).transpose()?,
     };
+    let held = given.is_some();
     let b = match given {
-        Some(m) => {
-            measures::customer_base(m.lazy(), f.customers_in(None), unknown).select(named(&narrow))
-        }
+        Some(m) => narrow_base(f, &m, &narrow, unknown)?,
         None => f.per_part_sorted(|d, keys, part| {
             let m = measures_query(f, d, keys, date, cfg, false);
             measures::customer_base(m, f.customers_in(part), unknown).select(named(&narrow))
         })?,
     };
-    Ok(pyramid::assign(b, &cfg.pyramid)?
-        .select(named(&keep))
-        .run()?)
+    let tiered = pyramid::assign(b, &cfg.pyramid)?.select(named(&keep));
+    // Held: on the in-memory engine, which keeps the rows' order in one
+    // chunk (the streaming one hands back its morsels).
+    Ok(match held {
+        true => tiered.run_whole()?,
+        false => tiered.run()?,
+    })
+}
+
+/// The `narrow` columns of the customer base from held measures `m`: the
+/// measures and customers are both in customer_id order, so they are
+/// merged on just those columns ([`crate::order::merge_on_id`]) and the
+/// tiering comes out in that order (no hash join on the text ids, no sort
+/// after, ~0.1 s each at 10^6 customers); polars' join when either is not.
+fn narrow_base(f: &Frames, m: &DataFrame, narrow: &[String], unknown: &str) -> Result<LazyFrame> {
+    let customers = f.customers_in(None).run_whole()?;
+    // Each side's columns the narrow base is made from (`in_scope` from
+    // `first_purchase`).
+    let pick = |df: &DataFrame| -> Result<DataFrame> {
+        let names: Vec<&str> = df
+            .get_column_names()
+            .into_iter()
+            .map(|n| n.as_str())
+            .filter(|n| {
+                *n == "customer_id" || *n == "first_purchase" || narrow.iter().any(|c| c == n)
+            })
+            .collect();
+        Ok(df.select(names)?)
+    };
+    Ok(
+        match crate::order::merge_on_id(&pick(m)?, &pick(&customers)?, JoinType::Full)? {
+            Some(joined) => {
+                let fills: Vec<Expr> = measures::base_fills(unknown)
+                    .into_iter()
+                    .filter(|(name, _)| narrow.iter().any(|c| c == name))
+                    .map(|(_, e)| e)
+                    .collect();
+                joined.lazy().with_columns(fills).select(named(narrow))
+            }
+            None => measures::customer_base(m.clone().lazy(), customers.lazy(), unknown)
+                .select(named(narrow)),
+        },
+    )
 }
 
 /// What concentration (dimensions, tier) and migration (tier, revenue)
