@@ -656,11 +656,17 @@ mod tests {
         let n = 3 * BLOCK + 17;
         let mut df = df!(
             "customer_id" => (0..n).map(|i| format!("c{i}")).collect::<Vec<_>>(),
-            "name, \"quoted\"" => (0..n).map(|i| match i % 5 {
+            "name, \"quoted\"" => (0..n).map(|i| match i % 9 {
                 0 => None,
                 1 => Some(String::new()),
                 2 => Some(format!("a,\"b\" {i}")),
                 3 => Some("东方".to_string()),
+                // Up to 12 bytes (held in polars' view) or longer, with a
+                // character to quote or not.
+                4 => Some("twelve bytes".to_string()),
+                5 => Some(format!("a name longer than twelve bytes {i}")),
+                6 => Some("cr\rlf\n".to_string()),
+                7 => Some(format!("a long name, with a comma {i}")),
                 _ => Some(format!("x{i}")),
             }).collect::<Vec<_>>(),
             "flag" => (0..n).map(|i| (i % 3 != 0).then_some(i % 2 == 0)).collect::<Vec<_>>(),
