@@ -327,12 +327,11 @@ fn ascending(ids: &StringChunked, strict: bool) -> bool {
         return (1..a.len()).all(|i| cmp_at(a, i - 1, a, i) <= least);
     }
     let mut prev: Option<&str> = None;
-    ids.null_count() == 0
-        && ids.iter().flatten().all(|s| {
-            let ok = prev.is_none_or(|p| p < s || (!strict && p == s));
-            prev = Some(s);
-            ok
-        })
+    ids.iter().flatten().all(|s| {
+        let ok = prev.is_none_or(|p| p < s || (!strict && p == s));
+        prev = Some(s);
+        ok
+    })
 }
 
 /// `df` in customer_id order, flagged as [`flag_sorted_ids`] flags it:
