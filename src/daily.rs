@@ -409,6 +409,242 @@ impl<'a> ChunkedIds<'a> {
     }
 }
 
+/// The customer ids of a pre-aggregate in (customer_id, day) order, once
+/// each, with `rows`: how many of its rows are that customer's. The store
+/// keeps it beside each segment's pre-aggregate so that a night merges
+/// the files on integers ([`merge_keyed`]) without reading the history's
+/// ids row by row (10^7 texts decoded and compared: most of a uniform
+/// night's merge). `None` when an id is null or out of order.
+pub fn id_runs(daily: &DataFrame) -> PolarsResult<Option<DataFrame>> {
+    use std::cmp::Ordering;
+    let ids = daily.column("customer_id")?.str()?.rechunk();
+    if ids.null_count() > 0 {
+        return Ok(None);
+    }
+    let a = ids.downcast_as_array();
+    let (mut firsts, mut rows): (Vec<IdxSize>, Vec<u32>) = (Vec::new(), Vec::new());
+    for i in 0..a.len() {
+        let new = i == 0
+            || match crate::order::cmp_at(a, i - 1, a, i) {
+                Ordering::Less => true,
+                Ordering::Equal => false,
+                Ordering::Greater => return Ok(None),
+            };
+        match rows.last_mut() {
+            Some(n) if !new => *n += 1,
+            _ => {
+                firsts.push(i as IdxSize);
+                rows.push(1);
+            }
+        }
+    }
+    let ids = ids.take(&IdxCa::from_vec("firsts".into(), firsts))?;
+    let n = rows.len();
+    Ok(Some(DataFrame::new(
+        n,
+        vec![
+            ids.into_column(),
+            UInt32Chunked::from_vec("rows".into(), rows).into_column(),
+        ],
+    )?))
+}
+
+/// [`merge_sorted`] of files given without their customer_id column, each
+/// with its [`id_runs`]: the same pre-aggregate and keys. The id lists
+/// are merged (10^6 ids, not the 10^7 rows), each file's rows get their
+/// customer's number from its runs, and the rows are merged on (cid, day)
+/// as integers. `None` when a file's ids are not strictly increasing, its
+/// runs do not add up to its rows, or its rows are out of (cid, day)
+/// order.
+pub fn merge_keyed(
+    files: Vec<(DataFrame, DataFrame)>,
+) -> PolarsResult<Option<(DataFrame, DataFrame)>> {
+    let Some(mut all) = files.first().map(|f| f.0.clear()) else {
+        return Ok(None);
+    };
+    let mut ids: Vec<StringChunked> = Vec::with_capacity(files.len());
+    let mut runs: Vec<UInt32Chunked> = Vec::with_capacity(files.len());
+    let mut starts = Vec::with_capacity(files.len());
+    for (daily, keys) in files {
+        let i = keys.column("customer_id")?.str()?.rechunk().into_owned();
+        let r = keys.column("rows")?.u32()?.rechunk().into_owned();
+        let rows: u64 = r.iter().map(|n| u64::from(n.unwrap_or(0))).sum();
+        if r.null_count() > 0
+            || !crate::order::strictly_increasing(&i)
+            || rows != daily.height() as u64
+        {
+            return Ok(None);
+        }
+        ids.push(i);
+        runs.push(r);
+        starts.push(all.height());
+        all.vstack_mut_owned(daily)?;
+    }
+    if starts.len() == 1 {
+        all.rechunk_mut_par();
+    } else {
+        // The sums are gathered from their chunks in merged order
+        // (`order::permuted`); only the days are read by row here.
+        let ts = all.column("ts")?.rechunk();
+        all.with_column(ts)?;
+    }
+    let n = all.height();
+    let (numbers, firsts) = merge_id_lists(&ids);
+    let day = all.column("ts")?.date()?.physical().cont_slice()?;
+    // Each row's cid, file after file as stacked, checking that each
+    // customer's days rise (the cids rise with the ids).
+    let mut cid: Vec<IdxSize> = Vec::with_capacity(n);
+    for (numbers, runs) in numbers.iter().zip(&runs) {
+        for (&c, r) in numbers.iter().zip(runs.into_no_null_iter()) {
+            let at = cid.len();
+            if r == 0 || day[at..at + r as usize].windows(2).any(|w| w[0] >= w[1]) {
+                return Ok(None);
+            }
+            cid.extend(std::iter::repeat_n(c, r as usize));
+        }
+    }
+    // (cid, day) as one integer in the same order.
+    let key = |r: usize| (u64::from(cid[r]) << 32) | u64::from((day[r] as u32) ^ (1 << 31));
+    let ends: Vec<usize> = starts.iter().skip(1).copied().chain([n]).collect();
+    let daily = if starts.len() == 1 {
+        all.with_column(IdxCa::from_vec("cid".into(), cid).into_column())?;
+        all
+    } else {
+        let order = merge_runs(&starts, &ends, key);
+        let merged: Vec<IdxSize> = order.iter().map(|&r| cid[r as usize]).collect();
+        drop(cid);
+        let mut daily = crate::order::permuted(all, &IdxCa::from_vec("order".into(), order), false)
+            .map_err(|e| polars_err!(ComputeError: "{e}"))?;
+        daily.with_column(IdxCa::from_vec("cid".into(), merged).into_column())?;
+        daily
+    };
+    // The keys: each customer's id from the first file holding it.
+    let offsets: Vec<usize> = ids
+        .iter()
+        .scan(0, |at, i| {
+            let o = *at;
+            *at += i.len();
+            Some(o)
+        })
+        .collect();
+    let mut every = ids[0].clone();
+    for i in &ids[1..] {
+        every.append(i)?;
+    }
+    let at: Vec<IdxSize> = firsts
+        .iter()
+        .map(|&(k, i)| (offsets[k] + i as usize) as IdxSize)
+        .collect();
+    let customers = at.len();
+    let keys = DataFrame::new(
+        customers,
+        vec![
+            IdxCa::from_vec("cid".into(), (0..customers as IdxSize).collect()).into_column(),
+            every
+                .rechunk()
+                .take(&IdxCa::from_vec("at".into(), at))?
+                .into_column(),
+        ],
+    )?;
+    Ok(Some((daily, keys)))
+}
+
+/// Merges strictly increasing id lists: each list's ids numbered in the
+/// merged order (an id in several lists gets one number), and for each
+/// number the (list, position) first holding it. A list's ids are taken
+/// in runs, a run's end found by bisection against the other lists' next
+/// id, so a night's few ids cut the history's list ~2 × their count
+/// times and the rest is numbered without a comparison.
+fn merge_id_lists(ids: &[StringChunked]) -> (Vec<Vec<IdxSize>>, Vec<(usize, IdxSize)>) {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let arrays: Vec<_> = ids.iter().map(|i| i.downcast_as_array()).collect();
+    let mut numbers: Vec<Vec<IdxSize>> = arrays.iter().map(|a| vec![0; a.len()]).collect();
+    let mut firsts: Vec<(usize, IdxSize)> = Vec::new();
+    let mut heap: BinaryHeap<Reverse<(&str, usize)>> = BinaryHeap::new();
+    for (k, a) in arrays.iter().enumerate() {
+        if a.len() > 0 {
+            heap.push(Reverse((a.value(0), k)));
+        }
+    }
+    let mut next = vec![0usize; arrays.len()];
+    let mut last: Option<&str> = None;
+    while let Some(Reverse((id, k))) = heap.pop() {
+        let (a, r) = (arrays[k], next[k]);
+        let end = match heap.peek() {
+            Some(Reverse((top, _))) => {
+                let (mut lo, mut hi) = (r + 1, a.len());
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    if a.value(mid) < *top {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                lo
+            }
+            None => a.len(),
+        };
+        // Only the run's first id can equal the one numbered before it
+        // (another list's); the rest are each new.
+        if last != Some(id) {
+            firsts.push((k, r as IdxSize));
+        }
+        numbers[k][r] = firsts.len() as IdxSize - 1;
+        for (i, number) in numbers[k].iter_mut().enumerate().take(end).skip(r + 1) {
+            firsts.push((k, i as IdxSize));
+            *number = firsts.len() as IdxSize - 1;
+        }
+        last = Some(a.value(end - 1));
+        next[k] = end;
+        if end < a.len() {
+            heap.push(Reverse((a.value(end), k)));
+        }
+    }
+    (numbers, firsts)
+}
+
+/// The rows of files `starts[k]..ends[k]`, each in ascending `key` order,
+/// merged: a file's rows in runs up to the other files' next row (ties:
+/// the lower file first), each run's end found by bisection.
+fn merge_runs(starts: &[usize], ends: &[usize], key: impl Fn(usize) -> u64) -> Vec<IdxSize> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let mut order = Vec::with_capacity(ends.last().copied().unwrap_or(0));
+    let mut heap: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
+    for (k, (&s, &e)) in starts.iter().zip(ends).enumerate() {
+        if s < e {
+            heap.push(Reverse((key(s), k)));
+        }
+    }
+    let mut next = starts.to_vec();
+    while let Some(Reverse((_, k))) = heap.pop() {
+        let (r, e) = (next[k], ends[k]);
+        let end = match heap.peek() {
+            Some(Reverse(top)) => {
+                let (mut lo, mut hi) = (r + 1, e);
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    if (key(mid), k) < *top {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                lo
+            }
+            None => e,
+        };
+        order.extend((r..end).map(|r| r as IdxSize));
+        next[k] = end;
+        if end < e {
+            heap.push(Reverse((key(end), k)));
+        }
+    }
+    order
+}
+
 /// `per_cid` (keyed by `cid`) with each customer's `customer_id` from `keys`.
 pub fn with_customer_id(per_cid: LazyFrame, keys: LazyFrame) -> LazyFrame {
     per_cid.join(
@@ -527,10 +763,11 @@ mod tests {
     /// Three random files (a day belongs to one file, as in the store):
     /// the merge equals keying the stacked files and sorting them, with
     /// runs long and short, and customers continuing across a file switch.
-    #[test]
-    fn random_sorted_files_merge_as_stacked_and_sorted() {
-        let mut next = crate::testing::lcg(5);
-        let files: Vec<DataFrame> = (0..3)
+    /// Three random pre-aggregate files in (customer_id, day) order, a
+    /// day belonging to one file, as in the store.
+    fn random_files(seed: u64) -> Vec<DataFrame> {
+        let mut next = crate::testing::lcg(seed);
+        (0..3)
             .map(|k| {
                 let rows = [3000, 40, 700][k];
                 let mut pairs: Vec<(String, i32)> = (0..rows)
@@ -552,7 +789,12 @@ mod tests {
                 )
                 .unwrap()
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn random_sorted_files_merge_as_stacked_and_sorted() {
+        let files = random_files(5);
         let (daily, keys) = merge_sorted(files.clone()).unwrap().unwrap();
         // The same files in several chunks each (a file read back in row
         // groups) merge the same way.
@@ -587,6 +829,95 @@ mod tests {
                 .unwrap();
         assert!(keys.equals(&k), "{keys}");
         assert!(daily.equals(&want), "{daily}");
+    }
+
+    fn strs_of(df: &DataFrame) -> Vec<String> {
+        let ids = df.column("customer_id").unwrap().str().unwrap();
+        ids.iter().map(|v| v.unwrap().to_string()).collect()
+    }
+
+    #[test]
+    fn id_runs_count_each_customers_rows() {
+        let day = |n: i32| from_epoch_days(n);
+        let daily = df!(
+            "customer_id" => ["a", "a", "a", "b", "c", "c"],
+            "ts" => [day(1), day(2), day(5), day(1), day(3), day(4)],
+        )
+        .unwrap();
+        let runs = id_runs(&daily).unwrap().unwrap();
+        let want = df!("customer_id" => ["a", "b", "c"], "rows" => [3u32, 1, 2]).unwrap();
+        assert!(runs.equals(&want), "{runs}");
+        let back = daily
+            .take(&IdxCa::from_vec("o".into(), vec![3, 0, 1, 2, 4, 5]))
+            .unwrap();
+        assert!(id_runs(&back).unwrap().is_none());
+    }
+
+    /// The files read without their ids, each with its id runs, merge
+    /// into what [`merge_sorted`] makes of them; whatever does not add up
+    /// is refused.
+    #[test]
+    fn keyed_files_merge_as_the_files_with_their_ids_do() {
+        for seed in [5, 6, 7] {
+            let files = random_files(seed);
+            let keyed = |files: &[DataFrame]| -> Vec<(DataFrame, DataFrame)> {
+                files
+                    .iter()
+                    .map(|f| {
+                        let runs = id_runs(f).unwrap().unwrap();
+                        (f.drop("customer_id").unwrap(), runs)
+                    })
+                    .collect()
+            };
+            let (daily, keys) = merge_sorted(files.clone()).unwrap().unwrap();
+            for subset in [&files[..], &files[1..2], &files[..2]] {
+                let (d, k) = merge_keyed(keyed(subset)).unwrap().unwrap();
+                let (want_d, want_k) = merge_sorted(subset.to_vec()).unwrap().unwrap();
+                assert!(d.equals(&want_d) && k.equals(&want_k), "seed {seed}: {d}");
+            }
+            // Read back in row groups (several chunks a column).
+            let chunked: Vec<(DataFrame, DataFrame)> = keyed(&files)
+                .into_iter()
+                .map(|(d, k)| {
+                    let mut c = d.slice(0, 3);
+                    c.vstack_mut(&d.slice(3, d.height())).unwrap();
+                    (c, k)
+                })
+                .collect();
+            let (d, k) = merge_keyed(chunked).unwrap().unwrap();
+            assert!(d.equals(&daily) && k.equals(&keys));
+            // Runs adding up to a row too many, ids out of order.
+            let mut short = keyed(&files);
+            let rows = short[1].1.column("rows").unwrap().u32().unwrap().clone();
+            let fewer: Vec<u32> = rows
+                .into_no_null_iter()
+                .enumerate()
+                .map(|(i, n)| n + (i == 0) as u32)
+                .collect();
+            short[1]
+                .1
+                .with_column(UInt32Chunked::from_vec("rows".into(), fewer).into_column())
+                .unwrap();
+            assert!(merge_keyed(short).unwrap().is_none());
+            let mut swapped = keyed(&files);
+            let n = swapped[0].1.height() as IdxSize;
+            let order: Vec<IdxSize> = (0..n).rev().collect();
+            swapped[0].1 = swapped[0]
+                .1
+                .take(&IdxCa::from_vec("o".into(), order))
+                .unwrap();
+            assert!(merge_keyed(swapped).unwrap().is_none());
+            // A customer's second day made its first.
+            let ids = strs_of(&files[2]);
+            let i = (1..ids.len()).find(|&i| ids[i] == ids[i - 1]).unwrap();
+            let mut repeated = keyed(&files);
+            let ts = repeated[2].0.column("ts").unwrap().clone();
+            let mut days = ts.slice(0, i);
+            days.append(&ts.slice(i as i64 - 1, 1)).unwrap();
+            days.append(&ts.slice(i as i64 + 1, ts.len())).unwrap();
+            repeated[2].0.with_column(days).unwrap();
+            assert!(merge_keyed(repeated).unwrap().is_none());
+        }
     }
 
     #[test]

@@ -307,7 +307,7 @@ pub fn in_order(ids: &StringChunked) -> bool {
 }
 
 /// Whether `ids` hold no null and each id is greater than the one before.
-fn strictly_increasing(ids: &StringChunked) -> bool {
+pub(crate) fn strictly_increasing(ids: &StringChunked) -> bool {
     ascending(ids, true)
 }
 
@@ -482,7 +482,12 @@ pub fn id_column(df: &DataFrame) -> Result<StringChunked> {
 /// a longer one's first 4 bytes. `str`'s comparison calls memcmp for
 /// every pair: most of a merge's walk over 10^6 ids.
 #[inline]
-fn cmp_at(a: &Array<StringType>, i: usize, b: &Array<StringType>, j: usize) -> std::cmp::Ordering {
+pub(crate) fn cmp_at(
+    a: &Array<StringType>,
+    i: usize,
+    b: &Array<StringType>,
+    j: usize,
+) -> std::cmp::Ordering {
     use polars_arrow::array::View;
     let (x, y) = (a.views()[i], b.views()[j]);
     if let (Some(p), Some(q)) = (inline_key(x), inline_key(y)) {

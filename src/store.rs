@@ -13,6 +13,8 @@
 //!                           /hashes.u64      XXH3-64 of each stored txn_id, sorted (ingest::hashes)
 //!                           /daily.parquet   customer × day pre-aggregate,
 //!                                            sorted by customer_id (LZ4)
+//!                           /daily.keys.parquet  its customer ids once each,
+//!                                            with their count of rows
 //! _store/tierings/<date>-<hash>.parquet    earlier dates' tierings, kept
 //!                                          for the next run (see
 //!                                          crate::snapshot::TieringCache)
@@ -48,6 +50,9 @@ use crate::io::{self, LINE, Run, WorkDir};
 pub const STORE_DIR: &str = "_store";
 const CATALOG: &str = "catalog.json";
 const SEGMENTS: &str = "segments";
+/// Beside a segment's `daily.parquet`: its customer ids, once each in
+/// order, with their count of rows ([`crate::daily::id_runs`]).
+const DAILY_KEYS: &str = "daily.keys.parquet";
 /// The stored layout's version: a store of another layout (or written by
 /// another tiering version, whose typing may differ) is typed again.
 const FORMAT: u32 = 1;
@@ -535,9 +540,13 @@ fn merge_segment(
         )?;
     } else {
         // No row: the first member's (empty) pre-aggregate, for its schema.
-        let from = source(&files[members[0]], "daily.parquet");
-        let to = staged.join("daily.parquet");
-        fs::copy(&from, &to).map_err(Error::io(&to))?;
+        for name in ["daily.parquet", DAILY_KEYS] {
+            let (from, to) = (source(&files[members[0]], name), staged.join(name));
+            // A segment written before the keys were kept has none.
+            if name == "daily.parquet" || from.exists() {
+                fs::copy(&from, &to).map_err(Error::io(&to))?;
+            }
+        }
     }
     let target = segments.join(&name);
     fs::rename(&staged, &target).map_err(Error::io(&target))?;
@@ -767,9 +776,13 @@ fn write_daily(
             }
         }
     };
+    let keys_out = out.with_file_name(DAILY_KEYS);
     if rows as u64 * SORTED_BYTES_PER_ROW <= budget {
         let mut df = build(io::scan_parquet(typed)?)?;
         io::write_spill(&mut df, out)?;
+        if let Some(mut keys) = crate::daily::id_runs(&df)? {
+            io::write_spill(&mut keys, &keys_out)?;
+        }
         return Ok(Some(df));
     }
     let parts = (rows as u64 * SORTED_BYTES_PER_ROW).div_ceil(budget.max(1));
@@ -783,12 +796,27 @@ fn write_daily(
     let mut edges: Vec<Option<&str>> = vec![None];
     edges.extend(bounds.iter().map(|b| Some(b.as_str())));
     edges.push(None);
+    // Each part's id runs as it is written: the parts are consecutive id
+    // ranges, so theirs stacked are the file's.
+    let mut keys: Option<DataFrame> = Some(DataFrame::empty());
     io::write_spill_parts(
         out,
-        edges
-            .windows(2)
-            .map(|w| build(io::scan_parquet(typed)?.filter(crate::daily::id_range(w[0], w[1])))),
+        edges.windows(2).map(|w| {
+            let df = build(io::scan_parquet(typed)?.filter(crate::daily::id_range(w[0], w[1])))?;
+            keys = match (keys.take(), crate::daily::id_runs(&df)?) {
+                (Some(all), Some(part)) if all.width() == 0 => Some(part),
+                (Some(mut all), Some(part)) => {
+                    all.vstack_mut_owned(part)?;
+                    Some(all)
+                }
+                _ => None,
+            };
+            Ok(df)
+        }),
     )?;
+    if let Some(mut keys) = keys.filter(|k| k.width() > 0) {
+        io::write_spill(&mut keys, &keys_out)?;
+    }
     Ok(None)
 }
 
@@ -1048,6 +1076,35 @@ impl View {
         let scans = segments
             .iter()
             .map(|seg| io::scan_parquet(&self.segment(seg, "daily.parquet")))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(scans))
+    }
+
+    /// [`View::daily_per_file`] as the fast plan merges them
+    /// ([`crate::daily::merge_keyed`]): each segment's pre-aggregate
+    /// without its customer_id column, with its [`DAILY_KEYS`]. `None`
+    /// where `daily_per_file` is, or when a segment has no keys file (one
+    /// written before they were kept).
+    pub fn daily_keyed_per_file(&self) -> Result<Option<Vec<(LazyFrame, LazyFrame)>>> {
+        let (segments, spans) = self.dated_segments();
+        if segments.is_empty() || !contested_days(&spans).is_empty() {
+            return Ok(None);
+        }
+        if !segments
+            .iter()
+            .all(|seg| self.segment(seg, DAILY_KEYS).exists())
+        {
+            return Ok(None);
+        }
+        let scans = segments
+            .iter()
+            .map(|seg| {
+                Ok((
+                    io::scan_parquet(&self.segment(seg, "daily.parquet"))?
+                        .drop(cols(["customer_id"])),
+                    io::scan_parquet(&self.segment(seg, DAILY_KEYS))?,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(scans))
     }

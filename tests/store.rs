@@ -554,11 +554,82 @@ fn a_pre_aggregate_over_the_memory_budget_is_built_in_parts() {
     assert_eq!(ids, sorted);
     let net: i64 = ints(&daily, "net_cents").into_iter().flatten().sum();
     assert_eq!(net, amounts(&s.history));
+    // The id runs kept beside it, from the parts together: each id once,
+    // with its count of rows.
+    let runs = read_parquet(&out.join("_store/segments/seg-000001/daily.keys.parquet"));
+    let mut distinct = sorted.clone();
+    distinct.dedup();
+    let run_ids: Vec<String> = strs(&runs, "customer_id").into_iter().flatten().collect();
+    assert_eq!(run_ids, distinct);
+    let counts: Vec<i64> = ints(&runs, "rows").into_iter().flatten().collect();
+    let by_hand: Vec<i64> = distinct
+        .iter()
+        .map(|d| ids.iter().filter(|i| *i == d).count() as i64)
+        .collect();
+    assert_eq!(counts, by_hand);
 
     let next = ok_run(&s, "parts", "");
     assert_eq!(names(&next["store"]["ingested"]).len(), 0);
     let whole = from_scratch(&s, "whole", "");
     assert_same_tables(&snap(&out), &whole, &["manifest", "report"]);
+}
+
+/// `_ingest/customers.parquet`'s inode under `out`: a rewrite (a rename
+/// into place) gives it a new one.
+fn typed_customers_inode(out: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(out.join("_ingest/customers.parquet"))
+        .unwrap()
+        .ino()
+}
+
+/// A night whose file shares no day with the history: the stored
+/// pre-aggregates are merged on integers by the id runs kept beside each
+/// segment's, and a store without them (as written before they were
+/// kept) merges them by their ids; the tables equal a run from scratch
+/// either way. The customers' typed copy is not rewritten while they
+/// are unchanged.
+#[test]
+fn a_night_merges_the_stored_pre_aggregates_by_their_id_runs() {
+    let s = Setup::new("store-keyed", 41);
+    let day = |l: &str| l.split(',').nth(2).unwrap_or("").to_string();
+    let pick = |later: bool| -> String {
+        let mut lines = s.history.lines().chain(s.night.lines().skip(1));
+        let mut out = format!("{}\n", lines.next().unwrap());
+        for l in lines.filter(|l| (day(l).as_str() > "2010-12-20") == later) {
+            out.push_str(l);
+            out.push('\n');
+        }
+        out
+    };
+    let (history, night) = (pick(false), pick(true));
+    assert!(night.lines().count() > 10);
+    s.put("t_1.csv", &history);
+    ok_run(&s, "inc", "");
+    let inode = typed_customers_inode(&s.out("inc"));
+    s.put("t_2.csv", &night);
+    let merged = "stored pre-aggregates merged by their id runs merged=true";
+    let o = run_with(&s, "inc", "", &[], &["-vv"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains(merged), "{err}");
+    assert_eq!(typed_customers_inode(&s.out("inc")), inode);
+    let full = from_scratch(&s, "full", "");
+    assert_same_tables(&snap(&s.out("inc")), &full, &["manifest", "report"]);
+
+    let segs = s.out("inc").join("_store/segments");
+    let mut removed = 0;
+    for seg in std::fs::read_dir(&segs).unwrap() {
+        let keys = seg.unwrap().path().join("daily.keys.parquet");
+        removed += std::fs::remove_file(keys).is_ok() as usize;
+    }
+    assert_eq!(removed, 2);
+    let o = run_with(&s, "inc", "", &[], &["-vv"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && !err.contains("by their id runs"),
+        "{err}"
+    );
+    assert_same_tables(&snap(&s.out("inc")), &full, &["manifest", "report"]);
 }
 
 /// The auxiliary tierings kept under the store, by file name (the date,
@@ -696,11 +767,20 @@ fn customers_and_interactions_are_read_back_only_while_their_bytes_are_unchanged
         .unwrap()
         .set_modified(mtime)
         .unwrap();
+    let typed = typed_customers_inode(&s.out("inc"));
     let third = ok_run(&s, "inc", "");
     assert_eq!(
         third["store"]["tables_reused"],
         serde_json::json!(["interactions"])
     );
+    // The typed copy is written anew, with the new region.
+    assert_ne!(typed_customers_inode(&s.out("inc")), typed);
+    let copy = read_parquet(&s.out("inc").join("_ingest/customers.parquet"));
+    let row = strs(&copy, "customer_id")
+        .iter()
+        .position(|c| c.as_deref() == Some(id.as_str()))
+        .unwrap();
+    assert_eq!(strs(&copy, "region")[row].as_deref(), Some(new.as_str()));
     let scores = read_parquet(&snap(&s.out("inc")).join("customer_scores.parquet"));
     let at = strs(&scores, "customer_id")
         .iter()

@@ -35,23 +35,25 @@ pub(super) struct Checked {
 /// `table` as checked: read back from the store under `store` when an
 /// earlier run checked the same bytes with the same settings, otherwise
 /// built by `build` from the files' identities and kept there. Returns
-/// whether it was read back. Without a store, always built.
+/// whether it was read back, and the kept entry's name (what the table
+/// was made from). Without a store, always built, and no name.
 pub(super) fn checked(
     table: &'static str,
     input: &InputFile,
     cfg: &Config,
     store: Option<&Path>,
     build: impl FnOnce(Vec<InputFileInfo>) -> Result<Checked>,
-) -> Result<(Checked, bool)> {
+) -> Result<(Checked, bool, Option<String>)> {
     let files = io::expand_inputs(table, &input.path)?
         .iter()
         .map(|f| file_identity(f))
         .collect::<Result<Vec<_>>>()?;
     let Some(store) = store else {
-        return Ok((build(files)?, false));
+        return Ok((build(files)?, false, None));
     };
     let dir = store.join(TABLES);
-    let stem = dir.join(format!("{table}-{:032x}", key(table, input, cfg, &files)?));
+    let name = format!("{table}-{:032x}", key(table, input, cfg, &files)?);
+    let stem = dir.join(&name);
     let paths = Paths {
         valid: stem.with_extension("parquet"),
         rejects: stem.with_extension("rejects.parquet"),
@@ -66,7 +68,7 @@ pub(super) fn checked(
                     kept.modified_unix = now.modified_unix;
                 }
                 prune(&dir, table, &paths)?;
-                return Ok((c, true));
+                return Ok((c, true, Some(name)));
             }
             Err(e) => {
                 tracing::warn!(table, error = %e, "a kept checked table could not be read; checking the input again");
@@ -89,7 +91,7 @@ pub(super) fn checked(
         std::fs::write(tmp, &json).map_err(Error::io(tmp))
     })?;
     prune(&dir, table, &paths)?;
-    Ok((c, false))
+    Ok((c, false, Some(name)))
 }
 
 struct Paths {

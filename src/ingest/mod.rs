@@ -124,6 +124,10 @@ pub struct Ingested {
     /// Transaction rows this process read (from the input files or the
     /// store's typed copy); 0 on the Spark engine.
     pub transaction_rows_read_locally: usize,
+    /// By table (customers, interactions): what its typed frame was made
+    /// from, when the store kept it (the kept entry, and the as-of date
+    /// for interactions): `_ingest/` is not rewritten from the same.
+    pub typed_from: BTreeMap<String, String>,
 }
 
 pub(crate) fn enforce_ratio(
@@ -331,10 +335,11 @@ pub(crate) fn with_other_tables(
 ) -> Result<(Ingested, Vec<String>)> {
     let limit = cfg.ingest.max_reject_ratio;
     let mut reused = Vec::new();
+    let mut typed_from = BTreeMap::new();
     // Customers. The reject ratio is checked again on a kept table: the
     // limit is not part of its name.
     let input = &cfg.inputs.customers;
-    let (c, hit) = kept::checked("customers", input, cfg, store, |files| {
+    let (c, hit, from) = kept::checked("customers", input, cfg, store, |files| {
         let (valid, rejects, mut rep) = read_checked("customers", input, cfg, files)?;
         let (valid, dups, later) = drop_duplicates(
             "customers",
@@ -360,6 +365,9 @@ pub(crate) fn with_other_tables(
     if hit {
         reused.push("customers".to_string());
     }
+    if let Some(from) = from {
+        typed_from.insert("customers".to_string(), from);
+    }
     enforce_ratio("customers", &input.path, &c.report, limit)?;
     all_rejects.push(c.rejects);
     reports.insert("customers".to_string(), c.report);
@@ -370,7 +378,7 @@ pub(crate) fn with_other_tables(
     let interactions = match &cfg.inputs.interactions {
         None => None,
         Some(input) => {
-            let (c, hit) = kept::checked("interactions", input, cfg, store, |files| {
+            let (c, hit, from) = kept::checked("interactions", input, cfg, store, |files| {
                 let (valid, rejects, report) = read_checked("interactions", input, cfg, files)?;
                 Ok(kept::Checked {
                     valid: valid.run()?,
@@ -380,6 +388,10 @@ pub(crate) fn with_other_tables(
             })?;
             if hit {
                 reused.push("interactions".to_string());
+            }
+            if let Some(from) = from {
+                // Rows after the as-of date are set aside below.
+                typed_from.insert("interactions".to_string(), format!("{from} as of {as_of}"));
             }
             let mut rep = c.report;
             enforce_ratio("interactions", &input.path, &rep, limit)?;
@@ -422,6 +434,7 @@ pub(crate) fn with_other_tables(
         rejects,
         report: reports,
         as_of,
+        typed_from,
     };
     Ok((ing, reused))
 }

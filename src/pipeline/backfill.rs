@@ -138,6 +138,7 @@ pub fn backfill(
         report: ing.report.clone(),
         as_of: d,
         transaction_rows_read_locally: ing.transaction_rows_read_locally,
+        typed_from: Default::default(),
     };
     let outcome = |d: NaiveDate, path: PathBuf, scored: &Scored| RunOutcome {
         snapshot: path,

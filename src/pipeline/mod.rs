@@ -294,9 +294,38 @@ pub fn write_ingested(ing: &Ingested, out: &Path) -> Result<PathBuf> {
     }
     for (name, df) in tables {
         let path = dir.join(format!("{name}.parquet"));
+        // Beside the file: what it was written from, and its length. A
+        // night whose customers are the store's kept ones leaves the file
+        // alone (rewriting 10^6 customers took 0.36–0.61 s of a uniform
+        // 10^7 night, beside the pre-aggregate's merge).
+        let stamp = dir.join(format!("{name}.parquet.from"));
+        let from = ing.typed_from.get(name);
+        let written_from = |len: u64| from.map(|f| format!("{f}\n{len}\n"));
+        let len = std::fs::metadata(&path).map(|m| m.len()).ok();
+        let same = match (len, written_from(len.unwrap_or(0))) {
+            (Some(_), Some(want)) => std::fs::read_to_string(&stamp).ok() == Some(want),
+            _ => false,
+        };
+        if same {
+            continue;
+        }
+        // Gone before the file changes: a run killed in between leaves no
+        // stamp, and the next one writes the file again.
+        match std::fs::remove_file(&stamp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io(&stamp)(e));
+            }
+            _ => {}
+        }
         // The writer may rechunk, so it gets its own (cheap, shared) copy.
         let mut df = df.clone();
         crate::io::write_atomically(&path, |tmp| io::write_parquet(&mut df, tmp))?;
+        let len = std::fs::metadata(&path).map_err(Error::io(&path))?.len();
+        if let Some(text) = written_from(len) {
+            crate::io::write_atomically(&stamp, |tmp| {
+                std::fs::write(tmp, text).map_err(Error::io(tmp))
+            })?;
+        }
     }
     Ok(dir)
 }
@@ -426,7 +455,14 @@ fn frames(
                 // summing path whatever was built.
                 let merged = match (fresh, v.daily_per_file()?) {
                     (Some(dfs), Some(_)) => snapshot::Daily::from_sorted_frames(dfs)?,
-                    (None, Some(files)) => snapshot::Daily::from_sorted_files(files)?,
+                    (None, Some(files)) => match v.daily_keyed_per_file()? {
+                        Some(keyed) => snapshot::Daily::from_keyed_files(keyed)?,
+                        None => None,
+                    }
+                    .map_or_else(
+                        || snapshot::Daily::from_sorted_files(files),
+                        |d| Ok(Some(d)),
+                    )?,
                     (_, None) => None,
                 };
                 match merged {

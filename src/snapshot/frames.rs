@@ -51,6 +51,21 @@ impl Daily {
         Daily::from_sorted_frames(files)
     }
 
+    /// [`Daily::from_sorted_files`] of the store's files read without
+    /// their ids, each with its id runs ([`crate::daily::merge_keyed`]).
+    pub fn from_keyed_files(files: Vec<(LazyFrame, LazyFrame)>) -> Result<Option<Daily>> {
+        let files = files
+            .into_iter()
+            .map(|(d, k)| Ok((d.run()?, k.run()?)))
+            .collect::<PolarsResult<Vec<_>>>()?;
+        let merged = crate::daily::merge_keyed(files)?;
+        tracing::debug!(
+            merged = merged.is_some(),
+            "stored pre-aggregates merged by their id runs"
+        );
+        Ok(merged.map(|(daily, keys)| Daily::Memory { daily, keys }))
+    }
+
     /// [`Daily::from_sorted_files`] of frames already read.
     pub fn from_sorted_frames(files: Vec<DataFrame>) -> Result<Option<Daily>> {
         Ok(crate::daily::merge_sorted(files)?.map(|(daily, keys)| Daily::Memory { daily, keys }))
