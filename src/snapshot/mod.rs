@@ -322,6 +322,25 @@ fn report_years(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Vec<concentration
 
 /// How many of the customer ids `ids` (each once) the customers table lacks.
 fn not_in_customers(f: &Frames, ids: LazyFrame) -> Result<usize> {
+    // Both in customer_id order (the fast plan's: keys and the checked
+    // customers): one merge walk, where polars' anti join hashed 10^6
+    // text ids (~0.1 s of a night's CPU).
+    if let Daily::Memory { .. } = f.daily {
+        let (ids, customers) = (
+            ids.clone().run()?,
+            f.customers.clone().select([col("customer_id")]).run()?,
+        );
+        let (ids, customers) = (
+            crate::order::id_column(&ids)?,
+            crate::order::id_column(&customers)?,
+        );
+        let mut missing = 0;
+        if crate::order::merge_walk(&ids, &customers, |i, c| {
+            missing += (i.is_some() && c.is_none()) as usize
+        }) {
+            return Ok(missing);
+        }
+    }
     Ok(ids
         .join(
             f.customers.clone().select([col("customer_id")]),
