@@ -71,12 +71,35 @@ pub fn label_positions(column: &Column, labels: &[String]) -> Option<Vec<u8>> {
         return None;
     }
     let t = column.str().ok()?;
+    // Labels of up to 12 bytes as the integers their views hold
+    // ([`crate::order::inline_key`]): a row's tier is then matched without
+    // a memcmp call per label (~1% of a night's CPU in the concentration
+    // summary).
+    let keys: Vec<Option<u128>> = labels
+        .iter()
+        .map(|l| {
+            let b = l.as_bytes();
+            (b.len() <= polars_arrow::array::View::MAX_INLINE_SIZE as usize)
+                .then(|| crate::order::inline_key(polars_arrow::array::View::new_inline(b)))
+                .flatten()
+        })
+        .collect();
+    use polars_arrow::array::Array as _;
     let mut out = Vec::with_capacity(t.len());
-    for v in t.iter() {
-        out.push(match v {
-            None => n as u8,
-            Some(v) => labels.iter().position(|l| l == v)? as u8,
-        });
+    for a in t.downcast_iter() {
+        let valid = a.validity();
+        for (i, view) in a.views().iter().enumerate() {
+            if valid.is_some_and(|v| !v.get_bit(i)) {
+                out.push(n as u8);
+                continue;
+            }
+            let at = match crate::order::inline_key(*view) {
+                Some(k) => keys.iter().position(|l| *l == Some(k)),
+                // Too long to be any inline label: compared as text.
+                None => labels.iter().position(|l| l == a.value(i)),
+            };
+            out.push(at? as u8);
+        }
     }
     Some(out)
 }
@@ -103,4 +126,31 @@ pub fn tier_summary(full: LazyFrame, schemes: &[TierScheme]) -> Result<DataFrame
         );
     }
     Ok(concat(parts, UnionArgs::default())?.run()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_positions_match_short_and_long_labels_through_chunks() {
+        let labels: Vec<String> = ["A", "twelve bytes", "thirteen byte", "重要价值客户"]
+            .map(String::from)
+            .to_vec();
+        let mut c = Column::new(
+            "tier".into(),
+            [Some("twelve bytes"), None, Some("A"), Some("重要价值客户")],
+        );
+        c.append(&Column::new(
+            "tier".into(),
+            [Some("thirteen byte"), Some("A")],
+        ))
+        .unwrap();
+        assert_eq!(label_positions(&c, &labels), Some(vec![1, 4, 0, 3, 2, 0]));
+        // Not a label: a prefix of one, and one of them a byte longer.
+        for stray in ["twelve byte", "twelve bytes!", "重要价值客"] {
+            let c = Column::new("tier".into(), [Some("A"), Some(stray)]);
+            assert_eq!(label_positions(&c, &labels), None, "{stray}");
+        }
+    }
 }
