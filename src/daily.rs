@@ -292,8 +292,6 @@ fn merge_order(
     ends: &[usize],
 ) -> PolarsResult<Option<(Vec<IdxSize>, Vec<IdxSize>, Vec<IdxSize>)>> {
     use std::cmp::Ordering;
-    use std::cmp::Reverse;
-    use std::collections::BinaryHeap;
     let ids = ChunkedIds::new(all.column("customer_id")?.str()?);
     let day = all.column("ts")?.date()?.physical().cont_slice()?;
     let n = all.height();
@@ -334,33 +332,8 @@ fn merge_order(
     let (mut order, mut firsts, mut cid) =
         (Vec::with_capacity(n), Vec::new(), Vec::with_capacity(n));
     let key = |r: usize| (ids.value(r), day[r]);
-    let mut heap: BinaryHeap<Reverse<((&str, i32), usize)>> = BinaryHeap::new();
-    let mut next = starts.to_vec();
-    for (k, &a) in starts.iter().enumerate() {
-        if a < ends[k] {
-            heap.push(Reverse((key(a), k)));
-        }
-    }
     let mut previous: Option<&str> = None;
-    while let Some(Reverse((_, k))) = heap.pop() {
-        // File k's rows up to the other files' next row (ties: file k's
-        // first, as a pop would take them).
-        let (r, e) = (next[k], ends[k]);
-        let end = match heap.peek() {
-            Some(Reverse(top)) => {
-                let (mut lo, mut hi) = (r + 1, e);
-                while lo < hi {
-                    let mid = lo + (hi - lo) / 2;
-                    if (key(mid), k) < *top {
-                        lo = mid + 1;
-                    } else {
-                        hi = mid;
-                    }
-                }
-                lo
-            }
-            None => e,
-        };
+    merge_runs(starts, ends, key, |r, end| {
         // The run's first row is compared with the row taken before it
         // (another file's, perhaps); the rest were noted by the check.
         for (row, &noted) in new_id.iter().enumerate().take(end).skip(r) {
@@ -376,11 +349,7 @@ fn merge_order(
             cid.push(firsts.len() as IdxSize - 1);
         }
         previous = Some(ids.value(end - 1));
-        next[k] = end;
-        if end < e {
-            heap.push(Reverse((key(end), k)));
-        }
-    }
+    });
     Ok(Some((order, firsts, cid)))
 }
 
@@ -510,7 +479,10 @@ pub fn merge_keyed(
         all.with_column(IdxCa::from_vec("cid".into(), cid).into_column())?;
         all
     } else {
-        let order = merge_runs(&starts, &ends, key);
+        let mut order: Vec<IdxSize> = Vec::with_capacity(n);
+        merge_runs(&starts, &ends, key, |r, end| {
+            order.extend((r..end).map(|r| r as IdxSize))
+        });
         let merged: Vec<IdxSize> = order.iter().map(|&r| cid[r as usize]).collect();
         drop(cid);
         let mut daily = crate::order::permuted(all, &IdxCa::from_vec("order".into(), order), false)
@@ -556,39 +528,29 @@ pub fn merge_keyed(
 /// id, so a night's few ids cut the history's list ~2 × their count
 /// times and the rest is numbered without a comparison.
 fn merge_id_lists(ids: &[StringChunked]) -> (Vec<Vec<IdxSize>>, Vec<(usize, IdxSize)>) {
-    use std::cmp::Reverse;
-    use std::collections::BinaryHeap;
     let arrays: Vec<_> = ids.iter().map(|i| i.downcast_as_array()).collect();
+    // The lists as one row range each, back to back.
+    let mut starts = Vec::with_capacity(arrays.len());
+    let mut at = 0;
+    for a in &arrays {
+        starts.push(at);
+        at += a.len();
+    }
+    let ends: Vec<usize> = starts.iter().skip(1).copied().chain([at]).collect();
+    let list = |r: usize| starts.partition_point(|&s| s <= r) - 1;
+    let id = |r: usize| {
+        let k = list(r);
+        arrays[k].value(r - starts[k])
+    };
     let mut numbers: Vec<Vec<IdxSize>> = arrays.iter().map(|a| vec![0; a.len()]).collect();
     let mut firsts: Vec<(usize, IdxSize)> = Vec::new();
-    let mut heap: BinaryHeap<Reverse<(&str, usize)>> = BinaryHeap::new();
-    for (k, a) in arrays.iter().enumerate() {
-        if a.len() > 0 {
-            heap.push(Reverse((a.value(0), k)));
-        }
-    }
-    let mut next = vec![0usize; arrays.len()];
     let mut last: Option<&str> = None;
-    while let Some(Reverse((id, k))) = heap.pop() {
-        let (a, r) = (arrays[k], next[k]);
-        let end = match heap.peek() {
-            Some(Reverse((top, _))) => {
-                let (mut lo, mut hi) = (r + 1, a.len());
-                while lo < hi {
-                    let mid = lo + (hi - lo) / 2;
-                    if a.value(mid) < *top {
-                        lo = mid + 1;
-                    } else {
-                        hi = mid;
-                    }
-                }
-                lo
-            }
-            None => a.len(),
-        };
+    merge_runs(&starts, &ends, id, |r, end| {
+        let k = list(r);
+        let (r, end) = (r - starts[k], end - starts[k]);
         // Only the run's first id can equal the one numbered before it
         // (another list's); the rest are each new.
-        if last != Some(id) {
+        if last != Some(arrays[k].value(r)) {
             firsts.push((k, r as IdxSize));
         }
         numbers[k][r] = firsts.len() as IdxSize - 1;
@@ -596,23 +558,25 @@ fn merge_id_lists(ids: &[StringChunked]) -> (Vec<Vec<IdxSize>>, Vec<(usize, IdxS
             firsts.push((k, i as IdxSize));
             *number = firsts.len() as IdxSize - 1;
         }
-        last = Some(a.value(end - 1));
-        next[k] = end;
-        if end < a.len() {
-            heap.push(Reverse((a.value(end), k)));
-        }
-    }
+        last = Some(arrays[k].value(end - 1));
+    });
     (numbers, firsts)
 }
 
-/// The rows of files `starts[k]..ends[k]`, each in ascending `key` order,
-/// merged: a file's rows in runs up to the other files' next row (ties:
-/// the lower file first), each run's end found by bisection.
-fn merge_runs(starts: &[usize], ends: &[usize], key: impl Fn(usize) -> u64) -> Vec<IdxSize> {
+/// Walks the rows of files `starts[k]..ends[k]`, each in ascending `key`
+/// order, in merged order: `run(r, end)` gets each run of one file's rows
+/// that comes before the other files' next row (ties: the lower file
+/// first), the run's end found by bisection, so a night's small file cuts
+/// the history's rows ~2 × its rows times and the rest is not compared.
+fn merge_runs<K: Ord>(
+    starts: &[usize],
+    ends: &[usize],
+    key: impl Fn(usize) -> K,
+    mut run: impl FnMut(usize, usize),
+) {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
-    let mut order = Vec::with_capacity(ends.last().copied().unwrap_or(0));
-    let mut heap: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
+    let mut heap: BinaryHeap<Reverse<(K, usize)>> = BinaryHeap::new();
     for (k, (&s, &e)) in starts.iter().zip(ends).enumerate() {
         if s < e {
             heap.push(Reverse((key(s), k)));
@@ -636,13 +600,12 @@ fn merge_runs(starts: &[usize], ends: &[usize], key: impl Fn(usize) -> u64) -> V
             }
             None => e,
         };
-        order.extend((r..end).map(|r| r as IdxSize));
+        run(r, end);
         next[k] = end;
         if end < e {
             heap.push(Reverse((key(end), k)));
         }
     }
-    order
 }
 
 /// `per_cid` (keyed by `cid`) with each customer's `customer_id` from `keys`.

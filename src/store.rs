@@ -798,15 +798,14 @@ fn write_daily(
     edges.push(None);
     // Each part's id runs as it is written: the parts are consecutive id
     // ranges, so theirs stacked are the file's.
-    let mut keys: Option<DataFrame> = Some(DataFrame::empty());
+    let mut keys: Option<Vec<DataFrame>> = Some(Vec::new());
     io::write_spill_parts(
         out,
         edges.windows(2).map(|w| {
             let df = build(io::scan_parquet(typed)?.filter(crate::daily::id_range(w[0], w[1])))?;
             keys = match (keys.take(), crate::daily::id_runs(&df)?) {
-                (Some(all), Some(part)) if all.width() == 0 => Some(part),
                 (Some(mut all), Some(part)) => {
-                    all.vstack_mut_owned(part)?;
+                    all.push(part);
                     Some(all)
                 }
                 _ => None,
@@ -814,7 +813,11 @@ fn write_daily(
             Ok(df)
         }),
     )?;
-    if let Some(mut keys) = keys.filter(|k| k.width() > 0) {
+    if let Some(mut parts) = keys.filter(|k| !k.is_empty()) {
+        let mut keys = parts.remove(0);
+        for part in parts {
+            keys.vstack_mut_owned(part)?;
+        }
         io::write_spill(&mut keys, &keys_out)?;
     }
     Ok(None)

@@ -300,10 +300,9 @@ pub fn write_ingested(ing: &Ingested, out: &Path) -> Result<PathBuf> {
         // 10^7 night, beside the pre-aggregate's merge).
         let stamp = dir.join(format!("{name}.parquet.from"));
         let from = ing.typed_from.get(name);
-        let written_from = |len: u64| from.map(|f| format!("{f}\n{len}\n"));
-        let len = std::fs::metadata(&path).map(|m| m.len()).ok();
-        let same = match (len, written_from(len.unwrap_or(0))) {
-            (Some(_), Some(want)) => std::fs::read_to_string(&stamp).ok() == Some(want),
+        let noted = |from: &str, len: u64| format!("{from}\n{len}\n");
+        let same = match (from, std::fs::metadata(&path)) {
+            (Some(f), Ok(m)) => std::fs::read_to_string(&stamp).ok() == Some(noted(f, m.len())),
             _ => false,
         };
         if same {
@@ -320,8 +319,8 @@ pub fn write_ingested(ing: &Ingested, out: &Path) -> Result<PathBuf> {
         // The writer may rechunk, so it gets its own (cheap, shared) copy.
         let mut df = df.clone();
         crate::io::write_atomically(&path, |tmp| io::write_parquet(&mut df, tmp))?;
-        let len = std::fs::metadata(&path).map_err(Error::io(&path))?.len();
-        if let Some(text) = written_from(len) {
+        if let Some(f) = from {
+            let text = noted(f, std::fs::metadata(&path).map_err(Error::io(&path))?.len());
             crate::io::write_atomically(&stamp, |tmp| {
                 std::fs::write(tmp, text).map_err(Error::io(tmp))
             })?;
@@ -455,14 +454,17 @@ fn frames(
                 // summing path whatever was built.
                 let merged = match (fresh, v.daily_per_file()?) {
                     (Some(dfs), Some(_)) => snapshot::Daily::from_sorted_frames(dfs)?,
-                    (None, Some(files)) => match v.daily_keyed_per_file()? {
-                        Some(keyed) => snapshot::Daily::from_keyed_files(keyed)?,
-                        None => None,
+                    (None, Some(files)) => {
+                        // On integers by the kept id runs; else by the ids.
+                        let keyed = match v.daily_keyed_per_file()? {
+                            Some(keyed) => snapshot::Daily::from_keyed_files(keyed)?,
+                            None => None,
+                        };
+                        match keyed {
+                            Some(d) => Some(d),
+                            None => snapshot::Daily::from_sorted_files(files)?,
+                        }
                     }
-                    .map_or_else(
-                        || snapshot::Daily::from_sorted_files(files),
-                        |d| Ok(Some(d)),
-                    )?,
                     (_, None) => None,
                 };
                 match merged {
