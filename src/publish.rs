@@ -114,7 +114,9 @@ pub struct Snapshot {
     target: PathBuf,
     overwrite: bool,
     committed: bool,
-    tables: Vec<TableInfo>,
+    /// Behind a lock: `customer_scores` is written on its own thread while
+    /// the summaries' tables are written on the run's.
+    tables: std::sync::Mutex<Vec<TableInfo>>,
 }
 
 impl Snapshot {
@@ -135,19 +137,19 @@ impl Snapshot {
             target,
             overwrite,
             committed: false,
-            tables: Vec::new(),
+            tables: Default::default(),
         })
     }
 
     /// Writes one table as Parquet and (as `csv` says) CSV into the
     /// staging directory.
-    pub fn write(&mut self, name: &str, df: &mut DataFrame, csv: io::CsvOut) -> Result<()> {
+    pub fn write(&self, name: &str, df: &mut DataFrame, csv: io::CsvOut) -> Result<()> {
         self.write_with(name, |dir| io::write_table(df, dir, name, csv))
     }
 
     /// Writes a table with `write` (given the staging directory).
     pub fn write_with(
-        &mut self,
+        &self,
         name: &str,
         write: impl FnOnce(&Path) -> Result<TableInfo>,
     ) -> Result<()> {
@@ -159,20 +161,31 @@ impl Snapshot {
             ms = t.elapsed().as_millis() as u64,
             "table written"
         );
-        self.tables.push(info);
+        self.tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(info);
         failpoint(&format!("after_table:{name}"));
         Ok(())
     }
 
     /// Writes a non-table file (the report) into the staging directory.
-    pub fn write_file(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+    pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let path = self.staging.join(name);
         fs::write(&path, bytes).map_err(Error::io(&path))
     }
 
-    /// Tables written so far.
-    pub fn tables(&self) -> &[TableInfo] {
-        &self.tables
+    /// Tables written so far, `customer_scores` first and the rest in the
+    /// order written (one thread writes them), whichever thread finished
+    /// first: the manifest lists them the same way every run.
+    pub fn tables(&self) -> Vec<TableInfo> {
+        let mut v = self
+            .tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        v.sort_by_key(|t| t.name != "customer_scores");
+        v
     }
 
     /// Writes the manifest and `_SUCCESS`, then renames the staging

@@ -207,7 +207,8 @@ pub fn backfill(
                 let mut timings = base.clone();
                 timings.0.push(("score".into(), scoring.as_millis() as u64));
                 let from = snapshot::from_daily(&f, *d, &s.config)?;
-                let mut scored = snapshot::compute_with(&f, *d, &s.config, full, &aux, from, None)?;
+                let mut scored =
+                    snapshot::compute_with(&f, *d, &s.config, full, &aux, from, None, None)?;
                 timings.lap("summaries", t);
                 let snap = Snapshot::begin(&s.out, *d, s.overwrite)?;
                 let path = super::publish(s, &mut copy(*d), &mut scored, snap, timings, &how)?;

@@ -655,7 +655,7 @@ fn publish(
     s: &RunSettings,
     ing: &mut Ingested,
     scored: &mut Scored,
-    mut snap: Snapshot,
+    snap: Snapshot,
     mut timings: Timings,
     how: &How,
 ) -> Result<PathBuf> {
@@ -676,11 +676,7 @@ fn publish(
                 .write_table(dir, "customer_scores", csv)
         })?;
     }
-    for (name, df) in scored.tables() {
-        if s.wants(&name) {
-            snap.write(&name, df, csv)?;
-        }
-    }
+    write_summaries(s, &snap, scored)?;
     let mut rejects = ing.rejects.clone();
     if s.wants("rejects") {
         snap.write("rejects", &mut rejects, csv)?;
@@ -705,7 +701,7 @@ fn publish(
         engine: &s.engine,
         transaction_rows_read_locally: ing.transaction_rows_read_locally,
         invariants: &scored.invariants,
-        outputs: snap.tables(),
+        outputs: &snap.tables(),
         timings_ms: timings.0.iter().cloned().collect(),
         peak_rss_bytes: memory::peak_rss_bytes(),
         peak_anon_bytes: sampler.peak_bytes(),
@@ -730,6 +726,17 @@ fn publish(
     snap.write_file("report.html", html.as_bytes())?;
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "report written");
     snap.commit(&json)
+}
+
+/// Writes the summaries' tables `s` wants that `snap` does not hold yet.
+fn write_summaries(s: &RunSettings, snap: &Snapshot, scored: &mut Scored) -> Result<()> {
+    let written: Vec<String> = snap.tables().into_iter().map(|t| t.name).collect();
+    for (name, df) in scored.tables() {
+        if s.wants(&name) && !written.contains(&name) {
+            snap.write(&name, df, s.config.publish.csv_out())?;
+        }
+    }
+    Ok(())
 }
 
 /// The whole pipeline for one snapshot.
@@ -770,12 +777,17 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     // The snapshot is begun now so that `customer_scores` is written while
     // the summaries are computed (one core is mostly idle in them); a
     // failure before the commit removes it as before.
-    let mut snap = Snapshot::begin(&s.out, ing.as_of, s.overwrite)?;
+    let snap = Snapshot::begin(&s.out, ing.as_of, s.overwrite)?;
     let csv = s.config.publish.csv_out();
     let mut write_scores = |mut df: DataFrame| snap.write("customer_scores", &mut df, csv);
     let alongside: Option<snapshot::Alongside> =
         s.wants("customer_scores").then_some(&mut write_scores);
-    let mut scored = snapshot::compute_once(&mut f, ing.as_of, &s.config, alongside)?;
+    // The summaries' tables are written as soon as they are done, while
+    // `customer_scores` may still be being written (a 10^7 night: its
+    // writer's last ~0.5 s had a core to itself).
+    let mut then = |scored: &mut Scored| write_summaries(s, &snap, scored);
+    let mut scored =
+        snapshot::compute_once(&mut f, ing.as_of, &s.config, alongside, Some(&mut then))?;
     if let Some(c) = &f.tierings {
         // A run of a few tables (`--tables`) reads fewer tierings than a
         // full one: it leaves the others for the next full run.

@@ -157,7 +157,7 @@ pub fn table_names(cfg: &Config) -> Vec<String> {
 /// Computes the snapshot's tables: the full scoring as of `as_of`, then
 /// the auxiliary tierings (sequential for the reason above).
 pub fn compute(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Scored> {
-    compute_alongside(f, as_of, cfg, None)
+    compute_alongside(f, as_of, cfg, None, None)
 }
 
 /// [`compute`], with `alongside` run beside the summaries (see
@@ -167,6 +167,7 @@ fn compute_alongside(
     as_of: NaiveDate,
     cfg: &Config,
     alongside: Option<Alongside>,
+    then: Option<Then>,
 ) -> Result<Scored> {
     let keys = aux_needed(as_of, cfg, f.wanted);
     let t = std::time::Instant::now();
@@ -181,7 +182,7 @@ fn compute_alongside(
     );
     let t = std::time::Instant::now();
     let out = from_daily(f, as_of, cfg)
-        .and_then(|d| compute_with(f, as_of, cfg, full, &aux, d, alongside));
+        .and_then(|d| compute_with(f, as_of, cfg, full, &aux, d, alongside, then));
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "summaries");
     drop(aux);
     for (i, k) in keys.iter().enumerate() {
@@ -202,10 +203,11 @@ pub fn compute_once(
     as_of: NaiveDate,
     cfg: &Config,
     alongside: Option<Alongside>,
+    then: Option<Then>,
 ) -> Result<Scored> {
     f.frugal = true;
     if !matches!(f.daily, Daily::Memory { .. }) || !f.given.measures.is_empty() {
-        return compute_alongside(f, as_of, cfg, alongside);
+        return compute_alongside(f, as_of, cfg, alongside, then);
     }
     let t = std::time::Instant::now();
     let keys = aux_needed(as_of, cfg, f.wanted);
@@ -230,7 +232,7 @@ pub fn compute_once(
         "scored"
     );
     let t = std::time::Instant::now();
-    let out = compute_with(f, as_of, cfg, full, &aux, from, alongside);
+    let out = compute_with(f, as_of, cfg, full, &aux, from, alongside, then);
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "summaries");
     drop(aux);
     f.given.measures.remove(&as_of);
@@ -383,11 +385,18 @@ fn aux_name(k: &AuxKey, i: usize) -> String {
 /// core busy while the summaries' many small queries leave it idle.
 pub type Alongside<'a> = &'a mut (dyn FnMut(DataFrame) -> Result<()> + Send);
 
+/// Work on the finished tables done while `alongside` may still run: a
+/// run publishes the summaries then, rather than after `customer_scores`'
+/// writer has finished.
+pub type Then<'a> = &'a mut dyn FnMut(&mut Scored) -> Result<()>;
+
 /// The snapshot's tables from its full scoring and the auxiliary tierings
 /// (shared across the snapshots of a backfill). When the scoring is held
 /// in memory, `alongside` gets the published `customer_scores` on its own
 /// thread while the summaries are computed; its error, if any, is
-/// returned once the summaries are done.
+/// returned once the summaries are done. `then` gets the tables as soon
+/// as they are done, beside `alongside`.
+#[allow(clippy::too_many_arguments)]
 pub fn compute_with(
     f: &Frames,
     as_of: NaiveDate,
@@ -396,6 +405,7 @@ pub fn compute_with(
     aux: &AuxTierings,
     from: FromDaily,
     alongside: Option<Alongside>,
+    then: Option<Then>,
 ) -> Result<Scored> {
     let published = match (&full, alongside) {
         (Full::Memory(df), Some(work)) => Some((
@@ -406,7 +416,12 @@ pub fn compute_with(
     };
     std::thread::scope(|scope| {
         let work = published.map(|(df, work)| scope.spawn(move || work(df)));
-        let scored = summaries(f, as_of, cfg, full, aux, from);
+        let scored = summaries(f, as_of, cfg, full, aux, from).and_then(|mut scored| {
+            if let Some(then) = then {
+                then(&mut scored)?;
+            }
+            Ok(scored)
+        });
         match work.map(|w| w.join()) {
             Some(Ok(Err(e))) => Err(e),
             Some(Err(panic)) => std::panic::resume_unwind(panic),
