@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use crate::config::InputFile;
+use crate::config::{Format, InputFile};
 use crate::error::Result;
 use crate::ingest::TableReport;
 use crate::ingest::checks::{
@@ -56,25 +56,22 @@ pub(super) fn stage_table(
         let rows = loop {
             let checks = Checks::for_file(table, &file, input, unknown, &numeric, narrow)?;
             let narrowed = checks.narrowed();
-            // Transactions, the big table, are read in windows we cut
-            // ourselves where the file allows it (io::CsvWindows).
-            let windows = match table {
-                "transactions" => {
+            // Transactions, the big table, are read in windows: a CSV file
+            // cut where the file allows it (io::CsvWindows), a Parquet file
+            // in slices of rows.
+            let windows = match (table, io::format_of(&file, input)) {
+                ("transactions", Format::Parquet) => Some(Windows::parquet(&checks.raw)?),
+                ("transactions", _) => {
                     io::CsvWindows::open(&file, input, &checks.header, &checks.read, &numeric)?
+                        .map(Windows::Csv)
                 }
                 _ => None,
             };
             let plan = checks.over_file()?;
             let pass = || match &windows {
-                Some(w) => stage_windows(
-                    table,
-                    w,
-                    &checks,
-                    &staged,
-                    &candidate,
-                    keep_line,
-                    io::WINDOW_BYTES,
-                ),
+                Some(w) => {
+                    stage_windows(table, w, &checks, &staged, &candidate, keep_line, w.size())
+                }
                 None => stage_pass(table, plan, &staged, &candidate, keep_line),
             };
             let st = if !numeric.is_empty() {
@@ -306,13 +303,77 @@ pub(super) fn stage_pass(
     StagedStats::from_frame(&frames[0])
 }
 
-/// [`stage_pass`] over a file read in windows ([`io::CsvWindows`]): each
+/// A file read window by window for [`stage_windows`].
+pub(super) enum Windows {
+    /// Cut at newlines, windows of bytes.
+    Csv(io::CsvWindows),
+    /// Slices of `rows` rows of the file as [`io::read_raw`] reads it. One
+    /// polars query over the whole file wrote the typed candidate with
+    /// polars' Parquet sink (dictionary attempts on every text column) and
+    /// staged 10^7 typed rows no faster than their CSV (3.4 s).
+    Parquet { raw: LazyFrame, rows: usize },
+}
+
+/// Rows per window of a Parquet input: about a CSV window's.
+const PARQUET_WINDOW_ROWS: usize = 1 << 18;
+
+impl Windows {
+    fn parquet(raw: &LazyFrame) -> Result<Windows> {
+        let n = raw.clone().select([len().alias("n")]).run()?;
+        let rows = n.column("n")?.u32()?.get(0).unwrap_or(0) as usize;
+        Ok(Windows::Parquet {
+            raw: raw.clone(),
+            rows,
+        })
+    }
+
+    /// The window size [`Windows::cut`] is given: bytes for CSV, rows for
+    /// Parquet.
+    fn size(&self) -> usize {
+        match self {
+            Windows::Csv(_) => io::WINDOW_BYTES,
+            Windows::Parquet { .. } => PARQUET_WINDOW_ROWS,
+        }
+    }
+
+    fn cut(&self, size: usize) -> Vec<std::ops::Range<usize>> {
+        match self {
+            Windows::Csv(w) => w.windows(size),
+            Windows::Parquet { rows, .. } => (0..*rows)
+                .step_by(size.max(1))
+                .map(|s| s..(s + size.max(1)).min(*rows))
+                .collect(),
+        }
+    }
+
+    /// One window's rows, the first of them the file's `first` (0-based).
+    fn parse(&self, range: std::ops::Range<usize>, first: u64) -> PolarsResult<DataFrame> {
+        match self {
+            Windows::Csv(w) => w.parse(range, first),
+            // read_raw numbers the rows of the whole file: a slice keeps
+            // their lines.
+            Windows::Parquet { raw, .. } => raw
+                .clone()
+                .slice(range.start as i64, range.len() as IdxSize)
+                .run_whole(),
+        }
+    }
+
+    fn empty(&self) -> PolarsResult<DataFrame> {
+        match self {
+            Windows::Csv(w) => w.empty(),
+            Windows::Parquet { raw, .. } => raw.clone().limit(0).run_whole(),
+        }
+    }
+}
+
+/// [`stage_pass`] over a file read in windows ([`Windows`]): each
 /// window parsed and checked on its own, its rows appended to the same two
 /// files, in file order. Three threads in a pipeline, so that parsing the
 /// next window, checking this one and writing the one before overlap.
 fn stage_windows(
     table: &str,
-    windows: &io::CsvWindows,
+    windows: &Windows,
     checks: &Checks,
     staged: &Path,
     candidate: &Path,
@@ -331,7 +392,7 @@ fn stage_windows(
     std::thread::scope(|scope| {
         let parser = scope.spawn(move || {
             let mut first = 0u64;
-            for range in windows.windows(window) {
+            for range in windows.cut(window) {
                 let raw = windows.parse(range, first);
                 let failed = match &raw {
                     Ok(df) => {
@@ -662,6 +723,87 @@ mod tests {
     }
 
     #[test]
+    fn a_parquet_file_staged_in_slices_matches_one_query_over_it() {
+        let dir = std::env::temp_dir().join(format!("tiering-pq-windows-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("t.parquet");
+        let input: InputFile = toml::from_str("path = 't.parquet'").unwrap();
+        let read = |p: &Path| io::scan_parquet(p).unwrap().collect().unwrap();
+        // Typed columns, as an extract holds them: every 7th customer and
+        // every 11th amount missing, every 13th date too.
+        let n = 3_000usize;
+        let every = |k: usize, i: usize| i % k != 3;
+        let customer: Vec<Option<String>> = (0..n)
+            .map(|i| every(7, i).then(|| format!(" C{} ", i % 40)))
+            .collect();
+        let txn: Vec<String> = (0..n).map(|i| format!("T{i}")).collect();
+        let day: Vec<Option<i32>> = (0..n)
+            .map(|i| every(13, i).then_some(14_000 + (i % 300) as i32))
+            .collect();
+        let amount: Vec<Option<f64>> = (0..n)
+            .map(|i| every(11, i).then_some((i % 500) as f64 / 4.0))
+            .collect();
+        let mut df = df!(
+            "txn_id" => txn,
+            "customer_id" => customer,
+            "ts" => day,
+            "amount" => amount,
+        )
+        .unwrap();
+        df.apply("ts", |c| c.cast(&DataType::Date).unwrap())
+            .unwrap();
+        io::write_parquet(&mut df, &file).unwrap();
+        let (work, typed) = (dir.join("a.parquet"), dir.join("a-typed.parquet"));
+        let checks = Checks::for_file("transactions", &file, &input, "unknown", &[], true).unwrap();
+        let want = stage_pass(
+            "transactions",
+            checks.over_file().unwrap(),
+            &work,
+            &typed,
+            true,
+        )
+        .unwrap();
+        let (want_work, want_typed) = (read(&work), read(&typed));
+        let rejected = want_work
+            .column("__code")
+            .unwrap()
+            .i32()
+            .unwrap()
+            .iter()
+            .filter(|c| *c != Some(0))
+            .count();
+        // Rows 3, 10, 17… lack a customer, 3, 14, 25… an amount, 3, 16…
+        // a date: each rejected once.
+        let expect = (0..n)
+            .filter(|&i| !(every(7, i) && every(11, i) && every(13, i)))
+            .count();
+        assert_eq!(
+            (want.rows, rejected, want_typed.height()),
+            (n, expect, n - expect)
+        );
+        let windows = Windows::parquet(&checks.raw).unwrap();
+        for window in [700, 1_024, n, 1 << 18] {
+            let got = stage_windows(
+                "transactions",
+                &windows,
+                &checks,
+                &work,
+                &typed,
+                true,
+                window,
+            )
+            .unwrap();
+            assert_eq!(
+                (got.rows, got.numbers_missing, got.dates_unparsed),
+                (want.rows, want.numbers_missing, want.dates_unparsed)
+            );
+            assert!(read(&work).equals_missing(&want_work), "window {window}");
+            assert!(read(&typed).equals_missing(&want_typed), "window {window}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn staging_in_windows_writes_what_polars_reader_staging_writes() {
         let dir = std::env::temp_dir().join(format!("tiering-windows-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -691,6 +833,7 @@ mod tests {
                     io::CsvWindows::open(&file, &input, &checks.header, &checks.read, &numeric)
                         .unwrap()
                         .expect("a file without quotes is read in windows");
+                let windows = Windows::Csv(windows);
                 let plan = checks.over_file().unwrap();
                 let want = stage_pass("transactions", plan, &work, &typed, true).unwrap();
                 assert_eq!(want.rows, text.lines().count() - 1);
