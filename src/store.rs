@@ -9,7 +9,6 @@
 //! ```text
 //! _store/catalog.json                      files in store order, settings
 //! _store/segments/seg-000001/typed.parquet  valid rows (with __line), file order
-//!                                            (uncompressed: io::write)
 //!                           /rejects.parquet invalid rows and duplicates
 //!                           /hashes.u64      XXH3-64 of each stored txn_id, sorted (ingest::hashes)
 //!                           /daily.parquet   customer × day pre-aggregate,

@@ -30,7 +30,7 @@ pub(super) struct Staged {
 
 /// Checks every file of a table in one streamed pass per file, never
 /// holding a file in memory: the valid rows go straight to a typed
-/// candidate (uncompressed, as the store keeps it) and every row's bookkeeping to a
+/// candidate (LZ4, as the store keeps it) and every row's bookkeeping to a
 /// work file (LZ4). The fast paths (numbers parsed by the CSV reader, date
 /// formats narrowed to a sample) are verified by the same pass, which is
 /// run again without them should they have missed anything.
@@ -408,7 +408,7 @@ fn stage_windows(
     let work_schema = out.work(shape.clone()).collect_schema()?;
     let mut work = io::ParquetOut::create(staged, &work_schema)?;
     let typed_schema = out.typed(shape).collect_schema()?;
-    let mut typed = io::ParquetOut::typed(candidate, &typed_schema)?;
+    let mut typed = io::ParquetOut::create(candidate, &typed_schema)?;
     let (raw_tx, raw_rx) = sync_channel::<PolarsResult<DataFrame>>(1);
     let (out_tx, out_rx) = sync_channel::<(DataFrame, DataFrame)>(1);
     std::thread::scope(|scope| {

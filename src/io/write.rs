@@ -59,15 +59,6 @@ fn zstd() -> ParquetCompression {
 /// 133 MiB) and a cold 10^7 run ~0.8 s faster.
 const STORED: ParquetCompression = ParquetCompression::Lz4Raw;
 
-/// The typed rows of a store segment are kept uncompressed. They are
-/// written on a cold run's critical path and read back rarely (the
-/// pre-aggregate is built from them once; nights read `daily.parquet`),
-/// and LZ4 on their plain 64-bit numbers costs more than it saves: a cold
-/// 10^7 uniform run, 4 interleaved pairs, 12.67 -> 12.20 s (CPU 22.2 ->
-/// 21.2 s), for a typed file of 562 rather than 276 MiB (about the CSV's
-/// size). The pre-aggregates, read every night, stay LZ4.
-const TYPED: ParquetCompression = ParquetCompression::Uncompressed;
-
 fn parquet_sink(lf: LazyFrame, path: &Path) -> PolarsResult<LazyFrame> {
     let options = ParquetWriteOptions {
         compression: STORED,
@@ -147,14 +138,14 @@ pub fn write_spill_parts(
 }
 
 /// Frames written one after another into one Parquet file with the typed
-/// store's settings ([`TYPED`]), small ones gathered into row groups of at
+/// store's settings (LZ4), small ones gathered into row groups of at
 /// least `rows` rows (a merged store segment's files).
 pub fn write_parquet_parts(
     path: &Path,
     parts: impl IntoIterator<Item = Result<DataFrame>>,
     rows: usize,
 ) -> Result<()> {
-    write_frames(path, parts, TYPED, rows)
+    write_frames(path, parts, STORED, rows)
 }
 
 fn write_frames(
@@ -399,27 +390,13 @@ pub struct ParquetOut {
 }
 
 impl ParquetOut {
-    /// A work file ([`STORED`]).
     pub fn create(path: &Path, schema: &Schema) -> PolarsResult<ParquetOut> {
-        ParquetOut::with(path, schema, STORED)
-    }
-
-    /// A store segment's typed rows ([`TYPED`]).
-    pub fn typed(path: &Path, schema: &Schema) -> PolarsResult<ParquetOut> {
-        ParquetOut::with(path, schema, TYPED)
-    }
-
-    fn with(
-        path: &Path,
-        schema: &Schema,
-        compression: ParquetCompression,
-    ) -> PolarsResult<ParquetOut> {
         let file = File::create(path).map_err(|e| PolarsError::IO {
             error: Arc::new(e),
             msg: Some(format!("{}", path.display()).into()),
         })?;
         Ok(ParquetOut {
-            pages: Pages::create(BufWriter::new(file), schema, compression)?,
+            pages: Pages::create(BufWriter::new(file), schema, STORED)?,
             pending: None,
         })
     }
