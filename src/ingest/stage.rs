@@ -312,7 +312,10 @@ pub(super) enum Windows {
     /// wrote the typed candidate with polars' Parquet sink (dictionary
     /// attempts on every text column) and staged 10^7 typed rows no faster
     /// than their CSV (3.4 s).
-    Parquet { raw: LazyFrame, groups: Vec<usize> },
+    Parquet {
+        raw: Box<LazyFrame>,
+        groups: Vec<usize>,
+    },
 }
 
 /// Rows per window of a Parquet input: about a CSV window's.
@@ -332,7 +335,7 @@ impl Windows {
         let groups: Vec<usize> = meta.row_groups.iter().map(|g| g.num_rows()).collect();
         Ok(
             (groups.iter().all(|&n| n <= PARQUET_GROUP_ROWS)).then(|| Windows::Parquet {
-                raw: raw.clone(),
+                raw: Box::new(raw.clone()),
                 groups,
             }),
         )
@@ -375,6 +378,7 @@ impl Windows {
             // read_raw numbers the rows of the whole file: a slice keeps
             // their lines.
             Windows::Parquet { raw, .. } => raw
+                .as_ref()
                 .clone()
                 .slice(range.start as i64, range.len() as IdxSize)
                 .run_whole(),
@@ -384,7 +388,7 @@ impl Windows {
     fn empty(&self) -> PolarsResult<DataFrame> {
         match self {
             Windows::Csv(w) => w.empty(),
-            Windows::Parquet { raw, .. } => raw.clone().limit(0).run_whole(),
+            Windows::Parquet { raw, .. } => raw.as_ref().clone().limit(0).run_whole(),
         }
     }
 }
