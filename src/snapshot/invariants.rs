@@ -30,14 +30,22 @@ pub fn check_invariants(
             Err(Error::Invariant(format!("{name}: {detail}")))
         }
     };
+    // Held in customer_id order, the ids are distinct when each is greater
+    // than the one before: one pass, where counting the distinct ids
+    // hashed 10^6 texts (~50 ms of a night). Otherwise counted.
+    let ordered = match full {
+        Full::Memory(df) => crate::order::strictly_increasing(df.column("customer_id")?.str()?),
+        Full::Spilled(_) => false,
+    };
+    let distinct = match ordered {
+        true => len(),
+        false => col("customer_id").n_unique(),
+    };
     let totals = full
         .lazy()?
         .select([
             len().cast(DataType::Int64).alias("rows"),
-            col("customer_id")
-                .n_unique()
-                .cast(DataType::Int64)
-                .alias("distinct"),
+            distinct.cast(DataType::Int64).alias("distinct"),
             col("in_scope")
                 .sum()
                 .cast(DataType::Int64)
@@ -103,4 +111,56 @@ pub fn check_invariants(
         format!("{seg_rev:.2} vs {:.2}", customer_cents as f64 / 100.0),
     )?;
     Ok(held)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The invariants of customers `ids` (all in scope, 100 cents each),
+    /// with summaries that count them right.
+    fn checked(ids: &[&str]) -> Result<Vec<Invariant>> {
+        let n = ids.len() as i64;
+        let full = df!(
+            "customer_id" => ids,
+            "in_scope" => vec![true; ids.len()],
+            "revenue_cents" => vec![100i64; ids.len()],
+        )
+        .unwrap();
+        let segments = df!("customers" => [n], "revenue" => [n as f64]).unwrap();
+        let pyramid = df!("customers" => [n]).unwrap();
+        let tiers = df!(
+            "scheme" => ["pyramid"],
+            "customers" => [n],
+            "customer_share" => [1.0],
+        )
+        .unwrap();
+        check_invariants(&Full::Memory(full), &segments, &pyramid, &tiers, 100 * n)
+    }
+
+    #[test]
+    fn a_customer_twice_fails_in_order_or_not() {
+        let once = |r: Result<Vec<Invariant>>| -> std::result::Result<String, String> {
+            match r {
+                Ok(held) => Ok(held[0].detail.clone()),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        // In order (checked by one pass) and out of order (counted).
+        assert_eq!(
+            once(checked(&["C1", "C2", "C3"])).unwrap(),
+            "3 rows, 3 distinct customer_id"
+        );
+        assert_eq!(
+            once(checked(&["C2", "C1", "C3"])).unwrap(),
+            "3 rows, 3 distinct customer_id"
+        );
+        for twice in [["C1", "C1", "C2"], ["C2", "C1", "C2"]] {
+            let e = once(checked(&twice)).unwrap_err();
+            assert!(
+                e.contains("every customer once") && e.contains("3 rows, 2 distinct"),
+                "{e}"
+            );
+        }
+    }
 }
