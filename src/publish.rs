@@ -161,10 +161,7 @@ impl Snapshot {
             ms = t.elapsed().as_millis() as u64,
             "table written"
         );
-        self.tables
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(info);
+        self.list().push(info);
         failpoint(&format!("after_table:{name}"));
         Ok(())
     }
@@ -179,13 +176,19 @@ impl Snapshot {
     /// order written (one thread writes them), whichever thread finished
     /// first: the manifest lists them the same way every run.
     pub fn tables(&self) -> Vec<TableInfo> {
-        let mut v = self
-            .tables
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let mut v = self.list().clone();
         v.sort_by_key(|t| t.name != "customer_scores");
         v
+    }
+
+    /// Whether table `name` is written already.
+    pub fn has(&self, name: &str) -> bool {
+        self.list().iter().any(|t| t.name == name)
+    }
+
+    fn list(&self) -> std::sync::MutexGuard<'_, Vec<TableInfo>> {
+        // A writer that panicked leaves the list as it was.
+        self.tables.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Writes the manifest and `_SUCCESS`, then renames the staging

@@ -58,7 +58,7 @@ pub(super) fn stage_table(
             let narrowed = checks.narrowed();
             // Transactions, the big table, are read in windows: a CSV file
             // cut where the file allows it (io::CsvWindows), a Parquet file
-            // in slices of rows.
+            // in whole row groups where they are small enough.
             let windows = match (table, io::format_of(&file, input)) {
                 ("transactions", Format::Parquet) => Windows::parquet(&file, &checks.raw)?,
                 ("transactions", _) => {
@@ -304,7 +304,7 @@ pub(super) fn stage_pass(
 }
 
 /// A file read window by window for [`stage_windows`].
-pub(super) enum Windows {
+enum Windows {
     /// Cut at newlines, windows of bytes.
     Csv(io::CsvWindows),
     /// Slices of whole row groups (`groups`: their rows) of the file as
@@ -748,6 +748,17 @@ mod tests {
         t
     }
 
+    /// A transactions file staged in windows of `window` into `(work,
+    /// typed)`, lines kept as the store keeps them.
+    fn in_windows(
+        windows: &Windows,
+        checks: &Checks,
+        (work, typed): (&Path, &Path),
+        window: usize,
+    ) -> PolarsResult<StagedStats> {
+        stage_windows("transactions", windows, checks, work, typed, true, window)
+    }
+
     #[test]
     fn a_parquet_file_staged_in_slices_matches_one_query_over_it() {
         let dir = std::env::temp_dir().join(format!("tiering-pq-windows-{}", std::process::id()));
@@ -823,16 +834,7 @@ mod tests {
         assert_eq!(cuts(700), [750, 750, 750, 750]);
         assert_eq!(cuts(1_024), [1_250, 1_250, 500]);
         for window in [700, 1_024, n, 1 << 18] {
-            let got = stage_windows(
-                "transactions",
-                &windows,
-                &checks,
-                &work,
-                &typed,
-                true,
-                window,
-            )
-            .unwrap();
+            let got = in_windows(&windows, &checks, (&work, &typed), window).unwrap();
             assert_eq!(
                 (got.rows, got.numbers_missing, got.dates_unparsed),
                 (want.rows, want.numbers_missing, want.dates_unparsed)
@@ -884,15 +886,7 @@ mod tests {
                 let (want_work, want_typed) = (read(&work), read(&typed));
                 assert!(want_typed.height() > 2_000);
                 for window in [700, 8_192, 1 << 20] {
-                    let got = stage_windows(
-                        "transactions",
-                        &windows,
-                        &checks,
-                        &work,
-                        &typed,
-                        true,
-                        window,
-                    );
+                    let got = in_windows(&windows, &checks, (&work, &typed), window);
                     if !clean && !numeric.is_empty() {
                         // A number that does not parse fails the pass
                         // (the caller then reads them as text).

@@ -668,15 +668,14 @@ fn publish(
     });
     let t = Instant::now();
     let csv = s.config.publish.csv_out();
-    let written = |name: &str| snap.tables().iter().any(|t| t.name == name);
-    if s.wants("customer_scores") && !written("customer_scores") {
+    if s.wants("customer_scores") && !snap.has("customer_scores") {
         snap.write_with("customer_scores", |dir| {
             scored
                 .customer_scores
                 .write_table(dir, "customer_scores", csv)
         })?;
     }
-    write_summaries(s, &snap, scored)?;
+    write_summaries(s, &snap, scored, csv)?;
     let mut rejects = ing.rejects.clone();
     if s.wants("rejects") {
         snap.write("rejects", &mut rejects, csv)?;
@@ -729,11 +728,15 @@ fn publish(
 }
 
 /// Writes the summaries' tables `s` wants that `snap` does not hold yet.
-fn write_summaries(s: &RunSettings, snap: &Snapshot, scored: &mut Scored) -> Result<()> {
-    let written: Vec<String> = snap.tables().into_iter().map(|t| t.name).collect();
+fn write_summaries(
+    s: &RunSettings,
+    snap: &Snapshot,
+    scored: &mut Scored,
+    csv: io::CsvOut,
+) -> Result<()> {
     for (name, df) in scored.tables() {
-        if s.wants(&name) && !written.contains(&name) {
-            snap.write(&name, df, s.config.publish.csv_out())?;
+        if s.wants(&name) && !snap.has(&name) {
+            snap.write(&name, df, csv)?;
         }
     }
     Ok(())
@@ -785,7 +788,7 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     // The summaries' tables are written as soon as they are done, while
     // `customer_scores` may still be being written (a 10^7 night: its
     // writer's last ~0.5 s had a core to itself).
-    let mut then = |scored: &mut Scored| write_summaries(s, &snap, scored);
+    let mut then = |scored: &mut Scored| write_summaries(s, &snap, scored, csv);
     let mut scored =
         snapshot::compute_once(&mut f, ing.as_of, &s.config, alongside, Some(&mut then))?;
     if let Some(c) = &f.tierings {

@@ -31,8 +31,9 @@ pub fn check_invariants(
         }
     };
     // Held in customer_id order, the ids are distinct when each is greater
-    // than the one before: one pass, where counting the distinct ids
-    // hashed 10^6 texts (~50 ms of a night). Otherwise counted.
+    // than the one before: one pass (5–9 ms of a 10^6-customer night),
+    // where counting the distinct ids hashed the texts (~85 ms). Otherwise
+    // counted.
     let ordered = match full {
         Full::Memory(df) => crate::order::strictly_increasing(df.column("customer_id")?.str()?),
         Full::Spilled(_) => false,
