@@ -417,6 +417,15 @@ fn frames(
     let store = source.store();
     // Taken here whatever the plan, so that the lean plan lets it go.
     let fresh = store.and_then(store::View::take_fresh_daily);
+    let tierings = match store {
+        Some(v) => Some(std::sync::Arc::new(tiering_cache(ing, cfg, v)?)),
+        None => None,
+    };
+    // A run's kept tierings are read while the pre-aggregate is built
+    // (not on the lean plan: they would add to its peak).
+    if let Some(t) = tierings.as_ref().filter(|_| !plan.lean()) {
+        t.prefetch(&snapshot::aux_needed(ing.as_of, cfg, s.wanted()));
+    }
     let daily = if let Source::Spark(..) = source {
         snapshot::Daily::Released
     } else if plan.lean() {
@@ -497,10 +506,7 @@ fn frames(
         },
         frugal: plan.lean(),
         wanted: s.wanted(),
-        tierings: match store {
-            Some(v) => Some(std::sync::Arc::new(tiering_cache(ing, cfg, v)?)),
-            None => None,
-        },
+        tierings,
     };
     if plan.lean() {
         // Read from work files from here on; see `release_inputs`.

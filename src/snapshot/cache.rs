@@ -27,6 +27,9 @@ use crate::snapshot::aux::AuxKey;
 /// The folder under the store.
 pub const TIERINGS: &str = "tierings";
 
+/// A kept tiering read ahead: its file and its rows.
+type Read = (PathBuf, DataFrame);
+
 /// Where a run's auxiliary tierings are looked up and kept.
 pub struct TieringCache {
     dir: PathBuf,
@@ -37,6 +40,10 @@ pub struct TieringCache {
     used: Mutex<Vec<PathBuf>>,
     /// Tierings being written in the background ([`TieringCache::put`]).
     writing: Mutex<Vec<std::thread::JoinHandle<Result<()>>>>,
+    /// Kept tierings being read ahead ([`TieringCache::prefetch`]), then
+    /// the ones read and not yet taken.
+    reading: Mutex<Option<std::thread::JoinHandle<Vec<Read>>>>,
+    read: Mutex<Vec<Read>>,
 }
 
 impl TieringCache {
@@ -80,6 +87,8 @@ impl TieringCache {
                 .collect(),
             used: Default::default(),
             writing: Default::default(),
+            reading: Default::default(),
+            read: Default::default(),
         })
     }
 
@@ -102,17 +111,63 @@ impl TieringCache {
         self.path(key).exists()
     }
 
+    /// Starts reading the kept tierings of `keys` in the background, so
+    /// that a night reads them while it merges the stored pre-aggregates
+    /// (~0.2 s at 10^6 customers, the cores ~25% idle then). [`get`]
+    /// takes them; one that failed to read is read again there, which
+    /// reports the error.
+    ///
+    /// [`get`]: TieringCache::get
+    pub fn prefetch(&self, keys: &[AuxKey]) {
+        let paths: Vec<PathBuf> = keys
+            .iter()
+            .map(|k| self.path(k))
+            .filter(|p| p.exists())
+            .collect();
+        if paths.is_empty() {
+            return;
+        }
+        let read = std::thread::spawn(move || {
+            use crate::io::Run;
+            paths
+                .into_iter()
+                .filter_map(|p| {
+                    let df = crate::io::scan_parquet(&p).ok()?.run().ok()?;
+                    Some((p, df))
+                })
+                .collect()
+        });
+        if let Ok(mut r) = self.reading.lock() {
+            *r = Some(read);
+        }
+    }
+
     /// The tiering `key` as kept by an earlier run, if any.
     pub fn get(&self, key: &AuxKey) -> Result<Option<DataFrame>> {
         let path = self.path(key);
         if let Ok(mut u) = self.used.lock() {
             u.push(path.clone());
         }
+        if let Some(df) = self.take_read(&path) {
+            return Ok(Some(df));
+        }
         if !path.exists() {
             return Ok(None);
         }
         use crate::io::Run;
         Ok(Some(crate::io::scan_parquet(&path)?.run()?))
+    }
+
+    /// The tiering at `path` if [`TieringCache::prefetch`] read it (waiting
+    /// for the read to end).
+    fn take_read(&self, path: &Path) -> Option<DataFrame> {
+        let reading = self.reading.lock().ok()?.take();
+        let mut read = self.read.lock().ok()?;
+        if let Some(done) = reading.and_then(|h| h.join().ok()) {
+            read.extend(done);
+        }
+        let i = read.iter().position(|(p, _)| p == path)?;
+        Some(read.swap_remove(i).1)
     }
 
     /// Keeps the tiering `key` for later runs, written in the background
@@ -159,5 +214,44 @@ impl TieringCache {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A prefetched tiering is served from memory (its file removed after
+    /// the read), once; a key not kept is still none.
+    #[test]
+    fn a_prefetched_tiering_is_the_kept_one_served_once() {
+        let dir =
+            crate::io::WorkDir::create_tagged(&std::env::temp_dir(), "tierings-test").unwrap();
+        let d = |m, day| NaiveDate::from_ymd_opt(2010, m, day).unwrap();
+        let files = vec![(Some(d(1, 4)), "seg-000001 ab".to_string())];
+        let cache =
+            || TieringCache::new(dir.path(), &Config::default(), &[], files.clone()).unwrap();
+        let (kept, absent): (AuxKey, AuxKey) =
+            ((d(9, 30), "pyramid".into()), (d(6, 30), "pyramid".into()));
+        let df = df!("customer_id" => ["C1", "C2"], "revenue_cents" => [500i64, 7]).unwrap();
+        let first = cache();
+        first.put(&kept, &df).unwrap();
+        first.finish(false).unwrap();
+
+        let night = cache();
+        night.prefetch(&[kept.clone(), absent.clone()]);
+        let done = night
+            .reading
+            .lock()
+            .unwrap()
+            .take()
+            .unwrap()
+            .join()
+            .unwrap();
+        night.read.lock().unwrap().extend(done);
+        std::fs::remove_file(night.path(&kept)).unwrap();
+        assert!(night.get(&kept).unwrap().unwrap().equals(&df));
+        assert!(night.get(&kept).unwrap().is_none());
+        assert!(night.get(&absent).unwrap().is_none());
     }
 }
