@@ -128,13 +128,9 @@ impl TieringCache {
             return;
         }
         let read = std::thread::spawn(move || {
-            use crate::io::Run;
             paths
                 .into_iter()
-                .filter_map(|p| {
-                    let df = crate::io::scan_parquet(&p).ok()?.run().ok()?;
-                    Some((p, df))
-                })
+                .filter_map(|p| Some((p.clone(), read_kept(&p).ok()?)))
                 .collect()
         });
         if let Ok(mut r) = self.reading.lock() {
@@ -154,18 +150,23 @@ impl TieringCache {
         if !path.exists() {
             return Ok(None);
         }
-        use crate::io::Run;
-        Ok(Some(crate::io::scan_parquet(&path)?.run()?))
+        Ok(Some(read_kept(&path)?))
     }
 
-    /// The tiering at `path` if [`TieringCache::prefetch`] read it (waiting
-    /// for the read to end).
-    fn take_read(&self, path: &Path) -> Option<DataFrame> {
-        let reading = self.reading.lock().ok()?.take();
-        let mut read = self.read.lock().ok()?;
-        if let Some(done) = reading.and_then(|h| h.join().ok()) {
+    /// Waits for [`TieringCache::prefetch`]'s read, if one is under way, and
+    /// files what it read.
+    fn wait_read(&self) {
+        let reading = self.reading.lock().ok().and_then(|mut r| r.take());
+        if let (Some(done), Ok(mut read)) = (reading.and_then(|h| h.join().ok()), self.read.lock())
+        {
             read.extend(done);
         }
+    }
+
+    /// The tiering at `path` if [`TieringCache::prefetch`] read it.
+    fn take_read(&self, path: &Path) -> Option<DataFrame> {
+        self.wait_read();
+        let mut read = self.read.lock().ok()?;
         let i = read.iter().position(|(p, _)| p == path)?;
         Some(read.swap_remove(i).1)
     }
@@ -217,6 +218,12 @@ impl TieringCache {
     }
 }
 
+/// A kept tiering's rows.
+fn read_kept(path: &Path) -> Result<DataFrame> {
+    use crate::io::Run;
+    Ok(crate::io::scan_parquet(path)?.run()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,15 +247,7 @@ mod tests {
 
         let night = cache();
         night.prefetch(&[kept.clone(), absent.clone()]);
-        let done = night
-            .reading
-            .lock()
-            .unwrap()
-            .take()
-            .unwrap()
-            .join()
-            .unwrap();
-        night.read.lock().unwrap().extend(done);
+        night.wait_read();
         std::fs::remove_file(night.path(&kept)).unwrap();
         assert!(night.get(&kept).unwrap().unwrap().equals(&df));
         assert!(night.get(&kept).unwrap().is_none());
