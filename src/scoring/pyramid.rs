@@ -123,12 +123,31 @@ fn ranked(in_scope: &Column, contribution: &Column, cfg: &PyramidConfig) -> Pola
     };
     let share =
         (0..n_rows).map(|i| (scope[i] && total > 0).then(|| cum_group[i] as f64 / total as f64));
+    // The columns built side by side: each is one core's loop over every
+    // customer (~70 ms together at 10^6, while the scoring around them
+    // leaves the other core idle).
+    let ((rank, share), (tier, nonpositive)) = rayon::join(
+        || {
+            rayon::join(
+                || Int64Chunked::from_iter_options(OUTPUTS[0].into(), rank.iter().copied()),
+                || Float64Chunked::from_iter_options(OUTPUTS[1].into(), share),
+            )
+        },
+        || {
+            rayon::join(
+                || StringChunked::from_iter_options(OUTPUTS[2].into(), (0..n_rows).map(tier)),
+                || {
+                    let nonpositive = c.iter().map(|v| v.map(|v| v <= 0));
+                    BooleanChunked::from_iter_options(OUTPUTS[3].into(), nonpositive)
+                },
+            )
+        },
+    );
     let fields = [
-        Int64Chunked::from_iter_options(OUTPUTS[0].into(), rank.iter().copied()).into_series(),
-        Float64Chunked::from_iter_options(OUTPUTS[1].into(), share).into_series(),
-        StringChunked::from_iter_options(OUTPUTS[2].into(), (0..n_rows).map(tier)).into_series(),
-        BooleanChunked::from_iter_options(OUTPUTS[3].into(), c.iter().map(|v| v.map(|v| v <= 0)))
-            .into_series(),
+        rank.into_series(),
+        share.into_series(),
+        tier.into_series(),
+        nonpositive.into_series(),
     ];
     Ok(StructChunked::from_series(RANKED.into(), n_rows, fields.iter())?.into_series())
 }

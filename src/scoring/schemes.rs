@@ -85,21 +85,29 @@ pub fn label_positions(column: &Column, labels: &[String]) -> Option<Vec<u8>> {
         })
         .collect();
     use polars_arrow::array::Array as _;
+    use rayon::prelude::*;
     let mut out = Vec::with_capacity(t.len());
     for a in t.downcast_iter() {
         let valid = a.validity();
-        for (i, view) in a.views().iter().enumerate() {
-            if valid.is_some_and(|v| !v.get_bit(i)) {
-                out.push(n as u8);
-                continue;
-            }
-            let at = match crate::order::inline_key(*view) {
-                Some(k) => keys.iter().position(|l| *l == Some(k)),
-                // Too long to be any inline label: compared as text.
-                None => labels.iter().position(|l| l == a.value(i)),
-            };
-            out.push(at? as u8);
-        }
+        // Rows in stretches on the pool: a summary's walk waits for them.
+        let positions: Option<Vec<u8>> = a
+            .views()
+            .par_iter()
+            .with_min_len(1 << 15)
+            .enumerate()
+            .map(|(i, view)| {
+                if valid.is_some_and(|v| !v.get_bit(i)) {
+                    return Some(n as u8);
+                }
+                let at = match crate::order::inline_key(*view) {
+                    Some(k) => keys.iter().position(|l| *l == Some(k)),
+                    // Too long to be any inline label: compared as text.
+                    None => labels.iter().position(|l| l == a.value(i)),
+                };
+                Some(at? as u8)
+            })
+            .collect();
+        out.extend(positions?);
     }
     Some(out)
 }
