@@ -362,29 +362,7 @@ pub fn init_logging(cli: &Cli) {
 
 /// Runs a parsed command line; the caller maps errors to exit codes.
 pub fn execute(cli: Cli) -> Result<()> {
-    on_polars_pool(|| execute_here(cli))
-}
-
-/// `op` run as one of polars' worker threads, so that the run has one
-/// thread pool: our own parallel loops (rayon) then share polars' pool
-/// instead of a second pool of as many threads, and the polars operations
-/// the run calls execute in place instead of being handed to a worker
-/// while this thread waits. Measured at 10^7 transactions in interleaved
-/// pairs: a night 1.685 → 1.598 s (Zipf) and 2.042 → 2.010 s (uniform), a
-/// run from CSV 6.04 → 5.96 s and 7.02 → 6.80 s; backfills and the lean
-/// plan unchanged.
-///
-/// Not with fewer than two workers: the run waits on threads of its own
-/// (the `customer_scores` writer, the staging pipeline, the tierings
-/// read ahead) that need a worker, and the only one would be the run's.
-/// For the same reason, no two parallel branches of the run may wait on
-/// such threads at once.
-fn on_polars_pool<R: Send>(op: impl FnOnce() -> R + Send) -> R {
-    let pool = &polars_core::runtime::THREAD_POOL;
-    match pool.current_num_threads() {
-        0 | 1 => op(),
-        _ => pool.install(op),
-    }
+    crate::pool::run(|| execute_here(cli))
 }
 
 fn execute_here(cli: Cli) -> Result<()> {

@@ -17,6 +17,7 @@ pub mod memory;
 pub mod order;
 pub mod pipeline;
 pub mod plan;
+pub mod pool;
 pub mod progress;
 pub mod publish;
 pub mod report;
