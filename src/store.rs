@@ -779,9 +779,9 @@ fn write_daily(
     let keys_out = out.with_file_name(DAILY_KEYS);
     if rows as u64 * SORTED_BYTES_PER_ROW <= budget {
         let mut df = build(io::scan_parquet(typed)?)?;
-        io::write_spill(&mut df, out)?;
+        io::write_stored(&mut df, out)?;
         if let Some(mut keys) = crate::daily::id_runs(&df)? {
-            io::write_spill(&mut keys, &keys_out)?;
+            io::write_stored(&mut keys, &keys_out)?;
         }
         return Ok(Some(df));
     }
@@ -799,7 +799,7 @@ fn write_daily(
     // Each part's id runs as it is written: the parts are consecutive id
     // ranges, so theirs stacked are the file's.
     let mut keys: Option<Vec<DataFrame>> = Some(Vec::new());
-    io::write_spill_parts(
+    io::write_parquet_parts(
         out,
         edges.windows(2).map(|w| {
             let df = build(io::scan_parquet(typed)?.filter(crate::daily::id_range(w[0], w[1])))?;
@@ -812,13 +812,14 @@ fn write_daily(
             };
             Ok(df)
         }),
+        0,
     )?;
     if let Some(mut parts) = keys.filter(|k| !k.is_empty()) {
         let mut keys = parts.remove(0);
         for part in parts {
             keys.vstack_mut_owned(part)?;
         }
-        io::write_spill(&mut keys, &keys_out)?;
+        io::write_stored(&mut keys, &keys_out)?;
     }
     Ok(None)
 }
@@ -1168,7 +1169,7 @@ mod tests {
         .collect()
         .unwrap();
         let path = dir.path().join("typed.parquet");
-        io::write_spill(&mut typed, &path).unwrap();
+        io::write_stored(&mut typed, &path).unwrap();
         let columns: Vec<String> = typed
             .get_column_names()
             .iter()

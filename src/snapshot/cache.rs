@@ -180,7 +180,7 @@ impl TieringCache {
         let path = self.path(key);
         let mut df = df.clone();
         let write = std::thread::spawn(move || {
-            crate::io::write_atomically(&path, |tmp| crate::io::write_spill(&mut df, tmp))
+            crate::io::write_atomically(&path, |tmp| crate::io::write_stored(&mut df, tmp))
         });
         if let Ok(mut w) = self.writing.lock() {
             w.push(write);

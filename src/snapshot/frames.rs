@@ -375,7 +375,7 @@ impl Frames {
             Daily::Memory { .. } | Daily::Released => Ok(lf.run()?.lazy()),
             Daily::Parts(p) => {
                 let path = p.work_file(name);
-                crate::io::sink_parquet(lf, &path)?;
+                crate::io::sink_spill(lf, &path)?;
                 crate::io::scan_parquet(&path)
             }
         }
