@@ -7,8 +7,7 @@
 use polars_core::runtime::THREAD_POOL;
 
 /// `op` run as one of the pool's workers: the whole command
-/// ([`crate::cli::execute`]).
-/// Measured at 10^7 transactions in interleaved pairs: a night 1.685 →
+/// ([`crate::cli::execute`]). Measured at 10^7 transactions in interleaved pairs: a night 1.685 →
 /// 1.598 s (Zipf) and 2.042 → 2.010 s (uniform), a run from CSV 6.04 →
 /// 5.96 s and 7.02 → 6.80 s; backfills and the lean plan unchanged.
 ///

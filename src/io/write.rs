@@ -150,7 +150,8 @@ fn write_groups(
 
 /// Frames written one after another into one Parquet file with the typed
 /// store's settings (LZ4), small ones gathered into row groups of at
-/// least `rows` rows (a merged store segment's files).
+/// least `rows` rows (a merged store segment's files; with 0, each frame
+/// one row group, as a pre-aggregate built in customer ranges).
 pub fn write_parquet_parts(
     path: &Path,
     parts: impl IntoIterator<Item = Result<DataFrame>>,
