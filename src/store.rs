@@ -12,7 +12,7 @@
 //!                           /rejects.parquet invalid rows and duplicates
 //!                           /hashes.u64      XXH3-64 of each stored txn_id, sorted (ingest::hashes)
 //!                           /daily.parquet   customer × day pre-aggregate,
-//!                                            sorted by customer_id (LZ4)
+//!                                            sorted by customer_id
 //!                           /daily.keys.parquet  its customer ids once each,
 //!                                            with their count of rows
 //! _store/tierings/<date>-<hash>.parquet    earlier dates' tierings, kept
@@ -20,8 +20,11 @@
 //!                                          crate::snapshot::TieringCache)
 //! _store/tables/<table>-<hash>.*           customers and interactions as
 //!                                          checked, read back while their
-//!                                          files are unchanged (LZ4)
+//!                                          files are unchanged
 //! ```
+//!
+//! Every Parquet file here is compressed as `store.compression` says (none
+//! by default: the store is read back every run).
 //!
 //! A run commits by replacing the catalog atomically once its new segments
 //! are in place: killed before that, the store is as it was (the next run
@@ -40,7 +43,7 @@ use chrono::NaiveDate;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, InputFile, OnChanged, OnRemoved};
+use crate::config::{Config, InputFile, OnChanged, OnRemoved, StoreCompression};
 use crate::contract;
 use crate::error::{Error, Result};
 use crate::ingest::{self, Ingested, TableReport, TypedFile};
@@ -142,6 +145,7 @@ pub struct View {
 /// starts over. Call with the output root's lock held.
 pub fn sync(cfg: &Config, out: &Path, rebuild: bool, budget: u64) -> Result<View> {
     let dir = out.join(STORE_DIR);
+    let c = cfg.store.compression;
     let mut summary = Summary::default();
     if rebuild && dir.exists() {
         fs::remove_dir_all(&dir).map_err(Error::io(&dir))?;
@@ -260,7 +264,7 @@ pub fn sync(cfg: &Config, out: &Path, rebuild: bool, budget: u64) -> Result<View
             .filter(|&i| keep[i].segment == seg)
             .collect();
         summary.rows_read += rows_of(&keep, &members);
-        merge_segment(&dir, &mut cat.next_segment, &mut keep, &members, budget)?;
+        merge_segment(&dir, &mut cat.next_segment, &mut keep, &members, budget, c)?;
         merged += 1;
     }
     let kept_keys: std::collections::HashSet<&Path> =
@@ -295,7 +299,7 @@ pub fn sync(cfg: &Config, out: &Path, rebuild: bool, budget: u64) -> Result<View
     if let Some(members) = compaction(&keep, cfg.store.compact_at) {
         let from = segment_names(&keep).len();
         summary.rows_read += rows_of(&keep, &members);
-        merge_segment(&dir, &mut cat.next_segment, &mut keep, &members, budget)?;
+        merge_segment(&dir, &mut cat.next_segment, &mut keep, &members, budget, c)?;
         tracing::info!(
             from,
             to = segment_names(&keep).len(),
@@ -458,6 +462,7 @@ fn merge_segment(
     files: &mut [StoredFile],
     members: &[usize],
     budget: u64,
+    c: StoreCompression,
 ) -> Result<()> {
     let segments = dir.join(SEGMENTS);
     let name = format!("seg-{:06}", *next);
@@ -499,7 +504,7 @@ fn merge_segment(
             .select(order.clone())
             .run()?)
     });
-    io::write_parquet_parts(&path, typed, 1 << 17)?;
+    io::write_parquet_parts(&path, typed, 1 << 17, c)?;
     let stored = io::scan_parquet(&path)?
         .select([len().alias("n")])
         .run()?
@@ -537,6 +542,7 @@ fn merge_segment(
             rows as usize,
             &staged.join("daily.parquet"),
             budget,
+            c,
         )?;
     } else {
         // No row: the first member's (empty) pre-aggregate, for its schema.
@@ -693,6 +699,7 @@ fn ingest_new(
             nf.report.rows_kept,
             &seg.join("daily.parquet"),
             budget,
+            cfg.store.compression,
         )?;
         if nf.span.is_some() {
             // Held only while they fit; one missing makes the set useless.
@@ -753,8 +760,7 @@ const SORTED_BYTES_PER_ROW: u64 = 112;
 ///
 /// Sorted so that the lean plan's parts (id ranges) skip other customers'
 /// row groups: at 10^7 its parts build in 2.0 s instead of 3.0 s, and the
-/// fast plan keys the daily in 0.6 s instead of 1.0 s, every night. LZ4:
-/// read back every run, so decompression speed beats size.
+/// fast plan keys the daily in 0.6 s instead of 1.0 s, every night.
 ///
 /// Returns the pre-aggregate when it was built whole.
 fn write_daily(
@@ -763,6 +769,7 @@ fn write_daily(
     rows: usize,
     out: &Path,
     budget: u64,
+    c: StoreCompression,
 ) -> Result<Option<DataFrame>> {
     let has = |c: &str| columns.iter().any(|x| x == c);
     let (margin, quantity) = (has("margin_cents"), has("quantity"));
@@ -779,9 +786,9 @@ fn write_daily(
     let keys_out = out.with_file_name(DAILY_KEYS);
     if rows as u64 * SORTED_BYTES_PER_ROW <= budget {
         let mut df = build(io::scan_parquet(typed)?)?;
-        io::write_stored(&mut df, out)?;
+        io::write_stored(&mut df, out, c)?;
         if let Some(mut keys) = crate::daily::id_runs(&df)? {
-            io::write_stored(&mut keys, &keys_out)?;
+            io::write_stored(&mut keys, &keys_out, c)?;
         }
         return Ok(Some(df));
     }
@@ -813,13 +820,14 @@ fn write_daily(
             Ok(df)
         }),
         0,
+        c,
     )?;
     if let Some(mut parts) = keys.filter(|k| !k.is_empty()) {
         let mut keys = parts.remove(0);
         for part in parts {
             keys.vstack_mut_owned(part)?;
         }
-        io::write_stored(&mut keys, &keys_out)?;
+        io::write_stored(&mut keys, &keys_out, c)?;
     }
     Ok(None)
 }
@@ -1169,7 +1177,7 @@ mod tests {
         .collect()
         .unwrap();
         let path = dir.path().join("typed.parquet");
-        io::write_stored(&mut typed, &path).unwrap();
+        io::write_stored(&mut typed, &path, StoreCompression::Lz4).unwrap();
         let columns: Vec<String> = typed
             .get_column_names()
             .iter()
@@ -1178,13 +1186,14 @@ mod tests {
         let whole = dir.path().join("whole.parquet");
         let parts = dir.path().join("parts.parquet");
         let need = n as u64 * SORTED_BYTES_PER_ROW;
+        let c = StoreCompression::default();
         assert!(
-            write_daily(&path, &columns, n, &whole, need)
+            write_daily(&path, &columns, n, &whole, need, c)
                 .unwrap()
                 .is_some()
         );
         assert!(
-            write_daily(&path, &columns, n, &parts, need / 3)
+            write_daily(&path, &columns, n, &parts, need / 3, c)
                 .unwrap()
                 .is_none()
         );

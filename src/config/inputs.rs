@@ -208,6 +208,13 @@ pub struct StoreConfig {
     /// segment, so a year of nightly files would otherwise cost a night
     /// ~3.5 s more at 10^7 rows. 0 never merges. Default 16.
     pub compact_at: usize,
+    /// How the store's Parquet files are compressed: `none` (default),
+    /// `lz4` or `zstd` (level 1). Every run reads them back, and at 10^7
+    /// transactions a cold run took ~0.5 s (10^8: ~8 s) less without
+    /// compression, for a store about twice the size (10^8: 7.3 against
+    /// ~3.7 GB). Changing it rewrites nothing: files already stored keep
+    /// theirs.
+    pub compression: StoreCompression,
 }
 
 impl Default for StoreConfig {
@@ -216,6 +223,7 @@ impl Default for StoreConfig {
             on_changed: OnChanged::default(),
             on_removed: OnRemoved::default(),
             compact_at: 16,
+            compression: StoreCompression::default(),
         }
     }
 }
@@ -243,4 +251,17 @@ pub enum OnRemoved {
     Keep,
     /// Stop with exit 2 naming the file.
     Refuse,
+}
+
+/// How the store's Parquet files are compressed (`store.compression`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreCompression {
+    /// Not compressed: the fastest to write and read back.
+    #[default]
+    None,
+    /// LZ4: ~half the size, a little slower.
+    Lz4,
+    /// zstd at level 1: smaller still, slower to write.
+    Zstd,
 }

@@ -12,7 +12,7 @@ use crate::contract::reason;
 use crate::error::Result;
 use crate::ingest::checks::split;
 use crate::ingest::rejects::{drop_duplicates_hashed, id_hash, move_to_rejects, no_rejects};
-use crate::ingest::stage::{POS, stage_table};
+use crate::ingest::stage::{POS, Typed, stage_table};
 use crate::ingest::{TableReport, count_reasons, enforce_ratio};
 use crate::io::{self, LINE, Run};
 
@@ -66,7 +66,10 @@ pub(crate) fn stage_new(
         work,
         &mut batch,
         files,
-        true,
+        Typed {
+            keep_line: true,
+            compression: cfg.store.compression,
+        },
     )?;
     let names: Vec<String> = staged.iter().map(|s| s.file.clone()).collect();
     let pairs = staged
@@ -154,7 +157,7 @@ pub(crate) fn stage_new(
                         .not(),
                 )
                 .drop(cols([POS]));
-            io::sink_parquet(kept, &path)?;
+            io::sink_parquet(kept, &path, cfg.store.compression)?;
             path
         };
         let (rows, span, warnings) = stats.get(&no).cloned().unwrap_or_default();

@@ -215,7 +215,10 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
         work.path(),
         &mut rep,
         io::expand_inputs("transactions", &input.path)?,
-        false,
+        stage::Typed {
+            keep_line: false,
+            compression: cfg.store.compression,
+        },
     )?;
     let t = std::time::Instant::now();
     let files = staged
@@ -307,7 +310,9 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
         let kept = concat(parts, UnionArgs::default())?
             .filter(key().is_in(lit(gone).implode(false), false).not())
             .drop(cols([POS, "__file_no"]));
-        crate::io::write_atomically(&path, |tmp| io::sink_parquet(kept, tmp))?;
+        crate::io::write_atomically(&path, |tmp| {
+            io::sink_parquet(kept, tmp, cfg.store.compression)
+        })?;
     }
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use crate::config::{Format, InputFile};
+use crate::config::{Format, InputFile, StoreCompression};
 use crate::error::Result;
 use crate::ingest::TableReport;
 use crate::ingest::checks::{
@@ -28,13 +28,23 @@ pub(super) struct Staged {
     pub(super) file: String,
 }
 
+/// How [`stage_table`] writes a file's typed candidate and work file.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Typed {
+    /// Each row's line kept in the candidate (see [`stage_table`]).
+    pub keep_line: bool,
+    /// Both files' compression (`store.compression`: the candidate becomes
+    /// a store file).
+    pub compression: StoreCompression,
+}
+
 /// Checks every file of a table in one streamed pass per file, never
 /// holding a file in memory: the valid rows go straight to a typed
-/// candidate (LZ4, as the store keeps it) and every row's bookkeeping to a
-/// work file (LZ4). The fast paths (numbers parsed by the CSV reader, date
+/// candidate (compressed as the store keeps it) and every row's
+/// bookkeeping to a work file. The fast paths (numbers parsed by the CSV reader, date
 /// formats narrowed to a sample) are verified by the same pass, which is
 /// run again without them should they have missed anything.
-/// With `keep_line` the typed candidate keeps each row's line (the store
+/// With `to.keep_line` the typed candidate keeps each row's line (the store
 /// lists rows after a later run's as-of date by file and line), and the
 /// work file holds only the rows the candidate cannot stand for.
 pub(super) fn stage_table(
@@ -44,7 +54,7 @@ pub(super) fn stage_table(
     work: &Path,
     report: &mut TableReport,
     files: Vec<PathBuf>,
-    keep_line: bool,
+    to: Typed,
 ) -> Result<Vec<Staged>> {
     let mut out = Vec::new();
     for (i, file) in files.into_iter().enumerate() {
@@ -69,10 +79,8 @@ pub(super) fn stage_table(
             };
             let plan = checks.over_file()?;
             let pass = || match &windows {
-                Some(w) => {
-                    stage_windows(table, w, &checks, &staged, &candidate, keep_line, w.size())
-                }
-                None => stage_pass(table, plan, &staged, &candidate, keep_line),
+                Some(w) => stage_windows(table, w, &checks, &staged, &candidate, to, w.size()),
+                None => stage_pass(table, plan, &staged, &candidate, to),
             };
             let st = if !numeric.is_empty() {
                 // polars' CSV number parser can panic on a malformed quoted
@@ -109,7 +117,7 @@ pub(super) fn stage_table(
         report.files.push(file_info(&file, rows)?);
         report.rows_read += rows;
         out.push(Staged {
-            work: if keep_line {
+            work: if to.keep_line {
                 work_rows(&staged, &candidate)?
             } else {
                 io::scan_parquet(&staged)?
@@ -289,9 +297,9 @@ pub(super) fn stage_pass(
     mut plan: LazyFrame,
     staged: &Path,
     candidate: &Path,
-    keep_line: bool,
+    to: Typed,
 ) -> PolarsResult<StagedStats> {
-    let out = Outputs::new(table, &*plan.collect_schema()?, keep_line);
+    let out = Outputs::new(table, &*plan.collect_schema()?, to.keep_line);
     let stats = plan.clone().select(out.stats.clone());
     let frames = io::sink_and_collect(
         vec![
@@ -299,6 +307,7 @@ pub(super) fn stage_pass(
             (out.typed(plan), candidate),
         ],
         vec![stats],
+        to.compression,
     )?;
     StagedStats::from_frame(&frames[0])
 }
@@ -403,16 +412,16 @@ fn stage_windows(
     checks: &Checks,
     staged: &Path,
     candidate: &Path,
-    keep_line: bool,
+    to: Typed,
     window: usize,
 ) -> PolarsResult<StagedStats> {
     use std::sync::mpsc::sync_channel;
     let mut shape = checks.over(windows.empty()?.lazy()).map_err(to_polars)?;
-    let out = Outputs::new(table, &*shape.collect_schema()?, keep_line);
+    let out = Outputs::new(table, &*shape.collect_schema()?, to.keep_line);
     let work_schema = out.work(shape.clone()).collect_schema()?;
-    let mut work = io::ParquetOut::create(staged, &work_schema)?;
+    let mut work = io::ParquetOut::create(staged, &work_schema, to.compression)?;
     let typed_schema = out.typed(shape).collect_schema()?;
-    let mut typed = io::ParquetOut::create(candidate, &typed_schema)?;
+    let mut typed = io::ParquetOut::create(candidate, &typed_schema, to.compression)?;
     let (raw_tx, raw_rx) = sync_channel::<PolarsResult<DataFrame>>(1);
     let (out_tx, out_rx) = sync_channel::<(DataFrame, DataFrame)>(1);
     std::thread::scope(|scope| {
@@ -657,6 +666,14 @@ pub(super) fn sample_formats(
 mod tests {
     use super::*;
 
+    /// Staging as the store does, lines kept or not.
+    fn lines(keep_line: bool) -> Typed {
+        Typed {
+            keep_line,
+            compression: StoreCompression::default(),
+        }
+    }
+
     /// A checked file of four rows: line 3 rejected (its date), line 4
     /// valid but for its margin, lines 2 and 5 clean.
     fn checked() -> LazyFrame {
@@ -686,8 +703,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let (full, slim) = (dir.join("full.parquet"), dir.join("slim.parquet"));
         let (typed_full, typed) = (dir.join("full-typed.parquet"), dir.join("typed.parquet"));
-        stage_pass("transactions", checked(), &full, &typed_full, false).unwrap();
-        let st = stage_pass("transactions", checked(), &slim, &typed, true).unwrap();
+        stage_pass("transactions", checked(), &full, &typed_full, lines(false)).unwrap();
+        let st = stage_pass("transactions", checked(), &slim, &typed, lines(true)).unwrap();
         assert_eq!(st.rows, 4);
         // Only the rejected line 3 and the noted line 4 are written twice.
         let written = io::scan_parquet(&slim).unwrap().collect().unwrap();
@@ -756,7 +773,15 @@ mod tests {
         (work, typed): (&Path, &Path),
         window: usize,
     ) -> PolarsResult<StagedStats> {
-        stage_windows("transactions", windows, checks, work, typed, true, window)
+        stage_windows(
+            "transactions",
+            windows,
+            checks,
+            work,
+            typed,
+            lines(true),
+            window,
+        )
     }
 
     #[test]
@@ -802,7 +827,7 @@ mod tests {
             checks.over_file().unwrap(),
             &work,
             &typed,
-            true,
+            lines(true),
         )
         .unwrap();
         let (want_work, want_typed) = (read(&work), read(&typed));
@@ -877,7 +902,7 @@ mod tests {
                         .expect("a file without quotes is read in windows");
                 let windows = Windows::Csv(windows);
                 let plan = checks.over_file().unwrap();
-                let want = stage_pass("transactions", plan, &work, &typed, true).unwrap();
+                let want = stage_pass("transactions", plan, &work, &typed, lines(true)).unwrap();
                 assert_eq!(want.rows, text.lines().count() - 1);
                 assert_eq!(
                     (want.dates_unparsed, want.numbers_missing),

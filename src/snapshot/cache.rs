@@ -44,6 +44,8 @@ pub struct TieringCache {
     /// the ones read and not yet taken.
     reading: Mutex<Option<std::thread::JoinHandle<Vec<Read>>>>,
     read: Mutex<Vec<Read>>,
+    /// How the tierings are written (`store.compression`).
+    compression: crate::config::StoreCompression,
 }
 
 impl TieringCache {
@@ -55,6 +57,7 @@ impl TieringCache {
         inputs: &[String],
         files: Vec<(Option<NaiveDate>, String)>,
     ) -> Result<TieringCache> {
+        let compression = cfg.store.compression;
         let mut settings = cfg.clone();
         settings.as_of = None;
         settings.out = None;
@@ -89,6 +92,7 @@ impl TieringCache {
             writing: Default::default(),
             reading: Default::default(),
             read: Default::default(),
+            compression,
         })
     }
 
@@ -179,8 +183,9 @@ impl TieringCache {
         std::fs::create_dir_all(&self.dir).map_err(Error::io(&self.dir))?;
         let path = self.path(key);
         let mut df = df.clone();
+        let c = self.compression;
         let write = std::thread::spawn(move || {
-            crate::io::write_atomically(&path, |tmp| crate::io::write_stored(&mut df, tmp))
+            crate::io::write_atomically(&path, |tmp| crate::io::write_stored(&mut df, tmp, c))
         });
         if let Ok(mut w) = self.writing.lock() {
             w.push(write);
