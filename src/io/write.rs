@@ -211,6 +211,61 @@ pub fn write_spill(df: &mut DataFrame, path: &Path) -> Result<()> {
     write_groups(df, path, SPILLED, 1 << 18)
 }
 
+/// Work files ([`write_spill`]) written one after another on a thread of
+/// their own, so that the caller computes the next part meanwhile: at
+/// 10^8 transactions the lean scoring's 16 work files took ~3 of its
+/// ~10 s. At most one frame waits while another is written.
+pub struct SpillBehind {
+    tx: Option<std::sync::mpsc::SyncSender<(DataFrame, PathBuf)>>,
+    writer: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl SpillBehind {
+    pub fn start() -> SpillBehind {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(DataFrame, PathBuf)>(1);
+        let writer = std::thread::spawn(move || {
+            for (mut df, path) in rx {
+                write_spill(&mut df, &path)?;
+                drop(df);
+                crate::memory::release_free();
+            }
+            Ok(())
+        });
+        SpillBehind {
+            tx: Some(tx),
+            writer: Some(writer),
+        }
+    }
+
+    /// Queues `df` for `path` (waits while another frame is queued).
+    pub fn write(&mut self, df: DataFrame, path: PathBuf) -> Result<()> {
+        let sent = self.tx.as_ref().map(|tx| tx.send((df, path)).is_ok());
+        match sent {
+            Some(true) => Ok(()),
+            // The writer stopped: its error.
+            _ => self.finish(),
+        }
+    }
+
+    /// Waits until every queued file is written; the first error, if any.
+    pub fn finish(&mut self) -> Result<()> {
+        self.tx = None;
+        match self.writer.take().map(|w| w.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SpillBehind {
+    fn drop(&mut self) {
+        // An early return still waits for the files it queued (their
+        // directory is removed after).
+        let _ = self.finish();
+    }
+}
+
 /// True when any string column holds a non-ASCII character.
 pub fn has_non_ascii_text(df: &DataFrame) -> bool {
     df.columns().iter().any(|c| {

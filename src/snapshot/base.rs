@@ -295,17 +295,19 @@ pub(super) fn scores_by_part(
         hide: Vec::new(),
     };
     let mut narrow = Vec::new();
+    // Each part's base is written while the next is built (and the last
+    // while the ranking runs).
+    let mut bases = crate::io::SpillBehind::start();
     for i in 0..p.count() {
         let m = part_measures(f, p, i, as_of, cfg)?.lazy();
         let part = Some(p.filter(i));
-        let mut b = match ordered_base(f, m.clone(), part.clone(), as_of, cfg)? {
+        let b = match ordered_base(f, m.clone(), part.clone(), as_of, cfg)? {
             Some(b) => b,
             None => base_in(f, m, part, as_of, cfg),
         }
         .run()?;
         narrow.push(b.select(RANK_INPUTS.iter().copied())?.lazy());
-        crate::io::write_spill(&mut b, &spilled.path("base", i))?;
-        crate::memory::release_free();
+        bases.write(b, spilled.path("base", i))?;
     }
     let mut keep = vec![col("customer_id")];
     keep.extend(RANKED_COLUMNS.iter().map(|c| col(*c)));
@@ -315,6 +317,8 @@ pub(super) fn scores_by_part(
     // In customer_id order already (the parts are, and ranking keeps the
     // rows' order): checked, and sorted only if not.
     let ranked = crate::order::sorted_and_flagged(ranked)?;
+    bases.finish()?;
+    let mut scores = crate::io::SpillBehind::start();
     for i in 0..p.count() {
         let base = spilled.path("base", i);
         let ranks = ranked.clone().lazy().filter(p.filter(i));
@@ -330,13 +334,13 @@ pub(super) fn scores_by_part(
                 ),
             }
         };
-        let mut full = sorted_by_id(finish(b, as_of, cfg, &f.attributes)?.run()?, f.frugal)?;
+        let full = sorted_by_id(finish(b, as_of, cfg, &f.attributes)?.run()?, f.frugal)?;
         spilled.rows += full.height();
         spilled.non_ascii |= crate::io::has_non_ascii_text(&full);
-        crate::io::write_spill(&mut full, &spilled.path("scores", i))?;
+        scores.write(full, spilled.path("scores", i))?;
         std::fs::remove_file(&base).map_err(Error::io(&base))?;
-        crate::memory::release_free();
     }
+    scores.finish()?;
     Ok(Full::Spilled(spilled))
 }
 

@@ -124,10 +124,12 @@ impl Parts {
             bounds: crate::daily::range_bounds(customer_ids, parts),
             dir,
         };
+        // Each part's files are written while the next part is read.
+        let mut spill = crate::io::SpillBehind::start();
         for i in 0..p.count() {
             // The part's pre-aggregate is held while its keys are taken
             // from it.
-            let (mut daily, mut keys) = match by_id(p.filter(i))? {
+            let (daily, keys) = match by_id(p.filter(i))? {
                 PartRows::SortedFiles(files) => {
                     // Frames share their buffers: the copy kept for the
                     // fallback costs nothing.
@@ -141,11 +143,10 @@ impl Parts {
                 }
                 PartRows::ById(df) => keyed_sorted(df.lazy())?,
             };
-            crate::io::write_spill(&mut keys, &p.keys_path(i))?;
-            crate::io::write_spill(&mut daily, &p.daily_path(i))?;
-            drop((keys, daily));
-            crate::memory::release_free();
+            spill.write(keys, p.keys_path(i))?;
+            spill.write(daily, p.daily_path(i))?;
         }
+        spill.finish()?;
         Ok(p)
     }
 
