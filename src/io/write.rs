@@ -214,7 +214,8 @@ pub fn write_spill(df: &mut DataFrame, path: &Path) -> Result<()> {
 /// Work files ([`write_spill`]) written one after another on a thread of
 /// their own, so that the caller computes the next part meanwhile: at
 /// 10^8 transactions the lean scoring's 16 work files took ~3 of its
-/// ~10 s. At most one frame waits while another is written.
+/// ~10 s. A frame is handed over only once the one before is written, so
+/// at most two are held: the one being written and the caller's next.
 pub struct SpillBehind {
     tx: Option<std::sync::mpsc::SyncSender<(DataFrame, PathBuf)>>,
     writer: Option<std::thread::JoinHandle<Result<()>>>,
@@ -222,7 +223,7 @@ pub struct SpillBehind {
 
 impl SpillBehind {
     pub fn start() -> SpillBehind {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(DataFrame, PathBuf)>(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(DataFrame, PathBuf)>(0);
         let writer = std::thread::spawn(move || {
             for (mut df, path) in rx {
                 write_spill(&mut df, &path)?;
@@ -237,7 +238,7 @@ impl SpillBehind {
         }
     }
 
-    /// Queues `df` for `path` (waits while another frame is queued).
+    /// Hands `df` over for `path` (waits while the frame before is written).
     pub fn write(&mut self, df: DataFrame, path: PathBuf) -> Result<()> {
         let sent = self.tx.as_ref().map(|tx| tx.send((df, path)).is_ok());
         match sent {

@@ -272,7 +272,9 @@ pub fn scores_as_of(f: &Frames, as_of: NaiveDate, cfg: &Config) -> Result<Full> 
 /// The lean plan's scoring: each part's base is built and spilled, the
 /// RFM scores and the pyramid are ranked over the whole population from
 /// a narrow frame, then each part is finished and spilled in customer_id
-/// order. Only one part's frames (and the narrow ranking) are in memory.
+/// order. At most two parts' frames (one being written while the next is
+/// computed, [`crate::io::SpillBehind`]) and the narrow ranking are in
+/// memory.
 ///
 /// A part's base is built in customer_id order ([`part_measures`],
 /// [`ordered_base`]) and the ranking (in that order too: the parts are,
