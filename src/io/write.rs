@@ -240,12 +240,18 @@ impl SpillBehind {
 
     /// Hands `df` over for `path` (waits while the frame before is written).
     pub fn write(&mut self, df: DataFrame, path: PathBuf) -> Result<()> {
-        let sent = self.tx.as_ref().map(|tx| tx.send((df, path)).is_ok());
-        match sent {
-            Some(true) => Ok(()),
-            // The writer stopped: its error.
-            _ => self.finish(),
+        let Some(tx) = &self.tx else {
+            return Err(Error::Invariant(format!(
+                "{}: handed to a work file writer already finished",
+                path.display()
+            )));
+        };
+        if tx.send((df, path)).is_ok() {
+            return Ok(());
         }
+        // The writer stopped: its error.
+        self.finish()?;
+        Err(Error::Invariant("the work file writer stopped".into()))
     }
 
     /// Waits until every queued file is written; the first error, if any.
@@ -261,9 +267,13 @@ impl SpillBehind {
 
 impl Drop for SpillBehind {
     fn drop(&mut self) {
-        // An early return still waits for the files it queued (their
-        // directory is removed after).
-        let _ = self.finish();
+        // An early return still waits for the file being written (its
+        // directory is removed after); its outcome is the caller's error
+        // already, and a panic is not raised again while unwinding.
+        self.tx = None;
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
     }
 }
 
@@ -632,6 +642,38 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every frame handed over is written, in full, by the time `finish`
+    /// returns; a write that fails is the caller's error, not lost.
+    #[test]
+    fn spill_behind_writes_every_frame_and_reports_a_failure() {
+        let dir = std::env::temp_dir().join(format!("tiering-behind-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let frame = |k: i64| df!("k" => (0..1000i64).map(|i| i * k).collect::<Vec<_>>()).unwrap();
+        let mut w = SpillBehind::start();
+        for k in 1..=3 {
+            w.write(frame(k), dir.join(format!("f{k}.parquet")))
+                .unwrap();
+        }
+        w.finish().unwrap();
+        for k in 1..=3 {
+            let back = crate::io::scan_parquet(&dir.join(format!("f{k}.parquet")))
+                .unwrap()
+                .collect()
+                .unwrap();
+            assert!(back.equals(&frame(k)), "frame {k}");
+        }
+        assert!(w.write(frame(4), dir.join("late.parquet")).is_err());
+        // A directory that does not exist: the writer fails, and the next
+        // hand-over or the finish says so.
+        let mut w = SpillBehind::start();
+        let missing = dir.join("missing").join("f.parquet");
+        w.write(frame(1), missing.clone()).unwrap();
+        let err = w.write(frame(2), dir.join("f5.parquet")).unwrap_err();
+        assert!(err.to_string().contains("missing"), "{err}");
+        assert!(!dir.join("f5.parquet").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// The lean plan pushes a table in parts of any size; the fast plan
     /// pushes it whole. Both must give the same bytes, and the Parquet
