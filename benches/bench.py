@@ -130,6 +130,7 @@ def main():
             row["manifests"] = {k: manifest_facts(outs[o]) for k, o in
                                 [("tiering", "tiering"), ("tiering_parquet_in", "tiering_pq"),
                                  ("backfill_8_quarters", "backfill")]}
+        done_with(outs["tiering_pq"], outs["backfill"])
         if 10_000_000 <= n < 100_000_000 and shape == "zipf":
             row["memory_limit"] = limit_scenario(a.tiering, n)
         if n < 100_000_000:
@@ -173,6 +174,7 @@ def limit_scenario(tiering, n):
                == open(os.path.join(d, "out-limited", f"snapshot={AS_OF}", x), "rb").read()
                for x in os.listdir(os.path.join(d, "out-fast", f"snapshot={AS_OF}")) if x.endswith((".csv", ".parquet")))
     out["tables_identical"] = same
+    done_with(*(os.path.join(d, "out-" + name) for name in ["fast", "limited"]))
     return out
 
 def snapshot_tables(out):
@@ -234,12 +236,22 @@ def nightly_scenario(tiering, d, n, reps):
         print(f"{n:>11,} nightly {k:<20} {runs[k][-1][0]:7.2f}s {runs[k][-1][1]:8.0f} MiB", flush=True)
     med = {k: {"seconds": statistics.median(x[0] for x in v), "peak_rss_mib": max(x[1] for x in v)} for k, v in runs.items()}
     rows = lambda p: sum(1 for _ in open(p)) - 1
-    return {"transactions": n, "history_rows": rows(hist), "night_rows": rows(night), "medians": med,
-            "nightly_over_full": med["nightly"]["seconds"] / med["full_from_csv"]["seconds"],
-            "parquet_only_nightly_over_full": med["nightly_parquet_only"]["seconds"] / med["full_parquet_only"]["seconds"],
-            "parquet_only_tables_identical": snapshot_tables(os.path.join(nd, "out-full-pq")) == snapshot_tables(os.path.join(nd, "out-nightly-pq")),
-            "tables_identical": snapshot_tables(os.path.join(nd, "out-full")) == snapshot_tables(os.path.join(nd, "out-nightly")),
-            "manifest": manifest_facts(os.path.join(nd, "out-nightly"))}
+    result = {"transactions": n, "history_rows": rows(hist), "night_rows": rows(night), "medians": med,
+              "nightly_over_full": med["nightly"]["seconds"] / med["full_from_csv"]["seconds"],
+              "parquet_only_nightly_over_full": med["nightly_parquet_only"]["seconds"] / med["full_parquet_only"]["seconds"],
+              "parquet_only_tables_identical": snapshot_tables(os.path.join(nd, "out-full-pq")) == snapshot_tables(os.path.join(nd, "out-nightly-pq")),
+              "tables_identical": snapshot_tables(os.path.join(nd, "out-full")) == snapshot_tables(os.path.join(nd, "out-nightly")),
+              "manifest": manifest_facts(os.path.join(nd, "out-nightly"))}
+    done_with(*(os.path.join(nd, o) for o in ["out-full", "out-nightly", "out-full-pq", "out-nightly-pq"]))
+    return result
+
+def done_with(*dirs):
+    """Removes output directories once read: each holds a typed store (7.3 GB
+    at 10^8, uncompressed), and a bench that kept every scenario's ran out of
+    disk with ~20 GB free. The headline outputs (out-tiering, out-duckdb,
+    out-polars) are kept for inspection."""
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
 
 def machine():
     return {"cpus": os.cpu_count(), "platform": platform.platform(),
