@@ -143,7 +143,7 @@ impl Snapshot {
 
     /// Writes one table as Parquet and (as `csv` says) CSV into the
     /// staging directory.
-    pub fn write(&self, name: &str, df: &mut DataFrame, csv: io::CsvOut) -> Result<()> {
+    pub fn write(&self, name: &str, df: &mut DataFrame, csv: io::TableOut) -> Result<()> {
         self.write_with(name, |dir| io::write_table(df, dir, name, csv))
     }
 

@@ -1012,17 +1012,6 @@ fn files_of_the_same_relative_name_keep_their_own_rejects_in_a_merged_segment() 
 }
 
 /// The compression codecs of every column chunk of a Parquet file.
-fn codecs(path: &Path) -> std::collections::BTreeSet<String> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
-    let meta = reader.metadata();
-    (0..meta.num_row_groups())
-        .flat_map(|g| meta.row_group(g).columns().to_vec())
-        .map(|c| format!("{:?}", c.compression()))
-        .map(|c| c.split('(').next().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn the_store_is_compressed_as_configured_and_mixed_stores_read_alike() {
     let s = Setup::new("store-codec", 34);
@@ -1033,19 +1022,22 @@ fn the_store_is_compressed_as_configured_and_mixed_stores_read_alike() {
             .join(format!("_store/segments/seg-{n:06}/{file}"))
     };
     for file in ["typed.parquet", "daily.parquet"] {
-        assert_eq!(codecs(&seg(1, file)), ["ZSTD".to_string()].into());
+        assert_eq!(parquet_codecs(&seg(1, file)), ["ZSTD".to_string()].into());
     }
     // The night under the default: its segment uncompressed, the history's
     // left as it was written.
     s.put("t_2.csv", &s.night);
     ok_run(&s, "inc", "");
     for file in ["typed.parquet", "daily.parquet"] {
-        assert_eq!(codecs(&seg(1, file)), ["ZSTD".to_string()].into());
-        assert_eq!(codecs(&seg(2, file)), ["UNCOMPRESSED".to_string()].into());
+        assert_eq!(parquet_codecs(&seg(1, file)), ["ZSTD".to_string()].into());
+        assert_eq!(
+            parquet_codecs(&seg(2, file)),
+            ["UNCOMPRESSED".to_string()].into()
+        );
     }
     let lz4 = from_scratch(&s, "lz4", "[store]\ncompression = \"lz4\"\n");
     assert_eq!(
-        codecs(
+        parquet_codecs(
             &s.out("lz4")
                 .join("_store/segments/seg-000001/typed.parquet")
         ),

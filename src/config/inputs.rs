@@ -143,6 +143,11 @@ pub struct PublishConfig {
     /// Write a UTF-8 BOM at the start of each CSV so Excel detects UTF-8.
     /// Default: only when the table holds non-ASCII text.
     pub csv_bom: Option<bool>,
+    /// How the published Parquet files are compressed. Default `"zstd"`
+    /// (level 1, the smallest); `"snappy"` for readers that refuse zstd
+    /// (parquetjs, Azure Storage Explorer's preview, Parquet.Net before
+    /// 4.1, Apache Pinot's loader once), `"none"`.
+    pub parquet_compression: PublishCompression,
 }
 
 impl Default for PublishConfig {
@@ -150,18 +155,37 @@ impl Default for PublishConfig {
         PublishConfig {
             csv: true,
             csv_bom: None,
+            parquet_compression: PublishCompression::default(),
         }
     }
 }
 
 impl PublishConfig {
-    /// The published tables' CSV files as the writers take them.
-    pub fn csv_out(&self) -> crate::io::CsvOut {
-        crate::io::CsvOut {
-            write: self.csv,
+    /// The published tables' files as the writers take them.
+    pub fn table_out(&self) -> crate::io::TableOut {
+        crate::io::TableOut {
+            csv: self.csv,
             bom: self.csv_bom,
+            parquet: self.parquet_compression,
         }
     }
+}
+
+/// How the published Parquet files are compressed
+/// (`publish.parquet_compression`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishCompression {
+    /// zstd at level 1: the smallest files.
+    #[default]
+    Zstd,
+    /// Snappy: read by every Parquet reader. At 10^6 customers
+    /// `customer_scores.parquet` is ~26% larger than with zstd; a night
+    /// takes ~0.1–0.17 s less user CPU but, its output buffers zeroed
+    /// whole by polars-parquet, no less time (10 interleaved pairs).
+    Snappy,
+    /// Not compressed.
+    None,
 }
 
 /// How the Spark engine reads the transactions files.

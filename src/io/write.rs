@@ -11,7 +11,7 @@ use polars_parquet::write as pq;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::config::StoreCompression;
+use crate::config::{PublishCompression, StoreCompression};
 use crate::error::{Error, Result};
 
 /// Streams a query into a file of the typed store without holding its
@@ -54,9 +54,8 @@ fn io_source(e: &PolarsError) -> Option<&std::io::Error> {
     }
 }
 
-/// The published tables' compression: zstd at level 1, which compresses
-/// about twice as fast as the default level and, on typed transactions,
-/// no larger.
+/// zstd at level 1, which compresses about twice as fast as the default
+/// level and, on typed transactions, no larger.
 fn zstd() -> ParquetCompression {
     ParquetCompression::Zstd(polars::polars_utils::compression::ZstdLevel::try_new(1).ok())
 }
@@ -297,22 +296,33 @@ pub struct TableInfo {
     pub csv_bom: bool,
 }
 
-/// A published table's CSV: whether it is written, and its BOM (forced
-/// either way, or `None`: only when there is non-ASCII text).
+/// How a published table is written: whether its CSV is, the CSV's BOM
+/// (forced either way, or `None`: only when there is non-ASCII text), and
+/// the Parquet file's compression.
 #[derive(Debug, Clone, Copy)]
-pub struct CsvOut {
-    pub write: bool,
+pub struct TableOut {
+    pub csv: bool,
     pub bom: Option<bool>,
+    pub parquet: PublishCompression,
 }
 
-impl CsvOut {
+impl TableOut {
     /// The BOM decided (as [`TableWriter::create`] takes it): forced, or
     /// when the table holds non-ASCII text (asked only if a CSV is written).
-    pub fn decided(self, non_ascii: impl FnOnce() -> bool) -> CsvOut {
-        CsvOut {
-            bom: Some(self.write && self.bom.unwrap_or_else(non_ascii)),
+    pub fn decided(self, non_ascii: impl FnOnce() -> bool) -> TableOut {
+        TableOut {
+            bom: Some(self.csv && self.bom.unwrap_or_else(non_ascii)),
             ..self
         }
+    }
+}
+
+/// The published Parquet files' compression (`publish.parquet_compression`).
+fn published(c: PublishCompression) -> ParquetCompression {
+    match c {
+        PublishCompression::Snappy => ParquetCompression::Snappy,
+        PublishCompression::Zstd => zstd(),
+        PublishCompression::None => ParquetCompression::Uncompressed,
     }
 }
 
@@ -327,12 +337,12 @@ pub struct ColumnInfo {
 const ROW_GROUP: usize = 1 << 17;
 
 /// Writes `<dir>/<name>.parquet` and, as `csv` says, `<dir>/<name>.csv`.
-pub fn write_table(df: &mut DataFrame, dir: &Path, name: &str, csv: CsvOut) -> Result<TableInfo> {
-    let csv = csv.decided(|| has_non_ascii_text(df));
+pub fn write_table(df: &mut DataFrame, dir: &Path, name: &str, out: TableOut) -> Result<TableInfo> {
+    let out = out.decided(|| has_non_ascii_text(df));
     // One contiguous copy, shared by both writers (each would otherwise
     // make its own).
     df.rechunk_mut_par();
-    let mut w = TableWriter::create(dir, name, &df.schema().clone(), csv)?;
+    let mut w = TableWriter::create(dir, name, &df.schema().clone(), out)?;
     w.push(df.clone())?;
     w.finish()
 }
@@ -356,19 +366,19 @@ pub struct TableWriter {
 }
 
 impl TableWriter {
-    /// `csv` as [`CsvOut::decided`] gives it.
-    pub fn create(dir: &Path, name: &str, schema: &Schema, csv: CsvOut) -> Result<TableWriter> {
-        let bom = csv.write && csv.bom == Some(true);
+    /// `out` as [`TableOut::decided`] gives it.
+    pub fn create(dir: &Path, name: &str, schema: &Schema, out: TableOut) -> Result<TableWriter> {
+        let bom = out.csv && out.bom == Some(true);
         let open = |ext: &str| -> Result<BufWriter<File>> {
             let path = dir.join(format!("{name}.{ext}"));
             let file = File::create(&path).map_err(Error::io(&path))?;
             Ok(BufWriter::new(file))
         };
-        let pq = Pages::create(open("parquet")?, schema, zstd())?;
+        let pq = Pages::create(open("parquet")?, schema, published(out.parquet))?;
         // CSV for BI tools: UTF-8 (optional BOM), ISO dates, `.` decimals,
         // no scientific notation. Our own encoder for every type a table
         // holds; polars' writer (same bytes, slower) for anything else.
-        let csv = match csv.write {
+        let csv = match out.csv {
             true if super::csv::encodable(schema) => {
                 let mut file = open("csv")?;
                 let names: Vec<&str> = schema.iter_names().map(|n| n.as_str()).collect();
@@ -690,9 +700,10 @@ mod tests {
         let (whole, parts) = (dir.join("whole"), dir.join("parts"));
         std::fs::create_dir_all(&whole).unwrap();
         std::fs::create_dir_all(&parts).unwrap();
-        let csv = CsvOut {
-            write: true,
+        let csv = TableOut {
+            csv: true,
             bom: Some(false),
+            parquet: PublishCompression::default(),
         };
         write_table(&mut df.clone(), &whole, "t", csv).unwrap();
         let mut w = TableWriter::create(&parts, "t", &df.schema().clone(), csv).unwrap();
@@ -755,63 +766,71 @@ mod tests {
         .unwrap();
         let dir = std::env::temp_dir().join(format!("tiering-pq-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let csv = CsvOut {
-            write: false,
-            bom: None,
-        };
-        write_table(&mut df.clone(), &dir, "t", csv).unwrap();
-        let mut expected = Vec::new();
-        let mut w = ParquetWriter::new(&mut expected)
-            .with_compression(zstd())
-            .with_statistics(StatisticsOptions::default())
-            .batched(df.schema())
-            .unwrap();
-        for offset in (0..n).step_by(ROW_GROUP) {
-            let mut group = df.slice(offset as i64, ROW_GROUP);
-            group.rechunk_mut_par();
-            w.write_batch(&group).unwrap();
-        }
-        w.finish().unwrap();
-        let written = std::fs::read(dir.join("t.parquet")).unwrap();
-        let ours = ParquetReader::new(std::io::Cursor::new(&written))
-            .finish()
-            .unwrap();
-        assert!(ours.equals_missing(&df), "values differ");
-        assert_eq!(ours.schema(), df.schema());
-        let stats = |bytes: &[u8]| {
-            let meta = ParquetReader::new(std::io::Cursor::new(bytes))
-                .get_metadata()
-                .unwrap()
-                .clone();
-            meta.row_groups
-                .iter()
-                .map(|g| {
-                    let cols = g.parquet_columns().iter();
-                    let s: Vec<String> = cols
-                        .map(|c| format!("{:?}", c.statistics(&meta.footer_buf)))
-                        .collect();
-                    (g.num_rows(), s)
-                })
-                .collect::<Vec<_>>()
-        };
-        let (ours, theirs) = (stats(&written), stats(&expected));
-        assert_eq!(ours.len(), 2);
-        let nan = df.get_column_index("nan").unwrap();
-        for (g, (a, b)) in ours.iter().zip(&theirs).enumerate() {
-            assert_eq!(a.0, b.0, "row group {g}'s rows");
-            for (c, (x, y)) in a.1.iter().zip(&b.1).enumerate() {
-                if c != nan {
-                    assert_eq!(x, y, "row group {g}, column {c}'s statistics");
+        // Each codec `publish.parquet_compression` offers.
+        for codec in [
+            PublishCompression::Snappy,
+            PublishCompression::Zstd,
+            PublishCompression::None,
+        ] {
+            let csv = TableOut {
+                csv: false,
+                bom: None,
+                parquet: codec,
+            };
+            write_table(&mut df.clone(), &dir, "t", csv).unwrap();
+            let mut expected = Vec::new();
+            let mut w = ParquetWriter::new(&mut expected)
+                .with_compression(published(codec))
+                .with_statistics(StatisticsOptions::default())
+                .batched(df.schema())
+                .unwrap();
+            for offset in (0..n).step_by(ROW_GROUP) {
+                let mut group = df.slice(offset as i64, ROW_GROUP);
+                group.rechunk_mut_par();
+                w.write_batch(&group).unwrap();
+            }
+            w.finish().unwrap();
+            let written = std::fs::read(dir.join("t.parquet")).unwrap();
+            let ours = ParquetReader::new(std::io::Cursor::new(&written))
+                .finish()
+                .unwrap();
+            assert!(ours.equals_missing(&df), "values differ");
+            assert_eq!(ours.schema(), df.schema());
+            let stats = |bytes: &[u8]| {
+                let meta = ParquetReader::new(std::io::Cursor::new(bytes))
+                    .get_metadata()
+                    .unwrap()
+                    .clone();
+                meta.row_groups
+                    .iter()
+                    .map(|g| {
+                        let cols = g.parquet_columns().iter();
+                        let s: Vec<String> = cols
+                            .map(|c| format!("{:?}", c.statistics(&meta.footer_buf)))
+                            .collect();
+                        (g.num_rows(), s)
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let (ours, theirs) = (stats(&written), stats(&expected));
+            assert_eq!(ours.len(), 2);
+            let nan = df.get_column_index("nan").unwrap();
+            for (g, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+                assert_eq!(a.0, b.0, "row group {g}'s rows");
+                for (c, (x, y)) in a.1.iter().zip(&b.1).enumerate() {
+                    if c != nan {
+                        assert_eq!(x, y, "row group {g}, column {c}'s statistics");
+                    }
                 }
             }
+            // NaN is left out of the bounds (polars' are wrong there).
+            let first = &ours[0].1[nan];
+            let bounds = format!(
+                "min_value: Some(-0.0), max_value: Some({}.0)",
+                ROW_GROUP - 1
+            );
+            assert!(first.contains(&bounds), "{first}");
         }
-        // NaN is left out of the bounds (polars' are wrong there).
-        let first = &ours[0].1[nan];
-        let bounds = format!(
-            "min_value: Some(-0.0), max_value: Some({}.0)",
-            ROW_GROUP - 1
-        );
-        assert!(first.contains(&bounds), "{first}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -838,9 +857,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tiering-csv-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         for (name, df) in [("plain", plain), ("stamped", stamped)] {
-            let csv = CsvOut {
-                write: true,
+            let csv = TableOut {
+                csv: true,
                 bom: Some(true),
+                parquet: PublishCompression::default(),
             };
             write_table(&mut df.clone(), &dir, name, csv).unwrap();
             let mut expected = Vec::new();

@@ -673,7 +673,7 @@ fn publish(
         detail,
     });
     let t = Instant::now();
-    let csv = s.config.publish.csv_out();
+    let csv = s.config.publish.table_out();
     if s.wants("customer_scores") && !snap.has("customer_scores") {
         snap.write_with("customer_scores", |dir| {
             scored
@@ -738,7 +738,7 @@ fn write_summaries(
     s: &RunSettings,
     snap: &Snapshot,
     scored: &mut Scored,
-    csv: io::CsvOut,
+    csv: io::TableOut,
 ) -> Result<()> {
     for (name, df) in scored.tables() {
         if s.wants(&name) && !snap.has(&name) {
@@ -787,7 +787,7 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     // the summaries are computed (one core is mostly idle in them); a
     // failure before the commit removes it as before.
     let snap = Snapshot::begin(&s.out, ing.as_of, s.overwrite)?;
-    let csv = s.config.publish.csv_out();
+    let csv = s.config.publish.table_out();
     let mut write_scores = |mut df: DataFrame| snap.write("customer_scores", &mut df, csv);
     let alongside: Option<snapshot::Alongside> =
         s.wants("customer_scores").then_some(&mut write_scores);

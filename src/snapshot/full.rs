@@ -77,7 +77,7 @@ impl Full {
         &mut self,
         dir: &std::path::Path,
         name: &str,
-        csv: crate::io::CsvOut,
+        csv: crate::io::TableOut,
     ) -> Result<crate::io::TableInfo> {
         let s = match self {
             Full::Memory(df) => return crate::io::write_table(df, dir, name, csv),

@@ -186,3 +186,16 @@ pub fn input_args(data: &Path, out: &Path) -> Vec<String> {
     .map(|s| s.to_string())
     .collect()
 }
+
+/// The codecs (ZSTD, SNAPPY, UNCOMPRESSED…) of a Parquet file's column
+/// chunks, read by the independent `parquet` crate.
+pub fn parquet_codecs(path: &Path) -> std::collections::BTreeSet<String> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let meta = reader.metadata();
+    (0..meta.num_row_groups())
+        .flat_map(|g| meta.row_group(g).columns().to_vec())
+        .map(|c| format!("{:?}", c.compression()))
+        .map(|c| c.split('(').next().unwrap().to_string())
+        .collect()
+}
