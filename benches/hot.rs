@@ -213,15 +213,27 @@ fn main() {
                 .finish(&mut df.clone())
                 .unwrap()
         });
+        time("table as CSV (ours, to no file)", reps, || {
+            tiering::io::csv::write_rows(&df, &mut std::io::sink()).unwrap()
+        });
         time("table as CSV (ours, same bytes)", reps, || {
             let f = std::fs::File::create(dir.join("t.csv")).unwrap();
             let mut f = std::io::BufWriter::new(f);
             tiering::io::csv::write_rows(&df, &mut f).unwrap()
         });
-        for (what, write) in [("Parquet and CSV", true), ("Parquet only", false)] {
+        use tiering::config::PublishCompression::{Snappy, Zstd};
+        for (what, csv, parquet) in [
+            ("Parquet and CSV", true, Zstd),
+            ("Parquet only", false, Zstd),
+            ("Parquet only, Snappy", false, Snappy),
+        ] {
             time(&format!("table published ({what})"), reps, || {
-                let csv = tiering::io::CsvOut { write, bom: None };
-                tiering::io::write_table(&mut df.clone(), &dir, "t", csv).unwrap()
+                let out = tiering::io::TableOut {
+                    csv,
+                    bom: None,
+                    parquet,
+                };
+                tiering::io::write_table(&mut df.clone(), &dir, "t", out).unwrap()
             });
         }
         std::fs::remove_dir_all(&dir).unwrap();
