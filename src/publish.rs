@@ -141,10 +141,10 @@ impl Snapshot {
         })
     }
 
-    /// Writes one table as Parquet and (as `csv` says) CSV into the
+    /// Writes one table as Parquet and (as `out` says) CSV into the
     /// staging directory.
-    pub fn write(&self, name: &str, df: &mut DataFrame, csv: io::TableOut) -> Result<()> {
-        self.write_with(name, |dir| io::write_table(df, dir, name, csv))
+    pub fn write(&self, name: &str, df: &mut DataFrame, out: io::TableOut) -> Result<()> {
+        self.write_with(name, |dir| io::write_table(df, dir, name, out))
     }
 
     /// Writes a table with `write` (given the staging directory).

@@ -700,13 +700,13 @@ mod tests {
         let (whole, parts) = (dir.join("whole"), dir.join("parts"));
         std::fs::create_dir_all(&whole).unwrap();
         std::fs::create_dir_all(&parts).unwrap();
-        let csv = TableOut {
+        let out = TableOut {
             csv: true,
             bom: Some(false),
             parquet: PublishCompression::default(),
         };
-        write_table(&mut df.clone(), &whole, "t", csv).unwrap();
-        let mut w = TableWriter::create(&parts, "t", &df.schema().clone(), csv).unwrap();
+        write_table(&mut df.clone(), &whole, "t", out).unwrap();
+        let mut w = TableWriter::create(&parts, "t", &df.schema().clone(), out).unwrap();
         for (offset, len) in [(0, 10), (10, ROW_GROUP - 5), (ROW_GROUP + 5, 1_229)] {
             w.push(df.slice(offset as i64, len)).unwrap();
         }
@@ -772,12 +772,12 @@ mod tests {
             PublishCompression::Zstd,
             PublishCompression::None,
         ] {
-            let csv = TableOut {
+            let out = TableOut {
                 csv: false,
                 bom: None,
                 parquet: codec,
             };
-            write_table(&mut df.clone(), &dir, "t", csv).unwrap();
+            write_table(&mut df.clone(), &dir, "t", out).unwrap();
             let mut expected = Vec::new();
             let mut w = ParquetWriter::new(&mut expected)
                 .with_compression(published(codec))
@@ -857,12 +857,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tiering-csv-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         for (name, df) in [("plain", plain), ("stamped", stamped)] {
-            let csv = TableOut {
+            let out = TableOut {
                 csv: true,
                 bom: Some(true),
                 parquet: PublishCompression::default(),
             };
-            write_table(&mut df.clone(), &dir, name, csv).unwrap();
+            write_table(&mut df.clone(), &dir, name, out).unwrap();
             let mut expected = Vec::new();
             CsvWriter::new(&mut expected)
                 .include_bom(true)

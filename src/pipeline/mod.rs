@@ -673,18 +673,18 @@ fn publish(
         detail,
     });
     let t = Instant::now();
-    let csv = s.config.publish.table_out();
+    let out = s.config.publish.table_out();
     if s.wants("customer_scores") && !snap.has("customer_scores") {
         snap.write_with("customer_scores", |dir| {
             scored
                 .customer_scores
-                .write_table(dir, "customer_scores", csv)
+                .write_table(dir, "customer_scores", out)
         })?;
     }
-    write_summaries(s, &snap, scored, csv)?;
+    write_summaries(s, &snap, scored, out)?;
     let mut rejects = ing.rejects.clone();
     if s.wants("rejects") {
-        snap.write("rejects", &mut rejects, csv)?;
+        snap.write("rejects", &mut rejects, out)?;
     }
     timings.lap("publish", t);
     let mut config = s.config.clone();
@@ -738,11 +738,11 @@ fn write_summaries(
     s: &RunSettings,
     snap: &Snapshot,
     scored: &mut Scored,
-    csv: io::TableOut,
+    out: io::TableOut,
 ) -> Result<()> {
     for (name, df) in scored.tables() {
         if s.wants(&name) && !snap.has(&name) {
-            snap.write(&name, df, csv)?;
+            snap.write(&name, df, out)?;
         }
     }
     Ok(())
@@ -787,14 +787,14 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     // the summaries are computed (one core is mostly idle in them); a
     // failure before the commit removes it as before.
     let snap = Snapshot::begin(&s.out, ing.as_of, s.overwrite)?;
-    let csv = s.config.publish.table_out();
-    let mut write_scores = |mut df: DataFrame| snap.write("customer_scores", &mut df, csv);
+    let out = s.config.publish.table_out();
+    let mut write_scores = |mut df: DataFrame| snap.write("customer_scores", &mut df, out);
     let alongside: Option<snapshot::Alongside> =
         s.wants("customer_scores").then_some(&mut write_scores);
     // The summaries' tables are written as soon as they are done, while
     // `customer_scores` may still be being written (a 10^7 night: its
     // writer's last ~0.5 s had a core to itself).
-    let mut then = |scored: &mut Scored| write_summaries(s, &snap, scored, csv);
+    let mut then = |scored: &mut Scored| write_summaries(s, &snap, scored, out);
     let mut scored =
         snapshot::compute_once(&mut f, ing.as_of, &s.config, alongside, Some(&mut then))?;
     if let Some(c) = &f.tierings {

@@ -77,13 +77,13 @@ impl Full {
         &mut self,
         dir: &std::path::Path,
         name: &str,
-        csv: crate::io::TableOut,
+        out: crate::io::TableOut,
     ) -> Result<crate::io::TableInfo> {
         let s = match self {
-            Full::Memory(df) => return crate::io::write_table(df, dir, name, csv),
+            Full::Memory(df) => return crate::io::write_table(df, dir, name, out),
             Full::Spilled(s) => s,
         };
-        let csv = csv.decided(|| s.non_ascii);
+        let out = out.decided(|| s.non_ascii);
         let mut w: Option<crate::io::TableWriter> = None;
         for i in 0..s.parts {
             let df = crate::io::scan_parquet(&s.path("scores", i))?
@@ -95,7 +95,7 @@ impl Full {
                     dir,
                     name,
                     &df.schema().clone(),
-                    csv,
+                    out,
                 )?),
             };
             w.push(df)?;
