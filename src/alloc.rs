@@ -55,9 +55,7 @@ static KEEP_LIMIT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsi
 /// process's resident memory, so a run sizes this from its plan's headroom.
 pub fn keep_freed(bytes: usize) {
     KEEP_LIMIT.store(bytes, std::sync::atomic::Ordering::Relaxed);
-    if bytes == 0 {
-        release_kept();
-    }
+    release_kept_over(bytes);
 }
 
 /// Whether freed mappings are being kept ([`keep_freed`] with a limit):
@@ -86,10 +84,17 @@ impl Drop for Keeping {
 
 /// Returns every kept mapping to the kernel.
 pub fn release_kept() {
+    release_kept_over(0);
+}
+
+/// Returns kept mappings to the kernel until at most `bytes` are kept (a
+/// lower limit set while some are kept: the ingest's handed to the
+/// scoring's).
+fn release_kept_over(bytes: usize) {
     loop {
         let (p, len) = {
             let Ok(mut kept) = KEPT.lock() else { return };
-            if kept.n == 0 {
+            if kept.n == 0 || kept.bytes <= bytes {
                 return;
             }
             kept.n -= 1;
@@ -333,6 +338,29 @@ mod tests {
         assert_eq!(kept(), (0, 0));
         // Not keeping: freed buffers go back at once.
         unsafe { a.dealloc(a.alloc(big), big) };
+        assert_eq!(kept(), (0, 0));
+    }
+
+    /// The ingest's keeping handed to a run that keeps less: what is kept
+    /// past the new limit goes back, the rest stays for reuse.
+    #[test]
+    fn a_lower_limit_returns_what_is_kept_past_it() {
+        let _one = SERIAL.lock().unwrap();
+        let a = HugePages;
+        let big = Layout::from_size_align(LARGE, 64).unwrap();
+        keep_freed(8 * HUGE_PAGE);
+        unsafe {
+            let (p, q, r) = (a.alloc(big), a.alloc(big), a.alloc(big));
+            for b in [p, q, r] {
+                a.dealloc(b, big);
+            }
+        }
+        let each = mapped_len(LARGE);
+        assert_eq!(kept(), (3, 3 * each));
+        {
+            let _run = Keeping::up_to(each + 1);
+            assert_eq!(kept(), (1, each));
+        }
         assert_eq!(kept(), (0, 0));
     }
 

@@ -276,6 +276,25 @@ pub fn kept_for_reuse(plan: &Plan) -> usize {
     headroom.min(1 << 30) as usize
 }
 
+/// How many bytes of freed large buffers the store's update (reading,
+/// checking and staging new files, their pre-aggregates) keeps for reuse,
+/// before the plan is known: none under `--memory-limit` (the ingest
+/// already splits that limit between staging and the pre-aggregate), else
+/// an eighth of the default limit, at most 1 GiB. The run's
+/// [`kept_for_reuse`] takes over from it.
+///
+/// Why: the ingest frees and maps buffers of the same sizes file chunk
+/// after file chunk. Cold 10^7 runs, 4 interleaved pairs on a VM that
+/// hands freed pages back to its host: 6.80–7.30 s against 6.99–8.47 s,
+/// system time 2.42–2.92 s against 2.82–4.37 s, peak RSS within the
+/// spread (see benches/HISTORY.md, thirty-fourth run).
+pub fn kept_while_ingesting(limit: Option<u64>) -> usize {
+    match limit {
+        Some(_) => 0,
+        None => default_limit().map_or(0, |l| (l / 8).min(1 << 30) as usize),
+    }
+}
+
 /// Anonymous resident memory now (Linux `RssAnon`), in bytes.
 pub fn anon_bytes() -> Option<u64> {
     status_bytes("RssAnon:")

@@ -382,6 +382,9 @@ fn store_inputs(s: &RunSettings, as_of: Option<NaiveDate>) -> Result<(Ingested, 
         .memory_limit
         .or_else(memory::default_limit)
         .unwrap_or(u64::MAX);
+    // Not released at the end: the run's plan sets how much it keeps
+    // from then on (`memory::kept_for_reuse`).
+    crate::alloc::keep_freed(memory::kept_while_ingesting(s.memory_limit));
     let mut view = store::sync(&s.config, &s.out, s.rebuild_store, limit / 2)?;
     std::fs::create_dir_all(ingest_dir(&s.out)).map_err(Error::io(ingest_dir(&s.out)))?;
     let ing = view.ingested(&s.config, as_of)?;

@@ -185,7 +185,7 @@ impl TieringCache {
         let mut df = df.clone();
         let c = self.compression;
         let write = std::thread::spawn(move || {
-            crate::io::write_atomically(&path, |tmp| crate::io::write_stored(&mut df, tmp, c))
+            crate::io::write_atomically(&path, |tmp| crate::io::write_stored_whole(&mut df, tmp, c))
         });
         if let Ok(mut w) = self.writing.lock() {
             w.push(write);
@@ -249,6 +249,18 @@ mod tests {
         let first = cache();
         first.put(&kept, &df).unwrap();
         first.finish(false).unwrap();
+
+        // Past a row group of the store's other files, it still comes back
+        // in one chunk per column (the summaries need no rechunk).
+        let many = cache();
+        let ids: Vec<String> = (0..300_000).map(|i| format!("C{i:07}")).collect();
+        let wide = df!("customer_id" => ids, "revenue_cents" => vec![3i64; 300_000]).unwrap();
+        let whole = (d(3, 31), "pyramid".to_string());
+        many.put(&whole, &wide).unwrap();
+        many.finish(false).unwrap();
+        let back = many.get(&whole).unwrap().unwrap();
+        assert!(back.equals(&wide));
+        assert!(back.columns().iter().all(|c| c.n_chunks() == 1));
 
         let night = cache();
         night.prefetch(&[kept.clone(), absent.clone()]);
