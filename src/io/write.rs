@@ -206,12 +206,21 @@ pub fn write_stored(df: &mut DataFrame, path: &Path, c: StoreCompression) -> Res
 }
 
 /// Writes a frame of the store read back whole ([`stored`]) as one row
-/// group, so that it is read as one chunk per column: a kept tiering read
-/// in row groups was copied into one chunk again (20–100 ms each at 10^6
-/// customers, most of it the fresh memory).
+/// group up to [`WHOLE_ROWS`] rows, so that it is read as one chunk per
+/// column: a kept tiering read in row groups was copied into one chunk
+/// again (20–100 ms each at 10^6 customers, most of it the fresh memory).
+/// Larger frames (the lean plan's, under a memory limit) keep row groups
+/// of 2^18 rows, so the writer never holds more than one group's pages.
 pub fn write_stored_whole(df: &mut DataFrame, path: &Path, c: StoreCompression) -> Result<()> {
-    write_groups(df, path, stored(c), df.height().max(1))
+    let rows = match df.height() {
+        n if n <= WHOLE_ROWS => n.max(1),
+        _ => 1 << 18,
+    };
+    write_groups(df, path, stored(c), rows)
 }
+
+/// The most rows [`write_stored_whole`] writes as one row group.
+pub const WHOLE_ROWS: usize = 1 << 21;
 
 /// Writes a work file ([`SPILLED`]) in row groups of 2^18 rows.
 pub fn write_spill(df: &mut DataFrame, path: &Path) -> Result<()> {
