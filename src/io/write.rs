@@ -199,10 +199,14 @@ fn write_frames(
     Ok(())
 }
 
-/// Writes a file of the typed store ([`stored`]) in row groups of 2^18
-/// rows.
+/// The row groups of the files [`write_groups`] writes for the store and
+/// the work files: 2^18 rows.
+const GROUP_ROWS: usize = 1 << 18;
+
+/// Writes a file of the typed store ([`stored`]) in row groups of
+/// [`GROUP_ROWS`].
 pub fn write_stored(df: &mut DataFrame, path: &Path, c: StoreCompression) -> Result<()> {
-    write_groups(df, path, stored(c), 1 << 18)
+    write_groups(df, path, stored(c), GROUP_ROWS)
 }
 
 /// Writes a frame of the store read back whole ([`stored`]) as one row
@@ -210,21 +214,21 @@ pub fn write_stored(df: &mut DataFrame, path: &Path, c: StoreCompression) -> Res
 /// column: a kept tiering read in row groups was copied into one chunk
 /// again (20–100 ms each at 10^6 customers, most of it the fresh memory).
 /// Larger frames (the lean plan's, under a memory limit) keep row groups
-/// of 2^18 rows, so the writer never holds more than one group's pages.
+/// of [`GROUP_ROWS`], so the writer never holds more than one group's pages.
 pub fn write_stored_whole(df: &mut DataFrame, path: &Path, c: StoreCompression) -> Result<()> {
     let rows = match df.height() {
         n if n <= WHOLE_ROWS => n.max(1),
-        _ => 1 << 18,
+        _ => GROUP_ROWS,
     };
     write_groups(df, path, stored(c), rows)
 }
 
 /// The most rows [`write_stored_whole`] writes as one row group.
-pub const WHOLE_ROWS: usize = 1 << 21;
+const WHOLE_ROWS: usize = 1 << 21;
 
-/// Writes a work file ([`SPILLED`]) in row groups of 2^18 rows.
+/// Writes a work file ([`SPILLED`]) in row groups of [`GROUP_ROWS`].
 pub fn write_spill(df: &mut DataFrame, path: &Path) -> Result<()> {
-    write_groups(df, path, SPILLED, 1 << 18)
+    write_groups(df, path, SPILLED, GROUP_ROWS)
 }
 
 /// Work files ([`write_spill`]) written one after another on a thread of
