@@ -222,16 +222,18 @@ fn main() {
             tiering::io::csv::write_rows(&df, &mut f).unwrap()
         });
         use tiering::config::PublishCompression::{Snappy, Zstd};
-        for (what, csv, parquet) in [
-            ("Parquet and CSV", true, Zstd),
-            ("Parquet only", false, Zstd),
-            ("Parquet only, Snappy", false, Snappy),
+        for (what, csv, parquet, direct) in [
+            ("Parquet and CSV", true, Zstd, true),
+            ("Parquet and CSV, page cache", true, Zstd, false),
+            ("Parquet only", false, Zstd, true),
+            ("Parquet only, Snappy", false, Snappy, true),
         ] {
             time(&format!("table published ({what})"), reps, || {
                 let out = tiering::io::TableOut {
                     csv,
                     bom: None,
                     parquet,
+                    direct,
                 };
                 tiering::io::write_table(&mut df.clone(), &dir, "t", out).unwrap()
             });

@@ -507,7 +507,9 @@ fn tables_option_publishes_only_the_named_tables() {
 
 /// `publish.parquet_compression` sets every published Parquet file's
 /// codec (read by the independent reader); the values are the same under
-/// each, the CSVs byte-identical; an unknown codec names the key.
+/// each, the CSVs byte-identical; an unknown codec names the key. Written
+/// through the page cache (`publish.direct_io = false`) every file has the
+/// same bytes as written around it (the default).
 #[test]
 fn published_parquet_is_compressed_as_configured() {
     let tmp = TempDir::new("publish-codec");
@@ -517,9 +519,11 @@ fn published_parquet_is_compressed_as_configured() {
     let run = |codec: Option<&str>| -> (std::process::Output, PathBuf) {
         let name = codec.unwrap_or("default");
         let config = tmp.join(&format!("{name}.toml"));
-        let extra = codec
-            .map(|c| format!("\n[publish]\nparquet_compression = \"{c}\"\n"))
-            .unwrap_or_default();
+        let extra = match codec {
+            Some("buffered") => "\n[publish]\ndirect_io = false\n".to_string(),
+            Some(c) => format!("\n[publish]\nparquet_compression = \"{c}\"\n"),
+            None => String::new(),
+        };
         std::fs::write(&config, format!("{sample}{extra}")).unwrap();
         let out = tmp.join(name);
         let o = tiering(&[
@@ -568,6 +572,22 @@ fn published_parquet_is_compressed_as_configured() {
             );
         }
     }
+    let (o, buffered) = run(Some("buffered"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut compared = 0;
+    for entry in std::fs::read_dir(&default).unwrap() {
+        let name = entry.unwrap().file_name();
+        let name = name.to_str().unwrap();
+        if name.ends_with(".parquet") || name.ends_with(".csv") {
+            assert_eq!(
+                std::fs::read(default.join(name)).unwrap(),
+                std::fs::read(buffered.join(name)).unwrap(),
+                "{name} through the page cache"
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 2 * 11, "every table's Parquet and CSV");
     let (o, _) = run(Some("gzip"));
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);

@@ -148,6 +148,13 @@ pub struct PublishConfig {
     /// (parquetjs, Azure Storage Explorer's preview, Parquet.Net before
     /// 4.1, Apache Pinot's loader once), `"none"`.
     pub parquet_compression: PublishCompression,
+    /// Write the published files around the page cache (`O_DIRECT`, on
+    /// file systems that take it): a run never reads them back, and
+    /// copying them into the page cache cost more system time than their
+    /// encoding saved elsewhere (a 10^7 backfill: 2 GB written, ~2–4 s of
+    /// system CPU less). `false`: through the page cache, for a reader on
+    /// the same machine that opens the files at once. Default `true`.
+    pub direct_io: bool,
 }
 
 impl Default for PublishConfig {
@@ -156,6 +163,7 @@ impl Default for PublishConfig {
             csv: true,
             csv_bom: None,
             parquet_compression: PublishCompression::default(),
+            direct_io: true,
         }
     }
 }
@@ -167,6 +175,7 @@ impl PublishConfig {
             csv: self.csv,
             bom: self.csv_bom,
             parquet: self.parquet_compression,
+            direct: self.direct_io,
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 
 mod chunks;
 pub mod csv;
+mod direct;
 mod pages;
 mod work;
 mod write;
