@@ -175,7 +175,7 @@ impl DirectFile {
             let (tx, rx) = sync_channel::<Block>(IN_FLIGHT);
             let (back_tx, back) = sync_channel::<Block>(IN_FLIGHT + 1);
             let Some(mut target) = self.file.take() else {
-                return Err(io::Error::other("an earlier write to this file failed"));
+                return Err(failed_before());
             };
             let thread = std::thread::spawn(move || {
                 for mut block in rx {
@@ -228,7 +228,7 @@ impl Write for DirectFile {
         let cur = &mut self.cur;
         if cur.len == cur.cap {
             if cur.cap < BLOCK {
-                let mut bigger = Block::new(cur.cap * 4);
+                let mut bigger = Block::new((cur.cap * 4).min(BLOCK));
                 bigger.buf[bigger.start..bigger.start + cur.len].copy_from_slice(cur.bytes());
                 bigger.len = cur.len;
                 *cur = bigger;
@@ -249,10 +249,15 @@ impl Write for DirectFile {
         self.join()?;
         match self.file.as_mut() {
             Some(target) => target.write_tail(&mut self.cur),
-            // The writing thread stopped on an error, already returned.
-            None => Err(io::Error::other("an earlier write to this file failed")),
+            None => Err(failed_before()),
         }
     }
+}
+
+/// The file is gone with its writing thread, which stopped on an error
+/// (already returned to the caller).
+fn failed_before() -> io::Error {
+    io::Error::other("an earlier write to this file failed")
 }
 
 impl Drop for DirectFile {
