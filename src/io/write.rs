@@ -801,9 +801,6 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// The lean plan pushes a table in parts of any size; the fast plan
-    /// pushes it whole. Both must give the same bytes, and the Parquet
-    /// file must hold row groups of exactly ROW_GROUP rows and the rest.
     /// Pages compressed here equal those polars-parquet's `compress` makes,
     /// dictionary and data pages, zstd at two levels, each level twice on
     /// one thread (its compressor kept, then made anew), and Snappy (passed
@@ -856,6 +853,9 @@ mod tests {
         assert_eq!(kinds, (6, 12));
     }
 
+    /// The lean plan pushes a table in parts of any size; the fast plan
+    /// pushes it whole. Both must give the same bytes, and the Parquet
+    /// file must hold row groups of exactly ROW_GROUP rows and the rest.
     /// Written around the page cache or through it, the bytes are the same
     /// too (the CSV, ~3.4 MB, passes through the direct writer's thread).
     #[test]
