@@ -62,12 +62,14 @@ def main():
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")] + ([100_000_000] if a.huge else [])
     py = sys.executable
-    results = {"date": datetime.date.today().isoformat(), "machine": machine(), "sizes": []}
+    results = {"date": datetime.date.today().isoformat(), "machine": machine(), "sizes": [],
+               "host_memory": {"start": host_memory()}}
     if a.nightly_only:
         # Both data shapes of issue 20: Zipf-skewed dates, and uniform
         # customers with timestamps (the pre-aggregate barely shrinks).
         results["nightly"] = [dict(nightly_scenario(a.tiering, dataset(a.tiering, n, tag=tag), n, a.reps), shape=shape)
                               for n in sizes for tag, shape in [("", "zipf"), ("-uniform", "uniform")]]
+        results["host_memory"]["end"] = host_memory()
         base = os.path.join(HERE, "results", results["date"] + "-nightly")
         os.makedirs(os.path.dirname(base), exist_ok=True)
         with open(base + ".json", "w") as f:
@@ -137,6 +139,7 @@ def main():
             results.setdefault("nightly", []).append(dict(nightly_scenario(a.tiering, d, n, a.reps), shape=shape))
         results["sizes"].append(row)
         print(json.dumps(row["ratios"]), row["agreement"], flush=True)
+    results["host_memory"]["end"] = host_memory()
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     base = os.path.join(HERE, "results", results["date"])
     with open(base + ".json", "w") as f:
@@ -257,8 +260,47 @@ def machine():
     return {"cpus": os.cpu_count(), "platform": platform.platform(),
             "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
 
+def host_memory(mb=512):
+    """How fast this machine gives a process memory it has not touched
+    before, MB/s: a mapping of mb MB (huge pages asked for, as tiering's
+    large buffers are) written one byte a page. `fresh` after 3 s idle: on
+    a VM whose balloon reports free pages to its host
+    (/sys/module/page_reporting) the host has taken them back by then, and
+    each first touch waits for it (here 250-300 MB/s, where pages just
+    freed take 2-7 GB/s). `recycled` right after the same amount was
+    freed. Every program's runs pay `fresh` for what they touch beyond what
+    they or the program before them just freed, so a bench taken while
+    `fresh` is low runs slower, tiering's nights and backfills most
+    (benches/HISTORY.md, thirty-seventh run). Python's loop bounds both from
+    below (~15 ms of 512 MB's)."""
+    import mmap
+    def touch():
+        m = mmap.mmap(-1, mb << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if hasattr(mmap, "MADV_HUGEPAGE"):
+            m.madvise(mmap.MADV_HUGEPAGE)
+        t = time.perf_counter()
+        for i in range(0, mb << 20, 4096):
+            m[i] = 1
+        dt = time.perf_counter() - t
+        m.close()
+        return round(mb / dt)
+    time.sleep(3)
+    out = {"fresh_mb_s": touch(), "recycled_mb_s": touch()}
+    reporting = "/sys/module/page_reporting/parameters/page_reporting_order"
+    out["page_reporting"] = os.path.exists(reporting)
+    return out
+
+def host_line(r):
+    """The results' line on the host's memory (absent from older results)."""
+    h = r.get("host_memory")
+    if not h:
+        return []
+    at = "; ".join(f"{k}: fresh {v['fresh_mb_s']:,} MB/s, recycled {v['recycled_mb_s']:,} MB/s" for k, v in h.items())
+    return [f"Memory new to a process, first touch ({at}; free page reporting "
+            f"{'on' if next(iter(h.values()))['page_reporting'] else 'off'}): see `host_memory` in bench.py.", ""]
+
 def markdown(r):
-    lines = [f"Run {r['date']} on {r['machine']['cpus']} cores, {r['machine']['mem_gib']} GiB ({r['machine']['platform']}).", "",
+    lines = [f"Run {r['date']} on {r['machine']['cpus']} cores, {r['machine']['mem_gib']} GiB ({r['machine']['platform']}).", ""] + host_line(r) + [
              "| transactions | tiering s | DuckDB s | polars s | DuckDB/tiering | polars/tiering | tiering RSS MiB | DuckDB RSS | polars RSS | Parquet-in speed-up | backfill 8 q / 1 run | outputs agree |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in r["sizes"]:
