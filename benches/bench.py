@@ -255,7 +255,7 @@ def nightly_scenario(tiering, d, n, reps):
               "parquet_only_nightly_over_full": med["nightly_parquet_only"]["seconds"] / med["full_parquet_only"]["seconds"],
               "parquet_only_tables_identical": snapshot_tables(os.path.join(nd, "out-full-pq")) == snapshot_tables(os.path.join(nd, "out-nightly-pq")),
               "tables_identical": snapshot_tables(os.path.join(nd, "out-full")) == snapshot_tables(os.path.join(nd, "out-nightly")),
-              "manifest": manifest_facts(os.path.join(nd, "out-nightly"))}
+              "manifest": manifest_facts(os.path.join(nd, "out-nightly")), "idle_seconds": IDLE_SECONDS}
     done_with(*(os.path.join(nd, o) for o in ["out-full", "out-nightly", "out-full-pq", "out-nightly-pq", "out-nightly-idle"]))
     return result
 
@@ -308,9 +308,9 @@ def host_line(r):
     if not h:
         return []
     at = "; ".join(f"{k}: fresh {v['fresh_mb_s']:,} MB/s, recycled {v['recycled_mb_s']:,} MB/s" for k, v in h.items())
-    idle = next(iter(h.values())).get("idle_seconds", 3)
-    return [f"Memory new to a process, first touch after {idle} s idle ({at}; free page reporting "
-            f"{'on' if next(iter(h.values()))['page_reporting'] else 'off'}): see `host_memory` in bench.py.", ""]
+    first = next(iter(h.values()))
+    return [f"Memory new to a process, first touch after {first.get('idle_seconds', 3)} s idle ({at}; free page reporting "
+            f"{'on' if first['page_reporting'] else 'off'}): see `host_memory` in bench.py.", ""]
 
 def markdown(r):
     lines = [f"Run {r['date']} on {r['machine']['cpus']} cores, {r['machine']['mem_gib']} GiB ({r['machine']['platform']}).", ""] + host_line(r) + [
@@ -368,7 +368,7 @@ def markdown(r):
             idle = x["medians"].get("nightly_after_idle")
             if idle:
                 full = x["medians"]["full_from_csv"]["seconds"]
-                lines.append(f"  Started {IDLE_SECONDS} s after the history's run (one run): {idle['seconds']:.2f} s = "
+                lines.append(f"  Started {x.get('idle_seconds', 15)} s after the history's run (one run): {idle['seconds']:.2f} s = "
                              f"{idle['seconds'] / full:.2f} of the full run, {idle['peak_rss_mib']:.0f} MiB.")
     if not r["sizes"]:
         return "\n".join(lines) + "\n"
