@@ -696,17 +696,53 @@ fn earlier_tierings_are_reused_only_while_their_rows_are_unchanged() {
         &["manifest", "report"],
     );
 
-    // Changed customers: every tiering is computed again.
+    // Customers exported again, a new one added and every customer's
+    // region changed (the years' concentration reads today's): the pyramid
+    // tierings read only the transactions, so they are kept.
     let customers = s.tmp.join("data/customers.csv");
-    let text = std::fs::read_to_string(&customers).unwrap();
-    let fields = text.lines().next().unwrap().split(',').count();
-    let row = format!("Z-NEW,North,Retail{}", ",".repeat(fields - 3));
-    std::fs::write(&customers, format!("{text}{row}\n")).unwrap();
+    let export_again = |tag: &str| {
+        let text = std::fs::read_to_string(&customers).unwrap();
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        for l in lines.iter_mut().skip(1) {
+            let mut f: Vec<&str> = l.split(',').collect();
+            let region = format!("{}-{tag}", f[1]);
+            f[1] = &region;
+            *l = f.join(",");
+        }
+        let fields = lines[0].split(',').count();
+        lines.push(format!("Z-{tag},North,Retail{}", ",".repeat(fields - 3)));
+        std::fs::write(&customers, lines.join("\n") + "\n").unwrap();
+    };
+    export_again("4");
     ok_run(&s, "inc", "");
-    assert!(tierings(&s.out("inc")).is_disjoint(&third));
+    assert_eq!(tierings(&s.out("inc")), third);
+    let full = from_scratch(&s, "full-4", "");
+    assert_same_tables(&snap(&s.out("inc")), &full, &["manifest", "report"]);
+    let regions = strs(
+        &read_parquet(&full.join("concentration_region.parquet")),
+        "region",
+    );
+    assert!(
+        regions
+            .iter()
+            .all(|r| r.as_deref().unwrap().ends_with("-4"))
+    );
+
+    // A threshold scheme reads the whole scoring (customer attributes,
+    // interactions): its tiering is computed again when the customers
+    // change; the pyramid's are kept.
+    let often = "[[threshold_tiers]]\nname = \"often\"\nmeasure = \"frequency\"\nbelow = \"rare\"\nlevels = [{ label = \"often\", min = 3 }]\n[migration]\ntier = \"often\"\n";
+    ok_run(&s, "inc", often);
+    let fifth = tierings(&s.out("inc"));
+    export_again("6");
+    ok_run(&s, "inc", often);
+    let sixth = tierings(&s.out("inc"));
+    let changed: Vec<_> = sixth.difference(&fifth).collect();
+    assert_eq!(changed.len(), 1, "{fifth:?} -> {sixth:?}");
+    assert!(changed[0].starts_with("2010-09-30"));
     assert_same_tables(
         &snap(&s.out("inc")),
-        &from_scratch(&s, "full-4", ""),
+        &from_scratch(&s, "full-6", often),
         &["manifest", "report"],
     );
 }

@@ -17,10 +17,14 @@ pub struct TierScheme {
     pub labels: Vec<String>,
 }
 
+/// The contribution pyramid's scheme name: its tiers read only the
+/// transactions (in-scope customers and their contribution).
+pub const PYRAMID: &str = "pyramid";
+
 /// Every tier scheme of the configuration, pyramid first.
 pub fn tier_schemes(cfg: &Config) -> Vec<TierScheme> {
     let mut v = vec![TierScheme {
-        name: "pyramid".into(),
+        name: PYRAMID.into(),
         column: "pyramid_tier".into(),
         labels: cfg.pyramid.labels(),
     }];

@@ -8,7 +8,7 @@ use crate::io::Run;
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::scoring::schemes::scheme;
+use crate::scoring::schemes::{PYRAMID, scheme};
 use crate::scoring::{measures, pyramid};
 use crate::snapshot::base::scores_as_of;
 use crate::snapshot::frames::{Frames, held_measures, measures_query};
@@ -26,7 +26,7 @@ pub fn tiers_as_of(
     scheme_name: &str,
 ) -> Result<DataFrame> {
     let keep = tiering_columns(cfg, scheme_name)?;
-    if scheme_name != "pyramid" {
+    if scheme_name != PYRAMID {
         return Ok(scores_as_of(f, date, cfg)?
             .lazy()?
             .select(named(&keep))
@@ -34,20 +34,22 @@ pub fn tiers_as_of(
     }
     // Only what the pyramid and the tiering read (the tier comes from the
     // pyramid), part by part on the lean plan; the projection lets polars
-    // skip every other measure (the median gap's sort above all).
+    // skip every other measure (the median gap's sort above all). Only the
+    // customers with a row by `date`: the others have no tier and no
+    // revenue, which neither reader tells from absence, and leaving them
+    // out makes the tiering independent of the customers file (kept across
+    // nights when only that file changed, see `TieringCache`).
     let mut narrow = vec!["in_scope".to_string(), "contribution_cents".to_string()];
     narrow.extend(keep.iter().filter(|c| *c != "pyramid_tier").cloned());
-    let unknown = &cfg.ingest.unknown_label;
     let given = match f.given.measures.get(&date) {
         Some(m) => Some(m.clone()),
         None => held_measures(f, date, cfg, false).transpose()?,
     };
     let held = given.is_some();
     let b = match given {
-        Some(m) => narrow_base(f, &m, &narrow, unknown)?,
-        None => f.per_part_sorted(|d, keys, part| {
-            let m = measures_query(f, d, keys, date, cfg, false);
-            measures::customer_base(m, f.customers_in(part), unknown).select(named(&narrow))
+        Some(m) => narrow_base(m.lazy(), &narrow),
+        None => f.per_part_sorted(|d, keys, _| {
+            narrow_base(measures_query(f, d, keys, date, cfg, false), &narrow)
         })?,
     };
     let tiered = pyramid::assign(b, &cfg.pyramid)?.select(named(&keep));
@@ -59,57 +61,28 @@ pub fn tiers_as_of(
     })
 }
 
-/// The `narrow` columns of the customer base from held measures `m`: the
-/// measures and customers are both in customer_id order, so they are
-/// merged on just those columns ([`crate::order::merge_on_id`]) and the
-/// tiering comes out in that order (no hash join on the text ids, no sort
-/// after, ~0.1 s each at 10^6 customers); polars' join when either is not.
-fn narrow_base(f: &Frames, m: &DataFrame, narrow: &[String], unknown: &str) -> Result<LazyFrame> {
-    let customers = f.customers_in(None).run_whole()?;
-    // Each side's columns the narrow base is made from (`in_scope` from
-    // `first_purchase`).
-    let pick = |df: &DataFrame| -> Result<DataFrame> {
-        let names: Vec<&str> = df
-            .get_column_names()
-            .into_iter()
-            .map(|n| n.as_str())
-            .filter(|n| {
-                *n == "customer_id" || *n == "first_purchase" || narrow.iter().any(|c| c == n)
-            })
-            .collect();
-        Ok(df.select(names)?)
-    };
-    Ok(
-        match crate::order::merge_on_id(&pick(m)?, &pick(&customers)?, JoinType::Full)? {
-            Some(joined) => {
-                let fills: Vec<Expr> = measures::base_fills(unknown)
-                    .into_iter()
-                    .filter(|(name, _)| narrow.iter().any(|c| c == name))
-                    .map(|(_, e)| e)
-                    .collect();
-                joined.lazy().with_columns(fills).select(named(narrow))
-            }
-            None => measures::customer_base(m.clone().lazy(), customers.lazy(), unknown)
-                .select(named(narrow)),
-        },
-    )
+/// The `narrow` columns of the customer base made from measures `m` alone
+/// (`in_scope` from `first_purchase`, [`measures::base_fills`]).
+fn narrow_base(m: LazyFrame, narrow: &[String]) -> LazyFrame {
+    let fills: Vec<Expr> = measures::base_fills("")
+        .into_iter()
+        .filter(|(name, _)| narrow.iter().any(|c| c == name))
+        .map(|(_, e)| e)
+        .collect();
+    m.with_columns(fills).select(named(narrow))
 }
 
-/// What concentration (dimensions, tier) and migration (tier, revenue)
-/// read from a tiering at an earlier date: keeping only these keeps the
-/// auxiliary tierings small.
+/// What concentration (tier) and migration (tier, revenue) read from a
+/// tiering at an earlier date: keeping only these keeps the auxiliary
+/// tierings small. Concentration's dimensions are customer columns, the
+/// same at every date: it takes them from the as-of date's scoring (each
+/// was three text columns of a row per customer, ~70 MB at 10^6).
 pub(super) fn tiering_columns(cfg: &Config, scheme_name: &str) -> Result<Vec<String>> {
-    let mut names = vec![
+    Ok(vec![
         "customer_id".to_string(),
         "revenue_cents".to_string(),
         scheme(cfg, scheme_name)?.column,
-    ];
-    for d in &cfg.concentration.dimensions {
-        if !names.contains(d) {
-            names.push(d.clone());
-        }
-    }
-    Ok(names)
+    ])
 }
 
 /// Columns by name, in order.

@@ -7,12 +7,16 @@
 //! tierings instead of computing them again (~0.4–0.8 s each at 10^7
 //! transactions). Each is filed under a hash of everything it depends on:
 //! the tool's version, the settings (as-of date, output root and input
-//! paths left out),
-//! the other inputs' XXH3 hashes, `d`, the scheme, and the store files
-//! holding a row on or before `d` (each named by the segment it was
-//! ingested into, which a merge of segments keeps: the rows are the same;
-//! a changed file is ingested into a new one). Any change gives another name, so a stale
-//! tiering is never read; files this run did not use are removed.
+//! paths left out), `d`, the scheme, the store files holding a row on or
+//! before `d` (each named by the segment it was ingested into, which a
+//! merge of segments keeps: the rows are the same; a changed file is
+//! ingested into a new one), and, for a threshold or scorecard scheme, the
+//! customers' and interactions' XXH3 hashes. A pyramid tiering reads only
+//! the transactions (it holds the customers with a row by `d`), so a
+//! night whose customers or interactions extract was exported again
+//! still reads it: ~0.2 s saved per tiering at 10^6 customers. Any change
+//! gives another name, so a stale tiering is never read; files this run
+//! did not use are removed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -35,6 +39,9 @@ pub struct TieringCache {
     dir: PathBuf,
     /// The hash input shared by every tiering of the run.
     common: String,
+    /// The customers' and interactions' hashes (schemes other than the
+    /// pyramid read them).
+    inputs: String,
     /// Each stored file's first row date and identity (segment, XXH3).
     files: Vec<(NaiveDate, String)>,
     used: Mutex<Vec<PathBuf>>,
@@ -79,11 +86,9 @@ impl TieringCache {
             .map_err(|e| Error::Invariant(format!("settings not serialisable: {e}")))?;
         Ok(TieringCache {
             dir: store.join(TIERINGS),
-            common: format!(
-                "{}\n{settings}\n{}",
-                env!("CARGO_PKG_VERSION"),
-                inputs.join(",")
-            ),
+            // `v2`: tierings without the concentration dimensions.
+            common: format!("{} v2\n{settings}", env!("CARGO_PKG_VERSION")),
+            inputs: inputs.join(","),
             files: files
                 .into_iter()
                 .filter_map(|(d, id)| Some((d?, id)))
@@ -99,6 +104,10 @@ impl TieringCache {
     /// The file of the tiering `key`: its name is the hash of its inputs.
     fn path(&self, key: &AuxKey) -> PathBuf {
         let mut text = format!("{}\n{}\n{}", self.common, key.0, key.1);
+        if key.1 != crate::scoring::schemes::PYRAMID {
+            text.push('\n');
+            text.push_str(&self.inputs);
+        }
         for (first, id) in &self.files {
             if *first <= key.0 {
                 text.push('\n');

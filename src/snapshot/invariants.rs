@@ -86,7 +86,11 @@ pub fn check_invariants(
     for i in 0..per_scheme.height() {
         let scheme = schemes.get(i).unwrap_or_default();
         // The pyramid tiers the in-scope customers, other schemes everyone.
-        let population = if scheme == "pyramid" { in_scope } else { rows };
+        let population = if scheme == crate::scoring::schemes::PYRAMID {
+            in_scope
+        } else {
+            rows
+        };
         let n = ns.get(i).unwrap_or(0);
         check(
             &format!("{scheme} tier counts sum to the population"),

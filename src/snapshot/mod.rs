@@ -489,17 +489,26 @@ fn summaries(
     // Those not wanted (`--tables`) are left empty and never published.
     let conc = timed_if(want.concentration, "concentration", || {
         let conc_scheme = scheme(cfg, &cfg.concentration.tier)?;
+        let dims = &cfg.concentration.dimensions;
+        // Every year's dimensions from the as-of date's scoring (they are
+        // customer columns): coded once when it is held.
+        let members = match &full {
+            Full::Memory(df) => concentration::Members::of(df, dims)?,
+            Full::Spilled(_) => None,
+        };
         let mut pops = Vec::new();
         for (ry, buyers) in years.iter().zip(from.buyers) {
             pops.push(concentration::population(
                 at(ry.tiered_at, &cfg.concentration.tier)?,
                 buyers,
+                full.lazy()?,
+                members.as_ref(),
                 ry,
                 &conc_scheme,
-                &cfg.concentration.dimensions,
-                matches!(full, Full::Memory(_)),
+                dims,
             )?);
         }
+        drop(members);
         // Computed once: every dimension's table reads the same populations.
         let pops = f.materialize(
             concat(pops, UnionArgs::default())?,

@@ -85,49 +85,56 @@ pub fn buyers(daily: LazyFrame, keys: LazyFrame, ry: &ReportYear) -> LazyFrame {
 /// and year (every customer_id and dimension value copied, ~3 × 10^6 rows
 /// at 10^6 customers) was most of the summary's time.
 ///
-/// `held`: both sides fit in memory (the fast plan), so they are collected
-/// and, when both are in customer_id order (the tierings and the buyers
-/// are), counted by one merge walk ([`cells_merged`]) rather than polars'
-/// hash join on the text ids and group-by on the text cells: a uniform
-/// 10^7 night's concentration summary 571–672 → 321–396 ms, beside the
-/// `customer_scores` writer. Merged and grouped by polars when a tier is
-/// outside the labels; joined by polars when a side is out of order.
+/// The dimensions are customer columns, the same at every date, so they
+/// come from `customers` (customer_id and the dimensions: the as-of date's
+/// scoring) and an earlier tiering holds only the tier. With `members`
+/// (the same customers coded, held in memory on the fast plan) and both
+/// sides held in customer_id order, the cells are counted by merge walks
+/// ([`cells_merged`]) rather than polars' hash joins on the text ids and
+/// group-by on the text cells: a uniform 10^7 night's concentration
+/// summary 571–672 → 321–396 ms, beside the `customer_scores` writer.
+/// Joined and grouped by polars otherwise (a tier outside the labels, a
+/// side out of order, the lean plan).
 pub fn population(
     scores: LazyFrame,
     buyers: LazyFrame,
+    customers: LazyFrame,
+    members: Option<&Members>,
     ry: &ReportYear,
     scheme: &TierScheme,
     dims: &[String],
-    held: bool,
 ) -> Result<LazyFrame> {
-    let mut cols = vec![
+    let scores = scores.select([
         col("customer_id"),
         col(scheme.column.as_str()).alias("tier"),
-    ];
-    cols.extend(dims.iter().map(|d| col(d.as_str()).cast(DataType::String)));
-    let mut cell = vec![col("tier")];
-    cell.extend(dims.iter().map(|d| col(d.as_str())));
-    let scores = scores.select(cols);
-    let join = |scores: LazyFrame, buyers: LazyFrame| {
-        scores.join(
+    ]);
+    let (scores, buyers) = match members {
+        Some(m) => {
+            let (s, b) = (scores.run_whole()?, buyers.run_whole()?);
+            if let Some(cells) = cells_merged(&s, &b, &scheme.labels, m)? {
+                return Ok(cells.lazy().with_column(lit(ry.year).alias("year")));
+            }
+            (s.lazy(), b.lazy())
+        }
+        None => (scores, buyers),
+    };
+    let mut of_customers = vec![col("customer_id")];
+    of_customers.extend(dims.iter().map(|d| col(d.as_str()).cast(DataType::String)));
+    let joined = scores
+        .join(
             buyers,
             [col("customer_id")],
             [col("customer_id")],
             JoinArgs::new(JoinType::Inner),
         )
-    };
-    let joined = if held {
-        let (s, b) = (scores.run_whole()?, buyers.run_whole()?);
-        if let Some(cells) = cells_merged(&s, &b, &scheme.labels, dims)? {
-            return Ok(cells.lazy().with_column(lit(ry.year).alias("year")));
-        }
-        match crate::order::merge_on_id(&s, &b, JoinType::Inner)? {
-            Some(j) => j.lazy(),
-            None => join(s.lazy(), b.lazy()),
-        }
-    } else {
-        join(scores, buyers)
-    };
+        .join(
+            customers.select(of_customers),
+            [col("customer_id")],
+            [col("customer_id")],
+            JoinArgs::new(JoinType::Left),
+        );
+    let mut cell = vec![col("tier")];
+    cell.extend(dims.iter().map(|d| col(d.as_str())));
     Ok(joined
         .group_by(cell)
         .agg([
@@ -137,79 +144,145 @@ pub fn population(
         .with_column(lit(ry.year).alias("year")))
 }
 
-/// [`population`]'s cells (before `year`) from one merge walk of `scores`
-/// (customer_id, tier, the dimensions as text) and `buyers` (customer_id,
-/// year_cents), both in customer_id order: each tier is its label's
-/// position and each dimension value a code found once per buyer, so no
-/// row of text is hashed as a group key. Cells in (tier, dimensions) code
-/// order. `None` (the caller joins and groups with polars) when a side is
-/// out of order, a tier is outside `labels`, or the cells outgrow a u64.
+/// The customers' dimension values coded once for every report year's
+/// [`cells_merged`]: per dimension, each customer's value as the order of
+/// its first appearance, so no text is hashed per buyer and year.
+pub struct Members {
+    /// The dimensions, in the configured order.
+    pub dims: Vec<String>,
+    /// The customers' ids, strictly increasing.
+    ids: StringChunked,
+    /// Per dimension: its column as text (one chunk) ...
+    texts: Vec<StringChunked>,
+    /// ... each customer's code ...
+    codes: Vec<Vec<u32>>,
+    /// ... and each code's first row (where its text is read back).
+    firsts: Vec<Vec<u32>>,
+}
+
+impl Members {
+    /// `customers`' columns `dims` coded; `None` unless its ids are
+    /// strictly increasing (the merge walks need them so).
+    pub fn of(customers: &DataFrame, dims: &[String]) -> Result<Option<Members>> {
+        let ids = crate::order::id_column(customers)?;
+        if !crate::order::strictly_increasing(&ids) {
+            return Ok(None);
+        }
+        let texts = dims
+            .iter()
+            .map(|d| {
+                let c = customers.column(d)?.cast(&DataType::String)?;
+                Ok(c.str()?.rechunk().into_owned())
+            })
+            .collect::<Result<Vec<StringChunked>>>()?;
+        let (codes, firsts) = texts.iter().map(code_values).unzip();
+        Ok(Some(Members {
+            dims: dims.to_vec(),
+            ids,
+            texts,
+            codes,
+            firsts,
+        }))
+    }
+
+    /// Dimension `k`'s text for `code` (`None` for null, or for the code
+    /// one past the last: a buyer with no customer row).
+    fn text(&self, k: usize, code: u32) -> Option<&str> {
+        let row = *self.firsts[k].get(code as usize)?;
+        self.texts[k].get(row as usize)
+    }
+}
+
+/// Each row's value of `text` coded by order of first appearance (null a
+/// value too), found by the value's view where it holds the text, else by
+/// the text; and each code's first row.
+fn code_values(text: &StringChunked) -> (Vec<u32>, Vec<u32>) {
+    let t = text.downcast_as_array();
+    let mut short: PlHashMap<u128, u32> = PlHashMap::new();
+    let mut long: PlHashMap<Option<&str>, u32> = PlHashMap::new();
+    let mut firsts: Vec<u32> = Vec::new();
+    let codes = (0..t.len())
+        .map(|i| {
+            let v = t.get(i);
+            let next = firsts.len() as u32;
+            let code = match v.and_then(|_| crate::order::inline_key(t.views()[i])) {
+                Some(key) => *short.entry(key).or_insert(next),
+                None => *long.entry(v).or_insert(next),
+            };
+            if code == next {
+                firsts.push(i as u32);
+            }
+            code
+        })
+        .collect();
+    (codes, firsts)
+}
+
+/// [`population`]'s cells (before `year`) from merge walks of `scores`
+/// (customer_id, tier), `buyers` (customer_id, year_cents) and the coded
+/// `members`, each in customer_id order: each tier is its label's
+/// position and each dimension value its code, so no row of text is
+/// hashed as a group key. Cells in (tier, dimensions) code order. `None`
+/// (the caller joins and groups with polars) when a side is out of order,
+/// a tier is outside `labels`, or the cells outgrow a u64.
 fn cells_merged(
     scores: &DataFrame,
     buyers: &DataFrame,
     labels: &[String],
-    dims: &[String],
+    members: &Members,
 ) -> Result<Option<DataFrame>> {
     let Some(tiers) = crate::scoring::schemes::label_positions(scores.column("tier")?, labels)
     else {
         return Ok(None);
     };
-    let texts = dims
-        .iter()
-        .map(|d| Ok(scores.column(d)?.str()?.rechunk().into_owned()))
-        .collect::<Result<Vec<StringChunked>>>()?;
-    let texts: Vec<_> = texts.iter().map(|t| t.downcast_as_array()).collect();
     let cents = buyers.column("year_cents")?.i64()?.rechunk();
     let cents = cents.downcast_as_array();
-    // Per dimension: its distinct values in order of first appearance,
-    // found by the value's view where it holds the text, else by text.
-    let mut values: Vec<Vec<Option<&str>>> = vec![Vec::new(); dims.len()];
-    let mut short: Vec<PlHashMap<u128, u32>> = vec![PlHashMap::new(); dims.len()];
-    let mut long: Vec<PlHashMap<Option<&str>, u32>> = vec![PlHashMap::new(); dims.len()];
-    // Per matched buyer: tier, then each dimension's code; and the cents.
-    let width = 1 + dims.len();
-    let mut codes: Vec<u32> = Vec::new();
-    let mut year_cents: Vec<i64> = Vec::new();
     let (si, bi) = (
         crate::order::id_column(scores)?,
         crate::order::id_column(buyers)?,
     );
+    // Each buyer's tier (u8::MAX: no score, not counted) and row among
+    // the members (u32::MAX: none, its dimensions null).
+    let mut tier_of = vec![u8::MAX; buyers.height()];
+    let mut row_of = vec![u32::MAX; buyers.height()];
     let in_order = crate::order::merge_walk(&si, &bi, |i, j| {
-        let (Some(i), Some(j)) = (i, j) else { return };
-        codes.push(tiers[i] as u32);
-        for (k, t) in texts.iter().enumerate() {
-            let v = t.get(i);
-            let next = values[k].len() as u32;
-            let key = v.and_then(|_| crate::order::inline_key(t.views()[i]));
-            let code = match key {
-                Some(key) => short[k].entry(key).or_insert(next),
-                None => long[k].entry(v).or_insert(next),
-            };
-            if *code == next {
-                values[k].push(v);
-            }
-            codes.push(*code);
+        if let (Some(i), Some(j)) = (i, j) {
+            tier_of[j] = tiers[i];
         }
-        year_cents.push(cents.get(j).unwrap_or(0));
+    }) && crate::order::merge_walk(&members.ids, &bi, |k, j| {
+        if let (Some(k), Some(j)) = (k, j) {
+            row_of[j] = k as u32;
+        }
     });
     if !in_order {
         return Ok(None);
     }
-    // Mixed radix: tier first (labels and none), then each dimension.
+    // Mixed radix: tier first (labels and none), then each dimension (its
+    // codes and one for a buyer without a customer row).
     let mut radix = vec![labels.len() as u64 + 1];
-    radix.extend(values.iter().map(|v| v.len().max(1) as u64));
+    radix.extend(members.firsts.iter().map(|f| f.len() as u64 + 1));
     let Some(keys) = radix.iter().try_fold(1u64, |acc, r| acc.checked_mul(*r)) else {
         return Ok(None);
     };
+    let keyed =
+        (0..buyers.height())
+            .filter(|j| tier_of[*j] != u8::MAX)
+            .map(|j| {
+                let row = row_of[j];
+                let key = members.codes.iter().zip(&radix[1..]).fold(
+                    tier_of[j] as u64,
+                    |acc, (codes, r)| {
+                        let code = match row {
+                            u32::MAX => r - 1,
+                            row => codes[row as usize] as u64,
+                        };
+                        acc * r + code
+                    },
+                );
+                (key, cents.get(j).unwrap_or(0))
+            });
     // (customers, cents) per cell: counted in a table of every key when
     // that is small (it is for regions and industries), else in a map.
-    let keyed = codes.chunks_exact(width).zip(&year_cents).map(|(row, c)| {
-        let key = row
-            .iter()
-            .zip(&radix)
-            .fold(0u64, |acc, (code, r)| acc * r + *code as u64);
-        (key, *c)
-    });
     let mut cells: std::collections::BTreeMap<u64, (i64, i64)> = Default::default();
     if keys <= 1 << 16 {
         let mut table = vec![(0i64, 0i64); keys as usize];
@@ -227,6 +300,7 @@ fn cells_merged(
         }
     }
     // Back from a key to its codes, last radix first.
+    let width = radix.len();
     let n = cells.len();
     let mut parts: Vec<Vec<u32>> = vec![Vec::with_capacity(n); width];
     for key in cells.keys() {
@@ -245,11 +319,11 @@ fn cells_merged(
         )
         .into_column(),
     ];
-    for (k, d) in dims.iter().enumerate() {
+    for (k, d) in members.dims.iter().enumerate() {
         columns.push(
             StringChunked::from_iter_options(
                 d.as_str().into(),
-                parts[k + 1].iter().map(|c| values[k][*c as usize]),
+                parts[k + 1].iter().map(|c| members.text(k, *c)),
             )
             .into_column(),
         );
@@ -477,15 +551,16 @@ pub fn table(
 mod tests {
     use super::*;
 
-    /// The merged cells equal polars' join and group-by: by hand on a
+    /// The merged cells equal polars' joins and group-by: by hand on a
     /// small case (a null tier, a null region, a buyer with no score, a
-    /// long text), and on generated sides; a tier outside the labels or
-    /// ids out of order leave it to polars.
+    /// scored buyer with no customer row, a long text), and on generated
+    /// sides; a tier outside the labels or ids out of order leave it to
+    /// polars.
     #[test]
     fn merged_cells_are_the_join_and_group_by() {
         let labels: Vec<String> = ["A", "B"].iter().map(|s| s.to_string()).collect();
         let dims = vec!["region".to_string(), "industry".to_string()];
-        let polars = |s: &DataFrame, b: &DataFrame| {
+        let polars = |s: &DataFrame, b: &DataFrame, c: &DataFrame| {
             s.clone()
                 .lazy()
                 .join(
@@ -493,6 +568,12 @@ mod tests {
                     [col("customer_id")],
                     [col("customer_id")],
                     JoinArgs::new(JoinType::Inner),
+                )
+                .join(
+                    c.clone().lazy(),
+                    [col("customer_id")],
+                    [col("customer_id")],
+                    JoinArgs::new(JoinType::Left),
                 )
                 .group_by([col("tier"), col("region"), col("industry")])
                 .agg([
@@ -509,36 +590,41 @@ mod tests {
                 .run()
                 .unwrap()
         };
+        let merged = |s: &DataFrame, b: &DataFrame, c: &DataFrame, labels: &[String]| {
+            let m = Members::of(c, &dims).unwrap().unwrap();
+            cells_merged(s, b, labels, &m).unwrap()
+        };
         let scores = df!(
-            "customer_id" => ["c1", "c2", "c3", "c4", "c5"],
-            "tier" => [Some("A"), Some("B"), None, Some("A"), Some("A")],
-            "region" => [Some("N"), Some("N"), Some("S"), None, Some("N")],
-            "industry" => ["x", "x", "y", "x", "a rather long industry name"],
+            "customer_id" => ["c1", "c2", "c3", "c4", "c5", "c7"],
+            "tier" => [Some("A"), Some("B"), None, Some("A"), Some("A"), Some("B")],
+        )
+        .unwrap();
+        let customers = df!(
+            "customer_id" => ["c1", "c2", "c3", "c4", "c5", "c6"],
+            "region" => [Some("N"), Some("N"), Some("S"), None, Some("N"), Some("S")],
+            "industry" => ["x", "x", "y", "x", "a rather long industry name", "y"],
         )
         .unwrap();
         let buyers = df!(
-            "customer_id" => ["c1", "c3", "c4", "c5", "c6"],
-            "__bought" => [true; 5],
-            "year_cents" => [100i64, 200, 300, 400, 500],
+            "customer_id" => ["c1", "c3", "c4", "c5", "c6", "c7"],
+            "__bought" => [true; 6],
+            "year_cents" => [100i64, 200, 300, 400, 500, 600],
         )
         .unwrap();
-        let got = sorted(
-            cells_merged(&scores, &buyers, &labels, &dims)
-                .unwrap()
-                .unwrap(),
-        );
-        // c2 did not buy and c6 has no score: c1, c3, c4, c5 in four cells.
+        let got = sorted(merged(&scores, &buyers, &customers, &labels).unwrap());
+        // c2 did not buy, c6 has no score, c7 no customer row: c1, c3, c4,
+        // c5, c7 in five cells.
         let want = df!(
-            "tier" => [None, Some("A"), Some("A"), Some("A")],
-            "region" => [Some("S"), None, Some("N"), Some("N")],
-            "industry" => ["y", "x", "a rather long industry name", "x"],
-            "customers" => [1i64, 1, 1, 1],
-            "revenue_cents" => [200i64, 300, 400, 100],
+            "tier" => [None, Some("A"), Some("A"), Some("A"), Some("B")],
+            "region" => [Some("S"), None, Some("N"), Some("N"), None],
+            "industry" => [Some("y"), Some("x"), Some("a rather long industry name"), Some("x"), None],
+            "customers" => [1i64, 1, 1, 1, 1],
+            "revenue_cents" => [200i64, 300, 400, 100, 600],
         )
         .unwrap();
         assert!(got.equals_missing(&want), "{got}");
-        assert!(got.equals_missing(&polars(&scores, &buyers)));
-        // Generated: 2,000 scored customers, every third a buyer.
+        assert!(got.equals_missing(&polars(&scores, &buyers, &customers)));
+        // Generated: 2,000 customers, 1,500 scored, every third a buyer.
         let mut next = crate::testing::lcg(3u64);
         let ids: Vec<String> = (0..2000).map(|i| format!("C{i:05}")).collect();
         let pick = |n: usize, next: &mut dyn FnMut() -> usize| next() % n;
@@ -555,10 +641,11 @@ mod tests {
             );
             inds.push(["x", "y", "z"][pick(3, &mut next)]);
         }
-        let scores = df!(
-            "customer_id" => &ids, "tier" => tiers, "region" => regions, "industry" => inds,
-        )
-        .unwrap();
+        let customers =
+            df!("customer_id" => &ids, "region" => regions, "industry" => inds).unwrap();
+        let scores = df!("customer_id" => &ids, "tier" => tiers)
+            .unwrap()
+            .slice(250, 1500);
         let bought: Vec<&String> = ids.iter().step_by(3).collect();
         let buyers = df!(
             "customer_id" => bought.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
@@ -566,25 +653,16 @@ mod tests {
             "year_cents" => (0..bought.len()).map(|_| (next() % 10_000) as i64 - 1000).collect::<Vec<_>>(),
         )
         .unwrap();
-        let got = sorted(
-            cells_merged(&scores, &buyers, &labels, &dims)
-                .unwrap()
-                .unwrap(),
+        let got = sorted(merged(&scores, &buyers, &customers, &labels).unwrap());
+        assert!(
+            got.equals_missing(&polars(&scores, &buyers, &customers)),
+            "{got}"
         );
-        assert!(got.equals_missing(&polars(&scores, &buyers)), "{got}");
         // A tier outside the labels; ids out of order.
         let only_a = vec!["A".to_string()];
-        assert!(
-            cells_merged(&scores, &buyers, &only_a, &dims)
-                .unwrap()
-                .is_none()
-        );
-        let reversed = scores.reverse();
-        assert!(
-            cells_merged(&reversed, &buyers, &labels, &dims)
-                .unwrap()
-                .is_none()
-        );
+        assert!(merged(&scores, &buyers, &customers, &only_a).is_none());
+        assert!(merged(&scores.reverse(), &buyers, &customers, &labels).is_none());
+        assert!(Members::of(&customers.reverse(), &dims).unwrap().is_none());
     }
 
     #[test]
