@@ -551,12 +551,24 @@ pub(crate) fn inline_key(v: polars_arrow::array::View) -> Option<u128> {
 pub fn merge_walk(
     l: &StringChunked,
     r: &StringChunked,
-    mut each: impl FnMut(Option<usize>, Option<usize>),
+    each: impl FnMut(Option<usize>, Option<usize>),
 ) -> bool {
-    use std::cmp::Ordering;
     if !strictly_increasing(l) || !strictly_increasing(r) {
         return false;
     }
+    merge_walk_checked(l, r, each);
+    true
+}
+
+/// [`merge_walk`] over sides the caller has checked are strictly
+/// increasing (each check is a pass over the ids: a side walked several
+/// times is checked once).
+pub(crate) fn merge_walk_checked(
+    l: &StringChunked,
+    r: &StringChunked,
+    mut each: impl FnMut(Option<usize>, Option<usize>),
+) {
+    use std::cmp::Ordering;
     let (la, ra) = (l.downcast_as_array(), r.downcast_as_array());
     let (mut i, mut j) = (0, 0);
     while i < la.len() || j < ra.len() {
@@ -580,7 +592,6 @@ pub fn merge_walk(
             }
         }
     }
-    true
 }
 
 /// `left` joined with `right` on customer_id when each holds every id at

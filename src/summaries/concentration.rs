@@ -245,18 +245,21 @@ fn cells_merged(
     // the members (u32::MAX: none, its dimensions null).
     let mut tier_of = vec![u8::MAX; buyers.height()];
     let mut row_of = vec![u32::MAX; buyers.height()];
-    let in_order = crate::order::merge_walk(&si, &bi, |i, j| {
+    // The members' ids were checked when they were coded.
+    use crate::order::{merge_walk_checked, strictly_increasing};
+    if !strictly_increasing(&si) || !strictly_increasing(&bi) {
+        return Ok(None);
+    }
+    merge_walk_checked(&si, &bi, |i, j| {
         if let (Some(i), Some(j)) = (i, j) {
             tier_of[j] = tiers[i];
         }
-    }) && crate::order::merge_walk(&members.ids, &bi, |k, j| {
+    });
+    merge_walk_checked(&members.ids, &bi, |k, j| {
         if let (Some(k), Some(j)) = (k, j) {
             row_of[j] = k as u32;
         }
     });
-    if !in_order {
-        return Ok(None);
-    }
     // Mixed radix: tier first (labels and none), then each dimension (its
     // codes and one for a buyer without a customer row).
     let mut radix = vec![labels.len() as u64 + 1];
