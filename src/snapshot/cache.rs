@@ -242,6 +242,42 @@ fn read_kept(path: &Path) -> Result<DataFrame> {
 mod tests {
     use super::*;
 
+    /// A pyramid tiering's name does not depend on the customers' and
+    /// interactions' hashes; another scheme's does. Both depend on the
+    /// store files holding a row by their date, and only those.
+    #[test]
+    fn only_other_schemes_hash_the_customers_and_interactions() {
+        let d = |m, day| NaiveDate::from_ymd_opt(2010, m, day).unwrap();
+        let dir = std::env::temp_dir();
+        let files = vec![
+            (Some(d(1, 4)), "seg-000001 ab".to_string()),
+            (Some(d(10, 1)), "seg-000002 cd".to_string()),
+        ];
+        let cache = |inputs: &[&str], files: Vec<(Option<NaiveDate>, String)>| {
+            let inputs: Vec<String> = inputs.iter().map(|s| s.to_string()).collect();
+            TieringCache::new(&dir, &Config::default(), &inputs, files).unwrap()
+        };
+        let (a, b) = (
+            cache(&["c1", "i1"], files.clone()),
+            cache(&["c2", "i1"], files.clone()),
+        );
+        let pyramid: AuxKey = (d(9, 30), "pyramid".into());
+        let star: AuxKey = (d(9, 30), "star".into());
+        assert_eq!(a.path(&pyramid), b.path(&pyramid));
+        assert_ne!(a.path(&star), b.path(&star));
+        // A file whose first row is after the date changes nothing; one
+        // before it does.
+        let mut later = files.clone();
+        later[1].1 = "seg-000003 ef".into();
+        assert_eq!(cache(&["c1", "i1"], later).path(&pyramid), a.path(&pyramid));
+        let mut earlier = files;
+        earlier[0].1 = "seg-000004 gh".into();
+        assert_ne!(
+            cache(&["c1", "i1"], earlier).path(&pyramid),
+            a.path(&pyramid)
+        );
+    }
+
     /// A prefetched tiering is served from memory (its file removed after
     /// the read), once; a key not kept is still none.
     #[test]
