@@ -287,6 +287,55 @@ fn parquet_input_gives_the_same_scores_as_csv() {
     assert_eq!(floats(&a, "monetary"), floats(&b, "monetary"));
 }
 
+/// The customers file's row order changes no table: rows in id order are
+/// taken as they are, others sorted (reversed here, one customer listed
+/// twice: the first row is the one kept, wherever it sorts).
+#[test]
+fn the_customers_files_row_order_changes_no_table() {
+    let tmp = TempDir::new("cust-order");
+    let data = tmp.join("data");
+    generate(&data, 80, 800, 12);
+    let text = std::fs::read_to_string(data.join("customers.csv")).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let header = lines.remove(0);
+    let twice = format!("{},elsewhere{}", lines[5].split(',').next().unwrap(), {
+        let fields = header.split(',').count();
+        ",".repeat(fields - 2)
+    });
+    let mut reversed: Vec<String> = lines.iter().rev().map(|l| l.to_string()).collect();
+    reversed.push(twice.clone());
+    let mut in_order: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    in_order.push(twice);
+    let run = |name: &str, rows: &[String]| {
+        let customers = tmp.write(
+            &format!("{name}.csv"),
+            &format!("{header}\n{}\n", rows.join("\n")),
+        );
+        let out = tmp.join(name);
+        ok(&[
+            "run",
+            "--transactions",
+            data.join("transactions.csv").to_str().unwrap(),
+            "--customers",
+            &customers,
+            "--as-of",
+            "2010-12-31",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        out.join("snapshot=2010-12-31")
+    };
+    let (a, b) = (run("in_order", &in_order), run("reversed", &reversed));
+    assert_same_tables(&a, &b, &["manifest", "report", "rejects"]);
+    let scores = read_parquet(&b.join("customer_scores.parquet"));
+    let ids = strs(&scores, "customer_id");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids in order, once each"
+    );
+    assert_eq!(ids.len(), 80);
+}
+
 /// Rows of one generated transactions file, as written, and the file text.
 fn messy_file(
     seed: &mut u64,
