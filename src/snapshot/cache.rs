@@ -6,7 +6,7 @@
 //! nightly run adds a file of later rows, so it can read last night's
 //! tierings instead of computing them again (~0.4–0.8 s each at 10^7
 //! transactions). Each is filed under a hash of everything it depends on:
-//! the tool's version, the settings (as-of date, output root and input
+//! the tool's version and revision, the settings (as-of date, output root and input
 //! paths left out), `d`, the scheme, the store files holding a row on or
 //! before `d` (each named by the segment it was ingested into, which a
 //! merge of segments keeps: the rows are the same; a changed file is
@@ -86,8 +86,15 @@ impl TieringCache {
             .map_err(|e| Error::Invariant(format!("settings not serialisable: {e}")))?;
         Ok(TieringCache {
             dir: store.join(TIERINGS),
-            // `v2`: tierings without the concentration dimensions.
-            common: format!("{} v2\n{settings}", env!("CARGO_PKG_VERSION")),
+            // The revision too, as for the kept customers: a build that
+            // computes tierings otherwise never reads an older build's
+            // (`v2`, tierings without the dimensions, for builds outside
+            // git).
+            common: format!(
+                "{} {} v2\n{settings}",
+                env!("CARGO_PKG_VERSION"),
+                env!("TIERING_GIT_REV")
+            ),
             inputs: inputs.join(","),
             files: files
                 .into_iter()
