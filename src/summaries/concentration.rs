@@ -149,7 +149,7 @@ pub fn population(
 /// its first appearance, so no text is hashed per buyer and year.
 pub struct Members {
     /// The dimensions, in the configured order.
-    pub dims: Vec<String>,
+    dims: Vec<String>,
     /// The customers' ids, strictly increasing.
     ids: StringChunked,
     /// Per dimension: its column as text (one chunk) ...
