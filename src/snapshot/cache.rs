@@ -268,7 +268,7 @@ mod tests {
             cache(&["c1", "i1"], files.clone()),
             cache(&["c2", "i1"], files.clone()),
         );
-        let pyramid: AuxKey = (d(9, 30), "pyramid".into());
+        let pyramid: AuxKey = (d(9, 30), crate::scoring::schemes::PYRAMID.into());
         let star: AuxKey = (d(9, 30), "star".into());
         assert_eq!(a.path(&pyramid), b.path(&pyramid));
         assert_ne!(a.path(&star), b.path(&star));

@@ -148,11 +148,10 @@ pub fn population(
 /// [`cells_merged`]: per dimension, each customer's value as the order of
 /// its first appearance, so no text is hashed per buyer and year.
 pub struct Members {
-    /// The dimensions, in the configured order.
-    dims: Vec<String>,
     /// The customers' ids, strictly increasing.
     ids: StringChunked,
-    /// Per dimension: its column as text (one chunk) ...
+    /// Per dimension, in the configured order: its column as text (one
+    /// chunk, named as the dimension) ...
     texts: Vec<StringChunked>,
     /// ... each customer's code ...
     codes: Vec<Vec<u32>>,
@@ -177,7 +176,6 @@ impl Members {
             .collect::<Result<Vec<StringChunked>>>()?;
         let (codes, firsts) = texts.iter().map(code_values).unzip();
         Ok(Some(Members {
-            dims: dims.to_vec(),
             ids,
             texts,
             codes,
@@ -322,10 +320,10 @@ fn cells_merged(
         )
         .into_column(),
     ];
-    for (k, d) in members.dims.iter().enumerate() {
+    for (k, text) in members.texts.iter().enumerate() {
         columns.push(
             StringChunked::from_iter_options(
-                d.as_str().into(),
+                text.name().clone(),
                 parts[k + 1].iter().map(|c| members.text(k, *c)),
             )
             .into_column(),
