@@ -107,8 +107,20 @@ fn ordered_base(
     // `with_columns` join every column's chunks again, text ones included
     // (~0.1 s and ~0.2 GB of fresh memory in a 10^6-customer night).
     let b = measures::base_filled(joined.lazy(), &cfg.ingest.unknown_label).run_whole()?;
+    let t = std::time::Instant::now();
+    let interactions = filtered(f.interactions.clone(), part.clone()).run_whole()?;
+    if let Some(b) = engagement::engagement_onto(
+        &b,
+        &interactions,
+        as_of,
+        cfg.measures.window_days,
+        &cfg.measures.converted_outcomes,
+    )? {
+        tracing::debug!(ms = t.elapsed().as_millis() as u64, "engagement");
+        return Ok(Some(b.lazy()));
+    }
     let e = engagement::customer_engagement(
-        filtered(f.interactions.clone(), part),
+        interactions.lazy(),
         as_of,
         cfg.measures.window_days,
         &cfg.measures.converted_outcomes,
