@@ -35,6 +35,8 @@ struct Setup {
     drops: PathBuf,
     history: String,
     night: String,
+    /// The interactions input (the generated file unless a test says).
+    interactions: PathBuf,
 }
 
 impl Setup {
@@ -46,6 +48,7 @@ impl Setup {
         std::fs::create_dir_all(&drops).unwrap();
         let (history, night) = split_history(&data);
         Setup {
+            interactions: data.join("interactions.csv"),
             tmp,
             drops,
             history,
@@ -64,7 +67,7 @@ impl Setup {
             "as_of = \"2010-12-31\"\n[inputs.transactions]\npath = {:?}\n[inputs.customers]\npath = {:?}\n[inputs.interactions]\npath = {:?}\n{extra}",
             self.drops.join("t_*.csv").to_string_lossy(),
             data.join("customers.csv").to_string_lossy(),
-            data.join("interactions.csv").to_string_lossy(),
+            self.interactions.to_string_lossy(),
         );
         let tag = extra
             .bytes()
@@ -828,6 +831,101 @@ fn customers_and_interactions_are_read_back_only_while_their_bytes_are_unchanged
         &from_scratch(&s, "full-3", ""),
         &["manifest", "report"],
     );
+}
+
+/// The `interactions-*` entries kept under `out`'s store: each one's
+/// report file name and inode (a rewrite gives another inode).
+fn interaction_entries(out: &Path) -> std::collections::BTreeMap<String, u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(out.join("_store/tables"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("interactions-") && name.ends_with(".json")
+        })
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, e.metadata().unwrap().ino())
+        })
+        .collect()
+}
+
+/// Interactions delivered as a log of files (a glob over a drop folder)
+/// are checked once each: a night checks only its new file and reads the
+/// others back, a removed file's entry goes, and every run publishes the
+/// tables and input counts of a run from scratch.
+#[test]
+fn interactions_delivered_file_by_file_are_checked_once_each() {
+    let mut s = Setup::new("store-interactions", 41);
+    s.interactions = s.drops.join("i_*.csv");
+    let text = std::fs::read_to_string(s.tmp.join("data/interactions.csv")).unwrap();
+    let header = text.lines().next().unwrap();
+    let (mut history, mut night) = (format!("{header}\n"), format!("{header}\n"));
+    for line in text.lines().skip(1) {
+        let ts = line.split(',').nth(1).unwrap();
+        let to = if ts > "2010-12-20" {
+            &mut night
+        } else {
+            &mut history
+        };
+        to.push_str(line);
+        to.push('\n');
+    }
+    let id = text.lines().nth(1).unwrap().split(',').next().unwrap();
+    // A row of a kind nobody maps (rejected: its count and row must come
+    // back with the kept file) and one after the as-of date.
+    history.push_str(&format!("{id},2010-06-01,传真,,,,\n"));
+    night.push_str(&format!("{id},2011-01-05,call,,,,\n"));
+    let rows = |t: &str| t.lines().count() - 1;
+
+    s.put("t_1.csv", &s.history);
+    s.put("i_1.csv", &history);
+    ok_run(&s, "inc", "");
+    let first = interaction_entries(&s.out("inc"));
+    assert_eq!(first.len(), 1, "{first:?}");
+
+    s.put("t_2.csv", &s.night);
+    s.put("i_2.csv", &night);
+    let m = ok_run(&s, "inc", "");
+    let second = interaction_entries(&s.out("inc"));
+    assert_eq!(second.len(), 2, "{second:?}");
+    // The history's entry was read back, not written again.
+    for (name, inode) in &first {
+        assert_eq!(second.get(name), Some(inode), "{name} rewritten");
+    }
+    assert_eq!(
+        m["store"]["tables_reused"],
+        serde_json::json!(["customers"])
+    );
+    let i = &m["inputs"]["interactions"];
+    assert_eq!(i["rows_read"], rows(&history) + rows(&night), "{i}");
+    assert_eq!(i["rejected"]["unknown kind"], 1, "{i}");
+    assert_eq!(i["excluded_after_as_of"], 1, "{i}");
+    assert_eq!(i["rows_kept"], rows(&history) + rows(&night) - 2, "{i}");
+    let full = from_scratch(&s, "full-2", "");
+    assert_same_tables(&snap(&s.out("inc")), &full, &["manifest", "report"]);
+    assert_eq!(*i, manifest(&s.out("full-2"))["inputs"]["interactions"]);
+
+    // Nothing new: every file read back.
+    let again = ok_run(&s, "inc", "");
+    assert_eq!(
+        again["store"]["tables_reused"],
+        serde_json::json!(["customers", "interactions"])
+    );
+    assert_eq!(interaction_entries(&s.out("inc")), second);
+
+    // The history's file taken away: its entry goes with it.
+    std::fs::remove_file(s.drops.join("i_1.csv")).unwrap();
+    let m = ok_run(&s, "inc", "");
+    let third = interaction_entries(&s.out("inc"));
+    let left: Vec<_> = second.keys().filter(|k| !first.contains_key(*k)).collect();
+    assert_eq!(third.keys().collect::<Vec<_>>(), left);
+    let i = &m["inputs"]["interactions"];
+    assert_eq!(i["rows_read"], rows(&night), "{i}");
+    assert_eq!(i["rejected"], serde_json::json!({}), "{i}");
+    let full = from_scratch(&s, "full-3", "");
+    assert_same_tables(&snap(&s.out("inc")), &full, &["manifest", "report"]);
 }
 
 /// The night's rows split by date into three files (to 12-24, 12-25..28,

@@ -44,59 +44,161 @@ pub(super) fn checked(
     store: Option<&Path>,
     build: impl FnOnce(Vec<InputFileInfo>) -> Result<Checked>,
 ) -> Result<(Checked, bool, Option<String>)> {
-    let files = io::expand_inputs(table, &input.path)?
-        .iter()
-        .map(|f| file_identity(f))
-        .collect::<Result<Vec<_>>>()?;
+    let files = identities(table, input)?;
     let Some(store) = store else {
         return Ok((build(files)?, false, None));
     };
     let dir = store.join(TABLES);
-    let name = format!("{table}-{:032x}", key(table, input, cfg, &files)?);
-    let stem = dir.join(&name);
-    let paths = Paths {
-        valid: stem.with_extension("parquet"),
-        rejects: stem.with_extension("rejects.parquet"),
-        report: stem.with_extension("json"),
+    let entry = Entry::named(&dir, table, key(table, input, cfg, &files)?);
+    let (c, hit) = entry.read_or_build(cfg, files, build)?;
+    prune(&dir, table, &[&entry])?;
+    Ok((c, hit, Some(entry.name)))
+}
+
+/// [`checked`] for a table whose files are a log that grows (interactions
+/// in a drop folder: one file a day): each file is kept as checked on its
+/// own, so a run checks only the files it has not seen, and the table is
+/// the files' entries one after another. `build` checks one file; its
+/// rows' `__file_no` is 0, and is set here to the file's place. Returns
+/// whether every file was read back, and a name for the set of entries.
+pub(super) fn checked_per_file(
+    table: &'static str,
+    input: &InputFile,
+    cfg: &Config,
+    store: Option<&Path>,
+    build: impl Fn(Vec<InputFileInfo>) -> Result<Checked>,
+) -> Result<(Checked, bool, Option<String>)> {
+    let files = identities(table, input)?;
+    let Some(store) = store else {
+        return Ok((build(files)?, false, None));
     };
-    if paths.report.exists() {
-        match read(&paths) {
-            Ok(mut c) => {
-                // Same paths and bytes; only the modification times may
-                // have moved (a copy, a touch).
-                for (kept, now) in c.report.files.iter_mut().zip(&files) {
-                    kept.modified_unix = now.modified_unix;
+    let dir = store.join(TABLES);
+    let (mut valid, mut rejects, mut entries) = (Vec::new(), Vec::new(), Vec::new());
+    let mut report = TableReport::default();
+    let mut all_hit = true;
+    for (i, file) in files.into_iter().enumerate() {
+        let one = [file];
+        let entry = Entry::named(&dir, table, key(table, input, cfg, &one)?);
+        let (c, hit) = entry.read_or_build(cfg, one.into(), &build)?;
+        all_hit &= hit;
+        valid.push(c.valid.lazy().with_column(lit(i as u32).alias("__file_no")));
+        rejects.push(c.rejects.lazy());
+        add_report(&mut report, c.report);
+        entries.push(entry);
+    }
+    prune(&dir, table, &entries.iter().collect::<Vec<_>>())?;
+    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    let name = match names.as_slice() {
+        [one] => one.to_string(),
+        _ => format!(
+            "{table}-{:032x}",
+            xxhash_rust::xxh3::xxh3_128(names.join("\n").as_bytes())
+        ),
+    };
+    let checked = match valid.len() {
+        // No file: the (empty) table as checking builds it.
+        0 => build(Vec::new())?,
+        _ => Checked {
+            valid: concat(valid, UnionArgs::default())?.run_whole()?,
+            rejects: concat(rejects, UnionArgs::default())?.run_whole()?,
+            report,
+        },
+    };
+    Ok((checked, all_hit, Some(name)))
+}
+
+/// The files `input` names, with their sizes, times and hashes.
+fn identities(table: &'static str, input: &InputFile) -> Result<Vec<InputFileInfo>> {
+    io::expand_inputs(table, &input.path)?
+        .iter()
+        .map(|f| file_identity(f))
+        .collect()
+}
+
+/// `one`'s counts added into `all` (a table's files, one after another).
+fn add_report(all: &mut TableReport, one: TableReport) {
+    all.files.extend(one.files);
+    all.rows_read += one.rows_read;
+    all.rows_kept += one.rows_kept;
+    all.excluded_after_as_of += one.excluded_after_as_of;
+    all.duplicates_collapsed += one.duplicates_collapsed;
+    for (why, n) in one.rejected {
+        *all.rejected.entry(why).or_default() += n;
+    }
+    for (what, n) in one.warnings {
+        *all.warnings.entry(what).or_default() += n;
+    }
+}
+
+/// One kept entry: its name and files.
+struct Entry {
+    name: String,
+    paths: Paths,
+}
+
+impl Entry {
+    fn named(dir: &Path, table: &str, key: u128) -> Entry {
+        let name = format!("{table}-{key:032x}");
+        let stem = dir.join(&name);
+        let paths = Paths {
+            valid: stem.with_extension("parquet"),
+            rejects: stem.with_extension("rejects.parquet"),
+            report: stem.with_extension("json"),
+        };
+        Entry { name, paths }
+    }
+
+    /// The entry as kept (its files' modification times those of
+    /// `files`), or else built by `build` and kept; and whether it was
+    /// read back.
+    fn read_or_build(
+        &self,
+        cfg: &Config,
+        files: Vec<InputFileInfo>,
+        build: impl FnOnce(Vec<InputFileInfo>) -> Result<Checked>,
+    ) -> Result<(Checked, bool)> {
+        let paths = &self.paths;
+        if paths.report.exists() {
+            match read(paths) {
+                Ok(mut c) => {
+                    // Same paths and bytes; only the modification times may
+                    // have moved (a copy, a touch).
+                    for (kept, now) in c.report.files.iter_mut().zip(&files) {
+                        kept.modified_unix = now.modified_unix;
+                    }
+                    return Ok((c, true));
                 }
-                prune(&dir, table, &paths)?;
-                return Ok((c, true, Some(name)));
-            }
-            Err(e) => {
-                tracing::warn!(table, error = %e, "a kept checked table could not be read; checking the input again");
+                Err(e) => {
+                    tracing::warn!(entry = %self.name, error = %e, "a kept checked table could not be read; checking the input again");
+                }
             }
         }
+        let c = build(files)?;
+        let dir = paths
+            .report
+            .parent()
+            .expect("an entry lies in the store's folder");
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        // One row group up to 2^21 rows, so that a night reads each column as
+        // one chunk (the scoring's gathers and the published table's rechunk
+        // then copy nothing more); larger tables in row groups, so the writer
+        // holds one group's pages: at 10^7 customers a whole-frame write took
+        // 1.8 s and ~0.35 GiB more memory.
+        // The report is written last: a table counts as kept only with it.
+        let sink = |df: &DataFrame, path: &Path| {
+            io::write_atomically(path, |tmp| {
+                io::write_stored_whole(&mut df.clone(), tmp, cfg.store.compression)
+            })
+        };
+        sink(&c.valid, &paths.valid)?;
+        sink(&c.rejects, &paths.rejects)?;
+        let json = serde_json::to_vec(&c.report)
+            .map_err(|e| Error::Invariant(format!("table report not serialisable: {e}")))?;
+        io::write_atomically(&paths.report, |tmp| {
+            std::fs::write(tmp, &json).map_err(Error::io(tmp))
+        })?;
+        Ok((c, false))
     }
-    let c = build(files)?;
-    std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
-    // One row group up to 2^21 rows, so that a night reads each column as
-    // one chunk (the scoring's gathers and the published table's rechunk
-    // then copy nothing more); larger tables in row groups, so the writer
-    // holds one group's pages: at 10^7 customers a whole-frame write took
-    // 1.8 s and ~0.35 GiB more memory.
-    // The report is written last: a table counts as kept only with it.
-    let sink = |df: &DataFrame, path: &Path| {
-        io::write_atomically(path, |tmp| {
-            io::write_stored_whole(&mut df.clone(), tmp, cfg.store.compression)
-        })
-    };
-    sink(&c.valid, &paths.valid)?;
-    sink(&c.rejects, &paths.rejects)?;
-    let json = serde_json::to_vec(&c.report)
-        .map_err(|e| Error::Invariant(format!("table report not serialisable: {e}")))?;
-    io::write_atomically(&paths.report, |tmp| {
-        std::fs::write(tmp, &json).map_err(Error::io(tmp))
-    })?;
-    prune(&dir, table, &paths)?;
-    Ok((c, false, Some(name)))
 }
 
 struct Paths {
@@ -136,14 +238,23 @@ fn read(paths: &Paths) -> Result<Checked> {
     })
 }
 
-/// Removes `table`'s entries other than `keep`: older entries, and the
-/// temporary files of a killed run.
-fn prune(dir: &Path, table: &str, keep: &Paths) -> Result<()> {
+/// Removes `table`'s entries other than `keep`: older entries (a file no
+/// longer offered, or changed), and the temporary files of a killed run.
+fn prune(dir: &Path, table: &str, keep: &[&Entry]) -> Result<()> {
+    let Ok(listing) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
     let prefix = format!("{table}-");
-    for e in std::fs::read_dir(dir).map_err(Error::io(dir))?.flatten() {
+    let kept = |p: &Path| {
+        keep.iter().any(|e| {
+            let k = &e.paths;
+            p == k.valid || p == k.rejects || p == k.report
+        })
+    };
+    for e in listing.flatten() {
         let p = e.path();
         let ours = e.file_name().to_string_lossy().starts_with(&prefix);
-        if ours && p != keep.valid && p != keep.rejects && p != keep.report {
+        if ours && !kept(&p) {
             std::fs::remove_file(&p).map_err(Error::io(&p))?;
         }
     }
