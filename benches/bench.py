@@ -208,6 +208,7 @@ def nightly_scenario(tiering, d, n, reps):
         os.replace(night + ".tmp", night)
     placed = os.path.join(drops, "t_2_night.csv")
     c = os.path.join(d, "customers.csv")
+    rows = lambda p: sum(1 for _ in open(p)) - 1
     def cmd(out, extra, customers=c):
         return [tiering, "-q", "run", "--transactions", os.path.join(drops, "t_*.csv"), "--customers", customers,
                 "--as-of", AS_OF, "--out", os.path.join(nd, out), "--overwrite"] + extra
@@ -262,18 +263,60 @@ def nightly_scenario(tiering, d, n, reps):
     timed(cmd("out-nightly-again", ["--rebuild-store"]))
     place(True)
     runs["nightly_customers_again"] = [timed(cmd("out-nightly-again", [], customers=again))]
-    for k in ["full_parquet_only", "nightly_parquet_only", "nightly_after_idle", "nightly_customers_again"]:
+    # A night with an interactions log beside the transactions (a file a
+    # day in a drop folder, as a CRM's activity export): n/2 interactions
+    # of the same customers, the history's in one file, AS_OF's in the
+    # night's. A full run over both files, then the history and the night.
+    # One repetition: informative, not a target.
+    idir = os.path.join(nd, "interactions")
+    idrops, ispare = os.path.join(idir, "drops"), os.path.join(idir, "spare")
+    ihist, inight = os.path.join(idrops, "i_1_history.csv"), os.path.join(ispare, "i_2_night.csv")
+    if not os.path.exists(inight):
+        gen = os.path.join(idir, "gen")
+        subprocess.run([tiering, "-q", "generate", "--customers", str(rows(c)), "--transactions", "1000",
+                        "--interactions", str(n // 2), "--years", "3", "--seed", "42", "--out", gen]
+                       + (["--uniform"] if d.rstrip("/").endswith("-uniform") else []), check=True)
+        os.makedirs(idrops, exist_ok=True)
+        os.makedirs(ispare, exist_ok=True)
+        with open(os.path.join(gen, "interactions.csv")) as src, open(ihist + ".tmp", "w") as h, open(inight + ".tmp", "w") as t:
+            header = src.readline()
+            h.write(header)
+            t.write(header)
+            for line in src:
+                (t if line.split(",", 2)[1][:10] == AS_OF else h).write(line)
+        os.replace(ihist + ".tmp", ihist)
+        os.replace(inight + ".tmp", inight)
+        shutil.rmtree(gen)
+    iplaced = os.path.join(idrops, "i_2_night.csv")
+    def icmd(out, extra):
+        return cmd(out, extra) + ["--interactions", os.path.join(idrops, "i_*.csv")]
+    def iplace(on):
+        place(on)
+        if on and not os.path.exists(iplaced):
+            shutil.copyfile(inight, iplaced)
+        if not on and os.path.exists(iplaced):
+            os.remove(iplaced)
+    warm([ihist, inight])
+    iplace(True)
+    runs["full_interactions"] = [timed(icmd("out-ix-full", ["--rebuild-store"]))]
+    iplace(False)
+    timed(icmd("out-ix", ["--rebuild-store"]))
+    iplace(True)
+    runs["nightly_interactions"] = [timed(icmd("out-ix", []))]
+    for k in ["full_parquet_only", "nightly_parquet_only", "nightly_after_idle", "nightly_customers_again",
+              "full_interactions", "nightly_interactions"]:
         print(f"{n:>11,} nightly {k:<20} {runs[k][-1][0]:7.2f}s {runs[k][-1][1]:8.0f} MiB", flush=True)
     med = {k: {"seconds": statistics.median(x[0] for x in v), "peak_rss_mib": max(x[1] for x in v)} for k, v in runs.items()}
-    rows = lambda p: sum(1 for _ in open(p)) - 1
     result = {"transactions": n, "history_rows": rows(hist), "night_rows": rows(night), "medians": med,
+              "interactions_history_rows": rows(ihist), "interactions_night_rows": rows(inight),
+              "interactions_tables_identical": snapshot_tables(os.path.join(nd, "out-ix-full")) == snapshot_tables(os.path.join(nd, "out-ix")),
               "nightly_over_full": med["nightly"]["seconds"] / med["full_from_csv"]["seconds"],
               "parquet_only_nightly_over_full": med["nightly_parquet_only"]["seconds"] / med["full_parquet_only"]["seconds"],
               "parquet_only_tables_identical": snapshot_tables(os.path.join(nd, "out-full-pq")) == snapshot_tables(os.path.join(nd, "out-nightly-pq")),
               "tables_identical": snapshot_tables(os.path.join(nd, "out-full")) == snapshot_tables(os.path.join(nd, "out-nightly")),
               "manifest": manifest_facts(os.path.join(nd, "out-nightly")), "idle_seconds": IDLE_SECONDS}
     done_with(*(os.path.join(nd, o) for o in ["out-full", "out-nightly", "out-full-pq", "out-nightly-pq", "out-nightly-idle",
-                                              "out-nightly-again"]))
+                                              "out-nightly-again", "out-ix-full", "out-ix"]))
     return result
 
 def done_with(*dirs):
@@ -392,6 +435,12 @@ def markdown(r):
                 full = x["medians"]["full_from_csv"]["seconds"]
                 lines.append(f"  With the customers file exported again (one customer added; one run): {again['seconds']:.2f} s = "
                              f"{again['seconds'] / full:.2f} of the full run, {again['peak_rss_mib']:.0f} MiB.")
+            ix, ixfull = x["medians"].get("nightly_interactions"), x["medians"].get("full_interactions")
+            if ix and ixfull:
+                lines.append(f"  With an interactions log ({x['interactions_history_rows']:,} rows of history in one file, "
+                             f"{x['interactions_night_rows']:,} in the night's; one run): full {ixfull['seconds']:.2f} s, "
+                             f"{ixfull['peak_rss_mib']:.0f} MiB; night {ix['seconds']:.2f} s = {ix['seconds'] / ixfull['seconds']:.2f}, "
+                             f"{ix['peak_rss_mib']:.0f} MiB; tables identical: {'yes' if x['interactions_tables_identical'] else 'no'}.")
     if not r["sizes"]:
         return "\n".join(lines) + "\n"
     return "\n".join(lines + targets(r)) + "\n"
