@@ -196,16 +196,7 @@ def nightly_scenario(tiering, d, n, reps):
     drops, spare = os.path.join(nd, "drops"), os.path.join(nd, "spare")
     hist, night = os.path.join(drops, "t_1_history.csv"), os.path.join(spare, "t_2_night.csv")
     if not os.path.exists(night):
-        os.makedirs(drops, exist_ok=True)
-        os.makedirs(spare, exist_ok=True)
-        with open(os.path.join(d, "transactions.csv")) as src, open(hist + ".tmp", "w") as h, open(night + ".tmp", "w") as t:
-            header = src.readline()
-            h.write(header)
-            t.write(header)
-            for line in src:
-                (t if line.split(",", 3)[2][:10] == AS_OF else h).write(line)
-        os.replace(hist + ".tmp", hist)
-        os.replace(night + ".tmp", night)
+        split_by_day(os.path.join(d, "transactions.csv"), 2, hist, night)
     placed = os.path.join(drops, "t_2_night.csv")
     c = os.path.join(d, "customers.csv")
     rows = lambda p: sum(1 for _ in open(p)) - 1
@@ -276,16 +267,7 @@ def nightly_scenario(tiering, d, n, reps):
         subprocess.run([tiering, "-q", "generate", "--customers", str(rows(c)), "--transactions", "1000",
                         "--interactions", str(n // 2), "--years", "3", "--seed", "42", "--out", gen]
                        + (["--uniform"] if d.rstrip("/").endswith("-uniform") else []), check=True)
-        os.makedirs(idrops, exist_ok=True)
-        os.makedirs(ispare, exist_ok=True)
-        with open(os.path.join(gen, "interactions.csv")) as src, open(ihist + ".tmp", "w") as h, open(inight + ".tmp", "w") as t:
-            header = src.readline()
-            h.write(header)
-            t.write(header)
-            for line in src:
-                (t if line.split(",", 2)[1][:10] == AS_OF else h).write(line)
-        os.replace(ihist + ".tmp", ihist)
-        os.replace(inight + ".tmp", inight)
+        split_by_day(os.path.join(gen, "interactions.csv"), 1, ihist, inight)
         shutil.rmtree(gen)
     iplaced = os.path.join(idrops, "i_2_night.csv")
     def icmd(out, extra):
@@ -318,6 +300,21 @@ def nightly_scenario(tiering, d, n, reps):
     done_with(*(os.path.join(nd, o) for o in ["out-full", "out-nightly", "out-full-pq", "out-nightly-pq", "out-nightly-idle",
                                               "out-nightly-again", "out-ix-full", "out-ix"]))
     return result
+
+def split_by_day(src_path, field, hist, night):
+    """Splits a generated CSV by the date in column `field`: the AS_OF
+    day's rows into `night`, the others into `hist` (both with the header;
+    each written whole, then renamed into place)."""
+    for p in (hist, night):
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+    with open(src_path) as src, open(hist + ".tmp", "w") as h, open(night + ".tmp", "w") as t:
+        header = src.readline()
+        h.write(header)
+        t.write(header)
+        for line in src:
+            (t if line.split(",", field + 1)[field][:10] == AS_OF else h).write(line)
+    os.replace(hist + ".tmp", hist)
+    os.replace(night + ".tmp", night)
 
 def done_with(*dirs):
     """Removes output directories once read: each holds a typed store (7.3 GB

@@ -108,7 +108,7 @@ fn ordered_base(
     // (~0.1 s and ~0.2 GB of fresh memory in a 10^6-customer night).
     let b = measures::base_filled(joined.lazy(), &cfg.ingest.unknown_label).run_whole()?;
     let t = std::time::Instant::now();
-    let interactions = filtered(f.interactions.clone(), part.clone()).run_whole()?;
+    let interactions = filtered(f.interactions.clone(), part).run_whole()?;
     if let Some(b) = engagement::engagement_onto(
         &b,
         &interactions,
