@@ -38,6 +38,11 @@ pub const PER_CUSTOMER_HELD: u64 = 300;
 /// [`PER_DAILY_ROW`], as each part also streams the typed Parquet.
 pub const PER_DAILY_ROW_LEAN: u64 = 144;
 
+/// Bytes per interaction kept for scoring: the five columns it reads
+/// (four texts of 16-byte views, a date), as the fast plan holds them and
+/// as each lean part reads its own, plus the engagement's scratch.
+pub const PER_INTERACTION: u64 = 96;
+
 /// At most this many parts on the lean plan (each part is one more scan of
 /// the typed transactions).
 pub const MAX_PARTS: u32 = 64;
@@ -65,6 +70,15 @@ impl Plan {
     }
 }
 
+/// How much data a run holds, for its estimates: transactions kept,
+/// customers, interactions kept.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rows {
+    pub transactions: usize,
+    pub customers: usize,
+    pub interactions: usize,
+}
+
 /// The estimated peaks of a run's data.
 struct Estimates {
     /// The fast plan.
@@ -76,14 +90,18 @@ struct Estimates {
 }
 
 impl Estimates {
-    fn of(transactions: usize, customers: usize, snapshots: usize) -> Estimates {
-        let daily = transactions as u64 * PER_DAILY_ROW;
+    fn of(rows: Rows, snapshots: usize) -> Estimates {
+        let (transactions, customers) = (rows.transactions as u64, rows.customers as u64);
+        let interactions = rows.interactions as u64 * PER_INTERACTION;
         Estimates {
-            fast: FLOOR_BYTES + daily + (customers * snapshots.max(1)) as u64 * PER_CUSTOMER,
+            fast: FLOOR_BYTES
+                + transactions * PER_DAILY_ROW
+                + customers * snapshots.max(1) as u64 * PER_CUSTOMER
+                + interactions,
             // The lean plan builds the pre-aggregate and scores the
             // customers one part at a time; what every part shares stays whole.
-            lean_base: FLOOR_BYTES + customers as u64 * PER_CUSTOMER_HELD,
-            per_parts: transactions as u64 * PER_DAILY_ROW_LEAN + customers as u64 * PER_CUSTOMER,
+            lean_base: FLOOR_BYTES + customers * PER_CUSTOMER_HELD,
+            per_parts: transactions * PER_DAILY_ROW_LEAN + customers * PER_CUSTOMER + interactions,
         }
     }
 
@@ -111,13 +129,8 @@ impl Estimates {
 /// with as few customer parts as fit; else an error naming what would be
 /// needed. `snapshots` is how many snapshots the fast plan holds at once
 /// (a backfill's fast plan scores two at a time).
-pub fn choose(
-    transactions: usize,
-    customers: usize,
-    snapshots: usize,
-    limit: Option<u64>,
-) -> Result<Plan> {
-    let e = Estimates::of(transactions, customers, snapshots);
+pub fn choose(rows: Rows, snapshots: usize, limit: Option<u64>) -> Result<Plan> {
+    let e = Estimates::of(rows, snapshots);
     let Some(limit) = limit else {
         return Ok(e.plan("fast", 1, None));
     };
@@ -136,7 +149,7 @@ pub fn choose(
     Err(Error::MemoryLimit {
         limit_mib: limit >> 20,
         needed_mib: e.lean(MAX_PARTS).div_ceil(1 << 20),
-        customers,
+        customers: rows.customers,
     })
 }
 
@@ -144,17 +157,12 @@ pub fn choose(
 /// `available` ([`default_limit`]), else the lean plan in as few parts as
 /// fit, else the lean plan in the most parts — never a refusal: the user
 /// asked for no limit, and a run that may fit beats one that surely won't.
-pub fn choose_unlimited(
-    transactions: usize,
-    customers: usize,
-    snapshots: usize,
-    available: Option<u64>,
-) -> Plan {
-    let e = Estimates::of(transactions, customers, snapshots);
+pub fn choose_unlimited(rows: Rows, snapshots: usize, available: Option<u64>) -> Plan {
+    let e = Estimates::of(rows, snapshots);
     let Some(limit) = available else {
         return e.plan("fast", 1, None);
     };
-    let mut plan = choose(transactions, customers, snapshots, Some(limit))
+    let mut plan = choose(rows, snapshots, Some(limit))
         // The most parts: the least the lean plan can hold.
         .unwrap_or_else(|_| e.plan("lean", MAX_PARTS, Some(limit)));
     plan.limit_from = Some("available memory");
@@ -348,6 +356,13 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
 mod tests {
     use super::*;
 
+    /// 10^7 transactions, 10^4 customers, no interactions.
+    const ROWS: Rows = Rows {
+        transactions: 10_000_000,
+        customers: 10_000,
+        interactions: 0,
+    };
+
     #[test]
     fn sizes_parse_in_binary_and_decimal_units() {
         assert_eq!(parse_size("1000"), Ok(1000));
@@ -362,7 +377,7 @@ mod tests {
 
     #[test]
     fn without_a_limit_the_available_memory_decides_and_nothing_is_refused() {
-        let pick = |available| choose_unlimited(10_000_000, 10_000, 1, available);
+        let pick = |available| choose_unlimited(ROWS, 1, available);
         let fast = FLOOR_BYTES + 10_000_000 * PER_DAILY_ROW + 10_000 * PER_CUSTOMER;
         let none = pick(None);
         assert_eq!(
@@ -380,7 +395,7 @@ mod tests {
         // Less than even the lean plan needs: the lean plan in the most parts.
         let starved = pick(Some(1 << 20));
         assert_eq!((starved.plan, starved.parts), ("lean", MAX_PARTS));
-        assert!(choose(10_000_000, 10_000, 1, Some(1 << 20)).is_err());
+        assert!(choose(ROWS, 1, Some(1 << 20)).is_err());
     }
 
     #[test]
@@ -390,7 +405,7 @@ mod tests {
         let daily_lean = 10_000_000 * PER_DAILY_ROW_LEAN + 10_000 * PER_CUSTOMER;
         let fast = FLOOR_BYTES + daily + 10_000 * PER_CUSTOMER;
         let lean_base = FLOOR_BYTES + 10_000 * PER_CUSTOMER_HELD;
-        let pick = |snapshots, limit| choose(10_000_000, 10_000, snapshots, limit);
+        let pick = |snapshots, limit| choose(ROWS, snapshots, limit);
         assert_eq!(pick(1, None).unwrap().plan, "fast");
         assert_eq!(pick(1, Some(fast)).unwrap().plan, "fast");
         // Just under the fast plan: the lean plan in as few parts as fit.
@@ -411,5 +426,29 @@ mod tests {
             }
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    /// The interactions scoring reads count on both plans: the fast plan
+    /// holds them all, each lean part reads its own.
+    #[test]
+    fn interactions_count_towards_both_plans() {
+        let with = Rows {
+            interactions: 5_000_000,
+            ..ROWS
+        };
+        let held = 5_000_000 * PER_INTERACTION;
+        let fast = FLOOR_BYTES + 10_000_000 * PER_DAILY_ROW + 10_000 * PER_CUSTOMER;
+        assert_eq!(choose(with, 1, None).unwrap().estimate_bytes, fast + held);
+        // Room for the fast plan without them only: the lean plan, whose
+        // parts share them out.
+        let lean = choose(with, 1, Some(fast)).unwrap();
+        assert_eq!(lean.plan, "lean");
+        let per_parts = 10_000_000 * PER_DAILY_ROW_LEAN + 10_000 * PER_CUSTOMER + held;
+        let lean_base = FLOOR_BYTES + 10_000 * PER_CUSTOMER_HELD;
+        assert_eq!(
+            lean.estimate_bytes,
+            lean_base + per_parts.div_ceil(lean.parts as u64)
+        );
+        assert!(lean.parts > choose(ROWS, 1, Some(fast - 1)).unwrap().parts);
     }
 }

@@ -978,8 +978,15 @@ impl View {
         };
         let mut reports = BTreeMap::new();
         reports.insert("transactions".to_string(), rep);
-        let (ing, reused) =
-            ingest::with_other_tables(cfg, as_of, typed, reports, rejects, Some(&self.dir))?;
+        let (ing, reused) = ingest::with_other_tables(
+            cfg,
+            as_of,
+            typed,
+            reports,
+            rejects,
+            Some(&self.dir),
+            &self.dir,
+        )?;
         self.summary.tables_reused = reused;
         Ok(ing)
     }

@@ -135,3 +135,57 @@ fn every_shipped_pipeline_is_the_same_on_the_lean_plan() {
         assert_same_tables(&fast.join(snap), &lean.join(snap), &[]);
     }
 }
+
+/// The interactions scoring reads count in the plan's estimate: the same
+/// data with and without its interactions log differ by
+/// `memory::PER_INTERACTION` bytes for each interaction kept, on the fast
+/// plan and, shared out, on the lean plan. (Before, a limit that the lean
+/// plan's estimate met was overrun by a large log.)
+#[test]
+fn the_plan_counts_the_interactions() {
+    let tmp = TempDir::new("limits-interactions");
+    let data = tmp.join("data");
+    generate(&data, 90, 4000, 47);
+    let snap = "snapshot=2010-12-31";
+    let run = |out: &Path, interactions: bool, extra: &[&str]| -> serde_json::Value {
+        let mut a: Vec<String> = vec!["run".into(), "--as-of".into(), "2010-12-31".into()];
+        let mut inputs = input_args(&data, out);
+        if !interactions {
+            let at = inputs.iter().position(|a| a == "--interactions").unwrap();
+            inputs.drain(at..at + 2);
+        }
+        a.extend(inputs);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        manifest(&out.join(snap))
+    };
+    let with = run(&tmp.join("with"), true, &[]);
+    let without = run(&tmp.join("without"), false, &[]);
+    let kept = with["inputs"]["interactions"]["rows_kept"]
+        .as_u64()
+        .unwrap();
+    assert!(kept > 1000, "{kept}");
+    let fast = |m: &serde_json::Value| m["memory"]["fast_estimate_bytes"].as_u64().unwrap();
+    let held = kept * tiering::memory::PER_INTERACTION;
+    assert_eq!(fast(&with), fast(&without) + held);
+
+    // Under a limit just above the fast plan without the log: the lean
+    // plan, whose estimate counts each part's share of it.
+    let limit = fast(&without).to_string();
+    let lean = run(&tmp.join("lean"), true, &["--memory-limit", &limit]);
+    assert_eq!(lean["memory"]["plan"], "lean");
+    let parts = lean["memory"]["parts"].as_u64().unwrap();
+    let alone = run(&tmp.join("lean-alone"), false, &["--memory-limit", &limit]);
+    assert_eq!(alone["memory"]["plan"], "fast");
+    let estimate = lean["memory"]["estimate_bytes"].as_u64().unwrap();
+    assert!(estimate <= fast(&without), "{estimate}");
+    assert!(
+        estimate >= held.div_ceil(parts),
+        "{estimate} {held} {parts}"
+    );
+    assert_same_tables(
+        &tmp.join("with").join(snap),
+        &tmp.join("lean").join(snap),
+        &[],
+    );
+}

@@ -114,8 +114,11 @@ pub struct Ingested {
     pub transactions: TypedFile,
     /// customer_id, region, industry, optional columns.
     pub customers: DataFrame,
-    /// customer_id, ts (Date), kind, optional columns.
-    pub interactions: Option<DataFrame>,
+    /// customer_id, ts (Date), kind, optional columns: scanned from the
+    /// files the ingest checked them into (never held whole here).
+    pub interactions: Option<LazyFrame>,
+    /// Where those files are when there is no store (removed with it).
+    pub scratch: Option<std::sync::Arc<WorkDir>>,
     /// table, file, line, reason, value.
     pub rejects: DataFrame,
     pub report: BTreeMap<String, TableReport>,
@@ -196,8 +199,8 @@ fn file_names(report: &TableReport) -> Vec<String> {
 /// Reads, validates and types every input. `as_of` None → the latest valid
 /// transaction date. Transactions stream file by file through work files
 /// into `<dir>/transactions.parquet` (written atomically), so their size is
-/// bounded by disk, not memory; customers and interactions are read into
-/// memory.
+/// bounded by disk, not memory; so are the interactions (checked into
+/// files under `dir`); the customers are read into memory.
 pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Ingested> {
     let mut reports = BTreeMap::new();
     let mut all_rejects = Vec::new();
@@ -322,14 +325,17 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
     let transactions = typed_file(path)?;
     rep.rows_kept = transactions.rows;
     reports.insert("transactions".to_string(), rep);
-    Ok(with_other_tables(cfg, as_of, transactions, reports, all_rejects, None)?.0)
+    Ok(with_other_tables(cfg, as_of, transactions, reports, all_rejects, None, dir)?.0)
 }
 
-/// The rest of an ingest once the transactions are typed: customers and
-/// interactions (current-state extracts, not history that grows: read
-/// whole, or read back as checked from the store under `store` when their
-/// bytes and settings are unchanged, see [`kept`]) and the rejects table
-/// of all three tables. Also returns the tables read back from the store.
+/// The rest of an ingest once the transactions are typed: customers (a
+/// current-state extract, read whole) and interactions (a log, checked in
+/// windows into a file per input file), each read back as checked from
+/// the store under `store` when their bytes and settings are unchanged
+/// (see [`kept`]), and the rejects table of all three tables. Without a
+/// store the interactions' files go to a work folder under
+/// `scratch_parent`, held by the result. Also returns the tables read back
+/// from the store.
 pub(crate) fn with_other_tables(
     cfg: &Config,
     as_of: NaiveDate,
@@ -337,6 +343,7 @@ pub(crate) fn with_other_tables(
     mut reports: BTreeMap<String, TableReport>,
     mut all_rejects: Vec<DataFrame>,
     store: Option<&Path>,
+    scratch_parent: &Path,
 ) -> Result<(Ingested, Vec<String>)> {
     let limit = cfg.ingest.max_reject_ratio;
     let mut reused = Vec::new();
@@ -345,7 +352,7 @@ pub(crate) fn with_other_tables(
     // limit is not part of its name.
     let input = &cfg.inputs.customers;
     let (c, hit, from) = kept::checked("customers", input, cfg, store, |files| {
-        let (valid, rejects, mut rep) = read_checked("customers", input, cfg, files, true)?;
+        let (valid, rejects, mut rep) = read_checked("customers", input, cfg, files)?;
         let (valid, dups, later) = drop_duplicates(
             "customers",
             valid,
@@ -378,23 +385,49 @@ pub(crate) fn with_other_tables(
     let customers = c.valid;
     unmapped_values(cfg, &customers)?;
 
-    // Interactions (optional).
+    // Interactions (optional): a log that grows (a file a day in a drop
+    // folder, say), checked file by file in windows and kept as each
+    // file's entry, so a night checks only its new file; the rows stay in
+    // those files (see `kept::log_per_file`). The reject ratio is checked
+    // below, over all the files.
+    let mut scratch = None;
     let interactions = match &cfg.inputs.interactions {
         None => None,
         Some(input) => {
-            // A log that grows (a file a day in a drop folder, say): kept
-            // file by file, so a night checks only its new file. The reject
-            // ratio is checked below, over all the files.
-            let build = |files| {
-                let (valid, rejects, report) =
-                    read_checked("interactions", input, cfg, files, false)?;
-                Ok(kept::Checked {
-                    valid: valid.run()?,
+            let stage = |file: InputFileInfo, work: &Path| {
+                let mut rep = TableReport::default();
+                let to = stage::Typed {
+                    keep_line: true,
+                    compression: cfg.store.compression,
+                };
+                let unknown = &cfg.ingest.unknown_label;
+                let mut staged = stage_table(
+                    "interactions",
+                    input,
+                    unknown,
+                    work,
+                    &mut rep,
+                    vec![file.path],
+                    to,
+                )?;
+                let one = staged.pop().expect("one file staged");
+                let (_, rejects) = split("interactions", vec![(one.work, one.file)], false)?;
+                count_reasons(&rejects, &mut rep)?;
+                Ok(kept::StagedFile {
+                    valid: one.candidate,
                     rejects,
-                    report,
+                    report: rep,
                 })
             };
-            let (c, hit, from) = kept::checked_per_file("interactions", input, cfg, store, build)?;
+            if store.is_none() {
+                scratch = Some(std::sync::Arc::new(WorkDir::create_tagged(
+                    scratch_parent,
+                    "interactions",
+                )?));
+            }
+            let dir = scratch.as_ref().map_or(scratch_parent, |w| w.path());
+            let (log, hit, from) =
+                kept::log_per_file("interactions", input, cfg, store, dir, stage)?;
             if hit {
                 reused.push("interactions".to_string());
             }
@@ -402,23 +435,22 @@ pub(crate) fn with_other_tables(
                 // Rows after the as-of date are set aside below.
                 typed_from.insert("interactions".to_string(), format!("{from} as of {as_of}"));
             }
-            let mut rep = c.report;
+            let mut rep = log.report;
             enforce_ratio("interactions", &input.path, &rep, limit)?;
-            all_rejects.push(c.rejects);
-            let valid = c.valid.lazy();
+            all_rejects.push(log.rejects);
             let after = col("ts").gt(crate::units::date_lit(as_of));
             let future = as_rejects(
                 "interactions",
-                valid.clone().filter(after.clone()),
+                log.valid.clone().filter(after.clone()),
                 &file_names(&rep),
                 reason::AFTER_AS_OF,
             )?;
             rep.excluded_after_as_of = future.height();
             all_rejects.push(future);
-            let df = without_bookkeeping(valid.filter(after.not())).run()?;
-            rep.rows_kept = df.height();
+            // Interactions have no duplicates to collapse.
+            rep.rows_kept = rep.rows_read - rep.rejected_total() - rep.excluded_after_as_of;
             reports.insert("interactions".to_string(), rep);
-            Some(df)
+            Some(without_bookkeeping(log.valid.filter(after.not())))
         }
     };
 
@@ -440,6 +472,7 @@ pub(crate) fn with_other_tables(
         transactions,
         customers,
         interactions,
+        scratch,
         rejects,
         report: reports,
         as_of,
@@ -449,22 +482,19 @@ pub(crate) fn with_other_tables(
 }
 
 /// A table's files (`files`: their identities) read and checked: its
-/// valid rows, its rejects and its counts. With `ratio`, a table over the
-/// reject ratio fails here, before any further work.
+/// valid rows, its rejects and its counts. A table over the reject ratio
+/// fails here, before any further work.
 fn read_checked(
     table: &'static str,
     input: &crate::config::InputFile,
     cfg: &Config,
     files: Vec<InputFileInfo>,
-    ratio: bool,
 ) -> Result<(LazyFrame, DataFrame, TableReport)> {
     let mut rep = TableReport::default();
     let files = load_table(table, input, &cfg.ingest.unknown_label, &mut rep, files)?;
     let (valid, rejects) = split(table, lazy(files), false)?;
     count_reasons(&rejects, &mut rep)?;
-    if ratio {
-        enforce_ratio(table, &input.path, &rep, cfg.ingest.max_reject_ratio)?;
-    }
+    enforce_ratio(table, &input.path, &rep, cfg.ingest.max_reject_ratio)?;
     Ok((valid, rejects, rep))
 }
 

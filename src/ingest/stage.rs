@@ -66,16 +66,13 @@ pub(super) fn stage_table(
         let rows = loop {
             let checks = Checks::for_file(table, &file, input, unknown, &numeric, narrow)?;
             let narrowed = checks.narrowed();
-            // Transactions, the big table, are read in windows: a CSV file
-            // cut where the file allows it (io::CsvWindows), a Parquet file
-            // in whole row groups where they are small enough.
-            let windows = match (table, io::format_of(&file, input)) {
-                ("transactions", Format::Parquet) => Windows::parquet(&file, &checks.raw)?,
-                ("transactions", _) => {
-                    io::CsvWindows::open(&file, input, &checks.header, &checks.read, &numeric)?
-                        .map(Windows::Csv)
-                }
-                _ => None,
+            // Read in windows: a CSV file cut where the file allows it
+            // (io::CsvWindows), a Parquet file in whole row groups where
+            // they are small enough.
+            let windows = match io::format_of(&file, input) {
+                Format::Parquet => Windows::parquet(&file, &checks.raw)?,
+                _ => io::CsvWindows::open(&file, input, &checks.header, &checks.read, &numeric)?
+                    .map(Windows::Csv),
             };
             let plan = checks.over_file()?;
             let pass = || match &windows {
@@ -117,7 +114,11 @@ pub(super) fn stage_table(
         report.files.push(file_info(&file, rows)?);
         report.rows_read += rows;
         out.push(Staged {
-            work: if to.keep_line {
+            // With its lines kept, a transactions file's valid rows are
+            // read back from the candidate for the duplicate and as-of
+            // checks; other tables have none, so their work file's rows
+            // (the rejected) are all the bookkeeping they need.
+            work: if to.keep_line && table == "transactions" {
                 work_rows(&staged, &candidate)?
             } else {
                 io::scan_parquet(&staged)?

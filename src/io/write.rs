@@ -21,6 +21,12 @@ pub fn sink_parquet(lf: LazyFrame, path: &Path, c: StoreCompression) -> Result<(
     sink_with(lf, path, stored(c))
 }
 
+/// [`sink_parquet`] with [`write_parquet`]'s compression: a typed copy
+/// under `_ingest/` streamed from files.
+pub fn sink_zstd(lf: LazyFrame, path: &Path) -> Result<()> {
+    sink_with(lf, path, zstd())
+}
+
 /// [`sink_parquet`] for a work file ([`SPILLED`]).
 pub fn sink_spill(lf: LazyFrame, path: &Path) -> Result<()> {
     sink_with(lf, path, SPILLED)

@@ -133,6 +133,10 @@ fn spark_inputs(
         columns,
     };
     let reports = BTreeMap::from([("transactions".to_string(), si.report.clone())]);
+    // The checked interactions' files, under the folder a failed run's
+    // work files are removed from (`publish::recover`).
+    let scratch = ingest_dir(&s.out);
+    std::fs::create_dir_all(&scratch).map_err(Error::io(&scratch))?;
     let mut ing = ingest::with_other_tables(
         &s.config,
         si.as_of,
@@ -140,6 +144,7 @@ fn spark_inputs(
         reports,
         vec![si.rejects.clone()],
         None,
+        &scratch,
     )?
     .0;
     ing.transaction_rows_read_locally = 0;
@@ -293,26 +298,35 @@ pub fn write_ingested(ing: &Ingested, out: &Path) -> Result<PathBuf> {
 /// holds them: owned (the frames share their buffers), so that a run
 /// writes them beside its scoring.
 struct TypedCopies {
-    tables: Vec<(&'static str, DataFrame)>,
+    tables: Vec<(&'static str, Typed)>,
     typed_from: BTreeMap<String, String>,
+    /// Holds the interactions' files when there is no store.
+    _scratch: Option<std::sync::Arc<io::WorkDir>>,
+}
+
+/// A typed table as the ingest gives it: in memory, or scanned from files.
+enum Typed {
+    Held(DataFrame),
+    Scanned(Box<LazyFrame>),
 }
 
 impl TypedCopies {
     fn of(ing: &Ingested) -> TypedCopies {
-        let mut tables = vec![("customers", ing.customers.clone())];
+        let mut tables = vec![("customers", Typed::Held(ing.customers.clone()))];
         if let Some(i) = ing.interactions.as_ref() {
-            tables.push(("interactions", i.clone()));
+            tables.push(("interactions", Typed::Scanned(Box::new(i.clone()))));
         }
         TypedCopies {
             tables,
             typed_from: ing.typed_from.clone(),
+            _scratch: ing.scratch.clone(),
         }
     }
 
     fn write(self, out: &Path) -> Result<PathBuf> {
         let dir = ingest_dir(out);
         std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
-        for (name, mut df) in self.tables {
+        for (name, table) in self.tables {
             let path = dir.join(format!("{name}.parquet"));
             // Beside the file: what it was written from, and its length. A
             // night whose customers are the store's kept ones leaves the file
@@ -336,7 +350,11 @@ impl TypedCopies {
                 }
                 _ => {}
             }
-            crate::io::write_atomically(&path, |tmp| io::write_parquet(&mut df, tmp))?;
+            crate::io::write_atomically(&path, |tmp| match table {
+                Typed::Held(mut df) => io::write_parquet(&mut df, tmp),
+                // Streamed: a log of interactions is never held whole.
+                Typed::Scanned(lf) => io::sink_zstd(*lf, tmp),
+            })?;
             if let Some(f) = from {
                 let text = noted(f, std::fs::metadata(&path).map_err(Error::io(&path))?.len());
                 crate::io::write_atomically(&stamp, |tmp| {
@@ -543,7 +561,16 @@ fn frames(
         daily,
         customers: crate::order::flag_sorted_ids(ing.customers.clone())?.lazy(),
         interactions: match &ing.interactions {
-            Some(i) => i.clone().lazy(),
+            // The columns scoring reads, from the ingest's files: held on
+            // the fast plan (a backfill's snapshots read them again),
+            // scanned by each part on the lean plan.
+            Some(i) => {
+                let read = i.clone().select(engagement::READ.map(col));
+                match plan.lean() {
+                    true => read,
+                    false => io::Run::run_whole(read)?.lazy(),
+                }
+            }
             None => engagement::empty_interactions(),
         },
         has_margin,
@@ -564,9 +591,6 @@ fn frames(
     if plan.lean() {
         // Read from work files from here on; see `release_inputs`.
         f.customers = f.keep(ing.customers.clone(), "customers")?;
-        if let Some(i) = &ing.interactions {
-            f.interactions = f.keep(i.clone(), "interactions")?;
-        }
     }
     Ok(f)
 }
@@ -599,10 +623,14 @@ fn plan(ing: &Ingested, s: &RunSettings, snapshots: usize) -> Result<memory::Pla
         Engine::Polars => ing.transactions.rows,
         Engine::Spark { .. } => 0,
     };
-    let customers = ing.customers.height();
+    let rows = memory::Rows {
+        transactions: rows,
+        customers: ing.customers.height(),
+        interactions: ing.report.get("interactions").map_or(0, |r| r.rows_kept),
+    };
     let p = match s.memory_limit {
-        Some(limit) => memory::choose(rows, customers, snapshots, Some(limit))?,
-        None => memory::choose_unlimited(rows, customers, snapshots, memory::default_limit()),
+        Some(limit) => memory::choose(rows, snapshots, Some(limit))?,
+        None => memory::choose_unlimited(rows, snapshots, memory::default_limit()),
     };
     if p.lean() && s.memory_limit.is_none() {
         tracing::warn!(

@@ -27,6 +27,10 @@ pub const COUNT_COLUMNS: &[&str] = &[
 /// Date columns this module adds (null when there was no such contact).
 pub const DATE_COLUMNS: &[&str] = &["last_call", "last_visit", "last_contact"];
 
+/// The interactions' columns scoring reads: the engagement's first four,
+/// and the lost deals' product line.
+pub const READ: [&str; 5] = ["customer_id", "ts", "kind", "outcome", "product_line"];
+
 fn kind_is(k: &str) -> Expr {
     col("kind").eq(lit(k))
 }
