@@ -69,6 +69,8 @@ pub(super) struct StagedFile {
 /// file's place), the rejects and the counts.
 pub(super) struct Log {
     pub valid: LazyFrame,
+    /// The files of `valid`, one per input file.
+    pub files: Vec<PathBuf>,
     pub rejects: DataFrame,
     pub report: TableReport,
 }
@@ -99,6 +101,7 @@ pub(super) fn log_per_file(
     };
     std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
     let (mut valid, mut rejects, mut entries) = (Vec::new(), Vec::new(), Vec::new());
+    let mut paths = Vec::new();
     let mut report = TableReport::default();
     let mut all_hit = store.is_some();
     for (i, file) in files.into_iter().enumerate() {
@@ -113,6 +116,7 @@ pub(super) fn log_per_file(
         let (staged, hit) = entry.read_or_stage(cfg, file, store, &stage)?;
         all_hit &= hit;
         valid.push(io::scan_parquet(&staged.valid)?.with_column(lit(i as u32).alias("__file_no")));
+        paths.push(staged.valid);
         rejects.push(staged.rejects.lazy());
         add_report(&mut report, staged.report);
         entries.push(entry);
@@ -133,6 +137,7 @@ pub(super) fn log_per_file(
     // io::expand_inputs refuses a pattern that matches no file.
     let log = Log {
         valid: concat(valid, UnionArgs::default())?,
+        files: paths,
         rejects: concat(rejects, UnionArgs::default())?.run_whole()?,
         report,
     };

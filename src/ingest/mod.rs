@@ -114,11 +114,9 @@ pub struct Ingested {
     pub transactions: TypedFile,
     /// customer_id, region, industry, optional columns.
     pub customers: DataFrame,
-    /// customer_id, ts (Date), kind, optional columns: scanned from the
-    /// files the ingest checked them into (never held whole here).
-    pub interactions: Option<LazyFrame>,
-    /// Where those files are when there is no store (removed with it).
-    pub scratch: Option<std::sync::Arc<WorkDir>>,
+    /// customer_id, ts (Date), kind, optional columns: in the files the
+    /// ingest checked them into (never held whole here).
+    pub interactions: Option<Interactions>,
     /// table, file, line, reason, value.
     pub rejects: DataFrame,
     pub report: BTreeMap<String, TableReport>,
@@ -131,6 +129,54 @@ pub struct Ingested {
     /// from, when the store kept it (the kept entry, and the as-of date
     /// for interactions): `_ingest/` is not rewritten from the same.
     pub typed_from: BTreeMap<String, String>,
+}
+
+/// The interactions kept: the files their ingest checked them into (one
+/// per input file, in order: its valid rows with their lines), read as of
+/// the as-of date.
+#[derive(Clone)]
+pub struct Interactions {
+    files: Vec<PathBuf>,
+    as_of: NaiveDate,
+    /// The folder holding the files when there is no store (removed with
+    /// the last clone).
+    _scratch: Option<std::sync::Arc<WorkDir>>,
+}
+
+impl Interactions {
+    /// Every interaction dated on or before the as-of date, file after
+    /// file, in the canonical columns.
+    pub fn scan(&self) -> Result<LazyFrame> {
+        let files = self
+            .files
+            .iter()
+            .map(|f| Ok(self.as_of_date(io::scan_parquet(f)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(concat(files, UnionArgs::default())?)
+    }
+
+    /// The rows of [`Interactions::scan`] read a slice of at most `rows`
+    /// rows of a file at a time, for writing them out without holding them.
+    pub fn slices(&self, rows: usize) -> impl Iterator<Item = Result<DataFrame>> + '_ {
+        self.files.iter().flat_map(move |f| {
+            let n = io::scan_parquet(f)
+                .and_then(|lf| Ok(lf.select([len()]).run()?))
+                .and_then(|c| Ok(c.column("len")?.u32()?.get(0).unwrap_or(0) as usize));
+            let starts: Vec<Result<usize>> = match n {
+                Ok(n) => (0..n).step_by(rows.max(1)).map(Ok).collect(),
+                Err(e) => vec![Err(e)],
+            };
+            starts.into_iter().map(move |start| {
+                let slice = io::scan_parquet(f)?.slice(start? as i64, rows as IdxSize);
+                Ok(self.as_of_date(slice).run_whole()?)
+            })
+        })
+    }
+
+    fn as_of_date(&self, rows: LazyFrame) -> LazyFrame {
+        rows.filter(col("ts").lt_eq(crate::units::date_lit(self.as_of)))
+            .drop(cols([LINE]))
+    }
 }
 
 pub(crate) fn enforce_ratio(
@@ -390,7 +436,6 @@ pub(crate) fn with_other_tables(
     // file's entry, so a night checks only its new file; the rows stay in
     // those files (see `kept::log_per_file`). The reject ratio is checked
     // below, over all the files.
-    let mut scratch = None;
     let interactions = match &cfg.inputs.interactions {
         None => None,
         Some(input) => {
@@ -419,12 +464,13 @@ pub(crate) fn with_other_tables(
                     report: rep,
                 })
             };
-            if store.is_none() {
-                scratch = Some(std::sync::Arc::new(WorkDir::create_tagged(
+            let scratch = match store {
+                Some(_) => None,
+                None => Some(std::sync::Arc::new(WorkDir::create_tagged(
                     scratch_parent,
                     "interactions",
-                )?));
-            }
+                )?)),
+            };
             let dir = scratch.as_ref().map_or(scratch_parent, |w| w.path());
             let (log, hit, from) =
                 kept::log_per_file("interactions", input, cfg, store, dir, stage)?;
@@ -450,7 +496,11 @@ pub(crate) fn with_other_tables(
             // Interactions have no duplicates to collapse.
             rep.rows_kept = rep.rows_read - rep.rejected_total() - rep.excluded_after_as_of;
             reports.insert("interactions".to_string(), rep);
-            Some(without_bookkeeping(log.valid.filter(after.not())))
+            Some(Interactions {
+                files: log.files,
+                as_of,
+                _scratch: scratch,
+            })
         }
     };
 
@@ -472,7 +522,6 @@ pub(crate) fn with_other_tables(
         transactions,
         customers,
         interactions,
-        scratch,
         rejects,
         report: reports,
         as_of,
@@ -621,4 +670,57 @@ pub fn typed_file(path: PathBuf) -> Result<TypedFile> {
 /// Drops the line and file-number columns every table carries through ingest.
 fn without_bookkeeping(valid: LazyFrame) -> LazyFrame {
     valid.drop(cols([LINE, "__file_no"]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The interactions read a slice at a time are the scan's rows: every
+    /// file's, in order, none after the as-of date, without their lines.
+    #[test]
+    fn interactions_read_in_slices_are_the_scans_rows() {
+        let dir = std::env::temp_dir().join(format!("tiering-inter-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let day = |d: u32| NaiveDate::from_ymd_opt(2010, 12, d).unwrap();
+        let file = |name: &str, days: &[u32]| {
+            let mut df = df!(
+                LINE => (2..days.len() as u64 + 2).collect::<Vec<_>>(),
+                "customer_id" => days.iter().map(|d| format!("c{d}")).collect::<Vec<_>>(),
+                "ts" => days.iter().map(|&d| day(d)).collect::<Vec<_>>(),
+            )
+            .unwrap();
+            let path = dir.join(name);
+            io::write_parquet(&mut df, &path).unwrap();
+            path
+        };
+        let i = Interactions {
+            files: vec![
+                file("a.parquet", &[1, 30, 31, 2, 31]),
+                file("b.parquet", &[31, 5]),
+            ],
+            as_of: day(30),
+            _scratch: None,
+        };
+        let scanned = i.scan().unwrap().run_whole().unwrap();
+        let ids: Vec<Option<&str>> = scanned
+            .column("customer_id")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .collect();
+        assert_eq!(ids, ["c1", "c30", "c2", "c5"].map(Some));
+        assert_eq!(scanned.get_column_names(), ["customer_id", "ts"]);
+        for rows in [1, 2, 3, 10] {
+            let slices: Vec<DataFrame> = i.slices(rows).collect::<Result<_>>().unwrap();
+            assert!(slices.iter().all(|s| s.height() <= rows));
+            let mut stacked = slices[0].clone();
+            for s in &slices[1..] {
+                stacked.vstack_mut(s).unwrap();
+            }
+            assert!(stacked.equals(&scanned), "{rows} rows a slice");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -21,12 +21,6 @@ pub fn sink_parquet(lf: LazyFrame, path: &Path, c: StoreCompression) -> Result<(
     sink_with(lf, path, stored(c))
 }
 
-/// [`sink_parquet`] with [`write_parquet`]'s compression: a typed copy
-/// under `_ingest/` streamed from files.
-pub fn sink_zstd(lf: LazyFrame, path: &Path) -> Result<()> {
-    sink_with(lf, path, zstd())
-}
-
 /// [`sink_parquet`] for a work file ([`SPILLED`]).
 pub fn sink_spill(lf: LazyFrame, path: &Path) -> Result<()> {
     sink_with(lf, path, SPILLED)
@@ -141,6 +135,34 @@ pub fn sink_and_collect(
 /// fixed row-group size, so bytes are repeatable.
 pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
     write_groups(df, path, zstd(), 1 << 20)
+}
+
+/// [`write_parquet`]'s settings for the frames `parts` gives, one after
+/// another, in row groups of `rows` rows, holding about one of them at a
+/// time. `schema` is theirs (the file's, should no part come).
+pub fn write_parquet_from(
+    path: &Path,
+    schema: &Schema,
+    parts: impl IntoIterator<Item = Result<DataFrame>>,
+    rows: usize,
+) -> Result<()> {
+    let file = File::create(path).map_err(Error::io(path))?;
+    let mut w = Pages::create(BufWriter::new(file), schema, zstd()).map_err(write_error(path))?;
+    let mut pending = None;
+    let mut write = |mut group: DataFrame| {
+        group.rechunk_mut_par();
+        w.write(&group).map_err(write_error(path))
+    };
+    for part in parts {
+        for group in full_groups_of(&mut pending, part?, rows)? {
+            write(group)?;
+        }
+    }
+    if let Some(rest) = pending.filter(|p| p.height() > 0) {
+        write(rest)?;
+    }
+    w.finish().map_err(write_error(path))?;
+    Ok(())
 }
 
 /// `df` written in row groups of `rows` rows by [`Pages`].
@@ -501,6 +523,15 @@ impl TableWriter {
 /// `df` added to the rows `pending` holds: the full row groups of
 /// [`ROW_GROUP`] rows among them, the rest left pending.
 fn full_groups(pending: &mut Option<DataFrame>, df: DataFrame) -> PolarsResult<Vec<DataFrame>> {
+    full_groups_of(pending, df, ROW_GROUP)
+}
+
+/// [`full_groups`] of `rows` rows.
+fn full_groups_of(
+    pending: &mut Option<DataFrame>,
+    df: DataFrame,
+    rows: usize,
+) -> PolarsResult<Vec<DataFrame>> {
     let mut all = match pending.take() {
         Some(mut p) => {
             p.vstack_mut_owned(df)?;
@@ -509,8 +540,8 @@ fn full_groups(pending: &mut Option<DataFrame>, df: DataFrame) -> PolarsResult<V
         None => df,
     };
     let mut groups = Vec::new();
-    while all.height() >= ROW_GROUP {
-        let (group, rest) = all.split_at(ROW_GROUP as i64);
+    while all.height() >= rows {
+        let (group, rest) = all.split_at(rows as i64);
         groups.push(group);
         all = rest;
     }
@@ -914,6 +945,46 @@ mod tests {
             .finish()
             .unwrap();
         assert!(back.equals(&df));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Frames of any heights, empty ones included, come out stacked, in
+    /// row groups of the rows asked for; the same file as `write_parquet`
+    /// of the stacked frame when those are its groups.
+    #[test]
+    fn frames_written_one_after_another_are_cut_into_whole_row_groups() {
+        let dir = std::env::temp_dir().join(format!("tiering-from-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let df = df!(
+            "customer_id" => (0..12).map(|i| format!("c{i:02}")).collect::<Vec<_>>(),
+            "kind" => (0..12).map(|i| ["call", "visit"][i % 2]).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let parts = [(0, 3), (3, 5), (8, 0), (8, 4)].map(|(o, n)| Ok(df.slice(o, n)));
+        let path = dir.join("from.parquet");
+        write_parquet_from(&path, &df.schema().clone(), parts, 4).unwrap();
+        let meta = ParquetReader::new(File::open(&path).unwrap())
+            .get_metadata()
+            .unwrap()
+            .clone();
+        let groups: Vec<usize> = meta.row_groups.iter().map(|g| g.num_rows()).collect();
+        assert_eq!(groups, vec![4, 4, 4]);
+        let back = ParquetReader::new(File::open(&path).unwrap())
+            .finish()
+            .unwrap();
+        assert!(back.equals(&df));
+        // Groups of 2^20 rows: write_parquet's file, byte for byte.
+        let whole = dir.join("whole.parquet");
+        write_parquet(&mut df.clone(), &whole).unwrap();
+        let parts = [Ok(df.slice(0, 5)), Ok(df.slice(5, 7))];
+        write_parquet_from(&path, &df.schema().clone(), parts, 1 << 20).unwrap();
+        assert!(std::fs::read(&path).unwrap() == std::fs::read(&whole).unwrap());
+        // No part: an empty file of the schema.
+        write_parquet_from(&path, &df.schema().clone(), [], 4).unwrap();
+        let back = ParquetReader::new(File::open(&path).unwrap())
+            .finish()
+            .unwrap();
+        assert_eq!((back.height(), back.schema()), (0, df.schema()));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -134,7 +134,6 @@ pub fn backfill(
         transactions: ing.transactions.clone(),
         customers: DataFrame::empty(),
         interactions: None,
-        scratch: None,
         rejects: ing.rejects.clone(),
         report: ing.report.clone(),
         as_of: d,
