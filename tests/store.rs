@@ -887,7 +887,18 @@ fn interactions_delivered_file_by_file_are_checked_once_each() {
 
     s.put("t_2.csv", &s.night);
     s.put("i_2.csv", &night);
+    // Killed after the night's rows went to their entry, before its
+    // report: the entry does not count, and the next run checks the file
+    // again and leaves nothing of the killed run behind.
+    let killed = [("TIERING_FAILPOINT", "interactions_entry_before_report")];
+    assert!(!run_env(&s, "inc", "", &killed).status.success());
     let m = ok_run(&s, "inc", "");
+    let left: Vec<String> = std::fs::read_dir(s.out("inc").join("_store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".work-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     let second = interaction_entries(&s.out("inc"));
     assert_eq!(second.len(), 2, "{second:?}");
     // The history's entry was read back, not written again.

@@ -279,6 +279,7 @@ impl Entry {
         let work = io::WorkDir::create_tagged(store.unwrap_or(dir), &self.name)?;
         let staged = stage(file, work.path())?;
         std::fs::rename(&staged.valid, &paths.valid).map_err(Error::io(&paths.valid))?;
+        io::failpoint("interactions_entry_before_report");
         // The report last: an entry counts as kept only with it.
         io::write_atomically(&paths.rejects, |tmp| {
             io::write_stored_whole(&mut staged.rejects.clone(), tmp, cfg.store.compression)
