@@ -181,7 +181,7 @@ pub fn daily_sorted(
 
 /// Asks for the cache line holding `p` (a hint: no effect on results).
 #[inline(always)]
-fn prefetch<T>(p: *const T) {
+pub(crate) fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch never faults, whatever the address.
     unsafe {

@@ -204,31 +204,56 @@ fn add_up(
         let out = &mut found[at..at + chunk.ids.len()];
         at += chunk.ids.len();
         const STRETCH: usize = 1 << 16;
+        // A batch's table slots are asked for before any is read, then
+        // their ids, so the random reads of a batch overlap instead of
+        // waiting one after another.
+        const BATCH: usize = 32;
         out.par_chunks_mut(STRETCH)
             .enumerate()
             .for_each(|(n, out)| {
-                for (i, f) in out.iter_mut().enumerate() {
-                    let row = n * STRETCH + i;
-                    if chunk.ts.get(row).is_none_or(|t| t > day) {
-                        continue;
+                let mut starts = [0usize; BATCH];
+                for (b, out) in out.chunks_mut(BATCH).enumerate() {
+                    let first = n * STRETCH + b * BATCH;
+                    for (j, s) in starts.iter_mut().enumerate().take(out.len()) {
+                        // A null id's view is never read (get_from stops at it).
+                        if chunk.ids.is_valid(first + j) {
+                            *s = slots.start(chunk.ids, first + j);
+                            slots.prefetch_slot(*s);
+                        }
                     }
-                    let kind = chunk.kinds.get(row).and_then(kind_code);
-                    let (Some(slot), Some(k)) = (slots.get(chunk.ids, row), kind) else {
-                        continue;
-                    };
-                    let converted = k == REFERRAL
-                        && chunk
-                            .outcomes
-                            .and_then(|o| o.get(row))
-                            .is_some_and(|o| converted_outcomes.iter().any(|c| c == o));
-                    let code = if converted { CONVERTED } else { k as u32 };
-                    *f = (slot as u32) << CODE_BITS | code;
+                    for &s in &starts[..out.len()] {
+                        slots.prefetch_id(s);
+                    }
+                    for (j, f) in out.iter_mut().enumerate() {
+                        let row = first + j;
+                        if chunk.ts.get(row).is_none_or(|t| t > day) {
+                            continue;
+                        }
+                        let kind = chunk.kinds.get(row).and_then(kind_code);
+                        let (Some(slot), Some(k)) =
+                            (slots.get_from(chunk.ids, row, starts[j]), kind)
+                        else {
+                            continue;
+                        };
+                        let converted = k == REFERRAL
+                            && chunk
+                                .outcomes
+                                .and_then(|o| o.get(row))
+                                .is_some_and(|o| converted_outcomes.iter().any(|c| c == o));
+                        let code = if converted { CONVERTED } else { k as u32 };
+                        *f = (slot as u32) << CODE_BITS | code;
+                    }
                 }
             });
     }
     let mut states = vec![Contacts::default(); base.height()];
     let days = rows.chunks.iter().flat_map(|c| c.ts.values().iter());
-    for (&f, &t) in found.iter().zip(days) {
+    // The customer of the row this far ahead is asked for early.
+    const AHEAD: usize = 16;
+    for (i, (&f, &t)) in found.iter().zip(days).enumerate() {
+        if let Some(&next) = found.get(i + AHEAD).filter(|&&n| n != SKIP) {
+            crate::daily::prefetch(states.as_ptr().wrapping_add((next >> CODE_BITS) as usize));
+        }
         if f == SKIP {
             continue;
         }
@@ -383,13 +408,26 @@ impl<'a> IdSlots<'a> {
         h as usize & self.mask
     }
 
-    /// The row of `a`'s id at `i`, if the column holds it.
-    fn get(&self, a: &Utf8ViewArray, i: usize) -> Option<usize> {
+    /// Asks for the table slot `at` (a hint).
+    fn prefetch_slot(&self, at: usize) {
+        crate::daily::prefetch(self.rows.as_ptr().wrapping_add(at));
+    }
+
+    /// Asks for the id the table slot `at` holds, if any (a hint).
+    fn prefetch_id(&self, at: usize) {
+        let row = self.rows[at];
+        if row != u32::MAX {
+            crate::daily::prefetch(self.ids.views().as_ptr().wrapping_add(row as usize));
+        }
+    }
+
+    /// The row of `a`'s id at `i`, if the column holds it, looked for
+    /// from the slot `at` ([`IdSlots::start`], worked out beforehand).
+    fn get_from(&self, a: &Utf8ViewArray, i: usize, mut at: usize) -> Option<usize> {
         if !a.is_valid(i) {
             return None;
         }
         let view = a.views()[i];
-        let mut at = self.start(a, i);
         loop {
             let row = self.rows[at];
             if row == u32::MAX {
