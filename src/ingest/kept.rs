@@ -64,12 +64,9 @@ pub(super) struct StagedFile {
     pub report: TableReport,
 }
 
-/// A log's files as checked: the valid rows of every file one after
-/// another, scanned from their files (never held whole; `__file_no` is the
-/// file's place), the rejects and the counts.
+/// A log's files as checked: the files of their valid rows (one per input
+/// file, in order; never read whole here), the rejects and the counts.
 pub(super) struct Log {
-    pub valid: LazyFrame,
-    /// The files of `valid`, one per input file.
     pub files: Vec<PathBuf>,
     pub rejects: DataFrame,
     pub report: TableReport,
@@ -100,8 +97,7 @@ pub(super) fn log_per_file(
         None => scratch.to_path_buf(),
     };
     std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
-    let (mut valid, mut rejects, mut entries) = (Vec::new(), Vec::new(), Vec::new());
-    let mut paths = Vec::new();
+    let (mut paths, mut rejects, mut entries) = (Vec::new(), Vec::new(), Vec::new());
     let mut report = TableReport::default();
     let mut all_hit = store.is_some();
     for (i, file) in files.into_iter().enumerate() {
@@ -115,7 +111,6 @@ pub(super) fn log_per_file(
         };
         let (staged, hit) = entry.read_or_stage(cfg, file, store, &stage)?;
         all_hit &= hit;
-        valid.push(io::scan_parquet(&staged.valid)?.with_column(lit(i as u32).alias("__file_no")));
         paths.push(staged.valid);
         rejects.push(staged.rejects.lazy());
         add_report(&mut report, staged.report);
@@ -136,7 +131,6 @@ pub(super) fn log_per_file(
     });
     // io::expand_inputs refuses a pattern that matches no file.
     let log = Log {
-        valid: concat(valid, UnionArgs::default())?,
         files: paths,
         rejects: concat(rejects, UnionArgs::default())?.run_whole()?,
         report,

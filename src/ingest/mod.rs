@@ -147,30 +147,43 @@ impl Interactions {
     /// Every interaction dated on or before the as-of date, file after
     /// file, in the canonical columns.
     pub fn scan(&self) -> Result<LazyFrame> {
-        let files = self
-            .files
-            .iter()
-            .map(|f| Ok(self.as_of_date(io::scan_parquet(f)?)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(concat(files, UnionArgs::default())?)
+        Ok(self.as_of_date(io::scan_parquet_files(&self.files, None)?))
     }
 
-    /// The rows of [`Interactions::scan`] read a slice of at most `rows`
-    /// rows of a file at a time, for writing them out without holding them.
-    pub fn slices(&self, rows: usize) -> impl Iterator<Item = Result<DataFrame>> + '_ {
-        self.files.iter().flat_map(move |f| {
-            let n = io::scan_parquet(f)
-                .and_then(|lf| Ok(lf.select([len()]).run()?))
-                .and_then(|c| Ok(c.column("len")?.u32()?.get(0).unwrap_or(0) as usize));
-            let starts: Vec<Result<usize>> = match n {
-                Ok(n) => (0..n).step_by(rows.max(1)).map(Ok).collect(),
-                Err(e) => vec![Err(e)],
-            };
-            starts.into_iter().map(move |start| {
-                let slice = io::scan_parquet(f)?.slice(start? as i64, rows as IdxSize);
-                Ok(self.as_of_date(slice).run_whole()?)
-            })
-        })
+    /// The rows of [`Interactions::scan`] read a piece of about `rows`
+    /// rows at a time (a large file's slices, or small files together),
+    /// for writing them out without holding them.
+    pub fn slices(&self, rows: usize) -> Result<impl Iterator<Item = Result<DataFrame>> + '_> {
+        let rows = rows.max(1);
+        // (files, the slice of them to read: all when None)
+        let mut pieces: Vec<(&[PathBuf], Option<usize>)> = Vec::new();
+        let (mut from, mut held) = (0, 0);
+        for (i, f) in self.files.iter().enumerate() {
+            let n = io::parquet_rows(f)?;
+            if n >= rows {
+                if from < i {
+                    pieces.push((&self.files[from..i], None));
+                }
+                pieces.extend((0..n).step_by(rows).map(|s| (&self.files[i..=i], Some(s))));
+                (from, held) = (i + 1, 0);
+            } else {
+                held += n;
+                if held >= rows {
+                    pieces.push((&self.files[from..=i], None));
+                    (from, held) = (i + 1, 0);
+                }
+            }
+        }
+        if from < self.files.len() {
+            pieces.push((&self.files[from..], None));
+        }
+        Ok(pieces.into_iter().map(move |(files, start)| {
+            let mut lf = io::scan_parquet_files(files, None)?;
+            if let Some(start) = start {
+                lf = lf.slice(start as i64, rows as IdxSize);
+            }
+            Ok(self.as_of_date(lf).run_whole()?)
+        }))
     }
 
     fn as_of_date(&self, rows: LazyFrame) -> LazyFrame {
@@ -472,8 +485,14 @@ pub(crate) fn with_other_tables(
                 )?)),
             };
             let dir = scratch.as_ref().map_or(scratch_parent, |w| w.path());
+            let t = std::time::Instant::now();
             let (log, hit, from) =
                 kept::log_per_file("interactions", input, cfg, store, dir, stage)?;
+            tracing::debug!(
+                ms = t.elapsed().as_millis() as u64,
+                files = log.files.len(),
+                "interactions checked or read back"
+            );
             if hit {
                 reused.push("interactions".to_string());
             }
@@ -485,13 +504,40 @@ pub(crate) fn with_other_tables(
             enforce_ratio("interactions", &input.path, &rep, limit)?;
             all_rejects.push(log.rejects);
             let after = col("ts").gt(crate::units::date_lit(as_of));
+            let future = io::scan_parquet_files(&log.files, Some("__entry"))?
+                .filter(after)
+                .select([col("__entry"), col(LINE)])
+                .run()?;
+            // Each row's input file: its entry's place.
+            let place: std::collections::HashMap<String, u32> = log
+                .files
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.to_string_lossy().into_owned(), i as u32))
+                .collect();
+            let file_no = future
+                .column("__entry")?
+                .str()?
+                .iter()
+                .map(|e| {
+                    e.and_then(|e| place.get(e).copied()).ok_or_else(|| {
+                        Error::Invariant(format!("interactions read from an unknown file: {e:?}"))
+                    })
+                })
+                .collect::<Result<Vec<u32>>>()?;
             let future = as_rejects(
                 "interactions",
-                log.valid.clone().filter(after.clone()),
+                future
+                    .lazy()
+                    .with_column(lit(Series::new("__file_no".into(), file_no))),
                 &file_names(&rep),
                 reason::AFTER_AS_OF,
             )?;
             rep.excluded_after_as_of = future.height();
+            tracing::debug!(
+                ms = t.elapsed().as_millis() as u64,
+                "interactions after the as-of date listed"
+            );
             all_rejects.push(future);
             // Interactions have no duplicates to collapse.
             rep.rows_kept = rep.rows_read - rep.rejected_total() - rep.excluded_after_as_of;
@@ -698,6 +744,7 @@ mod tests {
             files: vec![
                 file("a.parquet", &[1, 30, 31, 2, 31]),
                 file("b.parquet", &[31, 5]),
+                file("c.parquet", &[3]),
             ],
             as_of: day(30),
             _scratch: None,
@@ -710,11 +757,12 @@ mod tests {
             .unwrap()
             .iter()
             .collect();
-        assert_eq!(ids, ["c1", "c30", "c2", "c5"].map(Some));
+        assert_eq!(ids, ["c1", "c30", "c2", "c5", "c3"].map(Some));
         assert_eq!(scanned.get_column_names(), ["customer_id", "ts"]);
         for rows in [1, 2, 3, 10] {
-            let slices: Vec<DataFrame> = i.slices(rows).collect::<Result<_>>().unwrap();
-            assert!(slices.iter().all(|s| s.height() <= rows));
+            let slices: Vec<DataFrame> = i.slices(rows).unwrap().collect::<Result<_>>().unwrap();
+            // A large file's slices hold `rows`; small files together, fewer than twice that.
+            assert!(slices.iter().all(|s| s.height() < 2 * rows));
             let mut stacked = slices[0].clone();
             for s in &slices[1..] {
                 stacked.vstack_mut(s).unwrap();

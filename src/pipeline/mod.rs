@@ -356,7 +356,7 @@ impl TypedCopies {
                 // held ~0.2 GB more at a cold run's peak).
                 Typed::Interactions(i) => {
                     let schema = i.scan()?.collect_schema()?.as_ref().clone();
-                    io::write_parquet_from(tmp, &schema, i.slices(1 << 17), 1 << 17)
+                    io::write_parquet_from(tmp, &schema, i.slices(1 << 17)?, 1 << 17)
                 }
             })?;
             if let Some(f) = from {
