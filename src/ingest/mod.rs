@@ -186,9 +186,41 @@ impl Interactions {
         }))
     }
 
+    /// The rows dated after the as-of date, kept out: each one's file
+    /// (its place, `__file_no`) and line.
+    fn later(&self) -> Result<DataFrame> {
+        let later = io::scan_parquet_files(&self.files, Some("__entry"))?
+            .filter(self.after())
+            .select([col("__entry"), col(LINE)])
+            .run()?;
+        let place: std::collections::HashMap<String, u32> = self
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.to_string_lossy().into_owned(), i as u32))
+            .collect();
+        let file_no = later
+            .column("__entry")?
+            .str()?
+            .iter()
+            .map(|e| {
+                e.and_then(|e| place.get(e).copied()).ok_or_else(|| {
+                    Error::Invariant(format!("interactions read from an unknown file: {e:?}"))
+                })
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        Ok(later
+            .lazy()
+            .select([lit(Series::new("__file_no".into(), file_no)), col(LINE)])
+            .run_whole()?)
+    }
+
+    fn after(&self) -> Expr {
+        col("ts").gt(crate::units::date_lit(self.as_of))
+    }
+
     fn as_of_date(&self, rows: LazyFrame) -> LazyFrame {
-        rows.filter(col("ts").lt_eq(crate::units::date_lit(self.as_of)))
-            .drop(cols([LINE]))
+        rows.filter(self.after().not()).drop(cols([LINE]))
     }
 }
 
@@ -503,33 +535,14 @@ pub(crate) fn with_other_tables(
             let mut rep = log.report;
             enforce_ratio("interactions", &input.path, &rep, limit)?;
             all_rejects.push(log.rejects);
-            let after = col("ts").gt(crate::units::date_lit(as_of));
-            let future = io::scan_parquet_files(&log.files, Some("__entry"))?
-                .filter(after)
-                .select([col("__entry"), col(LINE)])
-                .run()?;
-            // Each row's input file: its entry's place.
-            let place: std::collections::HashMap<String, u32> = log
-                .files
-                .iter()
-                .enumerate()
-                .map(|(i, f)| (f.to_string_lossy().into_owned(), i as u32))
-                .collect();
-            let file_no = future
-                .column("__entry")?
-                .str()?
-                .iter()
-                .map(|e| {
-                    e.and_then(|e| place.get(e).copied()).ok_or_else(|| {
-                        Error::Invariant(format!("interactions read from an unknown file: {e:?}"))
-                    })
-                })
-                .collect::<Result<Vec<u32>>>()?;
+            let logged = Interactions {
+                files: log.files,
+                as_of,
+                _scratch: scratch,
+            };
             let future = as_rejects(
                 "interactions",
-                future
-                    .lazy()
-                    .with_column(lit(Series::new("__file_no".into(), file_no))),
+                logged.later()?.lazy(),
                 &file_names(&rep),
                 reason::AFTER_AS_OF,
             )?;
@@ -542,11 +555,7 @@ pub(crate) fn with_other_tables(
             // Interactions have no duplicates to collapse.
             rep.rows_kept = rep.rows_read - rep.rejected_total() - rep.excluded_after_as_of;
             reports.insert("interactions".to_string(), rep);
-            Some(Interactions {
-                files: log.files,
-                as_of,
-                _scratch: scratch,
-            })
+            Some(logged)
         }
     };
 
