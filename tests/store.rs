@@ -1195,3 +1195,95 @@ fn the_store_is_compressed_as_configured_and_mixed_stores_read_alike() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("compression"), "{err}");
 }
+
+/// A first load of many files (a drop folder of daily files: more files
+/// than a run splits as one query, so their valid rows are written out and
+/// read back by one scan, and merged without per-file hashes or
+/// pre-aggregates) publishes what the same files stored a few at a time
+/// publish: rejects, duplicates within and across files, a row after the
+/// as-of date and an unparseable margin included.
+#[test]
+fn a_first_load_of_many_files_equals_the_same_files_stored_a_few_at_a_time() {
+    let s = Setup::new("store-many", 38);
+    let all = format!(
+        "{}{}",
+        s.history,
+        s.night
+            .lines()
+            .skip(1)
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    );
+    let mut lines = all.lines();
+    let header = lines.next().unwrap().to_string();
+    let rows: Vec<String> = lines.map(String::from).collect();
+    let per = rows.len().div_ceil(12);
+    let mut files: Vec<Vec<String>> = rows.chunks(per).map(|c| c.to_vec()).collect();
+    assert_eq!(files.len(), 12);
+    let field = |line: &str, i: usize| line.split(',').nth(i).unwrap().to_string();
+    let with = |line: &str, i: usize, v: &str| {
+        let mut f: Vec<String> = line.split(',').map(String::from).collect();
+        f[i] = v.to_string();
+        f.join(",")
+    };
+    // File 3: an impossible date. File 5: a margin that does not parse.
+    files[2][0] = with(&files[2][0], 2, "2010-13-40");
+    files[4][0] = with(&files[4][0], 7, "n/a");
+    // File 7 repeats its own first row; file 9 a row of file 2.
+    let again = files[6][0].clone();
+    files[6].push(again);
+    let earlier = with(&files[8][1], 0, &field(&files[1][3], 0));
+    files[8][1] = earlier;
+    // File 11: a row after the as-of date.
+    files[10][0] = with(&files[10][0], 2, "2011-01-05");
+    let night: Vec<String> = files[11]
+        .iter()
+        .map(|l| with(l, 0, &format!("N{}", field(l, 0))))
+        .collect();
+    files.push(night);
+    let put = |range: std::ops::Range<usize>| {
+        for i in range {
+            let text = format!("{header}\n{}\n", files[i].join("\n"));
+            s.put(&format!("t_{:02}.csv", i + 1), &text);
+        }
+    };
+
+    // A few at a time: 6 files, then 6 more (each batch split as one query).
+    let never = "[store]\ncompact_at = 0\n";
+    put(0..6);
+    ok_run(&s, "few", never);
+    put(6..12);
+    let few = ok_run(&s, "few", never);
+    assert_eq!(names(&few["store"]["ingested"]).len(), 6);
+    let t = &few["inputs"]["transactions"];
+    assert_eq!(t["rejected"]["unparseable ts"], 1, "{t}");
+    assert_eq!(t["duplicates_collapsed"], 2, "{t}");
+    assert_eq!(t["rows_read"], 6001, "{t}");
+    assert_eq!(t["rows_kept"], 6001 - 1 - 2 - 1, "{t}");
+    assert_eq!(t["excluded_after_as_of"], 1, "{t}");
+    assert_eq!(t["warnings"]["unparseable margin"], 1, "{t}");
+
+    // All 12 at once: a segment each (default compact_at), or merged into
+    // one as they are stored (compact_at = 4).
+    for (out, extra, segs) in [("many", "", 12), ("merged", "[store]\ncompact_at = 4\n", 1)] {
+        let m = ok_run(&s, out, extra);
+        assert_eq!(names(&m["store"]["ingested"]).len(), 12);
+        assert_eq!(m["store"]["segments"], segs);
+        assert_eq!(segments(&s.out(out)), segs);
+        assert_eq!(m["inputs"]["transactions"], few["inputs"]["transactions"]);
+        assert_same_tables(
+            &snap(&s.out(out)),
+            &snap(&s.out("few")),
+            &["manifest", "report"],
+        );
+    }
+    // The next night, over each store.
+    put(12..13);
+    ok_run(&s, "few", never);
+    ok_run(&s, "merged", "[store]\ncompact_at = 4\n");
+    assert_same_tables(
+        &snap(&s.out("merged")),
+        &snap(&s.out("few")),
+        &["manifest", "report"],
+    );
+}

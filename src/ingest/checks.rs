@@ -10,7 +10,7 @@ use crate::ingest::parse::{
     cents_from, clean_str, map_kind, money_text, parse_date, parse_date_text,
 };
 use crate::ingest::rejects::reject_columns;
-use crate::ingest::stage::POS;
+use crate::ingest::stage::{OPTIONAL_TEXT, POS};
 use crate::io::{LINE, Run};
 
 pub(super) fn has_reason(table: &str, df: &DataFrame, why: &str) -> Result<bool> {
@@ -249,14 +249,37 @@ pub(super) fn parse_interactions(
         .with_column(code)
 }
 
+/// More files than this are split one by one (see [`split`]).
+const SPILL_FILES: usize = 8;
+
+/// Files of more rows than this are written on their own by [`split`];
+/// smaller ones are held one at a time.
+const SPILL_HELD_ROWS: usize = 1 << 20;
+
+/// Where [`split`] may write valid rows: a work folder, and each file's
+/// rows read.
+pub(super) struct Spill<'a> {
+    pub dir: &'a std::path::Path,
+    pub rows: Vec<usize>,
+}
+
 /// Splits checked files into (valid rows, rejects), tagging rejects with
 /// their table and file. Valid rows stay a query; rejects are collected.
 /// Valid rows (with `__file_no`, and `__pos`, a valid row's position in
 /// its file's typed candidate, when `positions`) and the collected rejects.
+///
+/// With `spill` and more than [`SPILL_FILES`] files, the files' valid
+/// rows are written to the work folder and read back by one scan: a query
+/// over a union of a plan per file makes polars' streaming engine build a
+/// node per file, and each query over 1,093 daily files took tens of
+/// seconds, most of it switching tasks (a first load of a drop folder).
+/// Small files' rows are collected and written one after another into a
+/// shared file (a sink per file cost ~6 ms each).
 pub(super) fn split(
     table: &str,
     files: Vec<(LazyFrame, String)>,
     positions: bool,
+    spill: Option<Spill>,
 ) -> Result<(LazyFrame, DataFrame)> {
     let checks = checks_for(table);
     let mut reason = lit(NULL).cast(DataType::String);
@@ -279,7 +302,25 @@ pub(super) fn split(
     helpers.push("__code");
     let mut valid = Vec::new();
     let mut rejects = Vec::new();
-    for (i, (lf, file)) in files.into_iter().enumerate() {
+    // A file whose numbers the CSV reader parsed keeps its raw values of
+    // them as numbers, one read as text as text: the same text for a
+    // reject's value either way, but a union needs one type.
+    // (One file needs no union: left as it was read.)
+    let mut raw: Vec<&str> = helpers.iter().copied().filter(|c| *c != "__code").collect();
+    raw.extend(OPTIONAL_TEXT);
+    if files.len() == 1 {
+        raw.clear();
+    }
+    for (i, (mut lf, file)) in files.into_iter().enumerate() {
+        let schema = lf.collect_schema()?;
+        let as_text: Vec<Expr> = raw
+            .iter()
+            .filter(|c| schema.get(c).is_some_and(|t| *t != DataType::String))
+            .map(|c| col(*c).cast(DataType::String))
+            .collect();
+        if !as_text.is_empty() {
+            lf = lf.with_columns(as_text);
+        }
         let f = lf.with_column(lit(i as u32).alias("__file_no"));
         let ok = f.clone().filter(col("__code").eq(lit(0i32)));
         valid.push(if positions {
@@ -293,14 +334,184 @@ pub(super) fn split(
                 .select(reject_columns(table, lit(file.as_str()))),
         );
     }
-    let valid = concat(valid, UnionArgs::default())?.drop(cols(helpers));
-    let rejects = concat(rejects, UnionArgs::default())?.run()?;
-    Ok((valid, rejects))
+    let spill = match spill {
+        Some(s) if valid.len() > SPILL_FILES && same_schemas(&mut valid)? => Some(s),
+        _ => None,
+    };
+    match spill {
+        Some(spill) => {
+            let valid = valid
+                .into_iter()
+                .map(|lf| lf.drop(cols(helpers.clone())))
+                .collect();
+            let valid = spilled(table, valid, &spill)?;
+            let mut all = rejects.into_iter().map(|r| r.run_whole());
+            let mut stacked = all.next().expect("more than one file")?;
+            for r in all {
+                stacked.vstack_mut_owned(r?)?;
+            }
+            stacked.rechunk_mut_par();
+            Ok((valid, stacked))
+        }
+        None => {
+            let valid = concat(valid, UnionArgs::default())?.drop(cols(helpers));
+            let rejects = concat(rejects, UnionArgs::default())?.run()?;
+            Ok((valid, rejects))
+        }
+    }
+}
+
+/// Whether every frame has the first one's columns (else they are left
+/// to the union, whose error names the difference).
+fn same_schemas(frames: &mut [LazyFrame]) -> Result<bool> {
+    let mut first = None;
+    for lf in frames {
+        let schema = lf.collect_schema()?;
+        match &first {
+            None => first = Some(schema),
+            Some(f) if *f != schema => return Ok(false),
+            Some(_) => {}
+        }
+    }
+    Ok(true)
+}
+
+/// The files' `valid` rows written under `spill.dir` in order (a large
+/// file on its own, each run of small ones into one file), as one scan.
+fn spilled(table: &str, valid: Vec<LazyFrame>, spill: &Spill) -> Result<LazyFrame> {
+    let mut paths = Vec::new();
+    let mut shared: Option<crate::io::ParquetOut> = None;
+    let close = |shared: &mut Option<crate::io::ParquetOut>| -> Result<()> {
+        match shared.take() {
+            Some(out) => Ok(out.finish()?),
+            None => Ok(()),
+        }
+    };
+    for (i, mut lf) in valid.into_iter().enumerate() {
+        let path = spill.dir.join(format!("{table}-valid-{i}.parquet"));
+        if spill.rows.get(i).is_none_or(|&n| n > SPILL_HELD_ROWS) {
+            close(&mut shared)?;
+            crate::io::sink_spill(lf, &path)?;
+            paths.push(path);
+            continue;
+        }
+        if shared.is_none() {
+            let schema = lf.collect_schema()?;
+            shared = Some(crate::io::ParquetOut::create(
+                &path,
+                &schema,
+                Default::default(),
+            )?);
+            paths.push(path);
+        }
+        let out = shared.as_mut().expect("opened above");
+        out.push(lf.run_whole()?)?;
+    }
+    close(&mut shared)?;
+    crate::io::scan_parquet_files(&paths, None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ten files split with their valid rows spilled to a work folder give
+    /// the rows and rejects of the union, and files whose raw numbers came
+    /// as numbers or as text (the CSV reader's fast parse or not) mix.
+    #[test]
+    fn many_files_split_through_a_work_folder_as_their_union() {
+        let file = |i: usize| {
+            let n = i % 3 + 1;
+            let df = df!(
+                "customer_id" => (0..n).map(|k| format!("C{i}{k}")).collect::<Vec<_>>(),
+                "txn_id" => (0..n).map(|k| format!("T{i}{k}")).collect::<Vec<_>>(),
+                LINE => (0..n).map(|k| k as u64 + 2).collect::<Vec<_>>(),
+                "__code" => (0..n).map(|k| if k == 1 { 6i32 } else { 0 }).collect::<Vec<_>>(),
+                "__ts" => (0..n).map(|_| None::<&str>).collect::<Vec<_>>(),
+                "__amount" => (0..n).map(|k| (k == 1).then_some(-1.5f64)).collect::<Vec<_>>(),
+                "__margin" => (0..n).map(|k| (k == 2).then_some(3.0f64)).collect::<Vec<_>>(),
+            )
+            .unwrap();
+            let lf = df.lazy();
+            // Every other file's raw values as text.
+            let lf = match i % 2 {
+                0 => lf,
+                _ => lf.with_columns([
+                    col("__amount").cast(DataType::String),
+                    col("__margin").cast(DataType::String),
+                ]),
+            };
+            (lf, format!("f{i}.csv"))
+        };
+        let files: Vec<_> = (0..10).map(file).collect();
+        let dir = std::env::temp_dir().join(format!("tiering-split-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let spill = Spill {
+            dir: &dir,
+            rows: (0..10).map(|i| i % 3 + 1).collect(),
+        };
+        let (valid, rejects) = split("transactions", files.clone(), true, Some(spill)).unwrap();
+        let valid = valid.collect().unwrap();
+        // Two files at a time stay below the spill: their union is the reference.
+        let mut want_valid = Vec::new();
+        let mut want_rejects = Vec::new();
+        for pair in files.chunks(2) {
+            let (v, r) = split("transactions", pair.to_vec(), true, None).unwrap();
+            want_valid.push(v.collect().unwrap());
+            want_rejects.push(r);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        // 1+2+3+1+2+3+1+2+3+1 rows, a rejected one in each file of 2 or 3.
+        assert_eq!(valid.height(), 19 - 6);
+        assert_eq!(rejects.height(), 6);
+        assert_eq!(strs(&rejects, "value"), vec![Some("-1.5".to_string()); 6]);
+        assert_eq!(strs(&rejects, "file")[0].as_deref(), Some("f1.csv"));
+        let file_nos: Vec<u64> = valid
+            .column("__file_no")
+            .unwrap()
+            .cast(&DataType::UInt64)
+            .unwrap()
+            .u64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        assert_eq!(file_nos, vec![0, 1, 2, 2, 3, 4, 5, 5, 6, 7, 8, 8, 9]);
+        let pos: Vec<u64> = valid
+            .column(POS)
+            .unwrap()
+            .cast(&DataType::UInt64)
+            .unwrap()
+            .u64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        assert_eq!(pos, vec![0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0]);
+        let margins = valid.column("__margin").unwrap().null_count();
+        assert_eq!(margins, valid.height() - 3);
+        let ids: Vec<Option<String>> = strs(&valid, "txn_id");
+        let mut want: Vec<Option<String>> = Vec::new();
+        for v in &want_valid {
+            want.extend(strs(v, "txn_id"));
+        }
+        assert_eq!(ids, want);
+        let mut lines = Vec::new();
+        for r in &want_rejects {
+            lines.extend(strs(r, "file"));
+        }
+        assert_eq!(strs(&rejects, "file"), lines);
+    }
+
+    fn strs(df: &DataFrame, c: &str) -> Vec<Option<String>> {
+        df.column(c)
+            .unwrap()
+            .cast(&DataType::String)
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|v| v.map(String::from))
+            .collect()
+    }
 
     #[test]
     fn raw_text_is_kept_only_for_rejects_and_unparsed_optionals() {

@@ -10,7 +10,7 @@ use polars::prelude::*;
 use crate::config::Config;
 use crate::contract::reason;
 use crate::error::Result;
-use crate::ingest::checks::split;
+use crate::ingest::checks::{Spill, split};
 use crate::ingest::rejects::{drop_duplicates_hashed, id_hash, move_to_rejects, no_rejects};
 use crate::ingest::stage::{POS, Typed, stage_table};
 use crate::ingest::{TableReport, count_reasons, enforce_ratio};
@@ -76,7 +76,15 @@ pub(crate) fn stage_new(
         .iter()
         .map(|s| (s.work.clone(), s.file.clone()))
         .collect();
-    let (valid, invalid) = split("transactions", pairs, true)?;
+    let (valid, invalid) = split(
+        "transactions",
+        pairs,
+        true,
+        Some(Spill {
+            dir: work,
+            rows: batch.files.iter().map(|f| f.rows).collect(),
+        }),
+    )?;
     count_reasons(&invalid, &mut batch)?;
     enforce_ratio(
         "transactions",
@@ -113,7 +121,7 @@ pub(crate) fn stage_new(
                 .clone()
                 .lazy()
                 .filter(col("file").eq(lit(s.file.as_str())))
-                .run()?)
+                .run_whole()?)
         };
         let mut report = TableReport {
             files: vec![batch.files[i].clone()],
@@ -126,20 +134,20 @@ pub(crate) fn stage_new(
             [of_file(&dups)?.lazy(), of_file(&old_dups)?.lazy()],
             UnionArgs::default(),
         )?
-        .run()?;
+        .run_whole()?;
         report.duplicates_collapsed = own_dups.height();
         let rejects = concat([own_invalid.lazy(), own_dups.lazy()], UnionArgs::default())?
             .sort(
                 ["line"],
                 SortMultipleOptions::default().with_maintain_order(true),
             )
-            .run()?;
+            .run_whole()?;
         let gone = dropped
             .clone()
             .lazy()
             .filter(col("__file_no").cast(DataType::UInt32).eq(lit(no)))
             .select([col(POS).cast(DataType::UInt64)])
-            .run()?
+            .run_whole()?
             .column(POS)?
             .as_materialized_series()
             .clone();

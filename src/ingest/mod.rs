@@ -319,7 +319,15 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
         .iter()
         .map(|s| (s.work.clone(), s.file.clone()))
         .collect();
-    let (valid, rejects) = split("transactions", files, true)?;
+    let (valid, rejects) = split(
+        "transactions",
+        files,
+        true,
+        Some(checks::Spill {
+            dir: work.path(),
+            rows: rep.files.iter().map(|f| f.rows).collect(),
+        }),
+    )?;
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "rejects split off");
     count_reasons(&rejects, &mut rep)?;
     enforce_ratio("transactions", &input.path, &rep, limit)?;
@@ -381,29 +389,36 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
     } else {
         // A filter, not an anti-join: the rows stay in file order (a
         // streamed join does not keep it), so the file is the same bytes
-        // on every run.
-        let key = || {
-            col("__file_no").cast(DataType::UInt64) * lit(1u64 << 32)
-                + col(POS).cast(DataType::UInt64)
-        };
-        let gone = dropped
-            .lazy()
-            .select([key().alias("k")])
-            .run()?
-            .column("k")?
-            .as_materialized_series()
-            .clone();
-        let mut parts = Vec::new();
-        for (i, s) in staged.iter().enumerate() {
-            parts.push(
-                io::scan_parquet(&s.candidate)?
-                    .with_row_index(POS, None)
-                    .with_column(lit(i as u32).alias("__file_no")),
-            );
+        // on every run. One scan of every candidate, a row's place in it
+        // its file's start plus its place in the file: a union of a scan
+        // per file took 17 s for 1,093 daily files (a node per file).
+        let mut starts = Vec::with_capacity(staged.len());
+        let mut at = 0u64;
+        for s in &staged {
+            starts.push(at);
+            at += io::parquet_rows(&s.candidate)? as u64;
         }
-        let kept = concat(parts, UnionArgs::default())?
-            .filter(key().is_in(lit(gone).implode(false), false).not())
-            .drop(cols([POS, "__file_no"]));
+        let file_no = dropped.column("__file_no")?.cast(&DataType::UInt32)?;
+        let pos = dropped.column(POS)?.cast(&DataType::UInt64)?;
+        let gone: Vec<u64> = file_no
+            .u32()?
+            .iter()
+            .zip(pos.u64()?.iter())
+            .map(|(f, p)| match (f, p) {
+                (Some(f), Some(p)) => Ok(starts[f as usize] + p),
+                _ => Err(Error::Invariant("a dropped row without its place".into())),
+            })
+            .collect::<Result<_>>()?;
+        let candidates: Vec<PathBuf> = staged.iter().map(|s| s.candidate.clone()).collect();
+        let kept = io::scan_parquet_files(&candidates, None)?
+            .with_row_index(POS, None)
+            .filter(
+                col(POS)
+                    .cast(DataType::UInt64)
+                    .is_in(lit(Series::new("k".into(), gone)).implode(false), false)
+                    .not(),
+            )
+            .drop(cols([POS]));
         crate::io::write_atomically(&path, |tmp| {
             io::sink_parquet(kept, tmp, cfg.store.compression)
         })?;
@@ -501,7 +516,7 @@ pub(crate) fn with_other_tables(
                     to,
                 )?;
                 let one = staged.pop().expect("one file staged");
-                let (_, rejects) = split("interactions", vec![(one.work, one.file)], false)?;
+                let (_, rejects) = split("interactions", vec![(one.work, one.file)], false, None)?;
                 count_reasons(&rejects, &mut rep)?;
                 Ok(kept::StagedFile {
                     valid: one.candidate,
@@ -596,7 +611,7 @@ fn read_checked(
 ) -> Result<(LazyFrame, DataFrame, TableReport)> {
     let mut rep = TableReport::default();
     let files = load_table(table, input, &cfg.ingest.unknown_label, &mut rep, files)?;
-    let (valid, rejects) = split(table, lazy(files), false)?;
+    let (valid, rejects) = split(table, lazy(files), false, None)?;
     count_reasons(&rejects, &mut rep)?;
     enforce_ratio(table, &input.path, &rep, cfg.ingest.max_reject_ratio)?;
     Ok((valid, rejects, rep))

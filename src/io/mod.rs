@@ -57,6 +57,28 @@ pub fn format_of(path: &Path, input: &InputFile) -> Format {
     })
 }
 
+/// Whether `file`, a CSV file as `input` reads it, holds at most `rows`
+/// rows: told by its newlines (a row has at least one), for an
+/// uncompressed file small enough to read whole. `false` when unsure.
+pub fn csv_rows_at_most(file: &Path, input: &InputFile, rows: usize) -> bool {
+    use polars::io::utils::compression::SupportedCompression;
+    // Only small files are worth reading for this (read again after).
+    const MOST: u64 = 1 << 20;
+    if format_of(file, input) != Format::Csv
+        || std::fs::metadata(file).map_or(true, |m| m.len() > MOST)
+    {
+        return false;
+    }
+    match std::fs::read(file) {
+        // The header is a line too; a last row may lack its newline.
+        Ok(bytes) => {
+            SupportedCompression::check(&bytes).is_none()
+                && memchr::memchr_iter(b'\n', &bytes).count() <= rows
+        }
+        Err(_) => false,
+    }
+}
+
 /// Scans one raw input file. CSV columns all come back as strings (parsing
 /// and rejecting is ingest's job); Parquet keeps its types. A `__line`
 /// column holds the physical line (CSV, header = line 1) or row number.
