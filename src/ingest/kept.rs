@@ -60,14 +60,28 @@ pub(super) fn checked(
 /// lines kept), its rejects and its counts.
 pub(super) struct StagedFile {
     pub valid: PathBuf,
-    pub rejects: DataFrame,
+    /// `None` when none was rejected (then not read back).
+    pub rejects: Option<DataFrame>,
     pub report: TableReport,
+    /// The latest date of its valid rows (days since 1970-01-01).
+    pub latest: Option<i32>,
+}
+
+/// What a log entry's report file holds: the file's counts, and the
+/// latest date of its rows (so a run need not read the rows to know that
+/// none is after its as-of date).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LogReport {
+    report: TableReport,
+    latest: Option<i32>,
 }
 
 /// A log's files as checked: the files of their valid rows (one per input
 /// file, in order; never read whole here), the rejects and the counts.
 pub(super) struct Log {
     pub files: Vec<PathBuf>,
+    /// Each file's latest date (see [`StagedFile::latest`]).
+    pub latest: Vec<Option<i32>>,
     pub rejects: DataFrame,
     pub report: TableReport,
 }
@@ -98,6 +112,7 @@ pub(super) fn log_per_file(
     };
     std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
     let (mut paths, mut rejects, mut entries) = (Vec::new(), Vec::new(), Vec::new());
+    let mut latest = Vec::new();
     let mut report = TableReport::default();
     let mut all_hit = store.is_some();
     for (i, file) in files.into_iter().enumerate() {
@@ -112,7 +127,10 @@ pub(super) fn log_per_file(
         let (staged, hit) = entry.read_or_stage(cfg, file, store, &stage)?;
         all_hit &= hit;
         paths.push(staged.valid);
-        rejects.push(staged.rejects.lazy());
+        latest.push(staged.latest);
+        if let Some(r) = staged.rejects {
+            rejects.push(r.lazy());
+        }
         add_report(&mut report, staged.report);
         entries.push(entry);
     }
@@ -130,9 +148,18 @@ pub(super) fn log_per_file(
         }
     });
     // io::expand_inputs refuses a pattern that matches no file.
+    let rejects = match rejects.is_empty() {
+        // None rejected: the first entry's (empty) rejects, for the columns.
+        true => match entries.first() {
+            Some(e) => io::scan_parquet(&e.paths.rejects)?.run_whole()?,
+            None => super::rejects::no_rejects(),
+        },
+        false => concat(rejects, UnionArgs::default())?.run_whole()?,
+    };
     let log = Log {
         files: paths,
-        rejects: concat(rejects, UnionArgs::default())?.run_whole()?,
+        latest,
+        rejects,
         report,
     };
     Ok((log, all_hit, name))
@@ -247,8 +274,8 @@ impl Entry {
     ) -> Result<(StagedFile, bool)> {
         let paths = &self.paths;
         if store.is_some() && paths.report.exists() {
-            match read_report(paths) {
-                Ok((mut report, rejects)) => {
+            match read_log_report(paths) {
+                Ok((mut report, rejects, latest)) => {
                     for kept in report.files.iter_mut() {
                         kept.modified_unix = file.modified_unix;
                     }
@@ -258,6 +285,7 @@ impl Entry {
                             valid,
                             rejects,
                             report,
+                            latest,
                         },
                         true,
                     ));
@@ -275,10 +303,15 @@ impl Entry {
         std::fs::rename(&staged.valid, &paths.valid).map_err(Error::io(&paths.valid))?;
         io::failpoint("interactions_entry_before_report");
         // The report last: an entry counts as kept only with it.
+        let rejects = staged.rejects.unwrap_or_else(super::rejects::no_rejects);
         io::write_atomically(&paths.rejects, |tmp| {
-            io::write_stored_whole(&mut staged.rejects.clone(), tmp, cfg.store.compression)
+            io::write_stored_whole(&mut rejects.clone(), tmp, cfg.store.compression)
         })?;
-        let json = serde_json::to_vec(&staged.report)
+        let kept = LogReport {
+            report: staged.report,
+            latest: staged.latest,
+        };
+        let json = serde_json::to_vec(&kept)
             .map_err(|e| Error::Invariant(format!("table report not serialisable: {e}")))?;
         io::write_atomically(&paths.report, |tmp| {
             std::fs::write(tmp, &json).map_err(Error::io(tmp))
@@ -287,8 +320,9 @@ impl Entry {
         Ok((
             StagedFile {
                 valid,
-                rejects: staged.rejects,
-                report: staged.report,
+                rejects: Some(rejects),
+                report: kept.report,
+                latest: kept.latest,
             },
             false,
         ))
@@ -324,6 +358,23 @@ fn read(paths: &Paths) -> Result<Checked> {
         rejects,
         report,
     })
+}
+
+/// A log entry's counts, rejects (`None`, and not read, when none was
+/// rejected: most files of a log, and ~1 ms each) and latest date.
+fn read_log_report(paths: &Paths) -> Result<(TableReport, Option<DataFrame>, Option<i32>)> {
+    let bytes = std::fs::read(&paths.report).map_err(Error::io(&paths.report))?;
+    let kept: LogReport = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::Invariant(format!(
+            "{}: not a log entry's report: {e}",
+            paths.report.display()
+        ))
+    })?;
+    let rejects = match kept.report.rejected_total() {
+        0 => None,
+        _ => Some(io::scan_parquet(&paths.rejects)?.run_whole()?),
+    };
+    Ok((kept.report, rejects, kept.latest))
 }
 
 /// An entry's counts and rejects.

@@ -137,6 +137,10 @@ pub struct Ingested {
 #[derive(Clone)]
 pub struct Interactions {
     files: Vec<PathBuf>,
+    /// Each file's latest date (days since 1970-01-01; `None`: no row or
+    /// not known): a file dated no later than the as-of date is not read
+    /// for rows after it.
+    latest: Vec<Option<i32>>,
     as_of: NaiveDate,
     /// The folder holding the files when there is no store (removed with
     /// the last clone).
@@ -188,8 +192,24 @@ impl Interactions {
 
     /// The rows dated after the as-of date, kept out: each one's file
     /// (its place, `__file_no`) and line.
+    ///
+    /// Only the files whose latest date is after the as-of date (or not
+    /// known) are read: the listing scanned all 1,095 files of a daily log
+    /// every night (1.4 s), where usually none has such a row.
     fn later(&self) -> Result<DataFrame> {
-        let later = io::scan_parquet_files(&self.files, Some("__entry"))?
+        let as_of = crate::units::epoch_days(self.as_of);
+        let mut files: Vec<PathBuf> = self
+            .files
+            .iter()
+            .zip(self.latest.iter().chain(std::iter::repeat(&None)))
+            .filter(|(_, l)| l.is_none_or(|l| l > as_of))
+            .map(|(f, _)| f.clone())
+            .collect();
+        if files.is_empty() {
+            // For the columns' types: none of its rows is after the date.
+            files = self.files.iter().take(1).cloned().collect();
+        }
+        let later = io::scan_parquet_files(&files, Some("__entry"))?
             .filter(self.after())
             .select([col("__entry"), col(LINE)])
             .run()?;
@@ -518,10 +538,14 @@ pub(crate) fn with_other_tables(
                 let one = staged.pop().expect("one file staged");
                 let (_, rejects) = split("interactions", vec![(one.work, one.file)], false, None)?;
                 count_reasons(&rejects, &mut rep)?;
+                let latest = io::scan_parquet(&one.candidate)?
+                    .select([col("ts").cast(DataType::Int32).max()])
+                    .run_whole()?;
                 Ok(kept::StagedFile {
                     valid: one.candidate,
-                    rejects,
+                    rejects: Some(rejects),
                     report: rep,
+                    latest: latest.column("ts")?.i32()?.get(0),
                 })
             };
             let scratch = match store {
@@ -552,6 +576,7 @@ pub(crate) fn with_other_tables(
             all_rejects.push(log.rejects);
             let logged = Interactions {
                 files: log.files,
+                latest: log.latest,
                 as_of,
                 _scratch: scratch,
             };
@@ -770,6 +795,11 @@ mod tests {
                 file("b.parquet", &[31, 5]),
                 file("c.parquet", &[3]),
             ],
+            latest: vec![
+                Some(crate::units::epoch_days(day(31))),
+                None,
+                Some(crate::units::epoch_days(day(3))),
+            ],
             as_of: day(30),
             _scratch: None,
         };
@@ -783,6 +813,33 @@ mod tests {
             .collect();
         assert_eq!(ids, ["c1", "c30", "c2", "c5", "c3"].map(Some));
         assert_eq!(scanned.get_column_names(), ["customer_id", "ts"]);
+        // The rows after the as-of date: a's two 31sts and b's (its latest
+        // date unknown), not c, whose latest date is before it.
+        let later = i.later().unwrap();
+        let got: Vec<(u32, u64)> = later
+            .column("__file_no")
+            .unwrap()
+            .u32()
+            .unwrap()
+            .into_no_null_iter()
+            .zip(
+                later
+                    .column(LINE)
+                    .unwrap()
+                    .cast(&DataType::UInt64)
+                    .unwrap()
+                    .u64()
+                    .unwrap()
+                    .into_no_null_iter(),
+            )
+            .collect();
+        assert_eq!(got, vec![(0, 4), (0, 6), (1, 2)]);
+        // No file after the date: nothing read but the columns.
+        let none = Interactions {
+            as_of: day(31),
+            ..i.clone()
+        };
+        assert_eq!(none.later().unwrap().height(), 0);
         for rows in [1, 2, 3, 10] {
             let slices: Vec<DataFrame> = i.slices(rows).unwrap().collect::<Result<_>>().unwrap();
             // A large file's slices hold `rows`; small files together, fewer than twice that.
