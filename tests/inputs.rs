@@ -194,6 +194,41 @@ fn canonical_csv_runs_without_a_config_and_globs_and_gzip_work() {
     assert_eq!(ints(&scores, "recency_days"), vec![Some(30), Some(1)]);
 }
 
+/// Files of one batch with a margin in one and a margin that does not
+/// parse in the other (its numbers then read as text) are stored together;
+/// a file without the optional column beside one with it is refused with
+/// both named, exit 2. (Both failed on polars' union
+/// of differing schemas, naming no file.)
+#[test]
+fn a_batch_of_files_reads_mixed_numbers_and_names_a_missing_optional_column() {
+    let tmp = TempDir::new("batch");
+    let head = "customer_id,txn_id,ts,amount,margin\n";
+    tmp.write("t_1.csv", &format!("{head}C1,T1,2010-12-01,100,10\n"));
+    tmp.write("t_2.csv", &format!("{head}C2,T2,2010-12-30,50,n/a\n"));
+    let c = tmp.write("c.csv", CUSTOMERS);
+    let pattern = tmp.join("t_*").to_string_lossy().into_owned();
+    let (code, err, out) = run_files(&tmp, &pattern, &c, &[]);
+    assert_eq!(code, 0, "{err}");
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("snapshot=2010-12-31/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let t = &m["inputs"]["transactions"];
+    assert_eq!(t["rows_kept"], 2, "{t}");
+    assert_eq!(t["warnings"]["unparseable margin"], 1, "{t}");
+
+    tmp.write(
+        "t_2.csv",
+        "customer_id,txn_id,ts,amount\nC2,T2,2010-12-30,50\n",
+    );
+    let (code, err, _) = run_files(&tmp, &pattern, &c, &["--overwrite"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    for n in ["t_1.csv", "t_2.csv", "margin"] {
+        assert!(err.contains(n), "mentions {n}: {err}");
+    }
+}
+
 #[test]
 fn existing_snapshot_is_kept_without_overwrite() {
     let tmp = TempDir::new("exists");

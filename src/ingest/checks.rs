@@ -311,8 +311,10 @@ pub(super) fn split(
     if files.len() == 1 {
         raw.clear();
     }
+    let mut first: Option<(String, std::collections::BTreeSet<String>)> = None;
     for (i, (mut lf, file)) in files.into_iter().enumerate() {
         let schema = lf.collect_schema()?;
+        same_columns(table, &mut first, &file, &schema)?;
         let as_text: Vec<Expr> = raw
             .iter()
             .filter(|c| schema.get(c).is_some_and(|t| *t != DataType::String))
@@ -359,6 +361,40 @@ pub(super) fn split(
             Ok((valid, rejects))
         }
     }
+}
+
+/// Refuses a file whose checked columns are not those of the first file
+/// (`first`, set by the first call): an optional column (margin,
+/// quantity, …) in some files of a table but not in others. Named here,
+/// before polars' union fails on it without naming either file.
+fn same_columns(
+    table: &str,
+    first: &mut Option<(String, std::collections::BTreeSet<String>)>,
+    file: &str,
+    schema: &Schema,
+) -> Result<()> {
+    // The input columns read, as the checks name them (`__margin`: margin).
+    let read: std::collections::BTreeSet<String> = schema
+        .iter_names()
+        .map(|n| n.trim_start_matches("__").to_string())
+        .filter(|n| !matches!(n.as_str(), "line" | "code" | "file_no" | "pos"))
+        .map(|n| n.strip_suffix("_cents").unwrap_or(&n).to_string())
+        .collect();
+    match first {
+        None => *first = Some((file.to_string(), read)),
+        Some((name, cols)) if *cols != read => {
+            let list = |c: &std::collections::BTreeSet<String>| {
+                c.iter().cloned().collect::<Vec<_>>().join(", ")
+            };
+            return Err(crate::error::Error::Usage(format!(
+                "{file}: its {table} have the columns {} but {name} has {}; every file of a table needs the same optional columns",
+                list(&read),
+                list(cols)
+            )));
+        }
+        Some(_) => {}
+    }
+    Ok(())
 }
 
 /// Whether every frame has the first one's columns (else they are left
