@@ -285,8 +285,34 @@ def nightly_scenario(tiering, d, n, reps):
     timed(icmd("out-ix", ["--rebuild-store"]))
     iplace(True)
     runs["nightly_interactions"] = [timed(icmd("out-ix", []))]
+    # The history delivered as a drop folder of a file a day (the shape a
+    # nightly export leaves behind), loaded at once into a cold store, then
+    # the night's file. A first load of 1,093 daily files once took 150-230 s
+    # at 10^6 rows (benches/HISTORY.md, forty-first run). One repetition:
+    # informative, not a target.
+    ddrops = os.path.join(nd, "daily", "drops")
+    if not os.path.exists(ddrops):
+        split_daily(hist, 2, ddrops)
+    dplaced = os.path.join(ddrops, "t_9_night.csv")
+    def dcmd(out, extra):
+        return [tiering, "-q", "run", "--transactions", os.path.join(ddrops, "t_*.csv"), "--customers", c,
+                "--as-of", AS_OF, "--out", os.path.join(nd, out), "--overwrite"] + extra
+    def dplace(on):
+        place(False)
+        if on and not os.path.exists(dplaced):
+            shutil.copyfile(night, dplaced)
+        if not on and os.path.exists(dplaced):
+            os.remove(dplaced)
+    warm([os.path.join(ddrops, f) for f in sorted(os.listdir(ddrops))])
+    dplace(True)
+    runs["full_daily_files"] = [timed(dcmd("out-daily-full", ["--rebuild-store"]))]
+    dplace(False)
+    timed(dcmd("out-daily", ["--rebuild-store"]))
+    dplace(True)
+    runs["nightly_daily_files"] = [timed(dcmd("out-daily", []))]
+    dplace(False)
     for k in ["full_parquet_only", "nightly_parquet_only", "nightly_after_idle", "nightly_customers_again",
-              "full_interactions", "nightly_interactions"]:
+              "full_interactions", "nightly_interactions", "full_daily_files", "nightly_daily_files"]:
         print(f"{n:>11,} nightly {k:<20} {runs[k][-1][0]:7.2f}s {runs[k][-1][1]:8.0f} MiB", flush=True)
     med = {k: {"seconds": statistics.median(x[0] for x in v), "peak_rss_mib": max(x[1] for x in v)} for k, v in runs.items()}
     result = {"transactions": n, "history_rows": rows(hist), "night_rows": rows(night), "medians": med,
@@ -296,9 +322,12 @@ def nightly_scenario(tiering, d, n, reps):
               "parquet_only_nightly_over_full": med["nightly_parquet_only"]["seconds"] / med["full_parquet_only"]["seconds"],
               "parquet_only_tables_identical": snapshot_tables(os.path.join(nd, "out-full-pq")) == snapshot_tables(os.path.join(nd, "out-nightly-pq")),
               "tables_identical": snapshot_tables(os.path.join(nd, "out-full")) == snapshot_tables(os.path.join(nd, "out-nightly")),
-              "manifest": manifest_facts(os.path.join(nd, "out-nightly")), "idle_seconds": IDLE_SECONDS}
+              "manifest": manifest_facts(os.path.join(nd, "out-nightly")), "idle_seconds": IDLE_SECONDS,
+              "daily_files": len(os.listdir(ddrops)) + 1,
+              "daily_tables_identical": snapshot_tables(os.path.join(nd, "out-full")) == snapshot_tables(os.path.join(nd, "out-daily-full"))
+                                        == snapshot_tables(os.path.join(nd, "out-daily"))}
     done_with(*(os.path.join(nd, o) for o in ["out-full", "out-nightly", "out-full-pq", "out-nightly-pq", "out-nightly-idle",
-                                              "out-nightly-again", "out-ix-full", "out-ix"]))
+                                              "out-nightly-again", "out-ix-full", "out-ix", "out-daily-full", "out-daily"]))
     return result
 
 def split_by_day(src_path, field, hist, night):
@@ -315,6 +344,35 @@ def split_by_day(src_path, field, hist, night):
             (t if line.split(",", field + 1)[field][:10] == AS_OF else h).write(line)
     os.replace(hist + ".tmp", hist)
     os.replace(night + ".tmp", night)
+
+def split_daily(src_path, field, out_dir):
+    """Splits a CSV into a file per date in column `field` (t_DATE.csv, each
+    with the header) under `out_dir`, written in a temporary folder renamed
+    into place. Rows are appended in batches: a handle per day would pass
+    the usual limit of 1,024 open files."""
+    tmp = out_dir + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    pending, held, header = {}, 0, None
+    def flush():
+        for day, lines in pending.items():
+            path = os.path.join(tmp, f"t_{day}.csv")
+            new = not os.path.exists(path)
+            with open(path, "a") as f:
+                if new:
+                    f.write(header)
+                f.writelines(lines)
+        pending.clear()
+    with open(src_path) as src:
+        header = src.readline()
+        for line in src:
+            pending.setdefault(line.split(",", field + 1)[field][:10], []).append(line)
+            held += 1
+            if held >= 1_000_000:
+                flush()
+                held = 0
+    flush()
+    os.rename(tmp, out_dir)
 
 def done_with(*dirs):
     """Removes output directories once read: each holds a typed store (7.3 GB
@@ -438,6 +496,12 @@ def markdown(r):
                              f"{x['interactions_night_rows']:,} in the night's; one run): full {ixfull['seconds']:.2f} s, "
                              f"{ixfull['peak_rss_mib']:.0f} MiB; night {ix['seconds']:.2f} s = {ix['seconds'] / ixfull['seconds']:.2f}, "
                              f"{ix['peak_rss_mib']:.0f} MiB; tables identical: {'yes' if x['interactions_tables_identical'] else 'no'}.")
+            dn, dfull = x["medians"].get("nightly_daily_files"), x["medians"].get("full_daily_files")
+            if dn and dfull:
+                lines.append(f"  With the history as {x['daily_files'] - 1:,} daily files (one run): first load of them and the "
+                             f"night's {dfull['seconds']:.2f} s, {dfull['peak_rss_mib']:.0f} MiB; night {dn['seconds']:.2f} s = "
+                             f"{dn['seconds'] / dfull['seconds']:.2f}, {dn['peak_rss_mib']:.0f} MiB; tables identical to the full "
+                             f"run's: {'yes' if x['daily_tables_identical'] else 'no'}.")
     if not r["sizes"]:
         return "\n".join(lines) + "\n"
     return "\n".join(lines + targets(r)) + "\n"
