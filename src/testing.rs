@@ -11,3 +11,30 @@ pub fn lcg(seed: u64) -> impl FnMut() -> usize {
         (x >> 33) as usize
     }
 }
+
+/// Column `c` of `df` as text (any type cast), nulls kept.
+pub fn strs(df: &polars::prelude::DataFrame, c: &str) -> Vec<Option<String>> {
+    use polars::prelude::DataType;
+    df.column(c)
+        .unwrap()
+        .cast(&DataType::String)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.map(String::from))
+        .collect()
+}
+
+/// Column `c` of `df` as unsigned integers (any integer type cast); no nulls.
+pub fn u64s(df: &polars::prelude::DataFrame, c: &str) -> Vec<u64> {
+    use polars::prelude::DataType;
+    df.column(c)
+        .unwrap()
+        .cast(&DataType::UInt64)
+        .unwrap()
+        .u64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect()
+}

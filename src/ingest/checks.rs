@@ -456,6 +456,7 @@ mod tests {
     /// as numbers or as text (the CSV reader's fast parse or not) mix.
     #[test]
     fn many_files_split_through_a_work_folder_as_their_union() {
+        use crate::testing::{strs, u64s};
         let file = |i: usize| {
             let n = i % 3 + 1;
             let df = df!(
@@ -502,25 +503,11 @@ mod tests {
         assert_eq!(rejects.height(), 6);
         assert_eq!(strs(&rejects, "value"), vec![Some("-1.5".to_string()); 6]);
         assert_eq!(strs(&rejects, "file")[0].as_deref(), Some("f1.csv"));
-        let file_nos: Vec<u64> = valid
-            .column("__file_no")
-            .unwrap()
-            .cast(&DataType::UInt64)
-            .unwrap()
-            .u64()
-            .unwrap()
-            .into_no_null_iter()
-            .collect();
-        assert_eq!(file_nos, vec![0, 1, 2, 2, 3, 4, 5, 5, 6, 7, 8, 8, 9]);
-        let pos: Vec<u64> = valid
-            .column(POS)
-            .unwrap()
-            .cast(&DataType::UInt64)
-            .unwrap()
-            .u64()
-            .unwrap()
-            .into_no_null_iter()
-            .collect();
+        assert_eq!(
+            u64s(&valid, "__file_no"),
+            vec![0, 1, 2, 2, 3, 4, 5, 5, 6, 7, 8, 8, 9]
+        );
+        let pos = u64s(&valid, POS);
         assert_eq!(pos, vec![0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0]);
         let margins = valid.column("__margin").unwrap().null_count();
         assert_eq!(margins, valid.height() - 3);
@@ -535,18 +522,6 @@ mod tests {
             lines.extend(strs(r, "file"));
         }
         assert_eq!(strs(&rejects, "file"), lines);
-    }
-
-    fn strs(df: &DataFrame, c: &str) -> Vec<Option<String>> {
-        df.column(c)
-            .unwrap()
-            .cast(&DataType::String)
-            .unwrap()
-            .str()
-            .unwrap()
-            .iter()
-            .map(|v| v.map(String::from))
-            .collect()
     }
 
     #[test]

@@ -816,22 +816,9 @@ mod tests {
         // The rows after the as-of date: a's two 31sts and b's (its latest
         // date unknown), not c, whose latest date is before it.
         let later = i.later().unwrap();
-        let got: Vec<(u32, u64)> = later
-            .column("__file_no")
-            .unwrap()
-            .u32()
-            .unwrap()
-            .into_no_null_iter()
-            .zip(
-                later
-                    .column(LINE)
-                    .unwrap()
-                    .cast(&DataType::UInt64)
-                    .unwrap()
-                    .u64()
-                    .unwrap()
-                    .into_no_null_iter(),
-            )
+        let got: Vec<(u64, u64)> = crate::testing::u64s(&later, "__file_no")
+            .into_iter()
+            .zip(crate::testing::u64s(&later, LINE))
             .collect();
         assert_eq!(got, vec![(0, 4), (0, 6), (1, 2)]);
         // No file after the date: nothing read but the columns.
