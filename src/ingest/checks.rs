@@ -256,11 +256,17 @@ const SPILL_FILES: usize = 8;
 /// smaller ones are held one at a time.
 const SPILL_HELD_ROWS: usize = 1 << 20;
 
+/// The most small files whose valid rows [`split`] collects by one query.
+const SPILL_GROUP_FILES: usize = 64;
+
 /// Where [`split`] may write valid rows: a work folder, and each file's
 /// rows read.
 pub(super) struct Spill<'a> {
     pub dir: &'a std::path::Path,
     pub rows: Vec<usize>,
+    /// Each file's rows that are not plain valid ones (rejected, or with a
+    /// note): a file of none has no reject to collect.
+    pub apart: Vec<usize>,
 }
 
 /// Splits checked files into (valid rows, rejects), tagging rejects with
@@ -347,7 +353,12 @@ pub(super) fn split(
                 .map(|lf| lf.drop(cols(helpers.clone())))
                 .collect();
             let valid = spilled(table, valid, &spill)?;
-            let mut all = rejects.into_iter().map(|r| r.run_whole());
+            // The first file's rejects, even none, give the frame its columns.
+            let mut all = rejects
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| *i == 0 || spill.apart.get(*i).is_none_or(|&n| n > 0))
+                .map(|(_, r)| r.run_whole());
             let mut stacked = all.next().expect("more than one file")?;
             for r in all {
                 stacked.vstack_mut_owned(r?)?;
@@ -423,13 +434,37 @@ fn spilled(table: &str, valid: Vec<LazyFrame>, spill: &Spill) -> Result<LazyFram
             None => Ok(()),
         }
     };
+    // Small files held together, up to SPILL_HELD_ROWS rows and
+    // SPILL_GROUP_FILES files: one query each such group.
+    let mut group: Vec<LazyFrame> = Vec::new();
+    let mut held = 0;
+    let flush =
+        |group: &mut Vec<LazyFrame>, shared: &mut Option<crate::io::ParquetOut>| -> Result<()> {
+            if group.is_empty() {
+                return Ok(());
+            }
+            let out = shared.as_mut().expect("opened with the group's first file");
+            let lf = match group.len() {
+                1 => group.pop().expect("one"),
+                _ => concat(std::mem::take(group), UnionArgs::default())?,
+            };
+            out.push(lf.run_whole()?)?;
+            Ok(())
+        };
     for (i, mut lf) in valid.into_iter().enumerate() {
         let path = spill.dir.join(format!("{table}-valid-{i}.parquet"));
-        if spill.rows.get(i).is_none_or(|&n| n > SPILL_HELD_ROWS) {
+        let rows = spill.rows.get(i).copied();
+        if rows.is_none_or(|n| n > SPILL_HELD_ROWS) {
+            flush(&mut group, &mut shared)?;
             close(&mut shared)?;
             crate::io::sink_spill(lf, &path)?;
             paths.push(path);
             continue;
+        }
+        let rows = rows.unwrap_or(0);
+        if held + rows > SPILL_HELD_ROWS || group.len() >= SPILL_GROUP_FILES {
+            flush(&mut group, &mut shared)?;
+            held = 0;
         }
         if shared.is_none() {
             let schema = lf.collect_schema()?;
@@ -440,9 +475,10 @@ fn spilled(table: &str, valid: Vec<LazyFrame>, spill: &Spill) -> Result<LazyFram
             )?);
             paths.push(path);
         }
-        let out = shared.as_mut().expect("opened above");
-        out.push(lf.run_whole()?)?;
+        group.push(lf);
+        held += rows;
     }
+    flush(&mut group, &mut shared)?;
     close(&mut shared)?;
     crate::io::scan_parquet_files(&paths, None)
 }
@@ -486,6 +522,7 @@ mod tests {
         let spill = Spill {
             dir: &dir,
             rows: (0..10).map(|i| i % 3 + 1).collect(),
+            apart: (0..10).map(|i| usize::from(i % 3 + 1 > 1)).collect(),
         };
         let (valid, rejects) = split("transactions", files.clone(), true, Some(spill)).unwrap();
         let valid = valid.collect().unwrap();

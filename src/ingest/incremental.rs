@@ -83,6 +83,7 @@ pub(crate) fn stage_new(
         Some(Spill {
             dir: work,
             rows: batch.files.iter().map(|f| f.rows).collect(),
+            apart: staged.iter().map(|s| s.apart).collect(),
         }),
     )?;
     count_reasons(&invalid, &mut batch)?;

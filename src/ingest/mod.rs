@@ -346,6 +346,7 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
         Some(checks::Spill {
             dir: work.path(),
             rows: rep.files.iter().map(|f| f.rows).collect(),
+            apart: staged.iter().map(|s| s.apart).collect(),
         }),
     )?;
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "rejects split off");

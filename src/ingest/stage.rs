@@ -7,12 +7,12 @@ use polars::prelude::*;
 
 use crate::config::{Format, InputFile, StoreCompression};
 use crate::error::Result;
-use crate::ingest::TableReport;
 use crate::ingest::checks::{
     checks_for, has_reason, parse_customers, parse_interactions, parse_transactions,
 };
 use crate::ingest::parse::{clean_str, parse_date_text};
 use crate::ingest::read::{file_info, numeric_columns, resolve_columns, select_canonical};
+use crate::ingest::{InputFileInfo, TableReport};
 use crate::io::{self, LINE, Run};
 
 /// One staged input file: its work rows and its typed candidate.
@@ -26,6 +26,9 @@ pub(super) struct Staged {
     /// typed Parquet itself unless rows must still be dropped.
     pub(super) candidate: PathBuf,
     pub(super) file: String,
+    /// The work file's rows: with `keep_line`, the rejected and noted
+    /// (none: the file's every row is a plain valid one).
+    pub(super) apart: usize,
 }
 
 /// How [`stage_table`] writes a file's typed candidate and work file.
@@ -47,6 +50,7 @@ pub(super) struct Typed {
 /// With `to.keep_line` the typed candidate keeps each row's line (the store
 /// lists rows after a later run's as-of date by file and line), and the
 /// work file holds only the rows the candidate cannot stand for.
+/// From [`LANE_FILES`] files on, two files are staged at a time.
 pub(super) fn stage_table(
     table: &'static str,
     input: &InputFile,
@@ -56,78 +60,187 @@ pub(super) fn stage_table(
     files: Vec<PathBuf>,
     to: Typed,
 ) -> Result<Vec<Staged>> {
-    let mut out = Vec::new();
-    for (i, file) in files.into_iter().enumerate() {
-        let t = std::time::Instant::now();
-        let staged = work.join(format!("{table}-{i}.parquet"));
-        let candidate = work.join(format!("{table}-{i}-typed.parquet"));
-        let mut numeric = numeric_columns(table, &file, input)?;
-        let mut narrow = true;
-        let rows = loop {
-            let checks = Checks::for_file(table, &file, input, unknown, &numeric, narrow)?;
-            let narrowed = checks.narrowed();
-            // Read in windows: a CSV file cut where the file allows it
-            // (io::CsvWindows), a Parquet file in whole row groups where
-            // they are small enough.
-            let windows = match io::format_of(&file, input) {
-                Format::Parquet => Windows::parquet(&file, &checks.raw)?,
-                _ => io::CsvWindows::open(&file, input, &checks.header, &checks.read, &numeric)?
-                    .map(Windows::Csv),
-            };
-            let plan = checks.over_file()?;
-            let pass = || match &windows {
-                Some(w) => stage_windows(table, w, &checks, &staged, &candidate, to, w.size()),
-                None => stage_pass(table, plan, &staged, &candidate, to),
-            };
-            let st = if !numeric.is_empty() {
-                // polars' CSV number parser can panic on a malformed quoted
-                // field (found by tests/fuzz.rs): then read the numbers as
-                // text, where such a row is rejected or the file refused.
-                match io::catch_panic(pass) {
-                    Ok(Ok(st)) => st,
-                    // Read in windows, a number that does not parse fails
-                    // the pass: read the numbers as text then, as when
-                    // they come back null (any other error recurs there).
-                    Ok(Err(_)) if windows.is_some() => {
-                        numeric.clear();
-                        continue;
-                    }
-                    Ok(Err(e)) => return Err(io::read_error(&file, &e)),
-                    Err(what) => {
-                        tracing::info!(file = %file.display(), error = %what, "the fast number parse failed; reading numbers as text");
-                        numeric.clear();
-                        continue;
-                    }
+    let one =
+        |i: usize, helper: bool| stage_file(table, input, unknown, work, i, &files[i], to, helper);
+    let lanes =
+        files.len() >= LANE_FILES && polars_core::runtime::THREAD_POOL.current_num_threads() >= 2;
+    let mut done: Vec<Option<Result<Option<Done>>>> = Vec::new();
+    if lanes {
+        done.resize_with(files.len(), || None);
+        let slots: Vec<std::sync::Mutex<Option<Result<Option<Done>>>>> =
+            done.into_iter().map(std::sync::Mutex::new).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let lane = |helper: bool| {
+            use std::sync::atomic::Ordering;
+            while !failed.load(Ordering::SeqCst) {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= files.len() {
+                    break;
                 }
-            } else {
-                io::guarded(&file, pass)?
-            };
-            if !numeric.is_empty() && st.numbers_missing {
-                numeric.clear();
-            } else if narrowed && st.dates_unparsed {
-                narrow = false;
-            } else {
-                break st.rows;
+                let r = one(i, helper);
+                if r.is_err() {
+                    failed.store(true, Ordering::SeqCst);
+                }
+                *slots[i].lock().expect("a lane panicked") = Some(r);
             }
         };
-        tracing::debug!(file = %file.display(), ms = t.elapsed().as_millis() as u64, "read, checked and staged");
-        report.files.push(file_info(&file, rows)?);
-        report.rows_read += rows;
+        std::thread::scope(|scope| {
+            let helper = scope.spawn(|| lane(true));
+            lane(false);
+            if let Err(panic) = helper.join() {
+                std::panic::resume_unwind(panic);
+            }
+        });
+        done = slots
+            .into_iter()
+            .map(|m| m.into_inner().expect("a lane panicked"))
+            .collect();
+    } else {
+        // One at a time, stopping at the first error.
+        for i in 0..files.len() {
+            let r = one(i, false);
+            let stop = r.is_err();
+            done.push(Some(r));
+            if stop {
+                break;
+            }
+        }
+    }
+    // In file order: a file the helper lane left is staged here; the first
+    // error (in file order, as one lane would meet it) is the one reported.
+    let mut out = Vec::new();
+    for (i, r) in done.into_iter().enumerate() {
+        let done = match r {
+            None => break,
+            Some(r) => match r? {
+                Some(done) => done,
+                None => one(i, false)?.expect("staged by the run's own lane"),
+            },
+        };
+        report.rows_read += done.info.rows;
+        report.files.push(done.info);
         out.push(Staged {
             // With its lines kept, a transactions file's valid rows are
             // read back from the candidate for the duplicate and as-of
             // checks; other tables have none, so their work file's rows
-            // (the rejected) are all the bookkeeping they need.
+            // (the rejected) are all the bookkeeping they need. Here, on
+            // the run's lane: reading a note back is a scan.
             work: if to.keep_line && table == "transactions" {
-                work_rows(&staged, &candidate)?
+                work_rows(&done.staged, &done.candidate, done.apart > 0)?
             } else {
-                io::scan_parquet(&staged)?
+                io::scan_parquet(&done.staged)?
             },
-            candidate,
-            file: file.to_string_lossy().into_owned(),
+            candidate: done.candidate,
+            file: files[i].to_string_lossy().into_owned(),
+            apart: done.apart,
         });
     }
     Ok(out)
+}
+
+/// At least this many files are staged two at a time: a small file is
+/// staged on what is in effect one core (its one window parsed, checked
+/// and written in turn), ~10 ms each for a drop folder of daily files.
+const LANE_FILES: usize = 4;
+
+/// One file staged by [`stage_file`].
+struct Done {
+    /// The work file.
+    staged: PathBuf,
+    candidate: PathBuf,
+    /// The work file's rows.
+    apart: usize,
+    /// What the manifest records of the file.
+    info: InputFileInfo,
+}
+
+/// Stages file `i` of [`stage_table`].
+///
+/// On the `helper` lane (a thread of its own beside the run's) only a CSV
+/// file read in windows is staged, whose queries all run on the in-memory
+/// engine; any other is left (`None`) to the run's lane. A streamed query
+/// waits for a pool worker, and the run's lane may hold the other one
+/// waiting on its own staging threads (see `pool.rs`).
+#[allow(clippy::too_many_arguments)]
+fn stage_file(
+    table: &'static str,
+    input: &InputFile,
+    unknown: &str,
+    work: &Path,
+    i: usize,
+    file: &Path,
+    to: Typed,
+    helper: bool,
+) -> Result<Option<Done>> {
+    let t = std::time::Instant::now();
+    let staged = work.join(format!("{table}-{i}.parquet"));
+    let candidate = work.join(format!("{table}-{i}-typed.parquet"));
+    let mut numeric = numeric_columns(table, file, input)?;
+    let mut narrow = true;
+    let st = loop {
+        let mut checks = Checks::for_file(table, file, input, unknown, &numeric, false)?;
+        // Read in windows: a CSV file cut where the file allows it
+        // (io::CsvWindows), a Parquet file in whole row groups where
+        // they are small enough.
+        let windows = match io::format_of(file, input) {
+            Format::Parquet => Windows::parquet(file, &checks.raw)?,
+            _ => io::CsvWindows::open(file, input, &checks.header, &checks.read, &numeric)?
+                .map(Windows::Csv),
+        };
+        if helper && !matches!(windows, Some(Windows::Csv(_))) {
+            return Ok(None);
+        }
+        if narrow {
+            checks.narrow(match &windows {
+                Some(Windows::Csv(w)) => Some(w),
+                _ => None,
+            })?;
+        }
+        let narrowed = checks.narrowed();
+        let plan = checks.over_file()?;
+        let pass = || match &windows {
+            Some(w) => stage_windows(table, w, &checks, &staged, &candidate, to, w.size()),
+            None => stage_pass(table, plan, &staged, &candidate, to),
+        };
+        let st = if !numeric.is_empty() {
+            // polars' CSV number parser can panic on a malformed quoted
+            // field (found by tests/fuzz.rs): then read the numbers as
+            // text, where such a row is rejected or the file refused.
+            match io::catch_panic(pass) {
+                Ok(Ok(st)) => st,
+                // Read in windows, a number that does not parse fails
+                // the pass: read the numbers as text then, as when
+                // they come back null (any other error recurs there).
+                Ok(Err(_)) if windows.is_some() => {
+                    numeric.clear();
+                    continue;
+                }
+                Ok(Err(e)) => return Err(io::read_error(file, &e)),
+                Err(what) => {
+                    tracing::info!(file = %file.display(), error = %what, "the fast number parse failed; reading numbers as text");
+                    numeric.clear();
+                    continue;
+                }
+            }
+        } else {
+            io::guarded(file, pass)?
+        };
+        if !numeric.is_empty() && st.numbers_missing {
+            numeric.clear();
+        } else if narrowed && st.dates_unparsed {
+            narrow = false;
+        } else {
+            break st;
+        }
+    };
+    tracing::debug!(file = %file.display(), ms = t.elapsed().as_millis() as u64, "read, checked and staged");
+    Ok(Some(Done {
+        staged,
+        candidate,
+        apart: st.apart,
+        info: file_info(file, st.rows)?,
+    }))
 }
 
 /// The raw text of optional values, kept for a valid row only when its
@@ -139,7 +252,7 @@ pub(super) const OPTIONAL_TEXT: [&str; 2] = ["__margin", "__quantity"];
 /// its lines): the candidate's rows in file order, then the rejected. The
 /// valid rows are read from the candidate rather than written twice: at
 /// 10^7 rows writing them to the work file cost ~0.6 s of staging.
-fn work_rows(staged: &Path, candidate: &Path) -> Result<LazyFrame> {
+fn work_rows(staged: &Path, candidate: &Path, apart: bool) -> Result<LazyFrame> {
     let slim = io::scan_parquet(staged)?;
     let schema = slim.clone().collect_schema()?;
     let noted: Vec<&str> = OPTIONAL_TEXT
@@ -147,14 +260,17 @@ fn work_rows(staged: &Path, candidate: &Path) -> Result<LazyFrame> {
         .filter(|c| schema.contains(c))
         .collect();
     let mut valid = io::scan_parquet(candidate)?.select([col("txn_id"), col("ts"), col(LINE)]);
-    if !noted.is_empty() {
+    // `apart`: the work file holds any row at all (none: no note to read).
+    if apart && !noted.is_empty() {
         let mut cols = vec![col(LINE)];
         cols.extend(noted.iter().map(|c| col(*c)));
+        // The in-memory engine: this may run on a staging lane beside the
+        // run's (see stage_file).
         let notes = slim
             .clone()
             .filter(col("__code").eq(lit(0i32)))
             .select(cols)
-            .run()?;
+            .run_whole()?;
         if notes.height() > 0 {
             let mut args = JoinArgs::new(JoinType::Left);
             args.maintain_order = MaintainOrderJoin::Left;
@@ -170,6 +286,9 @@ fn work_rows(staged: &Path, candidate: &Path) -> Result<LazyFrame> {
             _ => lit(NULL).cast(dtype.clone()).alias(name.clone()),
         })
         .collect();
+    if !apart {
+        return Ok(valid.select(columns));
+    }
     Ok(concat(
         [
             valid.select(columns),
@@ -182,6 +301,8 @@ fn work_rows(staged: &Path, candidate: &Path) -> Result<LazyFrame> {
 #[derive(Default)]
 pub(super) struct StagedStats {
     rows: usize,
+    /// Rows written to the work file.
+    apart: usize,
     /// A number column the CSV reader parsed has a null.
     numbers_missing: bool,
     /// A row was rejected for an unparseable date.
@@ -195,6 +316,7 @@ impl StagedStats {
             |c: &str| -> PolarsResult<bool> { Ok(st.column(c)?.bool()?.get(0).unwrap_or(false)) };
         Ok(StagedStats {
             rows: st.column("rows")?.u64()?.get(0).unwrap_or(0) as usize,
+            apart: st.column("apart")?.u64()?.get(0).unwrap_or(0) as usize,
             numbers_missing: flag("missing")?,
             dates_unparsed: flag("dates")?,
         })
@@ -204,6 +326,7 @@ impl StagedStats {
     fn and(self, next: StagedStats) -> StagedStats {
         StagedStats {
             rows: self.rows + next.rows,
+            apart: self.apart + next.apart,
             numbers_missing: self.numbers_missing || next.numbers_missing,
             dates_unparsed: self.dates_unparsed || next.dates_unparsed,
         }
@@ -253,11 +376,6 @@ impl Outputs {
             .iter()
             .position(|c| c.0 == "unparseable ts")
             .map_or(-1, |i| i as i32 + 1);
-        let stats = vec![
-            len().cast(DataType::UInt64).alias("rows"),
-            missing.alias("missing"),
-            col("__code").eq(lit(ts_code)).any(true).alias("dates"),
-        ];
         // With the typed candidate keeping each row's line, the work file
         // holds only the rows the candidate cannot stand for: the rejected
         // and those with an optional value that did not parse ([`work_rows`]).
@@ -270,6 +388,17 @@ impl Outputs {
                 }
             }
         }
+        let stats = vec![
+            len().cast(DataType::UInt64).alias("rows"),
+            if keep_line {
+                work_rows.clone().sum().cast(DataType::UInt64)
+            } else {
+                len().cast(DataType::UInt64)
+            }
+            .alias("apart"),
+            missing.alias("missing"),
+            col("__code").eq(lit(ts_code)).any(true).alias("dates"),
+        ];
         Outputs {
             work_rows,
             work,
@@ -578,34 +707,58 @@ impl<'a> Checks<'a> {
             .into_iter()
             .map(|(_, actual)| actual)
             .collect();
-        let (lf, _, schema) = select_canonical(raw.clone(), file, table, input)?;
-        let all = &input.date_formats;
-        let formats = match (table, schema.get("ts")) {
-            ("customers", _) => all.clone(),
-            // A file the sample would read whole parses the same with
-            // every format: a format that fits none of its dates changes
-            // no row. Sampling it would read it twice (small files: an
-            // interactions log of a file a day).
-            (_, Some(DataType::String))
-                if narrow && !io::csv_rows_at_most(file, input, SAMPLE_ROWS) =>
-            {
-                let t = std::time::Instant::now();
-                let f = sample_formats(lf, all, file)?;
-                tracing::debug!(ms = t.elapsed().as_millis() as u64, "date formats sampled");
-                f
-            }
-            _ => all.clone(),
-        };
-        Ok(Checks {
+        let mut checks = Checks {
             table,
             file,
             input,
             unknown,
-            formats,
+            formats: input.date_formats.clone(),
             raw,
             header,
             read,
-        })
+        };
+        if narrow {
+            checks.narrow(None)?;
+        }
+        Ok(checks)
+    }
+
+    /// The date formats narrowed to those that fit a sample of the file's
+    /// head ([`sample_formats`]): from `windows` when the file is read in
+    /// them (the head parsed in memory, ~1 ms where a scan of it took ~10
+    /// ms a file: a drop folder of 1,094 daily files spent 6.8 s sampling).
+    fn narrow(&mut self, windows: Option<&io::CsvWindows>) -> Result<()> {
+        if self.table == "customers" {
+            return Ok(());
+        }
+        let (lf, _, schema) =
+            select_canonical(self.raw.clone(), self.file, self.table, self.input)?;
+        if schema.get("ts") != Some(&DataType::String) {
+            return Ok(());
+        }
+        let t = std::time::Instant::now();
+        let all = &self.input.date_formats;
+        // A file the sample would read whole parses the same with every
+        // format: a format that fits none of its dates changes no row.
+        // Sampling it would read it twice (small files: an interactions log
+        // of a file a day).
+        let sample = match windows {
+            // A head that does not parse (a number, with `numeric`) is left
+            // to the pass, which then reads the numbers as text.
+            Some(w) => match io::catch_panic(|| w.head(SAMPLE_ROWS)) {
+                Ok(Ok(Some(head))) => {
+                    let (lf, _, _) =
+                        select_canonical(head.lazy(), self.file, self.table, self.input)?;
+                    Sample::Whole(lf)
+                }
+                _ => return Ok(()),
+            },
+            None if io::csv_rows_at_most(self.file, self.input, SAMPLE_ROWS) => return Ok(()),
+            None => Sample::Scan(lf),
+        };
+        self.formats = sample_formats(sample, all, self.file)?;
+        tracing::debug!(ms = t.elapsed().as_millis() as u64, "date formats sampled");
+        Ok(())
     }
 
     /// Whether the date formats were narrowed to a sample's.
@@ -631,6 +784,14 @@ impl<'a> Checks<'a> {
     }
 }
 
+/// The rows [`sample_formats`] counts dates in.
+pub(super) enum Sample {
+    /// A scan of the file (the limit reads only its head).
+    Scan(LazyFrame),
+    /// The head, already in memory.
+    Whole(LazyFrame),
+}
+
 /// The rows [`sample_formats`] reads from a file's head.
 const SAMPLE_ROWS: usize = 5000;
 
@@ -640,7 +801,7 @@ const SAMPLE_ROWS: usize = 5000;
 /// One query: a query per format cost ~1 ms each in polars' set-up, about
 /// half of checking a small file (an interactions log of a file a day).
 pub(super) fn sample_formats(
-    lf: LazyFrame,
+    sample: Sample,
     formats: &[String],
     file: &Path,
 ) -> Result<Vec<String>> {
@@ -651,14 +812,17 @@ pub(super) fn sample_formats(
             .count()
             .alias(format!("f{i}"))
     }));
-    let hits = io::collect_file(
+    let query = |lf: LazyFrame| {
         // The limit comes first so that only the file's head is read.
         lf.limit(SAMPLE_ROWS as IdxSize)
             .select([clean_str("ts").alias("ts")])
             .filter(col("ts").is_not_null())
-            .select(counts),
-        file,
-    )?;
+            .select(counts)
+    };
+    let hits = match sample {
+        Sample::Scan(lf) => io::collect_file(query(lf), file)?,
+        Sample::Whole(lf) => io::guarded(file, || query(lf).run_whole())?,
+    };
     let count = |name: &str| -> Result<u64> {
         Ok(hits
             .column(name)?
@@ -695,7 +859,7 @@ mod tests {
         let formats = crate::config::default_date_formats();
         let sample = |ts: &[Option<&str>]| {
             let lf = df!("ts" => ts).unwrap().lazy();
-            sample_formats(lf, &formats, Path::new("t.csv")).unwrap()
+            sample_formats(Sample::Scan(lf), &formats, Path::new("t.csv")).unwrap()
         };
         assert_eq!(
             sample(&[
@@ -733,6 +897,48 @@ mod tests {
         assert!(!io::csv_rows_at_most(&gz, &input, 100));
         let pq = put("t.parquet", b"a,b\n");
         assert!(!io::csv_rows_at_most(&pq, &input, 100));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The formats are narrowed from the head of a file read in windows:
+    /// to those its first SAMPLE_ROWS dates fit; not for a file no longer
+    /// than that, nor when a number of the head does not parse (the pass
+    /// reads the numbers as text then).
+    #[test]
+    fn the_head_read_in_windows_narrows_the_date_formats() {
+        let dir = std::env::temp_dir().join(format!("tiering-narrow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("t.csv");
+        let input = InputFile {
+            delimiter: ',',
+            date_formats: crate::config::default_date_formats(),
+            ..Default::default()
+        };
+        let formats = |rows: usize, amount: &str, numeric: &[String]| {
+            let mut text = String::from("txn_id,customer_id,ts,amount\n");
+            for i in 0..rows {
+                text.push_str(&format!("T{i},C1,2010-01-02,{amount}\n"));
+            }
+            text.push_str("T-last,C1,2010/01/03 10:00:00,1\n");
+            std::fs::write(&file, text).unwrap();
+            let mut checks =
+                Checks::for_file("transactions", &file, &input, "unknown", numeric, false).unwrap();
+            let w = io::CsvWindows::open(&file, &input, &checks.header, &checks.read, numeric)
+                .unwrap()
+                .unwrap();
+            checks.narrow(Some(&w)).unwrap();
+            checks.formats
+        };
+        let all = input.date_formats.clone();
+        assert_eq!(formats(SAMPLE_ROWS, "1", &[]), vec!["%Y-%m-%d".to_string()]);
+        // The head is the whole file: nothing to narrow.
+        assert_eq!(formats(SAMPLE_ROWS - 1, "1", &[]), all);
+        let numeric = vec!["amount".to_string()];
+        assert_eq!(
+            formats(SAMPLE_ROWS, "1", &numeric),
+            vec!["%Y-%m-%d".to_string()]
+        );
+        assert_eq!(formats(SAMPLE_ROWS, "n/a", &numeric), all);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -775,7 +981,7 @@ mod tests {
         let (typed_full, typed) = (dir.join("full-typed.parquet"), dir.join("typed.parquet"));
         stage_pass("transactions", checked(), &full, &typed_full, lines(false)).unwrap();
         let st = stage_pass("transactions", checked(), &slim, &typed, lines(true)).unwrap();
-        assert_eq!(st.rows, 4);
+        assert_eq!((st.rows, st.apart), (4, 2));
         // Only the rejected line 3 and the noted line 4 are written twice.
         let written = io::scan_parquet(&slim).unwrap().collect().unwrap();
         let lines: Vec<_> = written
@@ -787,7 +993,7 @@ mod tests {
             .collect();
         assert_eq!(lines, vec![Some(3), Some(4)]);
         // Read back: the candidate's rows in file order, then the rejected.
-        let rows = work_rows(&slim, &typed).unwrap().collect().unwrap();
+        let rows = work_rows(&slim, &typed, true).unwrap().collect().unwrap();
         let lines: Vec<_> = rows.column(LINE).unwrap().idx().unwrap().iter().collect();
         assert_eq!(lines, vec![Some(2), Some(4), Some(5), Some(3)]);
         let margin: Vec<_> = rows
@@ -801,6 +1007,24 @@ mod tests {
         // Column for column what the full work file holds.
         let want = sorted_by_line(io::scan_parquet(&full).unwrap());
         let got = sorted_by_line(rows.lazy())
+            .select(want.get_column_names().into_iter().cloned())
+            .unwrap();
+        assert!(got.equals_missing(&want), "{got}\n{want}");
+        // A file of plain valid rows only: nothing apart, its work rows read
+        // from the candidate alone.
+        let plain = || checked().filter(col(LINE).eq(lit(2)).or(col(LINE).eq(lit(5))));
+        stage_pass(
+            "transactions",
+            plain(),
+            &full,
+            &typed_full,
+            self::lines(false),
+        )
+        .unwrap();
+        let st = stage_pass("transactions", plain(), &slim, &typed, self::lines(true)).unwrap();
+        assert_eq!((st.rows, st.apart), (2, 0));
+        let want = sorted_by_line(io::scan_parquet(&full).unwrap());
+        let got = sorted_by_line(work_rows(&slim, &typed, false).unwrap())
             .select(want.get_column_names().into_iter().cloned())
             .unwrap();
         assert!(got.equals_missing(&want), "{got}\n{want}");

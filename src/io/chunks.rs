@@ -118,14 +118,31 @@ impl CsvWindows {
     /// [`LINE`] as [`super::read_raw`] numbers it (header = line 1). Parsed
     /// in pieces on the pool; a frame of one chunk per piece.
     pub fn parse(&self, range: Range<usize>, first_row: u64) -> PolarsResult<DataFrame> {
+        let df = self.parse_kept(range.clone(), first_row)?;
+        // The parsed rows hold copies of their text.
+        let _ = release(&self.map, range);
+        Ok(df)
+    }
+
+    /// The first `rows` data rows as [`CsvWindows::parse`] gives them,
+    /// their pages left mapped for the pass that reads them again; `None`
+    /// when the file holds no more than `rows` rows (the head is the file).
+    pub fn head(&self, rows: usize) -> PolarsResult<Option<DataFrame>> {
+        let body = &self.map[self.body..];
+        let end = match memchr::memchr_iter(b'\n', body).nth(rows.max(1) - 1) {
+            Some(i) if self.body + i + 1 < self.map.len() => self.body + i + 1,
+            _ => return Ok(None),
+        };
+        self.parse_kept(self.body..end, 0).map(Some)
+    }
+
+    fn parse_kept(&self, range: Range<usize>, first_row: u64) -> PolarsResult<DataFrame> {
         let pieces = rayon::current_num_threads().max(1) * 2;
         let size = range.len().div_ceil(pieces).max(1 << 16);
         let parts: Vec<DataFrame> = cut(&self.map, range.clone(), size)
             .into_par_iter()
             .map(|r| self.parse_piece(&self.map[r]))
             .collect::<PolarsResult<_>>()?;
-        // The parsed rows hold copies of their text.
-        let _ = release(&self.map, range);
         let df = parts
             .into_iter()
             .reduce(|mut a, b| {
@@ -235,6 +252,39 @@ fn cut(bytes: &[u8], range: Range<usize>, size: usize) -> Vec<Range<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The head is the file's first rows with their lines; a file of no
+    /// more rows than asked (with or without its last newline) has none.
+    #[test]
+    fn the_head_is_the_first_rows_unless_that_is_the_whole_file() {
+        use crate::testing::{strs, u64s};
+        let dir = std::env::temp_dir().join(format!("tiering-head-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("t.csv");
+        let header = ["id", "v"].map(String::from);
+        let head = |text: &str, rows: usize| {
+            std::fs::write(&file, text).unwrap();
+            let input = InputFile {
+                delimiter: ',',
+                ..Default::default()
+            };
+            let w = CsvWindows::open(&file, &input, &header, &header, &[])
+                .unwrap()
+                .unwrap();
+            w.head(rows)
+                .unwrap()
+                .map(|df| (u64s(&df, LINE), strs(&df, "id")))
+        };
+        let five = "id,v\na,1\nb,2\nc,3\nd,4\ne,5\n";
+        let ids = |v: &[&str]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
+        assert_eq!(head(five, 2), Some((vec![2, 3], ids(&["a", "b"]))));
+        assert_eq!(head(five, 4).unwrap().1, ids(&["a", "b", "c", "d"]));
+        assert_eq!(head(five, 5), None);
+        assert_eq!(head(five, 6), None);
+        assert_eq!(head(five.trim_end(), 5), None);
+        assert_eq!(head(five.trim_end(), 4).unwrap().0, vec![2, 3, 4, 5]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn pieces_end_after_a_newline_and_cover_the_range() {
