@@ -939,6 +939,101 @@ fn interactions_delivered_file_by_file_are_checked_once_each() {
     assert_same_tables(&snap(&s.out("inc")), &full, &["manifest", "report"]);
 }
 
+/// Interactions delivered as many files (checked two at a time) publish
+/// what the same rows in one file publish, their counts add up, and of two
+/// broken files the run names the first, as a run checking one file at a
+/// time would.
+#[test]
+fn interactions_in_many_files_publish_what_one_file_does() {
+    let mut s = Setup::new("store-interactions-many", 43);
+    s.put("t_1.csv", &s.history);
+    let text = std::fs::read_to_string(s.tmp.join("data/interactions.csv")).unwrap();
+    let header = text.lines().next().unwrap();
+    let id = text.lines().nth(1).unwrap().split(',').next().unwrap();
+    // One rejected row (an unmapped kind) and one after the as-of date.
+    let extra = [
+        format!("{id},2010-06-01,传真,,,,"),
+        format!("{id},2011-01-05,call,,,,"),
+    ];
+    let mut whole = text.clone();
+    for line in &extra {
+        whole.push_str(line);
+        whole.push('\n');
+    }
+    let one = s.tmp.join("data/interactions-one.csv");
+    std::fs::write(&one, &whole).unwrap();
+    s.interactions = one;
+    let m_one = ok_run(&s, "one", "");
+
+    // The same rows as seven files, by line number; the extra rows in the
+    // third and sixth.
+    let mut files: Vec<String> = (0..7).map(|_| format!("{header}\n")).collect();
+    for (k, line) in text.lines().skip(1).enumerate() {
+        files[k % 7].push_str(line);
+        files[k % 7].push('\n');
+    }
+    files[2].push_str(&format!("{}\n", extra[0]));
+    files[5].push_str(&format!("{}\n", extra[1]));
+    for (k, f) in files.iter().enumerate() {
+        s.put(&format!("i_{k}.csv"), f);
+    }
+    s.interactions = s.drops.join("i_*.csv");
+    let m_many = ok_run(&s, "many", "");
+    assert_same_tables(
+        &snap(&s.out("one")),
+        &snap(&s.out("many")),
+        &["manifest", "report", "rejects"],
+    );
+    let (a, b) = (
+        &m_one["inputs"]["interactions"],
+        &m_many["inputs"]["interactions"],
+    );
+    for k in ["rows_read", "rows_kept", "rejected", "excluded_after_as_of"] {
+        assert_eq!(a[k], b[k], "{k}: {a} against {b}");
+    }
+    assert_eq!(b["rejected"]["unknown kind"], 1, "{b}");
+    assert_eq!(b["excluded_after_as_of"], 1, "{b}");
+    let rejects = read_parquet(&snap(&s.out("many")).join("rejects.parquet"));
+    let named: Vec<(Option<String>, Option<String>)> = strs(&rejects, "file")
+        .into_iter()
+        .zip(strs(&rejects, "reason"))
+        .collect();
+    let file_of = |k: usize| {
+        Some(
+            s.drops
+                .join(format!("i_{k}.csv"))
+                .to_string_lossy()
+                .into_owned(),
+        )
+    };
+    assert!(
+        named.contains(&(file_of(2), Some("unknown kind".into()))),
+        "{named:?}"
+    );
+    assert!(
+        named.contains(&(file_of(5), Some("after as_of".into()))),
+        "{named:?}"
+    );
+
+    // Two files without a ts column, the second and the fifth: the run
+    // stops at the second.
+    for k in [1, 4] {
+        let body: String = files[k]
+            .lines()
+            .map(|l| {
+                let mut f: Vec<&str> = l.split(',').collect();
+                f.remove(1);
+                format!("{}\n", f.join(","))
+            })
+            .collect();
+        s.put(&format!("i_{k}.csv"), &body);
+    }
+    let o = s.run("broken", "");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("i_1.csv") && !err.contains("i_4.csv"), "{err}");
+}
+
 /// The night's rows split by date into three files (to 12-24, 12-25..28,
 /// later), the second with a row of an impossible date (rejected) whose
 /// amount is 0.00.

@@ -103,7 +103,7 @@ pub(super) fn log_per_file(
     cfg: &Config,
     store: Option<&Path>,
     scratch: &Path,
-    stage: impl Fn(InputFileInfo, &Path) -> Result<StagedFile>,
+    stage: impl Fn(InputFileInfo, &Path) -> Result<StagedFile> + Sync,
 ) -> Result<(Log, bool, Option<String>)> {
     let files = identities(table, input)?;
     let dir = match store {
@@ -111,20 +111,30 @@ pub(super) fn log_per_file(
         None => scratch.to_path_buf(),
     };
     std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
-    let (mut paths, mut rejects, mut entries) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut paths, mut rejects) = (Vec::new(), Vec::new());
     let mut latest = Vec::new();
     let mut report = TableReport::default();
     let mut all_hit = store.is_some();
-    for (i, file) in files.into_iter().enumerate() {
-        let entry = match store {
-            Some(_) => Entry::named(
-                &dir,
-                table,
-                key(table, input, cfg, std::slice::from_ref(&file))?,
-            ),
-            None => Entry::named(&dir, table, i as u128),
-        };
-        let (staged, hit) = entry.read_or_stage(cfg, file, store, &stage)?;
+    let entries = files
+        .iter()
+        .enumerate()
+        .map(|(i, file)| {
+            Ok(match store {
+                Some(_) => Entry::named(
+                    &dir,
+                    table,
+                    key(table, input, cfg, std::slice::from_ref(file))?,
+                ),
+                None => Entry::named(&dir, table, i as u128),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // New files checked two at a time (a first load of a file a day).
+    let one = |i: usize| entries[i].read_or_stage(cfg, files[i].clone(), store, &stage);
+    let done = crate::pool::two_lanes(files.len(), one);
+    for r in done {
+        // A slot left empty follows an error, returned first.
+        let (staged, hit) = r.expect("an earlier file failed")?;
         all_hit &= hit;
         paths.push(staged.valid);
         latest.push(staged.latest);
@@ -132,7 +142,6 @@ pub(super) fn log_per_file(
             rejects.push(r.lazy());
         }
         add_report(&mut report, staged.report);
-        entries.push(entry);
     }
     if store.is_some() {
         prune(&dir, table, &entries.iter().collect::<Vec<_>>())?;

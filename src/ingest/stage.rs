@@ -50,7 +50,7 @@ pub(super) struct Typed {
 /// With `to.keep_line` the typed candidate keeps each row's line (the store
 /// lists rows after a later run's as-of date by file and line), and the
 /// work file holds only the rows the candidate cannot stand for.
-/// From [`LANE_FILES`] files on, two files are staged at a time.
+/// Several files are staged two at a time ([`crate::pool::two_lanes`]).
 pub(super) fn stage_table(
     table: &'static str,
     input: &InputFile,
@@ -60,72 +60,21 @@ pub(super) fn stage_table(
     files: Vec<PathBuf>,
     to: Typed,
 ) -> Result<Vec<Staged>> {
-    let one =
-        |i: usize, helper: bool| stage_file(table, input, unknown, work, i, &files[i], to, helper);
-    let lanes =
-        files.len() >= LANE_FILES && polars_core::runtime::THREAD_POOL.current_num_threads() >= 2;
-    let mut done: Vec<Option<Result<Option<Done>>>> = Vec::new();
-    if lanes {
-        done.resize_with(files.len(), || None);
-        let slots: Vec<std::sync::Mutex<Option<Result<Option<Done>>>>> =
-            done.into_iter().map(std::sync::Mutex::new).collect();
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let failed = std::sync::atomic::AtomicBool::new(false);
-        let lane = |helper: bool| {
-            use std::sync::atomic::Ordering;
-            while !failed.load(Ordering::SeqCst) {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= files.len() {
-                    break;
-                }
-                let r = one(i, helper);
-                if r.is_err() {
-                    failed.store(true, Ordering::SeqCst);
-                }
-                *slots[i].lock().expect("a lane panicked") = Some(r);
-            }
-        };
-        std::thread::scope(|scope| {
-            let helper = scope.spawn(|| lane(true));
-            lane(false);
-            if let Err(panic) = helper.join() {
-                std::panic::resume_unwind(panic);
-            }
-        });
-        done = slots
-            .into_iter()
-            .map(|m| m.into_inner().expect("a lane panicked"))
-            .collect();
-    } else {
-        // One at a time, stopping at the first error.
-        for i in 0..files.len() {
-            let r = one(i, false);
-            let stop = r.is_err();
-            done.push(Some(r));
-            if stop {
-                break;
-            }
-        }
-    }
-    // In file order: a file the helper lane left is staged here; the first
-    // error (in file order, as one lane would meet it) is the one reported.
+    let one = |i: usize| stage_file(table, input, unknown, work, i, &files[i], to);
+    let done = crate::pool::two_lanes(files.len(), one);
+    // In file order: the first error (in file order, as one lane would
+    // meet it) is the one reported.
     let mut out = Vec::new();
     for (i, r) in done.into_iter().enumerate() {
-        let done = match r {
-            None => break,
-            Some(r) => match r? {
-                Some(done) => done,
-                None => one(i, false)?.expect("staged by the run's own lane"),
-            },
-        };
+        // A slot left empty follows an error, returned first.
+        let done = r.expect("an earlier file failed")?;
         report.rows_read += done.info.rows;
         report.files.push(done.info);
         out.push(Staged {
             // With its lines kept, a transactions file's valid rows are
             // read back from the candidate for the duplicate and as-of
             // checks; other tables have none, so their work file's rows
-            // (the rejected) are all the bookkeeping they need. Here, on
-            // the run's lane: reading a note back is a scan.
+            // (the rejected) are all the bookkeeping they need.
             work: if to.keep_line && table == "transactions" {
                 work_rows(&done.staged, &done.candidate, done.apart > 0)?
             } else {
@@ -139,11 +88,6 @@ pub(super) fn stage_table(
     Ok(out)
 }
 
-/// At least this many files are staged two at a time: a small file is
-/// staged on what is in effect one core (its one window parsed, checked
-/// and written in turn), ~10 ms each for a drop folder of daily files.
-const LANE_FILES: usize = 4;
-
 /// One file staged by [`stage_file`].
 struct Done {
     /// The work file.
@@ -156,13 +100,6 @@ struct Done {
 }
 
 /// Stages file `i` of [`stage_table`].
-///
-/// On the `helper` lane (a thread of its own beside the run's) only a CSV
-/// file read in windows is staged, whose queries all run on the in-memory
-/// engine; any other is left (`None`) to the run's lane. A streamed query
-/// waits for a pool worker, and the run's lane may hold the other one
-/// waiting on its own staging threads (see `pool.rs`).
-#[allow(clippy::too_many_arguments)]
 fn stage_file(
     table: &'static str,
     input: &InputFile,
@@ -171,8 +108,7 @@ fn stage_file(
     i: usize,
     file: &Path,
     to: Typed,
-    helper: bool,
-) -> Result<Option<Done>> {
+) -> Result<Done> {
     let t = std::time::Instant::now();
     let staged = work.join(format!("{table}-{i}.parquet"));
     let candidate = work.join(format!("{table}-{i}-typed.parquet"));
@@ -188,9 +124,6 @@ fn stage_file(
             _ => io::CsvWindows::open(file, input, &checks.header, &checks.read, &numeric)?
                 .map(Windows::Csv),
         };
-        if helper && !matches!(windows, Some(Windows::Csv(_))) {
-            return Ok(None);
-        }
         if narrow {
             checks.narrow(match &windows {
                 Some(Windows::Csv(w)) => Some(w),
@@ -235,12 +168,12 @@ fn stage_file(
         }
     };
     tracing::debug!(file = %file.display(), ms = t.elapsed().as_millis() as u64, "read, checked and staged");
-    Ok(Some(Done {
+    Ok(Done {
         staged,
         candidate,
         apart: st.apart,
         info: file_info(file, st.rows)?,
-    }))
+    })
 }
 
 /// The raw text of optional values, kept for a valid row only when its
@@ -264,8 +197,7 @@ fn work_rows(staged: &Path, candidate: &Path, apart: bool) -> Result<LazyFrame> 
     if apart && !noted.is_empty() {
         let mut cols = vec![col(LINE)];
         cols.extend(noted.iter().map(|c| col(*c)));
-        // The in-memory engine: this may run on a staging lane beside the
-        // run's (see stage_file).
+        // A file's notes are few: the in-memory engine.
         let notes = slim
             .clone()
             .filter(col("__code").eq(lit(0i32)))
@@ -814,9 +746,13 @@ pub(super) fn sample_formats(
     }));
     let query = |lf: LazyFrame| {
         // The limit comes first so that only the file's head is read.
+        // Each distinct date once: a format fits some date or none, and a
+        // format that fits none falls back to chrono's parser, which reads
+        // the format again for every value (most of a daily file's sample).
         lf.limit(SAMPLE_ROWS as IdxSize)
             .select([clean_str("ts").alias("ts")])
             .filter(col("ts").is_not_null())
+            .unique_stable(None, UniqueKeepStrategy::Any)
             .select(counts)
     };
     let hits = match sample {
