@@ -264,7 +264,16 @@ pub fn sync(cfg: &Config, out: &Path, rebuild: bool, budget: u64) -> Result<View
             .filter(|&i| keep[i].segment == seg)
             .collect();
         summary.rows_read += rows_of(&keep, &members);
-        merge_segment(&dir, &mut cat.next_segment, &mut keep, &members, budget, c)?;
+        let none = Unplaced::default();
+        merge_segment(
+            &dir,
+            &mut cat.next_segment,
+            &mut keep,
+            &members,
+            &none,
+            budget,
+            c,
+        )?;
         merged += 1;
     }
     let kept_keys: std::collections::HashSet<&Path> =
@@ -282,10 +291,13 @@ pub fn sync(cfg: &Config, out: &Path, rebuild: bool, budget: u64) -> Result<View
         })
         .collect();
 
-    let (added, mut fresh_daily, planned) = if new.is_empty() {
-        (Vec::new(), None, None)
-    } else {
-        ingest_new(cfg, &dir, &mut cat, &keep, &new, budget)?
+    let stored = match new.is_empty() {
+        true => None,
+        false => Some(ingest_new(cfg, &dir, &mut cat, &keep, &new, budget)?),
+    };
+    let (added, mut fresh_daily, planned, unplaced) = match stored {
+        None => (Vec::new(), None, None, Unplaced::default()),
+        Some(n) => (n.added, n.fresh_daily, Some(n.planned), n.unplaced),
     };
     summary.ingested = added.iter().map(|(f, _)| f.name.clone()).collect();
     summary.rows_read += added.iter().map(|(f, _)| f.report.rows_read).sum::<usize>();
@@ -293,8 +305,10 @@ pub fn sync(cfg: &Config, out: &Path, rebuild: bool, budget: u64) -> Result<View
     keep.extend(added.iter().map(|(f, _)| f.clone()));
     check_columns(&keep)?;
     for (f, staged) in &added {
-        let target = segments.join(&f.segment);
-        fs::rename(staged, &target).map_err(Error::io(&target))?;
+        if let Some(staged) = staged {
+            let target = segments.join(&f.segment);
+            fs::rename(staged, &target).map_err(Error::io(&target))?;
+        }
     }
     // The new files' merge as ingest_new planned it (it wrote no hashes
     // or pre-aggregate for the files it takes in).
@@ -305,7 +319,15 @@ pub fn sync(cfg: &Config, out: &Path, rebuild: bool, budget: u64) -> Result<View
     if let Some(members) = planned {
         let from = segment_names(&keep).len();
         summary.rows_read += rows_of(&keep, &members);
-        merge_segment(&dir, &mut cat.next_segment, &mut keep, &members, budget, c)?;
+        merge_segment(
+            &dir,
+            &mut cat.next_segment,
+            &mut keep,
+            &members,
+            &unplaced,
+            budget,
+            c,
+        )?;
         tracing::info!(
             from,
             to = segment_names(&keep).len(),
@@ -319,6 +341,7 @@ pub fn sync(cfg: &Config, out: &Path, rebuild: bool, budget: u64) -> Result<View
         fresh_daily = None;
     }
     let changed = changed || merged > 0;
+    drop(unplaced);
     cat.files = keep;
     if changed {
         crate::io::failpoint("store_before_commit");
@@ -507,11 +530,13 @@ fn merge_pieces(files: &[StoredFile], members: &[usize]) -> Vec<Piece> {
 /// and pre-aggregate of the result (a day held by several members summed).
 /// Moves it under `segments/` (listed once the catalog is committed) and
 /// points the members at it.
+#[allow(clippy::too_many_arguments)]
 fn merge_segment(
     dir: &Path,
     next: &mut u64,
     files: &mut [StoredFile],
     members: &[usize],
+    unplaced: &Unplaced,
     budget: u64,
     c: StoreCompression,
 ) -> Result<()> {
@@ -521,8 +546,13 @@ fn merge_segment(
     let staged = dir.join(format!("{}{}-{name}", io::WORK_PREFIX, std::process::id()));
     fs::create_dir_all(&staged).map_err(Error::io(&staged))?;
     let source = |f: &StoredFile, file: &str| segments.join(&f.segment).join(file);
+    // A member's typed rows: its segment's, or where a new file's wait.
+    let typed_of = |i: usize| match unplaced.files.get(&i) {
+        Some(u) => u.typed.clone(),
+        None => source(&files[i], "typed.parquet"),
+    };
     // The first member's column order for all (files may order them differently).
-    let order: Vec<Expr> = io::scan_parquet(&source(&files[members[0]], "typed.parquet"))?
+    let order: Vec<Expr> = io::scan_parquet(&typed_of(members[0]))?
         .collect_schema()?
         .iter_names()
         .map(|n| col(n.clone()))
@@ -550,16 +580,13 @@ fn merge_segment(
             Piece::Slice(i, start) => {
                 let f = &files[*i];
                 let rows = f.report.rows_kept as u64;
-                io::scan_parquet(&source(f, "typed.parquet"))?.slice(
+                io::scan_parquet(&typed_of(*i))?.slice(
                     (f.offset + start) as i64,
                     MERGE_ROWS.min(rows - start) as IdxSize,
                 )
             }
             Piece::Together(all) => {
-                let paths: Vec<PathBuf> = all
-                    .iter()
-                    .map(|&i| source(&files[i], "typed.parquet"))
-                    .collect();
+                let paths: Vec<PathBuf> = all.iter().map(|&i| typed_of(i)).collect();
                 io::scan_parquet_files(&paths, None)?
             }
         };
@@ -583,19 +610,39 @@ fn merge_segment(
     let rejects = pieces
         .iter()
         .map(|piece| match piece {
-            Piece::Slice(i, 0) => {
-                let f = &files[*i];
-                Ok(io::scan_parquet(&source(f, "rejects.parquet"))?
-                    .filter(col("file").eq(lit(f.name.as_str())))
-                    .run_whole()?)
-            }
+            Piece::Slice(i, 0) => match unplaced.files.get(i) {
+                Some(u) => Ok(u.rejects.clone()),
+                None => {
+                    let f = &files[*i];
+                    Ok(io::scan_parquet(&source(f, "rejects.parquet"))?
+                        .filter(col("file").eq(lit(f.name.as_str())))
+                        .run_whole()?)
+                }
+            },
             Piece::Slice(..) => Ok(DataFrame::empty()),
             Piece::Together(all) => {
-                let paths: Vec<PathBuf> = all
-                    .iter()
-                    .map(|&i| source(&files[i], "rejects.parquet"))
-                    .collect();
-                Ok(io::scan_parquet_files(&paths, None)?.run_whole()?)
+                // Stored members' files read by one scan per run of them;
+                // a new file's rejects as held.
+                let mut parts = Vec::new();
+                let mut paths: Vec<PathBuf> = Vec::new();
+                for &i in all {
+                    match unplaced.files.get(&i) {
+                        Some(u) => {
+                            if !paths.is_empty() {
+                                parts.push(io::scan_parquet_files(
+                                    &std::mem::take(&mut paths),
+                                    None,
+                                )?);
+                            }
+                            parts.push(u.rejects.clone().lazy());
+                        }
+                        None => paths.push(source(&files[i], "rejects.parquet")),
+                    }
+                }
+                if !paths.is_empty() {
+                    parts.push(io::scan_parquet_files(&paths, None)?);
+                }
+                Ok(concat(parts, UnionArgs::default())?.run_whole()?)
             }
         })
         .collect::<Result<Vec<DataFrame>>>()?;
@@ -622,6 +669,7 @@ fn merge_segment(
         )?;
     } else {
         // No row: the first member's (empty) pre-aggregate, for its schema.
+        // (A merge takes in a new file only with rows: see ingest_new.)
         for name in ["daily.parquet", DAILY_KEYS] {
             let (from, to) = (source(&files[members[0]], name), staged.join(name));
             // A segment written before the keys were kept has none.
@@ -696,15 +744,42 @@ fn check_columns(files: &[StoredFile]) -> Result<()> {
     Ok(())
 }
 
+/// New files' typed rows and rejects that no segment of their own holds,
+/// by index among the files a merge is given: the merge that follows
+/// their ingest takes them from here.
+#[derive(Default)]
+struct Unplaced {
+    files: HashMap<usize, UnplacedFile>,
+    /// Where they are (removed when dropped).
+    _work: Option<WorkDir>,
+}
+
+struct UnplacedFile {
+    typed: PathBuf,
+    rejects: DataFrame,
+}
+
+/// What [`ingest_new`] leaves for [`sync`].
+struct NewSegments {
+    /// The new catalog entries with their staged segment directories
+    /// (none for a file the merge takes in).
+    added: Vec<(StoredFile, Option<PathBuf>)>,
+    /// The new files' pre-aggregates when no kept file holds rows (then
+    /// they are the store's whole pre-aggregate), they fit half of
+    /// `budget` together and no merge follows.
+    fresh_daily: Option<Vec<DataFrame>>,
+    /// The merge that is to follow ([`compaction`] of `keep` and the new
+    /// files, in that order).
+    planned: Option<Vec<usize>>,
+    /// The rows of the new files that merge takes in: they get no segment,
+    /// hashes or pre-aggregate of their own (a first load of 1,094 daily
+    /// files wrote a segment each, 1.5-1.9 s, for the merge to read back).
+    unplaced: Unplaced,
+}
+
 /// Ingests `new` (canonical path, path) in order, checking txn_ids against
-/// the `keep` files, and writes each file's segment into a work directory.
-/// Returns the new catalog entries with their staged segment directories,
-/// the new files' pre-aggregates when no kept file holds rows (then
-/// they are the store's whole pre-aggregate), they fit half of
-/// `budget` together and no merge follows, and the merge that is to
-/// follow ([`compaction`] of `keep` and the new files, in that order; the
-/// new files it takes in have no hashes or pre-aggregate of their own).
-#[allow(clippy::type_complexity)]
+/// the `keep` files, and writes the segment of each file the planned merge
+/// does not take in into a work directory (see [`NewSegments`]).
 fn ingest_new(
     cfg: &Config,
     dir: &Path,
@@ -712,11 +787,7 @@ fn ingest_new(
     keep: &[StoredFile],
     new: &[(PathBuf, PathBuf)],
     budget: u64,
-) -> Result<(
-    Vec<(StoredFile, PathBuf)>,
-    Option<Vec<DataFrame>>,
-    Option<Option<Vec<usize>>>,
-)> {
+) -> Result<NewSegments> {
     let work = WorkDir::create(dir)?;
     let t = std::time::Instant::now();
     let held = segment_names(keep);
@@ -745,59 +816,60 @@ fn ingest_new(
         files = new.len(),
         "new files checked"
     );
-    // First each file's segment as far as a merge reads it (typed rows,
-    // rejects), then the hashes and pre-aggregate of those this run's
-    // merge will not take in: a first load of 1,093 daily files wrote
-    // both for every file (6.4 s) only for the merge to write them anew.
-    let mut out = Vec::new();
-    let mut pending = Vec::new();
+    // The catalog entries first, to plan the merge; then the segments of
+    // the files it does not take in.
+    let mut entries = Vec::new();
+    let mut rows = Vec::new();
     for ((key, file), nf) in new.iter().zip(staged) {
         let segment = format!("seg-{:06}", cat.next_segment);
         cat.next_segment += 1;
+        let columns = typed_columns(&nf.typed)?;
+        let meta = fs::metadata(file).map_err(Error::io(file))?;
+        let info = nf.report.files.first().cloned();
+        entries.push(StoredFile {
+            key: key.clone(),
+            name: file.to_string_lossy().into_owned(),
+            bytes: meta.len(),
+            modified_ns: modified_ns(&meta),
+            xxh3_128: info.map(|i| i.xxh3_128).unwrap_or_default(),
+            origin: segment.clone(),
+            segment,
+            offset: 0,
+            columns,
+            span: nf.span,
+            report: nf.report,
+        });
+        rows.push((nf.typed, nf.rejects, nf.sorted_hashes));
+    }
+    let mut after: Vec<StoredFile> = keep.to_vec();
+    after.extend(entries.iter().cloned());
+    let planned = compaction(&after, cfg.store.compact_at);
+    let merging: std::collections::HashSet<usize> = planned.iter().flatten().copied().collect();
+    let mut fresh = (merging.is_empty() && keep.iter().all(|f| f.span.is_none())).then(Vec::new);
+    let mut held = 0;
+    let mut added = Vec::new();
+    let mut unplaced = HashMap::new();
+    for (i, (f, (typed, mut rejects, sorted))) in entries.into_iter().zip(rows).enumerate() {
+        // A file without rows keeps a segment: an empty merge copies the
+        // first member's pre-aggregate for its columns.
+        if merging.contains(&(keep.len() + i)) && f.span.is_some() {
+            unplaced.insert(keep.len() + i, UnplacedFile { typed, rejects });
+            added.push((f, None));
+            continue;
+        }
         // The segment is built under the work directory, which a killed
         // run leaves for the next run to remove; then moved in.
         let seg = dir.join(format!(
-            "{}{}-{segment}",
+            "{}{}-{}",
             io::WORK_PREFIX,
-            std::process::id()
+            std::process::id(),
+            f.segment
         ));
         fs::create_dir_all(&seg).map_err(Error::io(&seg))?;
-        let typed = seg.join("typed.parquet");
-        fs::rename(&nf.typed, &typed).map_err(Error::io(&typed))?;
-        let mut rejects = nf.rejects;
+        let target = seg.join("typed.parquet");
+        fs::rename(&typed, &target).map_err(Error::io(&target))?;
+        let typed = target;
         io::write_parquet(&mut rejects, &seg.join("rejects.parquet"))?;
-        let columns = ingest::typed_file(typed.clone())?.columns;
-        let meta = fs::metadata(file).map_err(Error::io(file))?;
-        let info = nf.report.files.first().cloned();
-        out.push((
-            StoredFile {
-                key: key.clone(),
-                name: file.to_string_lossy().into_owned(),
-                bytes: meta.len(),
-                modified_ns: modified_ns(&meta),
-                xxh3_128: info.map(|i| i.xxh3_128).unwrap_or_default(),
-                origin: segment.clone(),
-                segment,
-                offset: 0,
-                columns,
-                span: nf.span,
-                report: nf.report,
-            },
-            seg,
-        ));
-        pending.push(nf.sorted_hashes);
-    }
-    let mut after: Vec<StoredFile> = keep.to_vec();
-    after.extend(out.iter().map(|(f, _)| f.clone()));
-    let planned = compaction(&after, cfg.store.compact_at);
-    let merging = planned.clone().unwrap_or_default();
-    let mut fresh = (merging.is_empty() && keep.iter().all(|f| f.span.is_none())).then(Vec::new);
-    let mut held = 0;
-    for (i, ((f, seg), sorted)) in out.iter().zip(pending).enumerate() {
-        if merging.contains(&(keep.len() + i)) {
-            continue;
-        }
-        let typed = seg.join("typed.parquet");
         // As the duplicate check sorted them, or hashed from the typed file
         // in slices: at 10^8 rows the ids and their hashes held at once
         // were ~3.5 GiB.
@@ -830,10 +902,29 @@ fn ingest_new(
             }
         }
         tracing::debug!(ms = t.elapsed().as_millis() as u64, "segment daily written");
+        added.push((f, Some(seg)));
     }
-    drop(work);
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "new files stored");
-    Ok((out, fresh, Some(planned)))
+    Ok(NewSegments {
+        added,
+        fresh_daily: fresh,
+        planned,
+        // The work directory holds the unplaced rows until the merge.
+        unplaced: Unplaced {
+            files: unplaced,
+            _work: Some(work),
+        },
+    })
+}
+
+/// A typed file's columns but the line.
+fn typed_columns(path: &Path) -> Result<Vec<String>> {
+    Ok(io::scan_parquet(path)?
+        .collect_schema()?
+        .iter_names()
+        .map(|n| n.to_string())
+        .filter(|n| n != LINE)
+        .collect())
 }
 
 /// Anonymous memory per typed row of the sorted walk

@@ -1075,6 +1075,45 @@ fn rows_after(text: &str, day: &str) -> usize {
         .count()
 }
 
+/// A merge of a stored file's segment and a new file (which gets no
+/// segment of its own) keeps both files' rows and rejects as separate
+/// segments would.
+#[test]
+fn a_stored_file_and_a_new_one_merge_with_their_rejects() {
+    let s = Setup::new("store-merge-new", 37);
+    let merge = "[store]\ncompact_at = 2\n[ingest]\nmax_reject_ratio = 0.1\n";
+    let [_, b, c] = three_nights(&s.night);
+    s.put("t_1.csv", &s.history);
+    s.put("t_2.csv", &b);
+    let m = ok_run(&s, "out", merge);
+    assert_eq!(m["store"]["segments"], 2);
+    // The third file's own reject: an amount that does not parse.
+    let mut row: Vec<&str> = c.lines().nth(1).unwrap().split(',').collect();
+    row[0] = "BAD-1";
+    row[3] = "n/a";
+    let d = format!("{c}{}\n", row.join(","));
+    s.put("t_3.csv", &d);
+    let m = ok_run(&s, "out", merge);
+    assert_eq!(m["store"]["segments"], 2);
+    assert_eq!(m["store"]["segments_merged"], 2);
+    let t = &m["inputs"]["transactions"];
+    assert_eq!(t["rejected"]["unparseable ts"], 1, "{t}");
+    assert_eq!(t["rejected"]["unparseable amount"], 1, "{t}");
+    let full = from_scratch(&s, "full", "[ingest]\nmax_reject_ratio = 0.1\n");
+    assert_eq!(manifest(&s.out("full"))["store"]["segments"], 3);
+    assert_same_tables(&snap(&s.out("out")), &full, &["manifest", "report"]);
+    let rejects = read_parquet(&snap(&s.out("out")).join("rejects.parquet"));
+    let files: Vec<String> = strs(&rejects, "file")
+        .into_iter()
+        .flatten()
+        .map(|f| f.rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert!(
+        files.contains(&"t_2.csv".to_string()) && files.contains(&"t_3.csv".to_string()),
+        "{files:?}"
+    );
+}
+
 #[test]
 fn small_segments_are_merged_and_each_files_rows_stay_its_own() {
     let s = Setup::new("store-merge", 36);
