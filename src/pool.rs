@@ -29,9 +29,11 @@ pub fn run<R: Send>(op: impl FnOnce() -> R + Send) -> R {
     }
 }
 
-/// `f(i)` for each `i` in `0..n`; from [`LANE_ITEMS`] items on (with two
-/// workers), two at a time: on the calling thread and on one thread of its
-/// own, each taking the next `i` as it is done. Slot `i` holds its result, or `None` when an
+/// `f(i)` for each `i` in `0..n`; with `two` and from [`LANE_ITEMS`]
+/// items on (and two workers), two at a time: on the calling thread and on
+/// one thread of its own, each taking the next `i` as it is done. (`two`:
+/// the items are small; one large enough to keep both cores busy gains
+/// nothing beside another.) Slot `i` holds its result, or `None` when an
 /// error stopped the lanes before `i` was taken; every `i` below a failed
 /// one was taken, so the first error in order is the one a single lane
 /// would have met. (Small files staged one at a time used what is in
@@ -43,11 +45,12 @@ pub fn run<R: Send>(op: impl FnOnce() -> R + Send) -> R {
 /// lane holds a worker while it waits on threads of its own (see [`run`]).
 pub fn two_lanes<T: Send, E: Send>(
     n: usize,
+    two: bool,
     f: impl Fn(usize) -> Result<T, E> + Sync,
 ) -> Vec<Option<Result<T, E>>> {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    if n < LANE_ITEMS || THREAD_POOL.current_num_threads() < 2 {
+    if !two || n < LANE_ITEMS || THREAD_POOL.current_num_threads() < 2 {
         let mut done = Vec::new();
         for i in 0..n {
             let r = f(i);
@@ -102,7 +105,7 @@ mod tests {
     fn two_lanes_fill_every_slot_in_order_and_stop_after_an_error() {
         let caller = std::thread::current().id();
         let helped = std::sync::atomic::AtomicUsize::new(0);
-        let all = two_lanes(200, |i| {
+        let all = two_lanes(200, true, |i| {
             if std::thread::current().id() != caller {
                 helped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
@@ -113,7 +116,7 @@ mod tests {
         let got: Vec<usize> = all.into_iter().map(|s| s.unwrap().unwrap()).collect();
         assert_eq!(got, (0..200).map(|i| i * 2).collect::<Vec<_>>());
         assert!(helped.load(std::sync::atomic::Ordering::SeqCst) > 0);
-        let stopped = two_lanes(1000, |i| {
+        let stopped = two_lanes(1000, true, |i| {
             std::thread::sleep(std::time::Duration::from_micros(20));
             if i == 30 {
                 Err(format!("item {i}"))
@@ -125,5 +128,17 @@ mod tests {
         assert_eq!(first_err, Some(30));
         assert!(stopped[..30].iter().all(|s| matches!(s, Some(Ok(_)))));
         assert!(stopped.iter().filter(|s| s.is_none()).count() > 900);
+        // Not two: one lane, the caller's, stopping at the first error.
+        let one = two_lanes(100, false, |i| {
+            assert_eq!(std::thread::current().id(), caller);
+            if i == 30 {
+                Err(format!("item {i}"))
+            } else {
+                Ok(i)
+            }
+        });
+        assert!(one[..30].iter().all(|s| matches!(s, Some(Ok(_)))));
+        assert!(matches!(one[30], Some(Err(_))));
+        assert!(one[31..].iter().all(Option::is_none));
     }
 }

@@ -131,7 +131,8 @@ pub(super) fn log_per_file(
         .collect::<Result<Vec<_>>>()?;
     // New files checked two at a time (a first load of a file a day).
     let one = |i: usize| entries[i].read_or_stage(cfg, files[i].clone(), store, &stage);
-    let done = crate::pool::two_lanes(files.len(), one);
+    let small = super::stage::small_files(files.iter().map(|f| f.bytes));
+    let done = crate::pool::two_lanes(files.len(), small, one);
     for r in done {
         // A slot left empty follows an error, returned first.
         let (staged, hit) = r.expect("an earlier file failed")?;
