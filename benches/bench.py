@@ -48,6 +48,16 @@ def render(path):
     with open(path[:-len(".json")] + ".md", "w") as f:
         f.write(markdown(r))
 
+def free_base(prefix):
+    """`prefix`, or `prefix-2`, `-3`, ... when a results file of that name
+    exists: a second bench on one day once wrote over the first's."""
+    base, k = prefix, 1
+    while os.path.exists(base + ".json"):
+        k += 1
+        base = f"{prefix}-{k}"
+    return base
+
+
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--render":
         return render(sys.argv[2])
@@ -71,7 +81,7 @@ def main():
         results["nightly"] = [dict(nightly_scenario(a.tiering, dataset(a.tiering, n, tag=tag), n, a.reps), shape=shape)
                               for n in sizes for tag, shape in [("", "zipf"), ("-uniform", "uniform")]]
         results["host_memory"]["end"] = host_memory()
-        base = os.path.join(HERE, "results", results["date"] + "-nightly")
+        base = free_base(os.path.join(HERE, "results", results["date"] + "-nightly"))
         os.makedirs(os.path.dirname(base), exist_ok=True)
         with open(base + ".json", "w") as f:
             json.dump(results, f, indent=2)
@@ -142,7 +152,7 @@ def main():
         print(json.dumps(row["ratios"]), row["agreement"], flush=True)
     results["host_memory"]["end"] = host_memory()
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    base = os.path.join(HERE, "results", results["date"])
+    base = free_base(os.path.join(HERE, "results", results["date"]))
     with open(base + ".json", "w") as f:
         json.dump(results, f, indent=2)
     with open(base + ".md", "w") as f:
