@@ -862,11 +862,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tiering-narrow-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("t.csv");
-        let input = InputFile {
-            delimiter: ',',
-            date_formats: crate::config::default_date_formats(),
-            ..Default::default()
-        };
+        // The input as a pipeline file gives it: its documented defaults.
+        let input: InputFile = toml::from_str("path = 't.csv'").unwrap();
         let formats = |rows: usize, amount: &str, numeric: &[String]| {
             let mut text = String::from("txn_id,customer_id,ts,amount\n");
             for i in 0..rows {

@@ -264,10 +264,7 @@ mod tests {
         let header = ["id", "v"].map(String::from);
         let head = |text: &str, rows: usize| {
             std::fs::write(&file, text).unwrap();
-            let input = InputFile {
-                delimiter: ',',
-                ..Default::default()
-            };
+            let input: InputFile = toml::from_str("path = 't.csv'").unwrap();
             let w = CsvWindows::open(&file, &input, &header, &header, &[])
                 .unwrap()
                 .unwrap();

@@ -293,15 +293,7 @@ mod tests {
         };
         let dims = ["region".to_string(), "industry".to_string()];
         let t = summary(scores, &dims, &scheme, "ALL").unwrap();
-        let text = |c: &str| -> Vec<Option<String>> {
-            t.column(c)
-                .unwrap()
-                .str()
-                .unwrap()
-                .iter()
-                .map(|v| v.map(String::from))
-                .collect()
-        };
+        let text = |c: &str| crate::testing::strs(&t, c);
         let ints = |c: &str| -> Vec<i64> {
             t.column(c)
                 .unwrap()
