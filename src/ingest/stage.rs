@@ -139,11 +139,11 @@ fn stage_file(
         let windows = match io::format_of(file, input) {
             Format::Parquet => Windows::parquet(file, &checks.raw)?,
             _ => io::CsvWindows::open(file, input, &checks.header, &checks.read, &numeric)?
-                .map(Windows::Csv),
+                .map(|w| Windows::Csv(Box::new(w))),
         };
         if narrow {
             checks.narrow(match &windows {
-                Some(Windows::Csv(w)) => Some(w),
+                Some(Windows::Csv(w)) => Some(&**w),
                 _ => None,
             })?;
         }
@@ -394,7 +394,7 @@ pub(super) fn stage_pass(
 /// A file read window by window for [`stage_windows`].
 enum Windows {
     /// Cut at newlines, windows of bytes.
-    Csv(io::CsvWindows),
+    Csv(Box<io::CsvWindows>),
     /// Slices of whole row groups (`groups`: their rows) of the file as
     /// [`io::read_raw`] reads it. One polars query over the whole file
     /// wrote the typed candidate with polars' Parquet sink (dictionary
@@ -501,12 +501,28 @@ fn stage_windows(
     let mut work = io::ParquetOut::create(staged, &work_schema, to.compression)?;
     let typed_schema = out.typed(shape).collect_schema()?;
     let mut typed = io::ParquetOut::create(candidate, &typed_schema, to.compression)?;
+    let cuts = windows.cut(window);
+    if cuts.len() <= 1 {
+        // One window (a drop folder's daily file): parsed, checked and
+        // written in turn on this thread. Two threads of its own and the
+        // hand-offs between them cost a small file more than they overlap.
+        let mut stats = StagedStats::default();
+        if let Some(range) = cuts.into_iter().next() {
+            let (st, (w, t)) = check_window(windows.parse(range, 0)?, checks, &out)?;
+            stats = st;
+            work.push(w)?;
+            typed.push(t)?;
+        }
+        work.finish()?;
+        typed.finish()?;
+        return Ok(stats);
+    }
     let (raw_tx, raw_rx) = sync_channel::<PolarsResult<DataFrame>>(1);
     let (out_tx, out_rx) = sync_channel::<(DataFrame, DataFrame)>(1);
     std::thread::scope(|scope| {
         let parser = scope.spawn(move || {
             let mut first = 0u64;
-            for range in windows.cut(window) {
+            for range in cuts {
                 let raw = windows.parse(range, first);
                 let failed = match &raw {
                     Ok(df) => {
@@ -555,23 +571,33 @@ fn check_windows(
 ) -> PolarsResult<StagedStats> {
     let mut stats = StagedStats::default();
     for window in raw {
-        let checked = checks
-            .over(window?.lazy())
-            .map_err(to_polars)?
-            .run_whole()?
-            .lazy();
-        let st = checked.clone().select(out.stats.clone()).run_whole()?;
-        stats = stats.and(StagedStats::from_frame(&st)?);
-        let frames = (
-            out.work(checked.clone()).run_whole()?,
-            out.typed(checked).run_whole()?,
-        );
+        let (st, frames) = check_window(window?, checks, out)?;
+        stats = stats.and(st);
         if rows.send(frames).is_err() {
             // The writer stopped: its error is the one reported.
             break;
         }
     }
     Ok(stats)
+}
+
+/// One window checked: its counts, and its work and typed rows.
+fn check_window(
+    window: DataFrame,
+    checks: &Checks,
+    out: &Outputs,
+) -> PolarsResult<(StagedStats, (DataFrame, DataFrame))> {
+    let checked = checks
+        .over(window.lazy())
+        .map_err(to_polars)?
+        .run_whole()?
+        .lazy();
+    let st = checked.clone().select(out.stats.clone()).run_whole()?;
+    let frames = (
+        out.work(checked.clone()).run_whole()?,
+        out.typed(checked).run_whole()?,
+    );
+    Ok((StagedStats::from_frame(&st)?, frames))
 }
 
 /// One of our errors inside a polars query's result.
@@ -625,6 +651,8 @@ pub(super) struct Checks<'a> {
     input: &'a InputFile,
     unknown: &'a str,
     formats: Vec<String>,
+    /// `formats` narrowed from a sample of every row (see [`Checks::narrow`]).
+    exact: bool,
     /// The file as [`io::read_raw`] reads it (read once: a GBK file is
     /// decoded whole).
     raw: LazyFrame,
@@ -662,6 +690,7 @@ impl<'a> Checks<'a> {
             input,
             unknown,
             formats: input.date_formats.clone(),
+            exact: false,
             raw,
             header,
             read,
@@ -696,8 +725,25 @@ impl<'a> Checks<'a> {
             // to the pass, which then reads the numbers as text.
             Some(w) => match io::catch_panic(|| w.head(SAMPLE_ROWS)) {
                 Ok(Ok(Some(head))) => {
+                    let rows = match head {
+                        io::Head::Part(df) => df,
+                        // A file of one window was parsed whole for its
+                        // pass: the sample is its head, or, no longer than
+                        // that, all of it. Then the narrowing is exact (a
+                        // format left out parses none of its dates, so it
+                        // changes no row) and costs no second read, where
+                        // otherwise such a file tried every format on every
+                        // date (a drop folder's daily files: most of them).
+                        io::Head::Whole(df) if df.height() > SAMPLE_ROWS => {
+                            df.head(Some(SAMPLE_ROWS))
+                        }
+                        io::Head::Whole(df) => {
+                            self.exact = true;
+                            df
+                        }
+                    };
                     let (lf, _, _) =
-                        select_canonical(head.lazy(), self.file, self.table, self.input)?;
+                        select_canonical(rows.lazy(), self.file, self.table, self.input)?;
                     Sample::Whole(lf)
                 }
                 _ => return Ok(()),
@@ -710,9 +756,10 @@ impl<'a> Checks<'a> {
         Ok(())
     }
 
-    /// Whether the date formats were narrowed to a sample's.
+    /// Whether the date formats were narrowed to a sample's, and a row
+    /// outside it might need one left out.
     fn narrowed(&self) -> bool {
-        self.formats.len() < self.input.date_formats.len()
+        !self.exact && self.formats.len() < self.input.date_formats.len()
     }
 
     /// The checked rows of the whole file.
@@ -744,33 +791,45 @@ pub(super) enum Sample {
 /// The rows [`sample_formats`] reads from a file's head.
 const SAMPLE_ROWS: usize = 5000;
 
-/// The formats (in configured order) that parse at least one non-empty `ts`
-/// among the first [`SAMPLE_ROWS`] rows; all of them when none does.
+/// The formats (in configured order) that parse some non-empty `ts` among
+/// the first [`SAMPLE_ROWS`] rows that no format before them parses; all
+/// of them when none does. The checks parse a date with the first format
+/// that fits it, so a format left out changes none of the sample's dates.
 ///
 /// One query: a query per format cost ~1 ms each in polars' set-up, about
 /// half of checking a small file (an interactions log of a file a day).
+/// Each format is tried only on the dates the ones before it left
+/// unparsed: a format that fits no date falls back to chrono's parser,
+/// which reads the format again for every value, so a head of 5,000
+/// times of day cost 5 formats' fallbacks where the first two formats now
+/// see them (a drop folder of daily files with times: ~7 s of sampling).
 pub(super) fn sample_formats(
     sample: Sample,
     formats: &[String],
     file: &Path,
 ) -> Result<Vec<String>> {
-    let ts = col("ts");
-    let mut counts = vec![ts.clone().count().alias("n")];
-    counts.extend(formats.iter().enumerate().map(|(i, f)| {
-        parse_date_text(ts.clone(), &DataType::String, std::slice::from_ref(f))
-            .count()
-            .alias(format!("f{i}"))
-    }));
+    let parsed = |i: usize| format!("f{i}");
+    let left = |i: usize| format!("__left{i}");
     let query = |lf: LazyFrame| {
         // The limit comes first so that only the file's head is read.
-        // Each distinct date once: a format fits some date or none, and a
-        // format that fits none falls back to chrono's parser, which reads
-        // the format again for every value (most of a daily file's sample).
-        lf.limit(SAMPLE_ROWS as IdxSize)
-            .select([clean_str("ts").alias("ts")])
-            .filter(col("ts").is_not_null())
-            .unique_stable(None, UniqueKeepStrategy::Any)
-            .select(counts)
+        // Each distinct date once: a format fits some date or none.
+        let mut lf = lf
+            .limit(SAMPLE_ROWS as IdxSize)
+            .select([clean_str("ts").alias(left(0))])
+            .filter(col(left(0)).is_not_null())
+            .unique_stable(None, UniqueKeepStrategy::Any);
+        for (i, f) in formats.iter().enumerate() {
+            let date = parse_date_text(col(left(i)), &DataType::String, std::slice::from_ref(f));
+            lf = lf.with_column(date.alias(parsed(i))).with_column(
+                when(col(parsed(i)).is_null())
+                    .then(col(left(i)))
+                    .otherwise(lit(NULL).cast(DataType::String))
+                    .alias(left(i + 1)),
+            );
+        }
+        let mut counts = vec![col(left(0)).count().alias("n")];
+        counts.extend((0..formats.len()).map(|i| col(parsed(i)).count()));
+        lf.select(counts)
     };
     let hits = match sample {
         Sample::Scan(lf) => io::collect_file(query(lf), file)?,
@@ -804,9 +863,10 @@ pub(super) fn sample_formats(
 mod tests {
     use super::*;
 
-    /// The formats kept are those that parse some sampled date, in the
-    /// configured order; all of them when none parses any (one query for
-    /// every format, checked against dates read by eye).
+    /// The formats kept are those that parse some sampled date no format
+    /// before them parses, in the configured order; all of them when none
+    /// parses any (one query for every format, checked against dates read
+    /// by eye).
     #[test]
     fn the_sample_keeps_the_formats_that_parse_some_date() {
         let formats = crate::config::default_date_formats();
@@ -826,6 +886,20 @@ mod tests {
         assert_eq!(sample(&[Some("2010-01-02")]), vec!["%Y-%m-%d".to_string()]);
         assert_eq!(sample(&[Some("x"), None]), formats);
         assert_eq!(sample(&[None, None]), formats);
+        // "2010-01-02" fits both of these; the checks read it with the
+        // first, so the second is kept only for a date only it fits.
+        let (md, dm) = ("%Y-%m-%d".to_string(), "%Y-%d-%m".to_string());
+        let overlapping = |ts: &[&str]| {
+            let lf = df!("ts" => ts).unwrap().lazy();
+            let both = [md.clone(), dm.clone()];
+            sample_formats(Sample::Whole(lf), &both, Path::new("t.csv")).unwrap()
+        };
+        assert_eq!(overlapping(&["2010-01-02"]), vec![md.clone()]);
+        assert_eq!(
+            overlapping(&["2010-01-02", "2010-31-01"]),
+            vec![md.clone(), dm.clone()]
+        );
+        assert_eq!(overlapping(&["2010-31-01"]), vec![dm]);
     }
 
     /// A CSV file holds at most N rows when it has at most N newlines; a
@@ -854,9 +928,11 @@ mod tests {
     }
 
     /// The formats are narrowed from the head of a file read in windows:
-    /// to those its first SAMPLE_ROWS dates fit; not for a file no longer
-    /// than that, nor when a number of the head does not parse (the pass
-    /// reads the numbers as text then).
+    /// to those its first SAMPLE_ROWS dates fit, and a pass that meets a
+    /// date they do not parse reads the file again with every format. A
+    /// file no longer than that (one window) is narrowed from all its
+    /// dates, exactly: no second pass. Not narrowed when a number of the
+    /// head does not parse (the pass reads the numbers as text then).
     #[test]
     fn the_head_read_in_windows_narrows_the_date_formats() {
         let dir = std::env::temp_dir().join(format!("tiering-narrow-{}", std::process::id()));
@@ -877,18 +953,18 @@ mod tests {
                 .unwrap()
                 .unwrap();
             checks.narrow(Some(&w)).unwrap();
-            checks.formats
+            (checks.formats.clone(), checks.narrowed())
         };
         let all = input.date_formats.clone();
-        assert_eq!(formats(SAMPLE_ROWS, "1", &[]), vec!["%Y-%m-%d".to_string()]);
-        // The head is the whole file: nothing to narrow.
-        assert_eq!(formats(SAMPLE_ROWS - 1, "1", &[]), all);
+        let first = vec!["%Y-%m-%d".to_string()];
+        assert_eq!(formats(SAMPLE_ROWS, "1", &[]), (first.clone(), true));
+        // The sample is the whole file: the last row's format too, and
+        // nothing left to verify.
+        let both = vec!["%Y-%m-%d".to_string(), "%Y/%m/%d %H:%M:%S".to_string()];
+        assert_eq!(formats(SAMPLE_ROWS - 1, "1", &[]), (both, false));
         let numeric = vec!["amount".to_string()];
-        assert_eq!(
-            formats(SAMPLE_ROWS, "1", &numeric),
-            vec!["%Y-%m-%d".to_string()]
-        );
-        assert_eq!(formats(SAMPLE_ROWS, "n/a", &numeric), all);
+        assert_eq!(formats(SAMPLE_ROWS, "1", &numeric), (first, true));
+        assert_eq!(formats(SAMPLE_ROWS, "n/a", &numeric), (all, false));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -1155,7 +1231,7 @@ mod tests {
                     io::CsvWindows::open(&file, &input, &checks.header, &checks.read, &numeric)
                         .unwrap()
                         .expect("a file without quotes is read in windows");
-                let windows = Windows::Csv(windows);
+                let windows = Windows::Csv(Box::new(windows));
                 let plan = checks.over_file().unwrap();
                 let want = stage_pass("transactions", plan, &work, &typed, lines(true)).unwrap();
                 assert_eq!(want.rows, text.lines().count() - 1);

@@ -19,9 +19,9 @@ use crate::config::{Encoding, Format, InputFile};
 use crate::error::{Error, Result};
 use crate::io::LINE;
 
-/// One CSV file mapped, with what its windows are parsed as.
+/// One CSV file, mapped or read, with what its windows are parsed as.
 pub struct CsvWindows {
-    map: memmap2::Mmap,
+    map: Bytes,
     /// Where the first data row starts (after the header line).
     body: usize,
     /// The header's columns as read: text, or Float64 for `numeric`.
@@ -29,11 +29,47 @@ pub struct CsvWindows {
     /// The header positions of the columns read, ascending.
     projection: Vec<usize>,
     parse: CsvParseOptions,
+    /// The whole file's rows when [`CsvWindows::head`] parsed it whole
+    /// (one window), until [`CsvWindows::parse`] takes them.
+    kept: std::sync::Mutex<Option<DataFrame>>,
+}
+
+/// What [`CsvWindows::head`] gives a date sample.
+pub enum Head {
+    /// The first rows of a file of more windows than one.
+    Part(DataFrame),
+    /// Every row of a file of one window.
+    Whole(DataFrame),
 }
 
 /// About how many bytes one window holds: big enough that a window's
 /// query costs little next to its rows, small enough to keep memory flat.
 pub const WINDOW_BYTES: usize = 16 << 20;
+
+/// A file's bytes: mapped, or read into memory when it is at most
+/// [`READ_BYTES`]. A drop folder's daily files are each a few hundred
+/// kilobytes, and a mapping's pages released after parsing and the
+/// mapping's removal each stop every core running the process (a TLB
+/// shootdown): ~6% of a first load of 1,094 daily files was the kernel
+/// sending those interrupts (`perf`).
+enum Bytes {
+    Mapped(memmap2::Mmap),
+    Read(Vec<u8>),
+}
+
+/// The largest file [`CsvWindows::open`] reads rather than maps: one
+/// window's worth.
+const READ_BYTES: u64 = WINDOW_BYTES as u64;
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Read(v) => v,
+        }
+    }
+}
 
 impl CsvWindows {
     /// `file` ready to read in windows, with `header` its column names (as
@@ -58,11 +94,19 @@ impl CsvWindows {
         {
             return Ok(None);
         }
-        let f = std::fs::File::open(file).map_err(Error::io(file))?;
-        // SAFETY: the file is an input of this run, read only; as with any
-        // reader, changing it while the run reads it is the caller's fault
-        // (the store's content hash tells such a change on the next run).
-        let map = unsafe { memmap2::Mmap::map(&f) }.map_err(Error::io(file))?;
+        let mut f = std::fs::File::open(file).map_err(Error::io(file))?;
+        let len = f.metadata().map_err(Error::io(file))?.len();
+        let map = if len <= READ_BYTES {
+            let mut bytes = Vec::with_capacity(len as usize);
+            std::io::Read::read_to_end(&mut f, &mut bytes).map_err(Error::io(file))?;
+            Bytes::Read(bytes)
+        } else {
+            // SAFETY: the file is an input of this run, read only; as with
+            // any reader, changing it while the run reads it is the
+            // caller's fault (the store's content hash tells such a change
+            // on the next run).
+            Bytes::Mapped(unsafe { memmap2::Mmap::map(&f) }.map_err(Error::io(file))?)
+        };
         if SupportedCompression::check(&map).is_some() {
             return Ok(None);
         }
@@ -104,6 +148,7 @@ impl CsvWindows {
             schema,
             projection,
             parse,
+            kept: std::sync::Mutex::new(None),
         }))
     }
 
@@ -116,24 +161,48 @@ impl CsvWindows {
     /// One window's rows (`range`, from [`CsvWindows::windows`]), whose
     /// first is data row `first_row` (0-based): the columns read, then
     /// [`LINE`] as [`super::read_raw`] numbers it (header = line 1). Parsed
-    /// in pieces on the pool; a frame of one chunk per piece.
+    /// in pieces on the pool; a frame of one chunk per piece. The whole
+    /// file's window comes from [`CsvWindows::head`] when that parsed it.
     pub fn parse(&self, range: Range<usize>, first_row: u64) -> PolarsResult<DataFrame> {
+        let whole = range == (self.body..self.map.len()) && first_row == 0;
+        if let Some(df) = whole
+            .then(|| self.kept.lock().expect("a parse panicked").take())
+            .flatten()
+        {
+            return Ok(df);
+        }
         let df = self.parse_kept(range.clone(), first_row)?;
         // The parsed rows hold copies of their text.
         let _ = release(&self.map, range);
         Ok(df)
     }
 
-    /// The first `rows` data rows as [`CsvWindows::parse`] gives them,
-    /// their pages left mapped for the pass that reads them again; `None`
-    /// when the file holds no more than `rows` rows (the head is the file).
-    pub fn head(&self, rows: usize) -> PolarsResult<Option<DataFrame>> {
+    /// The rows a date sample reads. A file of one window ([`WINDOW_BYTES`],
+    /// a drop folder's daily file) is parsed whole, once: its rows are kept
+    /// for [`CsvWindows::parse`], which would otherwise parse its first
+    /// rows a second time. A longer file gives its first `rows` data rows,
+    /// their pages left mapped for the pass that reads them again. `None`
+    /// when such a file holds no more than `rows` rows.
+    pub fn head(&self, rows: usize) -> PolarsResult<Option<Head>> {
+        self.head_in(rows, WINDOW_BYTES)
+    }
+
+    /// [`CsvWindows::head`] with windows of `window` bytes.
+    fn head_in(&self, rows: usize, window: usize) -> PolarsResult<Option<Head>> {
+        let whole = self.body..self.map.len();
+        if self.windows(window).len() == 1 {
+            let df = self.parse_kept(whole.clone(), 0)?;
+            let _ = release(&self.map, whole);
+            *self.kept.lock().expect("a parse panicked") = Some(df.clone());
+            return Ok(Some(Head::Whole(df)));
+        }
         let body = &self.map[self.body..];
         let end = match memchr::memchr_iter(b'\n', body).nth(rows.max(1) - 1) {
             Some(i) if self.body + i + 1 < self.map.len() => self.body + i + 1,
             _ => return Ok(None),
         };
-        self.parse_kept(self.body..end, 0).map(Some)
+        self.parse_kept(self.body..end, 0)
+            .map(|df| Some(Head::Part(df)))
     }
 
     fn parse_kept(&self, range: Range<usize>, first_row: u64) -> PolarsResult<DataFrame> {
@@ -200,7 +269,7 @@ fn with_line(mut df: DataFrame, first_row: u64) -> PolarsResult<DataFrame> {
 
 /// Whether the file holds a quote character, looked for a slice at a time
 /// and each slice's pages released after ([`release`]).
-fn has_quote(map: &memmap2::Mmap) -> bool {
+fn has_quote(map: &Bytes) -> bool {
     const SLICE: usize = 64 << 20;
     (0..map.len()).step_by(SLICE).any(|start| {
         let range = start..(start + SLICE).min(map.len());
@@ -212,8 +281,12 @@ fn has_quote(map: &memmap2::Mmap) -> bool {
 
 /// Lets the pages of `range` leave this process (not the page cache): a
 /// file of 10^8 rows read whole would otherwise count in full toward the
-/// run's resident memory by the time it is staged.
-fn release(map: &memmap2::Mmap, range: Range<usize>) -> std::io::Result<()> {
+/// run's resident memory by the time it is staged. (A file read into
+/// memory is small: nothing to release.)
+fn release(map: &Bytes, range: Range<usize>) -> std::io::Result<()> {
+    let Bytes::Mapped(map) = map else {
+        return Ok(());
+    };
     // SAFETY: the map is private and read-only; a later read of these pages
     // faults them in again from the file.
     unsafe {
@@ -255,22 +328,28 @@ mod tests {
 
     /// The head is the file's first rows with their lines; a file of no
     /// more rows than asked (with or without its last newline) has none.
+    /// A file of one window is parsed whole, and its window's parse is
+    /// those rows, not parsed again.
     #[test]
-    fn the_head_is_the_first_rows_unless_that_is_the_whole_file() {
+    fn the_head_is_the_first_rows_or_the_whole_file_of_one_window() {
         use crate::testing::{strs, u64s};
         let dir = std::env::temp_dir().join(format!("tiering-head-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("t.csv");
         let header = ["id", "v"].map(String::from);
-        let head = |text: &str, rows: usize| {
+        let open = |text: &str| {
             std::fs::write(&file, text).unwrap();
             let input: InputFile = toml::from_str("path = 't.csv'").unwrap();
-            let w = CsvWindows::open(&file, &input, &header, &header, &[])
+            CsvWindows::open(&file, &input, &header, &header, &[])
                 .unwrap()
-                .unwrap();
-            w.head(rows)
                 .unwrap()
-                .map(|df| (u64s(&df, LINE), strs(&df, "id")))
+        };
+        let rows = |df: &DataFrame| (u64s(df, LINE), strs(df, "id"));
+        // Windows of 4 bytes: every row a window of its own.
+        let head = |text: &str, n: usize| match open(text).head_in(n, 4).unwrap() {
+            Some(Head::Part(df)) => Some(rows(&df)),
+            Some(Head::Whole(_)) => panic!("a file of several windows read whole"),
+            None => None,
         };
         let five = "id,v\na,1\nb,2\nc,3\nd,4\ne,5\n";
         let ids = |v: &[&str]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
@@ -280,6 +359,19 @@ mod tests {
         assert_eq!(head(five, 6), None);
         assert_eq!(head(five.trim_end(), 5), None);
         assert_eq!(head(five.trim_end(), 4).unwrap().0, vec![2, 3, 4, 5]);
+        // One window: every row, however few were asked for; the window's
+        // parse hands the same rows back once, then parses it again.
+        let w = open(five);
+        let Some(Head::Whole(df)) = w.head(2).unwrap() else {
+            panic!("a file of one window read in part");
+        };
+        let all = (vec![2, 3, 4, 5, 6], ids(&["a", "b", "c", "d", "e"]));
+        assert_eq!(rows(&df), all);
+        let window = w.windows(WINDOW_BYTES)[0].clone();
+        assert!(w.kept.lock().unwrap().is_some());
+        assert_eq!(rows(&w.parse(window.clone(), 0).unwrap()), all);
+        assert!(w.kept.lock().unwrap().is_none());
+        assert_eq!(rows(&w.parse(window, 0).unwrap()), all);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
