@@ -728,17 +728,15 @@ impl<'a> Checks<'a> {
                     let rows = match head {
                         io::Head::Part(df) => df,
                         // A file of one window was parsed whole for its
-                        // pass: the sample is its head, or, no longer than
-                        // that, all of it. Then the narrowing is exact (a
-                        // format left out parses none of its dates, so it
-                        // changes no row) and costs no second read, where
-                        // otherwise such a file tried every format on every
-                        // date (a drop folder's daily files: most of them).
-                        io::Head::Whole(df) if df.height() > SAMPLE_ROWS => {
-                            df.head(Some(SAMPLE_ROWS))
-                        }
+                        // pass; the sample reads its head (the query's
+                        // limit). A file no longer than that is sampled
+                        // whole: the narrowing is then exact (a format left
+                        // out parses none of its dates, so it changes no
+                        // row) and costs no second read, where otherwise
+                        // such a file tried every format on every date (a
+                        // drop folder's daily files: most of them).
                         io::Head::Whole(df) => {
-                            self.exact = true;
+                            self.exact = df.height() <= SAMPLE_ROWS;
                             df
                         }
                     };
