@@ -1,6 +1,7 @@
 //! The binary's allocator: glibc's malloc for everything but large
-//! buffers, which are mapped directly in whole 2 MiB pages with
-//! transparent huge pages asked for (`MADV_HUGEPAGE`).
+//! buffers, which are mapped directly in whole 2 MiB pages, with
+//! transparent huge pages asked for (`MADV_HUGEPAGE`) unless the host takes
+//! free pages back ([`adapt_to_host`]).
 //!
 //! Why: polars builds every column in a fresh buffer of megabytes, and
 //! glibc maps and unmaps such buffers itself in 4 KiB pages, so a run spent
@@ -8,8 +9,8 @@
 //! customers). One fault per 2 MiB instead of per 4 KiB removes most of
 //! that. Freed large buffers go back to the kernel at once, as glibc's
 //! mapped ones did, so the resident memory stays what it was. Where the
-//! kernel does not give huge pages (THP off), the mapping works as any
-//! other.
+//! kernel does not give huge pages (THP off, or not asked), the mapping
+//! works as any other.
 //!
 //! Unless a run asks to keep some ([`keep_freed`]): then freed mappings
 //! are kept, up to that many bytes, and handed out again, so a buffer
@@ -28,7 +29,7 @@ const LARGE: usize = 4 << 20;
 /// pages on a huge-page boundary).
 const HUGE_PAGE: usize = 2 << 20;
 
-pub struct HugePages;
+pub struct LargeMapped;
 
 /// Freed mappings kept for reuse: (address, length) in `slots[..n]`.
 struct Kept {
@@ -140,7 +141,7 @@ fn take_kept(len: usize) -> *mut u8 {
                 libc::munmap(p as *mut libc::c_void, have);
                 return std::ptr::null_mut();
             }
-            libc::madvise(q, len, libc::MADV_HUGEPAGE);
+            advise(q, len);
             q.cast()
         } else {
             p as *mut u8
@@ -169,6 +170,59 @@ unsafe fn free_mapping(p: *mut u8, len: usize) {
     unsafe { libc::munmap(p.cast(), len) };
 }
 
+/// Whether large mappings ask for huge pages ([`adapt_to_host`]).
+static HUGE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Asks for huge pages only where they pay: not on a virtual machine whose
+/// balloon reports free pages to its host ([`free_pages_reported`]).
+/// There the kernel hands the blocks a process frees back to the host
+/// within seconds, and a fresh huge page is cut from such a block and
+/// faulted in again by the host, where a 4 KiB page is often served from
+/// pages never handed back. Measured on such a host (10^7 transactions,
+/// interleaved, `benches/HISTORY.md`, forty-fourth run): nights started
+/// after 15 s idle 1.9–2.3 s instead of 2.5–2.9 s, full runs from CSV
+/// 6.0–6.3 s instead of 6.5–6.8 s right after another run, a backfill no
+/// slower; only a night started right after the history's run was slower
+/// (1.7–1.9 s against 1.55 s). `TIERING_HUGE_PAGES=1` (or `0`) decides
+/// instead. Called once, first thing in `main`.
+pub fn adapt_to_host() {
+    let huge = match std::env::var("TIERING_HUGE_PAGES").as_deref() {
+        Ok("1") => true,
+        Ok("0") => false,
+        _ => !free_pages_reported(std::path::Path::new("/sys/bus/virtio/devices")),
+    };
+    HUGE.store(huge, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether a virtio balloon under `devices` (sysfs' virtio devices) has
+/// free page reporting (feature bit 5, `VIRTIO_BALLOON_F_REPORTING`;
+/// sysfs writes a device's feature bits as '0'/'1' from bit 0).
+fn free_pages_reported(devices: &std::path::Path) -> bool {
+    const REPORTING: usize = 5;
+    let Ok(dir) = std::fs::read_dir(devices) else {
+        return false;
+    };
+    dir.flatten().any(|d| {
+        let p = d.path();
+        let balloon = std::fs::read_link(p.join("driver"))
+            .is_ok_and(|l| l.file_name().is_some_and(|n| n == "virtio_balloon"));
+        balloon
+            && std::fs::read_to_string(p.join("features"))
+                .is_ok_and(|f| f.as_bytes().get(REPORTING) == Some(&b'1'))
+    })
+}
+
+/// Asks for huge pages on [p, p + len) when [`adapt_to_host`] said so.
+///
+/// # Safety
+/// [p, p + len) is a mapping of the caller's.
+unsafe fn advise(p: *mut libc::c_void, len: usize) {
+    if HUGE.load(std::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: advice on the caller's mapping; a refusal changes nothing.
+        unsafe { libc::madvise(p, len, libc::MADV_HUGEPAGE) };
+    }
+}
+
 fn mapped_len(size: usize) -> usize {
     size.div_ceil(HUGE_PAGE) * HUGE_PAGE
 }
@@ -195,7 +249,7 @@ unsafe fn map(size: usize) -> *mut u8 {
     }
     // SAFETY: advice on the mapping just made; a refusal changes nothing.
     unsafe {
-        libc::madvise(p, len, libc::MADV_HUGEPAGE);
+        advise(p, len);
     }
     p.cast()
 }
@@ -203,7 +257,7 @@ unsafe fn map(size: usize) -> *mut u8 {
 // SAFETY: large buffers are mapped and unmapped by size (the layout given
 // back on dealloc and realloc is the one the buffer was made with, so
 // `is_large` decides the same way); everything else is glibc's.
-unsafe impl GlobalAlloc for HugePages {
+unsafe impl GlobalAlloc for LargeMapped {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if is_large(&layout) {
             let p = take_kept(mapped_len(layout.size()));
@@ -249,7 +303,7 @@ unsafe impl GlobalAlloc for HugePages {
                 }
                 if new_len > old_len {
                     unsafe {
-                        libc::madvise(p, new_len, libc::MADV_HUGEPAGE);
+                        advise(p, new_len);
                     }
                 }
                 p.cast()
@@ -284,7 +338,7 @@ mod tests {
     #[test]
     fn freed_buffers_are_kept_within_the_limit_and_reused() {
         let _one = SERIAL.lock().unwrap();
-        let a = HugePages;
+        let a = LargeMapped;
         keep_freed(8 * HUGE_PAGE);
         let big = Layout::from_size_align(3 * LARGE, 64).unwrap();
         let small = Layout::from_size_align(LARGE + 1, 64).unwrap();
@@ -324,7 +378,7 @@ mod tests {
     #[test]
     fn a_keeping_run_holds_freed_buffers_until_its_guard_drops() {
         let _one = SERIAL.lock().unwrap();
-        let a = HugePages;
+        let a = LargeMapped;
         let big = Layout::from_size_align(LARGE, 64).unwrap();
         {
             let _kept = Keeping::up_to(4 * HUGE_PAGE);
@@ -346,7 +400,7 @@ mod tests {
     #[test]
     fn a_lower_limit_returns_what_is_kept_past_it() {
         let _one = SERIAL.lock().unwrap();
-        let a = HugePages;
+        let a = LargeMapped;
         let big = Layout::from_size_align(LARGE, 64).unwrap();
         keep_freed(8 * HUGE_PAGE);
         unsafe {
@@ -383,7 +437,7 @@ mod tests {
     #[test]
     fn buffers_keep_their_bytes_through_every_kind_of_realloc() {
         let _one = SERIAL.lock().unwrap();
-        let a = HugePages;
+        let a = LargeMapped;
         let small = 64 << 10;
         let (big, bigger) = (LARGE + 12_345, 3 * LARGE + 1);
         unsafe {
@@ -412,10 +466,36 @@ mod tests {
         }
     }
 
+    /// A balloon with reporting among other virtio devices is found; one
+    /// without it, another driver with the bit set, or no sysfs, is not.
+    #[test]
+    fn free_page_reporting_is_read_from_the_balloon_features() {
+        let dir = crate::io::WorkDir::create_tagged(&std::env::temp_dir(), "virtio-test").unwrap();
+        let root = dir.path();
+        let device = |name: &str, driver: &str, features: &str| {
+            let d = root.join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::os::unix::fs::symlink(
+                format!("../../bus/virtio/drivers/{driver}"),
+                d.join("driver"),
+            )
+            .unwrap();
+            std::fs::write(d.join("features"), format!("{features}\n")).unwrap();
+        };
+        device("virtio1", "virtio_blk", "0110010000");
+        assert!(!free_pages_reported(root));
+        device("virtio0", "virtio_balloon", "0110000000");
+        assert!(!free_pages_reported(root));
+        std::fs::remove_dir_all(root.join("virtio0")).unwrap();
+        device("virtio0", "virtio_balloon", "0110010000");
+        assert!(free_pages_reported(root));
+        assert!(!free_pages_reported(&root.join("absent")));
+    }
+
     #[test]
     fn large_zeroed_buffers_are_zero_and_aligned() {
         let _one = SERIAL.lock().unwrap();
-        let a = HugePages;
+        let a = LargeMapped;
         let l = Layout::from_size_align(LARGE + 1, 64).unwrap();
         unsafe {
             let p = a.alloc_zeroed(l);

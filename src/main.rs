@@ -4,10 +4,11 @@ use clap::Parser;
 
 #[cfg(target_os = "linux")]
 #[global_allocator]
-static ALLOC: tiering::alloc::HugePages = tiering::alloc::HugePages;
+static ALLOC: tiering::alloc::LargeMapped = tiering::alloc::LargeMapped;
 
 fn main() {
     limit_malloc_arenas();
+    tiering::alloc::adapt_to_host();
     let cli = tiering::cli::Cli::parse();
     if let Err(err) = tiering::cli::execute(cli) {
         eprintln!("error: {err}");
