@@ -57,40 +57,6 @@ static KEEP_LIMIT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsi
 pub fn keep_freed(bytes: usize) {
     KEEP_LIMIT.store(bytes, std::sync::atomic::Ordering::Relaxed);
     release_kept_over(bytes);
-    if bytes > 0 {
-        malloc_keeps(bytes);
-    }
-}
-
-/// glibc's heap kept for reuse too while a run keeps `bytes` (from then
-/// on: its own thresholds are not restored): buffers under [`LARGE`]
-/// come from the heap rather than mappings of their own, and free memory
-/// at the heap's top is kept up to `bytes` (at most 256 MiB), the heap
-/// grown by up to 64 MiB at a time. Fewer of the small buffers (polars'
-/// Parquet pages of ~2 MiB) are then faulted in afresh: a 10^7 night
-/// faulted ~215,000 pages instead of ~262,000, 1.60–1.62 s instead of
-/// 1.67–1.72 s (3 interleaved pairs; `benches/HISTORY.md`, forty-fourth
-/// run). A lean run keeps nothing and leaves glibc as it is.
-fn malloc_keeps(bytes: usize) {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        const M_TRIM_THRESHOLD: std::ffi::c_int = -1;
-        const M_TOP_PAD: std::ffi::c_int = -2;
-        const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
-        unsafe extern "C" {
-            fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
-        }
-        let trim = bytes.min(256 << 20) as std::ffi::c_int;
-        let pad = bytes.min(64 << 20) as std::ffi::c_int;
-        // SAFETY: mallopt only sets allocator parameters.
-        unsafe {
-            mallopt(M_MMAP_THRESHOLD, LARGE as std::ffi::c_int);
-            mallopt(M_TRIM_THRESHOLD, trim);
-            mallopt(M_TOP_PAD, pad);
-        }
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    let _ = bytes;
 }
 
 /// Whether freed mappings are being kept ([`keep_freed`] with a limit):
