@@ -180,11 +180,11 @@ static HUGE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(
 /// faulted in again by the host, where a 4 KiB page is often served from
 /// pages never handed back. Measured on such a host (10^7 transactions,
 /// interleaved, `benches/HISTORY.md`, forty-fourth run): nights started
-/// after 15 s idle 1.9–2.3 s instead of 2.5–2.9 s, full runs from CSV
-/// 6.0–6.3 s instead of 6.5–6.8 s right after another run, a backfill no
-/// slower; only a night started right after the history's run was slower
-/// (1.7–1.9 s against 1.55 s). `TIERING_HUGE_PAGES=1` (or `0`) decides
-/// instead. Called once, first thing in `main`.
+/// after 15 s idle 1.75–2.03 s instead of 2.28–2.43 s; full runs from CSV
+/// and backfills no slower (no consistent direction beside the host's
+/// drift); only a night started right after the history's run was slower
+/// (1.58–1.72 s against 1.50–1.53 s). `TIERING_HUGE_PAGES=1` (or `0`)
+/// decides instead. Called once, at the start of `main`.
 pub fn adapt_to_host() {
     let huge = match std::env::var("TIERING_HUGE_PAGES").as_deref() {
         Ok("1") => true,
