@@ -128,7 +128,9 @@ fn main() {
             .unwrap()
         });
     }
-    let sorted_daily = tiering::scoring::sorted::sort_daily(daily.clone()).unwrap();
+    let sorted_daily = tiering::scoring::sorted::Held::Whole(
+        tiering::scoring::sorted::sort_daily(daily.clone()).unwrap(),
+    );
     time("pre-aggregate sorted by cid, day", reps, || {
         tiering::scoring::sorted::sort_daily(daily.clone()).unwrap()
     });

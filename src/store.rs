@@ -1290,7 +1290,7 @@ impl View {
     }
 
     /// [`View::daily_per_file`] as the fast plan merges them
-    /// ([`crate::daily::merge_keyed`]): each segment's pre-aggregate
+    /// ([`crate::daily::stack_keyed`]): each segment's pre-aggregate
     /// without its customer_id column, with its [`DAILY_KEYS`]. `None`
     /// where `daily_per_file` is, or when a segment has no keys file (one
     /// written before they were kept).

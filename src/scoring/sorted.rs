@@ -10,9 +10,14 @@
 //! types and values as the polars query (a test compares them on random
 //! frames); rows come out in cid order, which is customer_id order.
 
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
+
 use chrono::NaiveDate;
 use polars::prelude::*;
 use rayon::prelude::*;
+
+use crate::daily::Stacked;
 
 use crate::config::{FrequencyMode, MeasuresConfig, MonetaryMode};
 use crate::scoring::measures;
@@ -63,118 +68,520 @@ struct Acc {
     units: f64,
 }
 
-/// The pre-aggregate's columns as slices, and the date's settings.
-struct Scan<'a> {
-    cid: &'a [IdxSize],
+/// A held pre-aggregate: one frame in (cid, day) order ([`sort_daily`]),
+/// or the store's files stacked as read ([`Stacked`]), whose scans read
+/// each customer's rows where they lie. [`Held::frame`] gives one frame
+/// to the readers that need it (polars queries), merged once.
+#[derive(Clone)]
+pub enum Held {
+    Whole(DataFrame),
+    Stacked(Arc<StackedHeld>),
+}
+
+/// [`Held::Stacked`]'s files and their merge, made on first request.
+pub struct StackedHeld {
+    stacked: Stacked,
+    merged: OnceLock<DataFrame>,
+    /// Pieces of rows on which every column is one slice: the columns'
+    /// chunk bounds together.
+    bounds: Vec<usize>,
+    /// Each customer's rows: `ranges[at[c]..at[c + 1]]` for cid `c`, as
+    /// `(piece, lo, hi)`, file after file.
+    at: Vec<usize>,
+    ranges: Vec<(u32, u32, u32)>,
+}
+
+impl Held {
+    /// `s` held stacked; merged at once when a column it scans has a null
+    /// (the scans read values, and a merged frame's nulls become zeros).
+    pub fn stacked(s: Stacked) -> PolarsResult<Held> {
+        if s.rows.columns().iter().any(|c| c.null_count() > 0) {
+            return Ok(Held::Whole(s.merged()?));
+        }
+        let bounds = chunk_bounds(&s.rows);
+        let (at, ranges) = customer_ranges(&s, &bounds);
+        Ok(Held::Stacked(Arc::new(StackedHeld {
+            stacked: s,
+            merged: OnceLock::new(),
+            bounds,
+            at,
+            ranges,
+        })))
+    }
+
+    /// The pre-aggregate as one frame in (cid, day) order, with `cid`.
+    pub fn frame(&self) -> PolarsResult<DataFrame> {
+        match self {
+            Held::Whole(df) => Ok(df.clone()),
+            Held::Stacked(s) => {
+                if let Some(df) = s.merged.get() {
+                    return Ok(df.clone());
+                }
+                let df = s.stacked.merged()?;
+                Ok(s.merged.get_or_init(|| df).clone())
+            }
+        }
+    }
+}
+
+/// One customer's rows in day order: the columns a scan reads (`margin`
+/// and `units` empty when not read).
+#[derive(Clone, Copy)]
+struct Rows<'a> {
     day: &'a [i32],
     purchases: &'a [i64],
     net: &'a [i64],
-    /// Empty without margin / quantity.
     margin: &'a [i64],
     units: &'a [f64],
+}
+
+/// Columns over one stretch of rows, each one slice.
+struct Cols<'a> {
+    day: Cow<'a, [i32]>,
+    purchases: Cow<'a, [i64]>,
+    net: Cow<'a, [i64]>,
+    margin: Cow<'a, [i64]>,
+    units: Cow<'a, [f64]>,
+}
+
+impl Cols<'_> {
+    fn rows(&self, lo: usize, hi: usize) -> Rows<'_> {
+        Rows {
+            day: &self.day[lo..hi],
+            purchases: &self.purchases[lo..hi],
+            net: &self.net[lo..hi],
+            margin: if self.margin.is_empty() {
+                &[]
+            } else {
+                &self.margin[lo..hi]
+            },
+            units: if self.units.is_empty() {
+                &[]
+            } else {
+                &self.units[lo..hi]
+            },
+        }
+    }
+
+    fn all(&self) -> Rows<'_> {
+        self.rows(0, self.day.len())
+    }
+}
+
+/// What a scan reads of a [`Held`] pre-aggregate, customer by customer in
+/// cid order.
+enum Source<'a> {
+    /// One frame: its `cid` column and the columns.
+    Whole {
+        cid: Cow<'a, [IdxSize]>,
+        cols: Cols<'a>,
+    },
+    /// Stacked files: pieces of rows on which every column is one slice
+    /// (the columns' chunk bounds together), and each customer's ranges
+    /// `(piece, lo, hi)`, `ranges[at[c]..at[c + 1]]` for cid `c`, file
+    /// after file.
+    Stacked {
+        pieces: Vec<Cols<'a>>,
+        at: &'a [usize],
+        ranges: &'a [(u32, u32, u32)],
+    },
+}
+
+/// A customer's rows gathered from several ranges, in day order.
+#[derive(Default)]
+struct Scratch {
+    rows: Vec<(i32, i64, i64, i64, f64)>,
+    day: Vec<i32>,
+    purchases: Vec<i64>,
+    net: Vec<i64>,
+    margin: Vec<i64>,
+    units: Vec<f64>,
+}
+
+impl<'a> Source<'a> {
+    /// The columns `held` is scanned for (margin and units only when asked).
+    fn of(held: &'a Held, margin: bool, units: bool) -> PolarsResult<Source<'a>> {
+        match held {
+            Held::Whole(df) => Ok(Source::Whole {
+                cid: values(df.column("cid")?.idx()?, 0),
+                cols: Cols {
+                    day: values(df.column("ts")?.date()?.physical(), i32::MIN),
+                    purchases: values(df.column("purchases")?.i64()?, 0),
+                    net: values(df.column("net_cents")?.i64()?, 0),
+                    margin: match margin {
+                        true => values(df.column("margin_cents")?.i64()?, 0),
+                        false => Cow::Owned(Vec::new()),
+                    },
+                    units: match units {
+                        true => values(df.column("units")?.f64()?, 0.0),
+                        false => Cow::Owned(Vec::new()),
+                    },
+                },
+            }),
+            Held::Stacked(s) => Source::stacked(s, margin, units),
+        }
+    }
+
+    fn stacked(h: &'a StackedHeld, margin: bool, units: bool) -> PolarsResult<Source<'a>> {
+        let (df, bounds) = (&h.stacked.rows, &h.bounds);
+        let (day, purchases, net) = (
+            slices(df.column("ts")?.date()?.physical(), bounds),
+            slices(df.column("purchases")?.i64()?, bounds),
+            slices(df.column("net_cents")?.i64()?, bounds),
+        );
+        let margin = margin
+            .then(|| Ok::<_, PolarsError>(slices(df.column("margin_cents")?.i64()?, bounds)))
+            .transpose()?;
+        let units = units
+            .then(|| Ok::<_, PolarsError>(slices(df.column("units")?.f64()?, bounds)))
+            .transpose()?;
+        let pieces = (0..bounds.len() - 1)
+            .map(|p| Cols {
+                day: Cow::Borrowed(day[p]),
+                purchases: Cow::Borrowed(purchases[p]),
+                net: Cow::Borrowed(net[p]),
+                margin: Cow::Borrowed(margin.as_ref().map_or(&[][..], |m| m[p])),
+                units: Cow::Borrowed(units.as_ref().map_or(&[][..], |u| u[p])),
+            })
+            .collect();
+        Ok(Source::Stacked {
+            pieces,
+            at: &h.at,
+            ranges: &h.ranges,
+        })
+    }
+
+    /// The end of the one stretch of every customer.
+    fn end(&self) -> usize {
+        match self {
+            Source::Whole { cid, .. } => cid.len(),
+            Source::Stacked { at, .. } => at.len() - 1,
+        }
+    }
+
+    /// Every row, piece by piece (in no particular order).
+    fn pieces(&self) -> Vec<Rows<'_>> {
+        match self {
+            Source::Whole { cols, .. } => vec![cols.all()],
+            Source::Stacked { pieces, .. } => pieces.iter().map(Cols::all).collect(),
+        }
+    }
+
+    /// Bounds cutting the customers into about `n` stretches of about
+    /// equal rows, for [`Source::each`].
+    fn stretches(&self, n: usize) -> Vec<usize> {
+        let mut bounds = match self {
+            Source::Whole { cid, .. } => {
+                // Moved forward to the next customer's first row.
+                let rows = cid.len();
+                let mut bounds: Vec<usize> = (0..=n).map(|i| i * rows / n).collect();
+                for b in bounds.iter_mut().take(n).skip(1) {
+                    while *b < rows && *b > 0 && cid[*b] == cid[*b - 1] {
+                        *b += 1;
+                    }
+                }
+                bounds
+            }
+            Source::Stacked { at, ranges, .. } => {
+                let customers = at.len() - 1;
+                let rows: u64 = ranges.iter().map(|r| u64::from(r.2 - r.1)).sum();
+                let mut bounds = vec![0];
+                let mut seen = 0u64;
+                for c in 0..customers {
+                    if seen * n as u64 >= rows * bounds.len() as u64 {
+                        bounds.push(c);
+                    }
+                    seen += ranges[at[c]..at[c + 1]]
+                        .iter()
+                        .map(|r| u64::from(r.2 - r.1))
+                        .sum::<u64>();
+                }
+                bounds.push(customers);
+                bounds
+            }
+        };
+        bounds.dedup();
+        bounds
+    }
+
+    /// `f(cid, rows)` for each customer of the stretch `lo..hi` (rows of
+    /// a whole frame, customers of stacked files), in cid order, its rows
+    /// in day order as one or more slices; an error when the rows are not
+    /// in (cid, day) order.
+    ///
+    /// A stacked customer's ranges are given as they lie when each file's
+    /// days come after the previous one's (a night's rows after its
+    /// history: no copy), else gathered and sorted.
+    fn each(
+        &self,
+        lo: usize,
+        hi: usize,
+        scratch: &mut Scratch,
+        mut f: impl FnMut(IdxSize, &[Rows]),
+    ) -> PolarsResult<()> {
+        let check = |rows: &Rows| {
+            if rows.day.windows(2).any(|w| w[0] > w[1]) {
+                polars_bail!(ComputeError: "the pre-aggregate is not in (cid, day) order");
+            }
+            Ok(())
+        };
+        match self {
+            Source::Whole { cid, cols } => {
+                let mut before: Option<IdxSize> = None;
+                for (who, a, b) in runs(&cid[lo..hi]) {
+                    if before.is_some_and(|c| c > who) {
+                        polars_bail!(ComputeError: "the pre-aggregate is not in (cid, day) order");
+                    }
+                    before = Some(who);
+                    let rows = cols.rows(lo + a, lo + b);
+                    check(&rows)?;
+                    f(who, &[rows]);
+                }
+            }
+            Source::Stacked { pieces, at, ranges } => {
+                let mut segments: Vec<Rows> = Vec::new();
+                for c in lo..hi {
+                    segments.clear();
+                    let mut in_order = true;
+                    // Each range's days rise ([`crate::daily::stack_keyed`]
+                    // checked them).
+                    for &(p, a, b) in &ranges[at[c]..at[c + 1]] {
+                        let rows = pieces[p as usize].rows(a as usize, b as usize);
+                        // Ties as the merge puts them: the earlier file first.
+                        in_order &= segments
+                            .last()
+                            .is_none_or(|l: &Rows| l.day.last() <= rows.day.first());
+                        segments.push(rows);
+                    }
+                    match segments.len() {
+                        0 => {}
+                        _ if in_order => f(c as IdxSize, &segments),
+                        _ => {
+                            let ranges = &ranges[at[c]..at[c + 1]];
+                            f(c as IdxSize, &[scratch.gather(pieces, ranges)])
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Scratch {
+    /// The rows of `ranges` in day order, ties in range order (the order
+    /// [`Stacked::merged`] puts them in).
+    fn gather<'s>(&'s mut self, pieces: &[Cols], ranges: &[(u32, u32, u32)]) -> Rows<'s> {
+        self.rows.clear();
+        for &(p, a, b) in ranges {
+            let r = pieces[p as usize].rows(a as usize, b as usize);
+            for i in 0..r.day.len() {
+                self.rows.push((
+                    r.day[i],
+                    r.purchases[i],
+                    r.net[i],
+                    r.margin.get(i).copied().unwrap_or(0),
+                    r.units.get(i).copied().unwrap_or(0.0),
+                ));
+            }
+        }
+        // Stable: a day held by two files keeps their order.
+        self.rows.sort_by_key(|r| r.0);
+        let has = pieces.first().map_or((false, false), |c| {
+            (!c.margin.is_empty(), !c.units.is_empty())
+        });
+        self.day.clear();
+        self.purchases.clear();
+        self.net.clear();
+        self.margin.clear();
+        self.units.clear();
+        for &(d, p, n, m, u) in &self.rows {
+            self.day.push(d);
+            self.purchases.push(p);
+            self.net.push(n);
+            if has.0 {
+                self.margin.push(m);
+            }
+            if has.1 {
+                self.units.push(u);
+            }
+        }
+        Rows {
+            day: &self.day,
+            purchases: &self.purchases,
+            net: &self.net,
+            margin: &self.margin,
+            units: &self.units,
+        }
+    }
+}
+
+/// Every chunk bound of `df`'s columns, with 0 and its height, ascending.
+fn chunk_bounds(df: &DataFrame) -> Vec<usize> {
+    let mut bounds = vec![0, df.height()];
+    for c in df.columns() {
+        let mut at = 0;
+        for n in c.as_materialized_series().chunk_lengths() {
+            at += n;
+            bounds.push(at);
+        }
+    }
+    bounds.sort_unstable();
+    bounds.dedup();
+    bounds
+}
+
+/// Each customer's rows of `s` as ranges within the pieces `bounds`:
+/// `ranges[at[c]..at[c + 1]]` for cid `c`, file after file. Each run of
+/// each file is cut at the pieces' bounds, counted, then placed under its
+/// cid (the files' rows in stacked order, so the piece only moves on).
+fn customer_ranges(s: &Stacked, bounds: &[usize]) -> (Vec<usize>, Vec<(u32, u32, u32)>) {
+    fn each_range(s: &Stacked, bounds: &[usize], mut put: impl FnMut(IdxSize, u32, u32, u32)) {
+        let mut piece = 0;
+        for (k, runs) in s.runs.iter().enumerate() {
+            let mut row = s.starts[k];
+            for &(c, n) in runs {
+                let end = row + n as usize;
+                while row < end {
+                    while bounds[piece + 1] <= row {
+                        piece += 1;
+                    }
+                    let hi = end.min(bounds[piece + 1]);
+                    let base = bounds[piece];
+                    put(c, piece as u32, (row - base) as u32, (hi - base) as u32);
+                    row = hi;
+                }
+            }
+        }
+    }
+    let mut at = vec![0usize; s.customers + 1];
+    each_range(s, bounds, |c, _, _, _| at[c as usize + 1] += 1);
+    for c in 0..s.customers {
+        at[c + 1] += at[c];
+    }
+    let mut next = at.clone();
+    let mut ranges = vec![(0u32, 0u32, 0u32); at[s.customers]];
+    each_range(s, bounds, |c, p, lo, hi| {
+        ranges[next[c as usize]] = (p, lo, hi);
+        next[c as usize] += 1;
+    });
+    (at, ranges)
+}
+
+/// `ca`'s values over each piece `bounds[p]..bounds[p + 1]`, each inside
+/// one chunk.
+fn slices<'a, T: PolarsNumericType>(
+    ca: &'a ChunkedArray<T>,
+    bounds: &[usize],
+) -> Vec<&'a [T::Native]> {
+    let mut out = Vec::with_capacity(bounds.len());
+    let mut chunks = ca.downcast_iter();
+    let (mut chunk, mut start): (&[T::Native], usize) = (&[], 0);
+    for w in bounds.windows(2) {
+        while w[0] >= start + chunk.len() && w[0] < w[1] {
+            start += chunk.len();
+            chunk = chunks.next().map_or(&[][..], |a| a.values().as_slice());
+        }
+        out.push(&chunk[(w[0] - start).min(chunk.len())..(w[1] - start).min(chunk.len())]);
+    }
+    out
+}
+
+/// The date's settings for [`Scan::customer`].
+struct Scan<'a> {
     now: i32,
     cfg: &'a MeasuresConfig,
     gaps: bool,
 }
 
-/// One stretch of whole customers' runs: their cids, sums and median gaps.
+/// One stretch of whole customers: their cids, sums and median gaps.
 type Stretch = (Vec<IdxSize>, Vec<Acc>, Vec<Option<f64>>);
 
 impl Scan<'_> {
-    /// The customers of rows `lo..hi` (whole runs), or an error when the
-    /// rows are not in (cid, day) order.
-    fn stretch(&self, lo: usize, hi: usize) -> PolarsResult<Stretch> {
-        let (cid, day, now) = (self.cid, self.day, self.now);
-        let window = self.cfg.window_days;
-        let span = window.unwrap_or(365) as i32;
+    /// The customers of `src`'s stretch `lo..hi`.
+    fn stretch(&self, src: &Source, lo: usize, hi: usize) -> PolarsResult<Stretch> {
         let (mut who_all, mut accs, mut medians) = (Vec::new(), Vec::new(), Vec::new());
         let mut gaps: Vec<i64> = Vec::new();
-        let mut before: Option<IdxSize> = None;
-        for (who, a, b) in runs(&cid[lo..hi]) {
-            let (start, end) = (lo + a, lo + b);
-            if before.is_some_and(|c| c > who) || day[start..end].windows(2).any(|w| w[0] > w[1]) {
-                polars_bail!(ComputeError: "the pre-aggregate is not in (cid, day) order");
-            }
-            before = Some(who);
-            // Days ascend within the run: the rows on or before the date
-            // are a prefix.
-            let cut = start + day[start..end].partition_point(|&d| d <= now);
-            if cut > start {
-                let mut a = Acc {
-                    first_any: day[start],
-                    last_any: day[cut - 1],
-                    ..Default::default()
-                };
-                let mut previous: Option<i32> = None;
-                gaps.clear();
-                for (r, &d) in day.iter().enumerate().take(cut).skip(start) {
-                    let bought = self.purchases[r] > 0;
-                    if bought {
-                        a.first_p.get_or_insert(d);
-                        a.last_p = Some(d);
-                        if let Some(p) = previous {
-                            gaps.push((d - p) as i64);
-                        }
-                        previous = Some(d);
-                    }
-                    if window.is_none_or(|w| d > now - w as i32) {
-                        a.frequency += match self.cfg.frequency {
-                            FrequencyMode::Orders => self.purchases[r],
-                            FrequencyMode::Days => bought as i64,
-                        };
-                        a.revenue += self.net[r];
-                        if let Some(m) = self.margin.get(r) {
-                            a.contribution += m;
-                        }
-                    }
-                    if d > now - span {
-                        a.spend += self.net[r];
-                    }
-                    if d > now - 365 - span && d <= now - 365 {
-                        a.prior += self.net[r];
-                    }
-                    if let Some(u) = self.units.get(r) {
-                        a.units += u;
-                    }
-                }
-                medians.push((self.gaps && !gaps.is_empty()).then(|| measures::median(&mut gaps)));
+        let mut scratch = Scratch::default();
+        src.each(lo, hi, &mut scratch, |who, rows| {
+            if let Some((a, m)) = self.customer(rows, &mut gaps) {
                 who_all.push(who);
                 accs.push(a);
+                medians.push(m);
             }
-        }
+        })?;
         Ok((who_all, accs, medians))
     }
-}
 
-/// The columns every scan reads.
-struct Core<'a> {
-    cid: std::borrow::Cow<'a, [IdxSize]>,
-    day: std::borrow::Cow<'a, [i32]>,
-    purchases: std::borrow::Cow<'a, [i64]>,
-    net: std::borrow::Cow<'a, [i64]>,
-}
-
-impl<'a> Core<'a> {
-    fn of(daily: &'a DataFrame) -> PolarsResult<Core<'a>> {
-        Ok(Core {
-            cid: values(daily.column("cid")?.idx()?, 0),
-            day: values(daily.column("ts")?.date()?.physical(), i32::MIN),
-            purchases: values(daily.column("purchases")?.i64()?, 0),
-            net: values(daily.column("net_cents")?.i64()?, 0),
-        })
+    /// One customer's sums and median gap as of the date, from its rows in
+    /// day order (one or more slices); `None` without a row on or before
+    /// the date.
+    fn customer(&self, rows: &[Rows], gaps: &mut Vec<i64>) -> Option<(Acc, Option<f64>)> {
+        let now = self.now;
+        let window = self.cfg.window_days;
+        let span = window.unwrap_or(365) as i32;
+        let first = *rows.first()?.day.first()?;
+        if first > now {
+            return None;
+        }
+        let mut a = Acc {
+            first_any: first,
+            ..Default::default()
+        };
+        let mut previous: Option<i32> = None;
+        gaps.clear();
+        for r in rows {
+            // Days ascend: the rows on or before the date are a prefix.
+            let cut = r.day.partition_point(|&d| d <= now);
+            for (i, &d) in r.day.iter().enumerate().take(cut) {
+                let bought = r.purchases[i] > 0;
+                if bought {
+                    a.first_p.get_or_insert(d);
+                    a.last_p = Some(d);
+                    if let Some(p) = previous {
+                        gaps.push((d - p) as i64);
+                    }
+                    previous = Some(d);
+                }
+                if window.is_none_or(|w| d > now - w as i32) {
+                    a.frequency += match self.cfg.frequency {
+                        FrequencyMode::Orders => r.purchases[i],
+                        FrequencyMode::Days => bought as i64,
+                    };
+                    a.revenue += r.net[i];
+                    if let Some(m) = r.margin.get(i) {
+                        a.contribution += m;
+                    }
+                }
+                if d > now - span {
+                    a.spend += r.net[i];
+                }
+                if d > now - 365 - span && d <= now - 365 {
+                    a.prior += r.net[i];
+                }
+                if let Some(u) = r.units.get(i) {
+                    a.units += u;
+                }
+            }
+            if cut > 0 {
+                a.last_any = r.day[cut - 1];
+            }
+            if cut < r.day.len() {
+                break;
+            }
+        }
+        let median = (self.gaps && !gaps.is_empty()).then(|| measures::median(gaps));
+        Some((a, median))
     }
 }
 
 /// A column's values as a slice, borrowed when one null-free chunk (as
 /// the pre-aggregate's are); nulls become `fill` (the sums skip nulls, so
 /// a zero adds the same).
-fn values<T: PolarsNumericType>(
-    ca: &ChunkedArray<T>,
-    fill: T::Native,
-) -> std::borrow::Cow<'_, [T::Native]> {
+fn values<T: PolarsNumericType>(ca: &ChunkedArray<T>, fill: T::Native) -> Cow<'_, [T::Native]> {
     match ca.cont_slice() {
-        Ok(s) => std::borrow::Cow::Borrowed(s),
-        Err(_) => std::borrow::Cow::Owned(ca.iter().map(|v| v.unwrap_or(fill)).collect()),
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(ca.iter().map(|v| v.unwrap_or(fill)).collect()),
     }
 }
 
@@ -221,30 +628,29 @@ fn runs(cid: &[IdxSize]) -> impl Iterator<Item = (IdxSize, usize, usize)> + '_ {
 /// included), with `__bought` and their net amount `year_cents`; rows in
 /// cid order.
 pub fn buyers_sorted(
-    daily: &DataFrame,
+    daily: &Held,
     keys: &DataFrame,
     start: NaiveDate,
     end: NaiveDate,
 ) -> PolarsResult<DataFrame> {
-    let Core {
-        cid,
-        day,
-        purchases,
-        net,
-    } = Core::of(daily)?;
+    let src = Source::of(daily, false, false)?;
     let (lo, hi) = (epoch_days(start), epoch_days(end));
     let (mut who, mut cents) = (Vec::new(), Vec::new());
-    for (c, a, b) in runs(&cid) {
-        let days = &day[a..b];
-        let (from, to) = (
-            a + days.partition_point(|&d| d < lo),
-            a + days.partition_point(|&d| d <= hi),
-        );
-        if purchases[from..to].iter().sum::<i64>() > 0 {
-            who.push(c);
-            cents.push(net[from..to].iter().sum::<i64>());
+    src.each(0, src.end(), &mut Scratch::default(), |c, rows| {
+        let (mut bought, mut net) = (0i64, 0i64);
+        for r in rows {
+            let (from, to) = (
+                r.day.partition_point(|&d| d < lo),
+                r.day.partition_point(|&d| d <= hi),
+            );
+            bought += r.purchases[from..to].iter().sum::<i64>();
+            net += r.net[from..to].iter().sum::<i64>();
         }
-    }
+        if bought > 0 {
+            who.push(c);
+            cents.push(net);
+        }
+    })?;
     let n = who.len();
     DataFrame::new(
         n,
@@ -261,24 +667,27 @@ pub fn buyers_sorted(
 /// inside the measures window (summed row by row, apart from the
 /// per-customer measures, for the reconciliation invariant).
 pub fn seen_and_window_cents(
-    daily: &DataFrame,
+    daily: &Held,
     keys: &DataFrame,
     as_of: NaiveDate,
     window_days: Option<u32>,
 ) -> PolarsResult<(Column, i64)> {
-    let Core { cid, day, net, .. } = Core::of(daily)?;
+    let src = Source::of(daily, false, false)?;
     let now = epoch_days(as_of);
     let window = |d: i32| d <= now && window_days.is_none_or(|w| d > now - w as i32);
-    let cents = day
+    let cents = src
+        .pieces()
         .iter()
-        .zip(net.iter())
+        .flat_map(|r| r.day.iter().zip(r.net))
         .filter(|(d, _)| window(**d))
         .map(|(_, n)| n)
         .sum();
-    let seen: Vec<IdxSize> = runs(&cid)
-        .filter(|&(_, a, _)| day[a] <= now)
-        .map(|(c, _, _)| c)
-        .collect();
+    let mut seen: Vec<IdxSize> = Vec::new();
+    src.each(0, src.end(), &mut Scratch::default(), |c, rows| {
+        if rows[0].day[0] <= now {
+            seen.push(c);
+        }
+    })?;
     Ok((ids_of(keys, &seen)?, cents))
 }
 
@@ -286,7 +695,7 @@ pub fn seen_and_window_cents(
 /// its `keys` ([`crate::daily::customer_keys`]). Stretches of whole
 /// customers are scanned in parallel.
 pub fn measures_sorted(
-    daily: &DataFrame,
+    daily: &Held,
     keys: &DataFrame,
     as_of: NaiveDate,
     cfg: &MeasuresConfig,
@@ -294,45 +703,17 @@ pub fn measures_sorted(
     has_quantity: bool,
     gaps: bool,
 ) -> PolarsResult<DataFrame> {
-    let Core {
-        cid,
-        day,
-        purchases,
-        net,
-    } = Core::of(daily)?;
-    let margin = match has_margin {
-        true => values(daily.column("margin_cents")?.i64()?, 0),
-        false => std::borrow::Cow::Owned(Vec::new()),
-    };
-    let units = match has_quantity {
-        true => values(daily.column("units")?.f64()?, 0.0),
-        false => std::borrow::Cow::Owned(Vec::new()),
-    };
-    let now = epoch_days(as_of);
+    let src = Source::of(daily, has_margin, has_quantity)?;
     let scan = Scan {
-        cid: &cid,
-        day: &day,
-        purchases: &purchases,
-        net: &net,
-        margin: &margin,
-        units: &units,
-        now,
+        now: epoch_days(as_of),
         cfg,
         gaps,
     };
-    // Stretch bounds moved forward to the next customer's first row.
-    let n = cid.len();
-    let pieces = (rayon::current_num_threads() * 4).max(1);
-    let mut bounds: Vec<usize> = (0..=pieces).map(|i| i * n / pieces).collect();
-    for b in bounds.iter_mut().take(pieces).skip(1) {
-        while *b < n && *b > 0 && cid[*b] == cid[*b - 1] {
-            *b += 1;
-        }
-    }
-    bounds.dedup();
+    let now = scan.now;
+    let bounds = src.stretches((rayon::current_num_threads() * 4).max(1));
     let stretches = bounds
         .par_windows(2)
-        .map(|w| scan.stretch(w[0], w[1].max(w[0])))
+        .map(|w| scan.stretch(&src, w[0], w[1]))
         .collect::<PolarsResult<Vec<Stretch>>>()?;
     let (mut out_cid, mut accs, mut medians) = (Vec::new(), Vec::new(), Vec::new());
     for (c, a, m) in stretches {
@@ -487,7 +868,7 @@ mod tests {
     #[test]
     fn equals_the_group_by_query_on_random_frames() {
         let (daily, keys) = daily(300, 6_000, 11);
-        let sorted = sort_daily(daily.clone()).unwrap();
+        let sorted = Held::Whole(sort_daily(daily.clone()).unwrap());
         let as_ofs = [
             NaiveDate::from_ymd_opt(2009, 5, 1).unwrap(),
             NaiveDate::from_ymd_opt(2010, 6, 30).unwrap(),
@@ -549,7 +930,7 @@ mod tests {
     fn buyers_and_window_equal_the_group_by_queries() {
         use crate::summaries::concentration::{ReportYear, buyers};
         let (daily, keys) = daily(300, 6_000, 5);
-        let sorted = sort_daily(daily.clone()).unwrap();
+        let sorted = Held::Whole(sort_daily(daily.clone()).unwrap());
         let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).unwrap();
         for (start, end) in [
             (d(2010, 1, 1), d(2010, 12, 31)),
@@ -596,6 +977,135 @@ mod tests {
         }
     }
 
+    /// `daily`'s rows dealt into three store files (most into the first,
+    /// as a history and two nights: at random, or by day after `by_day`'s
+    /// two days), each with customer_id, sorted by it and the day, read
+    /// back in several chunks, and given as the store keeps them: without
+    /// customer_id or cid, with their id runs.
+    fn store_files(
+        daily: &DataFrame,
+        keys: &DataFrame,
+        seed: u64,
+        by_day: Option<(i32, i32)>,
+    ) -> Vec<(DataFrame, DataFrame)> {
+        let mut next = crate::testing::lcg(seed);
+        let days = daily
+            .column("ts")
+            .unwrap()
+            .date()
+            .unwrap()
+            .physical()
+            .clone();
+        let file: Vec<u32> = days
+            .into_no_null_iter()
+            .map(|d| match (by_day, next() % 20) {
+                (Some((a, b)), _) => (d >= a) as u32 + (d >= b) as u32,
+                (None, 0) => 2,
+                (None, 1..=3) => 1,
+                (None, _) => 0,
+            })
+            .collect();
+        let with_ids = daily
+            .clone()
+            .lazy()
+            .with_column(Series::new("file".into(), file).lit())
+            .join(
+                keys.clone().lazy(),
+                [col("cid")],
+                [col("cid")],
+                JoinArgs::new(JoinType::Left),
+            )
+            .run()
+            .unwrap();
+        (0..3u32)
+            .map(|k| {
+                let f = with_ids
+                    .clone()
+                    .lazy()
+                    .filter(col("file").eq(lit(k)))
+                    .sort(["customer_id", "ts"], Default::default())
+                    .select([
+                        col("customer_id"),
+                        col("ts"),
+                        col("purchases"),
+                        col("net_cents"),
+                        col("margin_cents"),
+                        col("units"),
+                    ])
+                    .run()
+                    .unwrap();
+                let runs = crate::daily::id_runs(&f).unwrap().unwrap();
+                // Row groups of 37 rows, so that runs cross chunk bounds.
+                let mut chunked = f.slice(0, 0);
+                for at in (0..f.height()).step_by(37) {
+                    chunked.vstack_mut(&f.slice(at as i64, 37)).unwrap();
+                }
+                (chunked.drop("customer_id").unwrap(), runs)
+            })
+            .collect()
+    }
+
+    /// The store's files held stacked scan as their merge into one frame
+    /// does, and as the whole pre-aggregate sorted does: customers in
+    /// several files, runs cut by row groups. With a null the files are
+    /// merged at once (the scans read values).
+    #[test]
+    fn stacked_files_scan_as_the_sorted_whole() {
+        let (daily, keys) = daily(300, 6_000, 11);
+        let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).unwrap();
+        let no_nulls = daily
+            .clone()
+            .lazy()
+            .with_column(col("units").fill_null(lit(1.5)))
+            .run()
+            .unwrap();
+        let whole = Held::Whole(sort_daily(no_nulls.clone()).unwrap());
+        let cfg = MeasuresConfig {
+            window_days: Some(400),
+            ..Default::default()
+        };
+        // Dealt at random (a customer's files interleave: gathered), and by
+        // day (each file after the last: read where they lie).
+        let start = epoch_days(d(2009, 6, 1));
+        for by_day in [None, Some((start + 600, start + 800))] {
+            let files = store_files(&no_nulls, &keys, 3, by_day);
+            let (stacked, stacked_keys) = crate::daily::stack_keyed(files).unwrap().unwrap();
+            // Customers in two files or more, runs cut by chunks.
+            let mut files_of = vec![0; stacked.customers];
+            for &(c, _) in stacked.runs.iter().flatten() {
+                files_of[c as usize] += 1;
+            }
+            assert!(files_of.iter().filter(|&&n| n > 1).count() > 50);
+            assert!(stacked.rows.column("ts").unwrap().n_chunks() > 10);
+            let merged = Held::Whole(stacked.merged().unwrap());
+            let held = Held::stacked(stacked).unwrap();
+            assert!(matches!(held, Held::Stacked(_)));
+            assert!(held.frame().unwrap().equals(&merged.frame().unwrap()));
+            for as_of in [d(2009, 8, 1), d(2010, 12, 31), d(2012, 1, 1)] {
+                let want = measures_sorted(&whole, &keys, as_of, &cfg, true, true, true).unwrap();
+                for h in [&held, &merged] {
+                    let got =
+                        measures_sorted(h, &stacked_keys, as_of, &cfg, true, true, true).unwrap();
+                    assert!(got.height() > 0);
+                    assert!(got.equals_missing(&want), "{as_of}\n{got}\n{want}");
+                }
+                let (seen, cents) =
+                    seen_and_window_cents(&held, &stacked_keys, as_of, Some(90)).unwrap();
+                let (want_seen, want_cents) =
+                    seen_and_window_cents(&whole, &keys, as_of, Some(90)).unwrap();
+                assert!(seen.equals(&want_seen) && cents == want_cents, "{as_of}");
+                let got = buyers_sorted(&held, &stacked_keys, d(2009, 1, 1), as_of).unwrap();
+                let want = buyers_sorted(&whole, &keys, d(2009, 1, 1), as_of).unwrap();
+                assert!(got.equals(&want), "{as_of}");
+            }
+        }
+        // A null: held merged.
+        let (stacked, _) = crate::daily::stack_keyed(store_files(&daily, &keys, 3, None))
+            .unwrap()
+            .unwrap();
+        assert!(matches!(Held::stacked(stacked).unwrap(), Held::Whole(_)));
+    }
+
     #[test]
     fn one_customer_by_hand() {
         // Days 100 (2 orders, 500), 150 (refund only, -200), 300 (1 order,
@@ -622,7 +1132,7 @@ mod tests {
             ..Default::default()
         };
         let out = measures_sorted(
-            &sort_daily(daily).unwrap(),
+            &Held::Whole(sort_daily(daily).unwrap()),
             &keys,
             day(310),
             &cfg,

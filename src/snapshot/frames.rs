@@ -19,7 +19,10 @@ pub enum Daily {
     /// Built once and held (the fast plan), in (cid, day) order
     /// ([`sorted::sort_daily`]: each date's measures are then one scan),
     /// with its customer keys ([`crate::daily::customer_keys`]).
-    Memory { daily: DataFrame, keys: DataFrame },
+    Memory {
+        daily: sorted::Held,
+        keys: DataFrame,
+    },
     /// Built once per customer range and spilled to Parquet (the lean plan:
     /// memory for one part at a time).
     Parts(Arc<Parts>),
@@ -36,7 +39,7 @@ impl Daily {
         let keys = crate::daily::customer_keys(txns.clone()).run()?;
         let daily =
             crate::daily::daily(txns, keys.clone().lazy(), has_margin, has_quantity).run()?;
-        let daily = sorted::sort_daily(daily)?;
+        let daily = sorted::Held::Whole(sorted::sort_daily(daily)?);
         Ok(Daily::Memory { daily, keys })
     }
 
@@ -52,30 +55,51 @@ impl Daily {
     }
 
     /// [`Daily::from_sorted_files`] of the store's files read without
-    /// their ids, each with its id runs ([`crate::daily::merge_keyed`]).
+    /// their ids, each with its id runs: held stacked as read
+    /// ([`crate::daily::stack_keyed`]), not merged.
     pub fn from_keyed_files(files: Vec<(LazyFrame, LazyFrame)>) -> Result<Option<Daily>> {
+        let t = std::time::Instant::now();
         let files = files
             .into_iter()
             .map(|(d, k)| Ok((d.run()?, k.run()?)))
             .collect::<PolarsResult<Vec<_>>>()?;
-        let merged = crate::daily::merge_keyed(files)?;
+        let read_ms = t.elapsed().as_millis() as u64;
+        let stacked = crate::daily::stack_keyed(files)?;
+        let daily = stacked
+            .map(|(s, keys)| {
+                Ok::<_, Error>(Daily::Memory {
+                    daily: sorted::Held::stacked(s)?,
+                    keys,
+                })
+            })
+            .transpose()?;
         tracing::debug!(
-            merged = merged.is_some(),
-            "stored pre-aggregates merged by their id runs"
+            read_ms,
+            ms = t.elapsed().as_millis() as u64,
+            stacked = daily.is_some(),
+            "stored pre-aggregates read and numbered by their id runs"
         );
-        Ok(merged.map(|(daily, keys)| Daily::Memory { daily, keys }))
+        Ok(daily)
     }
 
     /// [`Daily::from_sorted_files`] of frames already read.
     pub fn from_sorted_frames(files: Vec<DataFrame>) -> Result<Option<Daily>> {
-        Ok(crate::daily::merge_sorted(files)?.map(|(daily, keys)| Daily::Memory { daily, keys }))
+        Ok(
+            crate::daily::merge_sorted(files)?.map(|(daily, keys)| Daily::Memory {
+                daily: sorted::Held::Whole(daily),
+                keys,
+            }),
+        )
     }
 
     /// The fast plan's pre-aggregate from one already keyed by customer_id
     /// ([`crate::daily::daily_by_id`]; the store's), built and held.
     pub fn from_by_id(by_id: LazyFrame) -> Result<Daily> {
         let (daily, keys) = keyed_sorted(by_id)?;
-        Ok(Daily::Memory { daily, keys })
+        Ok(Daily::Memory {
+            daily: sorted::Held::Whole(daily),
+            keys,
+        })
     }
 }
 
@@ -271,7 +295,7 @@ pub(super) fn part_measures(
     cfg: &Config,
 ) -> Result<DataFrame> {
     let (daily, keys) = (p.daily(i)?.run()?, p.keys(i)?.run()?);
-    let daily = sorted::sort_daily(daily)?;
+    let daily = sorted::Held::Whole(sorted::sort_daily(daily)?);
     let m = sorted::measures_sorted(
         &daily,
         &keys,
@@ -329,7 +353,9 @@ impl Frames {
         then: impl Fn(DataFrame) -> Result<DataFrame>,
     ) -> Result<LazyFrame> {
         match &self.daily {
-            Daily::Memory { daily, keys } => Ok(q(daily.clone().lazy(), keys.clone().lazy(), None)),
+            Daily::Memory { daily, keys } => {
+                Ok(q(daily.frame()?.lazy(), keys.clone().lazy(), None))
+            }
             Daily::Released => Err(Error::Invariant(
                 "the pre-aggregate was read after it was released".into(),
             )),
