@@ -128,7 +128,7 @@ fn main() {
             .unwrap()
         });
     }
-    let sorted_daily = tiering::scoring::sorted::Held::Whole(
+    let sorted_daily = tiering::scoring::held::Held::Whole(
         tiering::scoring::sorted::sort_daily(daily.clone()).unwrap(),
     );
     time("pre-aggregate sorted by cid, day", reps, || {

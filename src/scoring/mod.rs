@@ -3,6 +3,7 @@
 //! tiers) and the tier vocabulary every summary shares.
 
 pub mod engagement;
+pub mod held;
 pub mod measures;
 pub mod pyramid;
 pub mod rfm;

@@ -11,7 +11,7 @@ use crate::io::Run;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::scoring::{measures, sorted};
+use crate::scoring::{held, measures, sorted};
 
 /// The customer × day pre-aggregate of transactions ([`crate::daily::daily`]).
 #[derive(Clone)]
@@ -19,10 +19,7 @@ pub enum Daily {
     /// Built once and held (the fast plan), in (cid, day) order
     /// ([`sorted::sort_daily`]: each date's measures are then one scan),
     /// with its customer keys ([`crate::daily::customer_keys`]).
-    Memory {
-        daily: sorted::Held,
-        keys: DataFrame,
-    },
+    Memory { daily: held::Held, keys: DataFrame },
     /// Built once per customer range and spilled to Parquet (the lean plan:
     /// memory for one part at a time).
     Parts(Arc<Parts>),
@@ -39,7 +36,7 @@ impl Daily {
         let keys = crate::daily::customer_keys(txns.clone()).run()?;
         let daily =
             crate::daily::daily(txns, keys.clone().lazy(), has_margin, has_quantity).run()?;
-        let daily = sorted::Held::Whole(sorted::sort_daily(daily)?);
+        let daily = held::Held::Whole(sorted::sort_daily(daily)?);
         Ok(Daily::Memory { daily, keys })
     }
 
@@ -68,7 +65,7 @@ impl Daily {
         let daily = stacked
             .map(|(s, keys)| {
                 Ok::<_, Error>(Daily::Memory {
-                    daily: sorted::Held::stacked(s)?,
+                    daily: held::Held::stacked(s)?,
                     keys,
                 })
             })
@@ -86,7 +83,7 @@ impl Daily {
     pub fn from_sorted_frames(files: Vec<DataFrame>) -> Result<Option<Daily>> {
         Ok(
             crate::daily::merge_sorted(files)?.map(|(daily, keys)| Daily::Memory {
-                daily: sorted::Held::Whole(daily),
+                daily: held::Held::Whole(daily),
                 keys,
             }),
         )
@@ -97,7 +94,7 @@ impl Daily {
     pub fn from_by_id(by_id: LazyFrame) -> Result<Daily> {
         let (daily, keys) = keyed_sorted(by_id)?;
         Ok(Daily::Memory {
-            daily: sorted::Held::Whole(daily),
+            daily: held::Held::Whole(daily),
             keys,
         })
     }
@@ -295,7 +292,7 @@ pub(super) fn part_measures(
     cfg: &Config,
 ) -> Result<DataFrame> {
     let (daily, keys) = (p.daily(i)?.run()?, p.keys(i)?.run()?);
-    let daily = sorted::Held::Whole(sorted::sort_daily(daily)?);
+    let daily = held::Held::Whole(sorted::sort_daily(daily)?);
     let m = sorted::measures_sorted(
         &daily,
         &keys,
