@@ -504,6 +504,24 @@ mod gaps {
         }
     }
 
+    /// The median by selection is the middle of the sorted values (the mean
+    /// of the two middle ones for an even count).
+    #[test]
+    fn median_is_the_middle_of_the_sorted_values() {
+        let mut next = crate::testing::lcg(9);
+        for n in [1usize, 2, 3, 15, 16, 17, 18, 40, 41] {
+            let v: Vec<i64> = (0..n).map(|_| next() as i64 % 50 - 10).collect();
+            let mut sorted = v.clone();
+            sorted.sort();
+            let want = match n % 2 {
+                1 => sorted[n / 2] as f64,
+                _ => (sorted[n / 2 - 1] + sorted[n / 2]) as f64 / 2.0,
+            };
+            assert_eq!(median(&mut v.clone()), want, "{v:?}");
+        }
+        assert_eq!(median(&mut [4, 1, 3, 2]), 2.5);
+    }
+
     #[test]
     fn median_gap_for_regular_irregular_and_single_buyers() {
         let d = |n: i64| NaiveDate::from_ymd_opt(2010, 1, 1).unwrap() + chrono::Duration::days(n);
