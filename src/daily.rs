@@ -420,10 +420,10 @@ pub fn id_runs(daily: &DataFrame) -> PolarsResult<Option<DataFrame>> {
 
 /// The store's per-file pre-aggregates, read without their customer_id
 /// column, stacked as read (each file's chunks kept) and numbered: each
-/// file's id runs ([`id_runs`]) with their customer's `cid`. The scans of
-/// [`crate::scoring::sorted`] read each customer's rows where they lie,
+/// file's id runs ([`id_runs`]) with their customer's `cid`. The scans
+/// read each customer's rows where they lie ([`crate::scoring::held`]),
 /// so a night does not copy the history's rows into merged order (a
-/// uniform 10^7 night: ~350 ms and ~400 MB of fresh memory);
+/// uniform 10^7 night: ~350 ms and ~360 MB of fresh memory);
 /// [`Stacked::merged`] makes that copy for the readers that need one frame.
 pub struct Stacked {
     /// The files' rows, one after another, as read.
@@ -899,9 +899,7 @@ mod tests {
         assert!(id_runs(&back).unwrap().is_none());
     }
 
-    /// The files read without their ids, each with its id runs, merge
-    /// into what [`merge_sorted`] makes of them; whatever does not add up
-    /// is refused.
+    /// [`stack_keyed`] then [`Stacked::merged`].
     fn merge_keyed(
         files: Vec<(DataFrame, DataFrame)>,
     ) -> PolarsResult<Option<(DataFrame, DataFrame)>> {
@@ -911,6 +909,9 @@ mod tests {
         }
     }
 
+    /// The files read without their ids, each with its id runs, merge
+    /// into what [`merge_sorted`] makes of them; whatever does not add up
+    /// is refused.
     #[test]
     fn keyed_files_merge_as_the_files_with_their_ids_do() {
         for seed in [5, 6, 7] {

@@ -13,9 +13,8 @@ use polars::prelude::*;
 use crate::daily::Stacked;
 
 /// A held pre-aggregate: one frame in (cid, day) order
-/// ([`super::sorted::sort_daily`]),
-/// or the store's files stacked as read ([`Stacked`]), whose scans read
-/// each customer's rows where they lie. [`Held::frame`] gives one frame
+/// ([`super::sorted::sort_daily`]), or the store's files stacked as read
+/// ([`Stacked`]), whose scans read each customer's rows where they lie. [`Held::frame`] gives one frame
 /// to the readers that need it (polars queries), merged once.
 #[derive(Clone)]
 pub enum Held {
@@ -264,22 +263,15 @@ impl<'a> Source<'a> {
         scratch: &mut Scratch,
         mut f: impl FnMut(IdxSize, &[Rows]),
     ) -> PolarsResult<()> {
-        let check = |rows: &Rows| {
-            if rows.day.windows(2).any(|w| w[0] > w[1]) {
-                polars_bail!(ComputeError: "the pre-aggregate is not in (cid, day) order");
-            }
-            Ok(())
-        };
         match self {
             Source::Whole { cid, cols } => {
                 let mut before: Option<IdxSize> = None;
                 for (who, a, b) in runs(&cid[lo..hi]) {
-                    if before.is_some_and(|c| c > who) {
+                    let rows = cols.rows(lo + a, lo + b);
+                    if before.is_some_and(|c| c > who) || rows.day.windows(2).any(|w| w[0] > w[1]) {
                         polars_bail!(ComputeError: "the pre-aggregate is not in (cid, day) order");
                     }
                     before = Some(who);
-                    let rows = cols.rows(lo + a, lo + b);
-                    check(&rows)?;
                     f(who, &[rows]);
                 }
             }
