@@ -59,7 +59,7 @@ pub(crate) fn stage_new(
     let input = &cfg.inputs.transactions;
     let mut batch = TableReport::default();
     let unknown = &cfg.ingest.unknown_label;
-    let staged = stage_table(
+    let mut staged = stage_table(
         "transactions",
         input,
         unknown,
@@ -72,6 +72,15 @@ pub(crate) fn stage_new(
         },
     )?;
     let names: Vec<String> = staged.iter().map(|s| s.file.clone()).collect();
+    // Every file's valid txn_id hashes, when staging took them all.
+    let hashes = staged
+        .iter_mut()
+        .map(|s| s.hashes.take())
+        .collect::<Option<Vec<Vec<u64>>>>()
+        .map(|mut v| match v.len() {
+            1 => v.pop().unwrap_or_default(),
+            _ => v.concat(),
+        });
     let pairs = staged
         .iter()
         .map(|s| (s.work.clone(), s.file.clone()))
@@ -99,6 +108,7 @@ pub(crate) fn stage_new(
         &names,
         "txn_id",
         reason::DUPLICATE_TXN,
+        hashes,
     )?;
     let (kept, old_dups, old) = history_duplicates(kept, &names, history)?;
     // One file whose valid rows are all stored: the hashes are its segment's.

@@ -50,30 +50,41 @@ pub(super) fn drop_duplicates(
     key: &str,
     why: &str,
 ) -> Result<(LazyFrame, DataFrame, DataFrame)> {
-    let (kept, rejects, later, _) = drop_duplicates_hashed(table, valid, files, key, why)?;
+    let (kept, rejects, later, _) = drop_duplicates_hashed(table, valid, files, key, why, None)?;
     Ok((kept, rejects, later))
 }
 
 /// [`drop_duplicates`], also giving the keys' hashes sorted when no key
 /// repeats (then every valid row is kept): the store writes them as a new
 /// segment's [`super::hashes::FILE`] instead of hashing and sorting again.
+/// `given`: the valid rows' key hashes ([`id_hashes`], in any order), when
+/// staging took them; else they are read from `valid`.
 pub(super) fn drop_duplicates_hashed(
     table: &str,
     mut valid: LazyFrame,
     files: &[String],
     key: &str,
     why: &str,
+    given: Option<Vec<u64>>,
 ) -> Result<(LazyFrame, DataFrame, DataFrame, Option<Vec<u64>>)> {
     let mut on = vec![col("__file_no"), col(LINE)];
     if valid.collect_schema()?.contains(POS) {
         on.push(col(POS));
     }
-    let hashes = valid
-        .clone()
-        .select([per_batch(col(key), hash_column, DataType::UInt64)])
-        .run()?;
-    let sorted = sorted_hashes(hashes.column(key)?.u64()?);
-    drop(hashes);
+    let sorted = match given {
+        Some(mut hashes) => {
+            use rayon::prelude::*;
+            hashes.par_sort_unstable();
+            hashes
+        }
+        None => {
+            let hashes = valid
+                .clone()
+                .select([per_batch(col(key), hash_column, DataType::UInt64)])
+                .run()?;
+            sorted_hashes(hashes.column(key)?.u64()?)
+        }
+    };
     if !repeats(&sorted) {
         let none = valid.clone().select(on).limit(0).run()?;
         return Ok((valid, no_rejects(), none, Some(sorted)));
@@ -180,11 +191,18 @@ fn repeats(sorted: &[u64]) -> bool {
 /// as the keys stream by: only the hashes are ever held, never the keys.
 pub(super) fn hash_column(c: Column) -> PolarsResult<Column> {
     let s = c.as_materialized_series().str()?;
-    let out: UInt64Chunked = s
-        .iter()
-        .map(|v| v.map(|v| xxhash_rust::xxh3::xxh3_64(v.as_bytes())))
-        .collect();
+    let out: UInt64Chunked = s.iter().map(|v| v.map(key_hash)).collect();
     Ok(out.with_name(s.name().clone()).into_column())
+}
+
+/// The 64-bit hash of one key.
+fn key_hash(key: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key.as_bytes())
+}
+
+/// The hashes of `keys` ([`hash_column`]'s), nulls left out.
+pub(super) fn id_hashes(keys: &StringChunked) -> Vec<u64> {
+    keys.iter().flatten().map(key_hash).collect()
 }
 
 /// The 64-bit hash of a text column, as the duplicate checks use it.
