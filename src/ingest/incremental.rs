@@ -69,6 +69,7 @@ pub(crate) fn stage_new(
         Typed {
             keep_line: true,
             compression: cfg.store.compression,
+            hash_ids: true,
         },
     )?;
     let names: Vec<String> = staged.iter().map(|s| s.file.clone()).collect();

@@ -332,6 +332,7 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
         stage::Typed {
             keep_line: false,
             compression: cfg.store.compression,
+            hash_ids: false,
         },
     )?;
     let t = std::time::Instant::now();
@@ -525,6 +526,7 @@ pub(crate) fn with_other_tables(
                 let to = stage::Typed {
                     keep_line: true,
                     compression: cfg.store.compression,
+                    hash_ids: false,
                 };
                 let unknown = &cfg.ingest.unknown_label;
                 let mut staged = stage_table(

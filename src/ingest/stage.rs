@@ -42,7 +42,18 @@ pub(super) struct Typed {
     /// Both files' compression (`store.compression`: the candidate becomes
     /// a store file).
     pub compression: StoreCompression,
+    /// The candidate's txn_id hashes are taken as it is written, for the
+    /// duplicate check ([`StagedStats::hashes`]); only for files of at
+    /// most [`HASHED_BYTES`].
+    pub hash_ids: bool,
 }
+
+/// The largest file whose txn_id hashes are taken while staging: about
+/// 1.8·10^7 rows of the benches' ~58-byte lines, 150 MB of hashes. A
+/// larger file's ids are read back after staging, as they always were
+/// (a 10^8-row file's hashes held through staging would add ~0.8 GB to
+/// its peak).
+const HASHED_BYTES: u64 = 1 << 30;
 
 /// Checks every file of a table in one streamed pass per file, never
 /// holding a file in memory: the valid rows go straight to a typed
@@ -132,6 +143,10 @@ fn stage_file(
     to: Typed,
 ) -> Result<Done> {
     let t = std::time::Instant::now();
+    let to = Typed {
+        hash_ids: to.hash_ids && std::fs::metadata(file).is_ok_and(|m| m.len() <= HASHED_BYTES),
+        ..to
+    };
     let staged = work.join(format!("{table}-{i}.parquet"));
     let candidate = work.join(format!("{table}-{i}-typed.parquet"));
     let mut numeric = numeric_columns(table, file, input)?;
@@ -266,13 +281,14 @@ pub(super) struct StagedStats {
     /// in no particular order, taken as each window was checked: the
     /// duplicate check then reads no txn_id back (at 10^7 rows it took
     /// 0.35–0.5 s after staging with them, 0.2–0.3 s without). `None` when
-    /// staged in one query, or past [`HELD_HASHES`].
+    /// staged in one query, for a file over [`HASHED_BYTES`], or past
+    /// [`HELD_HASHES`] in a file.
     hashes: Option<Vec<u64>>,
 }
 
-/// At most this many txn_id hashes (256 MiB) are kept while staging; past
-/// it the duplicate check reads the ids back from the candidates, as it
-/// holds them there anyway, after staging's own memory is let go.
+/// At most this many txn_id hashes (256 MiB) are kept while staging a
+/// file (a file of short lines under [`HASHED_BYTES`] may reach it); past
+/// it the duplicate check reads the ids back from the candidates.
 const HELD_HASHES: usize = 1 << 25;
 
 impl StagedStats {
@@ -328,7 +344,8 @@ struct Outputs {
 
 impl Outputs {
     /// The outputs of `table`'s checked rows of `schema`.
-    fn new(table: &str, schema: &Schema, keep_line: bool) -> Outputs {
+    fn new(table: &str, schema: &Schema, to: Typed) -> Outputs {
+        let keep_line = to.keep_line;
         let rejected = col("__code").neq(lit(0i32));
         // Bookkeeping columns start with "__"; the typed columns are the rest.
         let mut work = Vec::new();
@@ -388,7 +405,7 @@ impl Outputs {
             work,
             typed,
             stats,
-            hash_ids: keep_line && table == "transactions" && schema.contains("txn_id"),
+            hash_ids: to.hash_ids && table == "transactions" && schema.contains("txn_id"),
         }
     }
 
@@ -414,7 +431,7 @@ pub(super) fn stage_pass(
     candidate: &Path,
     to: Typed,
 ) -> PolarsResult<StagedStats> {
-    let out = Outputs::new(table, &*plan.collect_schema()?, to.keep_line);
+    let out = Outputs::new(table, &*plan.collect_schema()?, to);
     let stats = plan.clone().select(out.stats.clone());
     let frames = io::sink_and_collect(
         vec![
@@ -532,7 +549,7 @@ fn stage_windows(
 ) -> PolarsResult<StagedStats> {
     use std::sync::mpsc::sync_channel;
     let mut shape = checks.over(windows.empty()?.lazy()).map_err(to_polars)?;
-    let out = Outputs::new(table, &*shape.collect_schema()?, to.keep_line);
+    let out = Outputs::new(table, &*shape.collect_schema()?, to);
     let work_schema = out.work(shape.clone()).collect_schema()?;
     let mut work = io::ParquetOut::create(staged, &work_schema, to.compression)?;
     let typed_schema = out.typed(shape).collect_schema()?;
@@ -1022,6 +1039,7 @@ mod tests {
         Typed {
             keep_line,
             compression: StoreCompression::default(),
+            hash_ids: keep_line,
         }
     }
 
