@@ -72,11 +72,7 @@ pub(super) fn drop_duplicates_hashed(
         on.push(col(POS));
     }
     let sorted = match given {
-        Some(mut hashes) => {
-            use rayon::prelude::*;
-            hashes.par_sort_unstable();
-            hashes
-        }
+        Some(hashes) => sort_hashes(hashes),
         None => {
             let hashes = valid
                 .clone()
@@ -176,8 +172,12 @@ fn may_repeat(hashes: &UInt64Chunked) -> bool {
 
 /// The hashes (nulls left out), sorted.
 pub(super) fn sorted_hashes(hashes: &UInt64Chunked) -> Vec<u64> {
+    sort_hashes(hashes.iter().flatten().collect())
+}
+
+/// `hashes` sorted.
+fn sort_hashes(mut hashes: Vec<u64>) -> Vec<u64> {
     use rayon::prelude::*;
-    let mut hashes: Vec<u64> = hashes.iter().flatten().collect();
     hashes.par_sort_unstable();
     hashes
 }
