@@ -165,7 +165,15 @@ impl EngineArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub inputs: InputArgs,
-    /// Replace an existing snapshot for the same date.
+    #[command(flatten)]
+    pub publish: PublishArgs,
+}
+
+/// How `run` and `backfill` publish: the same flags for one snapshot or
+/// many.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Replace any published snapshot of the same date.
     #[arg(long)]
     pub overwrite: bool,
     #[command(flatten)]
@@ -183,6 +191,20 @@ pub struct RunArgs {
     /// file's `publish.csv = false`).
     #[arg(long)]
     pub no_csv: bool,
+}
+
+impl PublishArgs {
+    /// The run's settings from `inputs` with these flags applied.
+    fn settings(&self, inputs: &InputArgs, progress: bool) -> Result<RunSettings> {
+        let mut s = settings_with(inputs, self.overwrite, progress)?;
+        s.rebuild_store = self.rebuild_store;
+        s.tables = pipeline::chosen_tables(&s.config, self.tables.as_deref())?;
+        if self.no_csv {
+            s.config.publish.csv = false;
+        }
+        self.engine.apply(&mut s)?;
+        Ok(s)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -221,24 +243,8 @@ pub struct BackfillArgs {
     /// month, quarter, year (period ends in the range) or N-days (from, from+N, …).
     #[arg(long, default_value = "quarter")]
     pub every: crate::pipeline::Every,
-    /// Replace existing snapshots for the same dates.
-    #[arg(long)]
-    pub overwrite: bool,
     #[command(flatten)]
-    pub engine: EngineArgs,
-    /// Start the typed store (OUT/_store/) over: ingest every input file again.
-    #[arg(long)]
-    pub rebuild_store: bool,
-    /// Publish only these tables (comma-separated), e.g.
-    /// customer_scores,pyramid; summaries not named are not computed. The
-    /// manifest is always written, the HTML report only with every table.
-    /// Default: all.
-    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
-    pub tables: Option<Vec<String>>,
-    /// Publish Parquet only, no CSV beside each table (the pipeline
-    /// file's `publish.csv = false`).
-    #[arg(long)]
-    pub no_csv: bool,
+    pub publish: PublishArgs,
 }
 
 #[derive(Debug, Args)]
@@ -371,13 +377,7 @@ fn execute_here(cli: Cli) -> Result<()> {
     let progress = crate::progress::wanted(cli.quiet);
     match cli.command {
         Command::Backfill(a) => {
-            let mut s = settings_with(&a.inputs, a.overwrite, progress)?;
-            s.rebuild_store = a.rebuild_store;
-            s.tables = pipeline::chosen_tables(&s.config, a.tables.as_deref())?;
-            if a.no_csv {
-                s.config.publish.csv = false;
-            }
-            a.engine.apply(&mut s)?;
+            let s = a.publish.settings(&a.inputs, progress)?;
             let done = pipeline::backfill(&s, a.from, a.to, a.every)?;
             for o in &done {
                 println!(
@@ -396,13 +396,7 @@ fn execute_here(cli: Cli) -> Result<()> {
             }
         }
         Command::Run(args) => {
-            let mut s = settings_with(&args.inputs, args.overwrite, progress)?;
-            s.rebuild_store = args.rebuild_store;
-            s.tables = pipeline::chosen_tables(&s.config, args.tables.as_deref())?;
-            if args.no_csv {
-                s.config.publish.csv = false;
-            }
-            args.engine.apply(&mut s)?;
+            let s = args.publish.settings(&args.inputs, progress)?;
             let o = pipeline::run(&s)?;
             println!(
                 "published {} ({} customers, {} transactions kept, {} rows rejected)",
