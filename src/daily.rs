@@ -1093,14 +1093,7 @@ mod tests {
         // c1's day 10 is one row: one purchase day with 2 orders, net 25.00.
         assert_eq!(col_i64("purchases"), vec![2, 1, 1]);
         assert_eq!(col_i64("net_cents"), vec![2500, 100, 700]);
-        let units: Vec<f64> = out
-            .column("units")
-            .unwrap()
-            .f64()
-            .unwrap()
-            .iter()
-            .flatten()
-            .collect();
+        let units: Vec<f64> = crate::testing::f64s(&out, "units");
         assert_eq!(units, vec![3.0, 1.0, 2.0]);
         let ids: Vec<&str> = out
             .column("customer_id")

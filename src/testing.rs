@@ -38,3 +38,38 @@ pub fn u64s(df: &polars::prelude::DataFrame, c: &str) -> Vec<u64> {
         .into_no_null_iter()
         .collect()
 }
+
+/// Column `c` of `df` as floats (any numeric type cast); it must hold no
+/// nulls.
+pub fn f64s(df: &polars::prelude::DataFrame, c: &str) -> Vec<f64> {
+    let v = opt_f64s(df, c);
+    assert!(v.iter().all(Option::is_some), "column {c} holds nulls");
+    v.into_iter().flatten().collect()
+}
+
+/// Column `c` of `df` as floats (any numeric type cast), nulls kept.
+pub fn opt_f64s(df: &polars::prelude::DataFrame, c: &str) -> Vec<Option<f64>> {
+    use polars::prelude::DataType;
+    df.column(c)
+        .unwrap()
+        .cast(&DataType::Float64)
+        .unwrap()
+        .f64()
+        .unwrap()
+        .iter()
+        .collect()
+}
+
+/// Column `c` of `df` as signed integers (any integer type cast), nulls
+/// kept.
+pub fn i64s(df: &polars::prelude::DataFrame, c: &str) -> Vec<Option<i64>> {
+    use polars::prelude::DataType;
+    df.column(c)
+        .unwrap()
+        .cast(&DataType::Int64)
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .collect()
+}

@@ -48,14 +48,7 @@ mod tests {
             .select([cents_to_units(col("c"))])
             .collect()
             .unwrap();
-        let v: Vec<_> = out
-            .column("c")
-            .unwrap()
-            .f64()
-            .unwrap()
-            .iter()
-            .flatten()
-            .collect();
+        let v: Vec<_> = crate::testing::f64s(&out, "c");
         assert_eq!(v, vec![919.17, 6322.19, -284.65, 0.0]);
     }
 
@@ -73,14 +66,7 @@ mod tests {
         .sort(["g"], Default::default())
         .collect()
         .unwrap();
-        let m: Vec<f64> = df
-            .column("m")
-            .unwrap()
-            .f64()
-            .unwrap()
-            .iter()
-            .flatten()
-            .collect();
+        let m: Vec<f64> = crate::testing::f64s(&df, "m");
         assert_eq!(m, [0.02, 1.01, -0.01, 0.01]);
     }
 }

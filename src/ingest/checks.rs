@@ -579,13 +579,7 @@ mod tests {
         .unwrap();
         let ts: Vec<Option<&str>> = df.column("__ts").unwrap().str().unwrap().iter().collect();
         assert_eq!(ts, vec![None, Some("2010-13-01"), None]);
-        let amount: Vec<Option<f64>> = df
-            .column("__amount")
-            .unwrap()
-            .f64()
-            .unwrap()
-            .iter()
-            .collect();
+        let amount: Vec<Option<f64>> = crate::testing::opt_f64s(&df, "__amount");
         assert_eq!(amount, vec![None, Some(2.0), None]);
         let margin: Vec<Option<&str>> = df
             .column("__margin")

@@ -514,16 +514,7 @@ mod tests {
             .sort(["customer_id"], Default::default())
             .collect()
             .unwrap();
-        let get = |c: &str| -> Vec<Option<i64>> {
-            out.column(c)
-                .unwrap()
-                .cast(&DataType::Int64)
-                .unwrap()
-                .i64()
-                .unwrap()
-                .iter()
-                .collect()
-        };
+        let get = |c: &str| crate::testing::i64s(&out, c);
         assert_eq!(get("calls"), vec![Some(1), Some(0)]);
         assert_eq!(get("complaints"), vec![Some(2), Some(0)]);
         assert_eq!(get("unresolved_complaints"), vec![Some(1), Some(0)]);

@@ -359,14 +359,7 @@ mod tests {
     }
 
     fn by_id(df: &DataFrame, col_name: &str) -> Vec<Option<i64>> {
-        df.column(col_name)
-            .unwrap()
-            .cast(&DataType::Int64)
-            .unwrap()
-            .i64()
-            .unwrap()
-            .iter()
-            .collect()
+        crate::testing::i64s(df, col_name)
     }
 
     #[test]
@@ -559,13 +552,7 @@ mod gaps {
             .collect()
             .unwrap();
         let cid: Vec<Option<u32>> = g.column("cid").unwrap().u32().unwrap().iter().collect();
-        let gap: Vec<Option<f64>> = g
-            .column("median_gap_days")
-            .unwrap()
-            .f64()
-            .unwrap()
-            .iter()
-            .collect();
+        let gap: Vec<Option<f64>> = crate::testing::opt_f64s(&g, "median_gap_days");
         // s has one purchase day, so no row.
         assert_eq!(cid, vec![Some(0), Some(1)]);
         assert_eq!(gap, vec![Some(10.0), Some(10.0)]);

@@ -261,14 +261,7 @@ mod tests {
             .collect();
         assert_eq!(flags, vec![false, true, true, false]);
         // Shares are of positive contribution: 500/600, then 600/600.
-        let s: Vec<_> = df
-            .column("cum_contribution_share")
-            .unwrap()
-            .f64()
-            .unwrap()
-            .iter()
-            .flatten()
-            .collect();
+        let s: Vec<_> = crate::testing::f64s(&df, "cum_contribution_share");
         assert!((s[0] - 500.0 / 600.0).abs() < 1e-12 && (s[3] - 1.0).abs() < 1e-12);
     }
 

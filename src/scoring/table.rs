@@ -68,14 +68,11 @@ pub fn per_label(
 mod tests {
     use super::*;
     use crate::io::Run;
+    use crate::testing::opt_f64s;
 
     fn strs(df: &DataFrame, c: &str) -> Vec<String> {
         let s = df.column(c).unwrap().str().unwrap().clone();
         s.iter().map(|v| v.unwrap_or("∅").to_string()).collect()
-    }
-
-    fn floats(df: &DataFrame, c: &str) -> Vec<Option<f64>> {
-        df.column(c).unwrap().f64().unwrap().iter().collect()
     }
 
     #[test]
@@ -109,19 +106,22 @@ mod tests {
             .collect();
         assert_eq!(n, [Some(1), Some(0), Some(3)]);
         assert_eq!(
-            floats(&df, "customer_share"),
+            opt_f64s(&df, "customer_share"),
             [Some(0.25), Some(0.0), Some(0.75)]
         );
         // 7501 / 10001 and 2500 / 10001 of the revenue; units from cents.
         assert_eq!(
-            floats(&df, "revenue_share"),
+            opt_f64s(&df, "revenue_share"),
             [
                 Some(7_501.0 / 10_001.0),
                 Some(0.0),
                 Some(2_500.0 / 10_001.0)
             ]
         );
-        assert_eq!(floats(&df, "revenue"), [Some(75.01), Some(0.0), Some(25.0)]);
+        assert_eq!(
+            opt_f64s(&df, "revenue"),
+            [Some(75.01), Some(0.0), Some(25.0)]
+        );
         // Extra aggregations ride along; a label nobody holds has none.
         let top: Vec<Option<i64>> = df
             .column("top_cents")
@@ -145,8 +145,8 @@ mod tests {
             .run()
             .unwrap();
         assert_eq!(strs(&df, "k"), ["a", "b"]);
-        assert_eq!(floats(&df, "customer_share"), [None, None]);
-        assert_eq!(floats(&df, "x_share"), [None, None]);
-        assert_eq!(floats(&df, "x"), [Some(0.0), Some(0.0)]);
+        assert_eq!(opt_f64s(&df, "customer_share"), [None, None]);
+        assert_eq!(opt_f64s(&df, "x_share"), [None, None]);
+        assert_eq!(opt_f64s(&df, "x"), [Some(0.0), Some(0.0)]);
     }
 }

@@ -279,14 +279,7 @@ mod tests {
         .unwrap();
         // Row 1: loyalty 3+2=5, economic 5 → 优质. Row 2: loyalty 1+2=3 → 潜力.
         // Row 3: loyalty 0 → 一般. Row 4: loyalty 3, spend null → 0 → 潜力.
-        let pts: Vec<f64> = out
-            .column("dealer_points")
-            .unwrap()
-            .f64()
-            .unwrap()
-            .iter()
-            .flatten()
-            .collect();
+        let pts: Vec<f64> = crate::testing::f64s(&out, "dealer_points");
         assert_eq!(pts, vec![10.0, 8.0, 0.0, 3.0]);
         assert_eq!(
             strs(&out, "dealer_tier"),
@@ -304,14 +297,7 @@ mod tests {
             .select([value_points(col("level"), &points).alias("p")])
             .collect()
             .unwrap();
-        let p: Vec<f64> = df
-            .column("p")
-            .unwrap()
-            .f64()
-            .unwrap()
-            .iter()
-            .flatten()
-            .collect();
+        let p: Vec<f64> = crate::testing::f64s(&df, "p");
         assert_eq!(p, [20.0, 0.0, 30.0]);
     }
 }

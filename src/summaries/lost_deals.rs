@@ -104,14 +104,7 @@ mod tests {
             .iter()
             .flatten()
             .collect();
-        let share: Vec<f64> = out
-            .column("share")
-            .unwrap()
-            .f64()
-            .unwrap()
-            .iter()
-            .flatten()
-            .collect();
+        let share: Vec<f64> = crate::testing::f64s(&out, "share");
         assert_eq!(lines, vec!["皮卡", "轻卡", "轻卡", "ALL", "ALL", "ALL"]);
         assert_eq!(
             why,
