@@ -134,18 +134,29 @@ fn main() {
     time("pre-aggregate sorted by cid, day", reps, || {
         tiering::scoring::sorted::sort_daily(daily.clone()).unwrap()
     });
-    time("measures in one scan of the sorted", reps, || {
-        tiering::scoring::sorted::measures_sorted(
-            &sorted_daily,
-            &keys,
-            as_of,
-            &cfg.measures,
-            true,
-            true,
-            true,
-        )
-        .unwrap()
-    });
+    for (what, name) in [
+        (
+            tiering::scoring::sorted::Measured::All { gaps: true },
+            "measures in one scan of the sorted",
+        ),
+        (
+            tiering::scoring::sorted::Measured::Tiering,
+            "an earlier tiering's measures, one scan",
+        ),
+    ] {
+        time(name, reps, || {
+            tiering::scoring::sorted::measures_sorted(
+                &sorted_daily,
+                &keys,
+                as_of,
+                &cfg.measures,
+                true,
+                true,
+                what,
+            )
+            .unwrap()
+        });
+    }
     let ids = keys
         .clone()
         .lazy()

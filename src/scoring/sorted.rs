@@ -64,11 +64,31 @@ struct Acc {
     units: f64,
 }
 
+/// What [`measures_sorted`] computes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Measured {
+    /// Every measure, the median gaps too when `gaps`.
+    All { gaps: bool },
+    /// Only what an earlier date's pyramid tiering reads: customer_id,
+    /// first_purchase, revenue_cents and contribution_cents. A date's scan
+    /// is bound by its per-row sums (HISTORY, forty-sixth run), and these
+    /// are three of ten.
+    Tiering,
+}
+
+/// The columns of [`Measured::Tiering`].
+const TIERING: [&str; 4] = [
+    "customer_id",
+    "first_purchase",
+    "revenue_cents",
+    "contribution_cents",
+];
+
 /// The date's settings for [`Scan::customer`].
 struct Scan<'a> {
     now: i32,
     cfg: &'a MeasuresConfig,
-    gaps: bool,
+    what: Measured,
 }
 
 /// One stretch of whole customers: their cids, sums and median gaps.
@@ -80,8 +100,13 @@ impl Scan<'_> {
         let (mut who_all, mut accs, mut medians) = (Vec::new(), Vec::new(), Vec::new());
         let mut gaps: Vec<i64> = Vec::new();
         let mut scratch = Scratch::default();
+        let narrow = self.what == Measured::Tiering;
         src.each(lo, hi, &mut scratch, |who, rows| {
-            if let Some((a, m)) = self.customer(rows, &mut gaps) {
+            let customer = match narrow {
+                true => self.customer::<true>(rows, &mut gaps),
+                false => self.customer::<false>(rows, &mut gaps),
+            };
+            if let Some((a, m)) = customer {
                 who_all.push(who);
                 accs.push(a);
                 medians.push(m);
@@ -92,8 +117,12 @@ impl Scan<'_> {
 
     /// One customer's sums and median gap as of the date, from its rows in
     /// day order (one or more slices); `None` without a row on or before
-    /// the date.
-    fn customer(&self, rows: &[Rows], gaps: &mut Vec<i64>) -> Option<(Acc, Option<f64>)> {
+    /// the date. `NARROW`: only [`Measured::Tiering`]'s sums.
+    fn customer<const NARROW: bool>(
+        &self,
+        rows: &[Rows],
+        gaps: &mut Vec<i64>,
+    ) -> Option<(Acc, Option<f64>)> {
         let now = self.now;
         let window = self.cfg.window_days;
         let span = window.unwrap_or(365) as i32;
@@ -112,10 +141,24 @@ impl Scan<'_> {
             let cut = r.day.partition_point(|&d| d <= now);
             for (i, &d) in r.day.iter().enumerate().take(cut) {
                 let bought = r.purchases[i] > 0;
+                if NARROW {
+                    if bought {
+                        a.first_p.get_or_insert(d);
+                    }
+                    if window.is_none_or(|w| d > now - w as i32) {
+                        a.revenue += r.net[i];
+                        if let Some(m) = r.margin.get(i) {
+                            a.contribution += m;
+                        }
+                    }
+                    continue;
+                }
                 if bought {
                     a.first_p.get_or_insert(d);
                     a.last_p = Some(d);
-                    if let Some(p) = previous {
+                    if let Some(p) = previous
+                        && self.what == (Measured::All { gaps: true })
+                    {
                         gaps.push((d - p) as i64);
                     }
                     previous = Some(d);
@@ -147,7 +190,7 @@ impl Scan<'_> {
                 break;
             }
         }
-        let median = (self.gaps && !gaps.is_empty()).then(|| measures::median(gaps));
+        let median = (!gaps.is_empty()).then(|| measures::median(gaps));
         Some((a, median))
     }
 }
@@ -255,13 +298,15 @@ pub fn measures_sorted(
     cfg: &MeasuresConfig,
     has_margin: bool,
     has_quantity: bool,
-    gaps: bool,
+    what: Measured,
 ) -> PolarsResult<DataFrame> {
-    let src = Source::of(daily, has_margin, has_quantity)?;
+    let narrow = what == Measured::Tiering;
+    // The tiering reads no units.
+    let src = Source::of(daily, has_margin, has_quantity && !narrow)?;
     let scan = Scan {
         now: epoch_days(as_of),
         cfg,
-        gaps,
+        what,
     };
     let now = scan.now;
     let bounds = src.stretches((rayon::current_num_threads() * 4).max(1));
@@ -308,19 +353,35 @@ pub fn measures_sorted(
     };
     let height = accs.len();
     type Build<'b> = Box<dyn Fn() -> PolarsResult<Column> + Send + Sync + 'b>;
-    let builds: Vec<Build> =
-        vec![
+    let builds: Vec<(&str, Build)> = vec![
+        (
+            "customer_id",
             Box::new(|| Ok(ids_of(keys, &out_cid)?.with_name("customer_id".into()))),
+        ),
+        (
+            "first_purchase",
             Box::new(|| date("first_purchase", &first)),
-            Box::new(|| date("last_purchase", &last)),
+        ),
+        ("last_purchase", Box::new(|| date("last_purchase", &last))),
+        (
+            "recency_days",
             Box::new(|| {
                 Ok(int32(
                     "recency_days",
                     last.iter().map(|d| now - d).collect(),
                 ))
             }),
+        ),
+        (
+            "frequency",
             Box::new(|| Ok(int64("frequency", |a| a.frequency))),
+        ),
+        (
+            "revenue_cents",
             Box::new(|| Ok(int64("revenue_cents", |a| a.revenue))),
+        ),
+        (
+            "monetary_cents",
             Box::new(|| {
                 Ok(Int64Chunked::from_vec(
                     "monetary_cents".into(),
@@ -328,20 +389,35 @@ pub fn measures_sorted(
                 )
                 .into_column())
             }),
+        ),
+        (
+            "tenure_days",
             Box::new(|| {
                 Ok(int32(
                     "tenure_days",
                     first.iter().map(|d| now - d).collect(),
                 ))
             }),
+        ),
+        (
+            "contribution_cents",
             Box::new(|| {
                 Ok(match has_margin {
                     true => int64("contribution_cents", |a| a.contribution),
                     false => int64("contribution_cents", |a| a.revenue),
                 })
             }),
+        ),
+        (
+            "window_spend_cents",
             Box::new(|| Ok(int64("window_spend_cents", |a| a.spend))),
+        ),
+        (
+            "window_spend_prior_cents",
             Box::new(|| Ok(int64("window_spend_prior_cents", |a| a.prior))),
+        ),
+        (
+            "median_gap_days",
             Box::new(|| {
                 Ok(Float64Chunked::from_iter_options(
                     "median_gap_days".into(),
@@ -349,6 +425,9 @@ pub fn measures_sorted(
                 )
                 .into_column())
             }),
+        ),
+        (
+            "units_bought",
             Box::new(|| {
                 Ok(if has_quantity {
                     Float64Chunked::from_vec(
@@ -360,10 +439,12 @@ pub fn measures_sorted(
                     Float64Chunked::full_null("units_bought".into(), height).into_column()
                 })
             }),
-        ];
+        ),
+    ];
     let columns = builds
         .par_iter()
-        .map(|b| b())
+        .filter(|(name, _)| !narrow || TIERING.contains(name))
+        .map(|(_, b)| b())
         .collect::<PolarsResult<Vec<Column>>>()?;
     DataFrame::new(height, columns)
 }
@@ -371,6 +452,8 @@ pub fn measures_sorted(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ALL: Measured = Measured::All { gaps: true };
     use crate::io::Run;
     use crate::scoring::measures::{self, measures_with_gaps};
     use chrono::Datelike;
@@ -462,7 +545,13 @@ mod tests {
                             .run()
                             .unwrap();
                             let got = measures_sorted(
-                                &sorted, &keys, as_of, &cfg, margin, quantity, gaps,
+                                &sorted,
+                                &keys,
+                                as_of,
+                                &cfg,
+                                margin,
+                                quantity,
+                                Measured::All { gaps },
                             )
                             .unwrap();
                             assert_eq!(got.schema(), want.schema());
@@ -471,6 +560,18 @@ mod tests {
                                 "{as_of} {window_days:?} {frequency:?} {monetary:?} {margin} {quantity} {gaps}\n{got}\n{want}"
                             );
                             compared += got.height();
+                            // The tiering's scan: the same rows and values.
+                            let narrow = measures_sorted(
+                                &sorted,
+                                &keys,
+                                as_of,
+                                &cfg,
+                                margin,
+                                quantity,
+                                Measured::Tiering,
+                            )
+                            .unwrap();
+                            assert!(narrow.equals_missing(&got.select(TIERING).unwrap()));
                         }
                     }
                 }
@@ -636,10 +737,10 @@ mod tests {
             assert!(matches!(held, Held::Stacked(_)));
             assert!(held.frame().unwrap().equals(&merged.frame().unwrap()));
             for as_of in [d(2009, 8, 1), d(2010, 12, 31), d(2012, 1, 1)] {
-                let want = measures_sorted(&whole, &keys, as_of, &cfg, true, true, true).unwrap();
+                let want = measures_sorted(&whole, &keys, as_of, &cfg, true, true, ALL).unwrap();
                 for h in [&held, &merged] {
                     let got =
-                        measures_sorted(h, &stacked_keys, as_of, &cfg, true, true, true).unwrap();
+                        measures_sorted(h, &stacked_keys, as_of, &cfg, true, true, ALL).unwrap();
                     assert!(got.height() > 0);
                     assert!(got.equals_missing(&want), "{as_of}\n{got}\n{want}");
                 }
@@ -692,7 +793,7 @@ mod tests {
             &cfg,
             false,
             false,
-            true,
+            ALL,
         )
         .unwrap();
         let get = |c: &str| {

@@ -9,6 +9,7 @@ use crate::io::Run;
 use crate::config::Config;
 use crate::error::Result;
 use crate::scoring::schemes::{PYRAMID, scheme};
+use crate::scoring::sorted::Measured;
 use crate::scoring::{measures, pyramid};
 use crate::snapshot::base::scores_as_of;
 use crate::snapshot::frames::{Frames, held_measures, measures_query};
@@ -43,7 +44,7 @@ pub fn tiers_as_of(
     narrow.extend(keep.iter().filter(|c| *c != "pyramid_tier").cloned());
     let given = match f.given.measures.get(&date) {
         Some(m) => Some(m.clone()),
-        None => held_measures(f, date, cfg, false).transpose()?,
+        None => held_measures(f, date, cfg, Measured::Tiering).transpose()?,
     };
     let held = given.is_some();
     let b = match given {

@@ -246,7 +246,7 @@ pub fn measures_as_of(f: &Frames, date: NaiveDate, cfg: &Config, gaps: bool) -> 
     if let Some(m) = f.given.measures.get(&date) {
         return Ok(m.clone().lazy());
     }
-    if let Some(m) = held_measures(f, date, cfg, gaps) {
+    if let Some(m) = held_measures(f, date, cfg, sorted::Measured::All { gaps }) {
         return Ok(m?.lazy());
     }
     f.per_customer(|d, keys| measures_query(f, d, keys, date, cfg, gaps))
@@ -258,7 +258,7 @@ pub(super) fn held_measures(
     f: &Frames,
     date: NaiveDate,
     cfg: &Config,
-    gaps: bool,
+    what: sorted::Measured,
 ) -> Option<Result<DataFrame>> {
     let Daily::Memory { daily, keys } = &f.daily else {
         return None;
@@ -271,7 +271,7 @@ pub(super) fn held_measures(
         &cfg.measures,
         f.has_margin,
         f.has_quantity,
-        gaps,
+        what,
     );
     tracing::debug!(ms = t.elapsed().as_millis() as u64, %date, "measures");
     Some(
@@ -300,7 +300,7 @@ pub(super) fn part_measures(
         &cfg.measures,
         f.has_margin,
         f.has_quantity,
-        true,
+        sorted::Measured::All { gaps: true },
     )?;
     crate::order::flag_sorted_ids(m)
 }
