@@ -85,6 +85,34 @@ fn main() {
     let cfg = Config::default();
     let as_of = NaiveDate::from_ymd_opt(2010, 12, 31).unwrap();
     println!("{rows} transactions, median of {reps}");
+    // Staging's per-value parsing: amounts (as the CSV reader gives them)
+    // to cents, ISO dates to days.
+    let raw = txns
+        .clone()
+        .lazy()
+        .select([
+            (col("amount_cents").cast(DataType::Float64) / lit(100.0)).alias("amount"),
+            col("ts").cast(DataType::String).alias("ts"),
+        ])
+        .collect()
+        .unwrap();
+    time("amounts to cents", reps, || {
+        let cents = tiering::ingest::cents_from(col("amount")).alias("cents");
+        raw.clone().lazy().select([cents]).run().unwrap()
+    });
+    let formats = tiering::config::default_date_formats();
+    // A format of no fixed shape among them sends every batch to polars.
+    let mut other = formats.clone();
+    other.push("%d.%m.%Y".into());
+    for (label, formats) in [
+        ("dates parsed", &formats),
+        ("dates by polars, 6 formats each tried", &other),
+    ] {
+        time(label, reps, || {
+            let days = tiering::ingest::parse_date_text(col("ts"), &DataType::String, formats);
+            raw.clone().lazy().select([days]).run().unwrap()
+        });
+    }
     let keys = tiering::daily::customer_keys(txns.clone().lazy())
         .run()
         .unwrap();

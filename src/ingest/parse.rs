@@ -285,17 +285,34 @@ pub fn parse_cents(name: &str, dtype: &DataType) -> Expr {
 
 /// [`parse_cents`] on a number or on already trimmed text.
 pub fn cents_from(value: Expr) -> Expr {
-    let x = value.cast(DataType::Float64);
-    let cents = (x * lit(100.0)).round(0, RoundMode::HalfAwayFromZero);
-    // 9e15 cents is far beyond any real amount and still exact in f64.
-    when(
-        cents
-            .clone()
-            .is_finite()
-            .and(cents.clone().abs().lt(lit(9.0e15))),
-    )
-    .then(cents.cast(DataType::Int64))
-    .otherwise(lit(NULL).cast(DataType::Int64))
+    per_batch(value.cast(DataType::Float64), cents_column, DataType::Int64)
+}
+
+/// One batch of amounts as whole cents ([`to_cents`]) in one pass: as
+/// polars expressions (multiply, round, finite and range checks, cast)
+/// it took ~6 ns a value, two columns of every transactions file.
+fn cents_column(c: Column) -> PolarsResult<Column> {
+    let ca = c.as_materialized_series().f64()?;
+    let out: Int64Chunked = ca.iter().map(|v| v.and_then(to_cents)).collect();
+    Ok(out.with_name(ca.name().clone()).into_column())
+}
+
+/// `x` units as cents rounded half away from zero (as `f64::round`);
+/// `None` when not finite or 9e15 cents or more in size (far beyond any
+/// real amount, still exact in f64).
+#[inline]
+fn to_cents(x: f64) -> Option<i64> {
+    let c = x * 100.0;
+    // NaN and the infinities fail too. Past 2^52 every double is whole,
+    // so the bound reads the same before rounding as after.
+    if !c.is_finite() || c.abs() >= 9.0e15 {
+        return None;
+    }
+    // Truncated (`as`: no libm `round` call a value), then the exact
+    // fraction decides.
+    let t = c as i64;
+    let fraction = c - t as f64;
+    Some(t + i64::from(fraction >= 0.5) - i64::from(fraction <= -0.5))
 }
 
 /// Maps raw kind values to canonical ones; unmapped values become null.
@@ -517,6 +534,66 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn cents_are_the_rounded_product_as_polars_computes_it() {
+        // polars' own formulation, the reference.
+        let reference = |x: Expr| {
+            let cents = (x * lit(100.0)).round(0, RoundMode::HalfAwayFromZero);
+            when(
+                cents
+                    .clone()
+                    .is_finite()
+                    .and(cents.clone().abs().lt(lit(9.0e15))),
+            )
+            .then(cents.cast(DataType::Int64))
+            .otherwise(lit(NULL).cast(DataType::Int64))
+        };
+        let mut next = crate::testing::lcg(41);
+        let mut values: Vec<Option<f64>> = vec![
+            None,
+            Some(0.0),
+            Some(-0.0),
+            Some(0.005),
+            Some(-0.005),
+            Some(0.015),
+            Some(2.675),
+            Some(1.005),
+            Some(-1.005),
+            Some(0.004_999_999_999_999_999),
+            Some(89_999_999_999_999.99),
+            Some(90_000_000_000_000.0),
+            Some(-90_000_000_000_000.0),
+            Some(45_035_996_273_704.96),
+            Some(1e300),
+            Some(f64::NAN),
+            Some(f64::INFINITY),
+            Some(f64::NEG_INFINITY),
+            Some(f64::MIN_POSITIVE),
+        ];
+        // Cents and half cents of every size, and random bit patterns.
+        for _ in 0..20_000 {
+            let scale = 10f64.powi((next() % 17) as i32 - 2);
+            let sign = if next().is_multiple_of(2) { 1.0 } else { -1.0 };
+            values.push(Some(sign * (next() % 1_000_000) as f64 / 200.0 * scale));
+            let bits = ((next() as u64) << 32) ^ next() as u64;
+            values.push(Some(f64::from_bits(bits)));
+        }
+        let df = df!("x" => values).unwrap();
+        let got = df
+            .clone()
+            .lazy()
+            .select([cents_from(col("x"))])
+            .collect()
+            .unwrap();
+        let want = df.lazy().select([reference(col("x"))]).collect().unwrap();
+        let (got, want) = (
+            crate::testing::i64s(&got, "x"),
+            crate::testing::i64s(&want, "x"),
+        );
+        assert!(got.iter().flatten().count() > 20_000);
+        assert_eq!(got, want);
     }
 
     #[test]
