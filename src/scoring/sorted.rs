@@ -544,16 +544,11 @@ mod tests {
                             .sort(["customer_id"], Default::default())
                             .run()
                             .unwrap();
-                            let got = measures_sorted(
-                                &sorted,
-                                &keys,
-                                as_of,
-                                &cfg,
-                                margin,
-                                quantity,
-                                Measured::All { gaps },
-                            )
-                            .unwrap();
+                            let scan = |what| {
+                                measures_sorted(&sorted, &keys, as_of, &cfg, margin, quantity, what)
+                                    .unwrap()
+                            };
+                            let got = scan(Measured::All { gaps });
                             assert_eq!(got.schema(), want.schema());
                             assert!(
                                 got.equals_missing(&want),
@@ -561,16 +556,7 @@ mod tests {
                             );
                             compared += got.height();
                             // The tiering's scan: the same rows and values.
-                            let narrow = measures_sorted(
-                                &sorted,
-                                &keys,
-                                as_of,
-                                &cfg,
-                                margin,
-                                quantity,
-                                Measured::Tiering,
-                            )
-                            .unwrap();
+                            let narrow = scan(Measured::Tiering);
                             assert!(narrow.equals_missing(&got.select(TIERING).unwrap()));
                         }
                     }
