@@ -126,6 +126,8 @@ impl Scan<'_> {
         let now = self.now;
         let window = self.cfg.window_days;
         let span = window.unwrap_or(365) as i32;
+        // Purchase gaps are collected only for a median.
+        let want_gaps = self.what == (Measured::All { gaps: true });
         let first = *rows.first()?.day.first()?;
         if first > now {
             return None;
@@ -157,7 +159,7 @@ impl Scan<'_> {
                     a.first_p.get_or_insert(d);
                     a.last_p = Some(d);
                     if let Some(p) = previous
-                        && self.what == (Measured::All { gaps: true })
+                        && want_gaps
                     {
                         gaps.push((d - p) as i64);
                     }
