@@ -143,6 +143,11 @@ fn main() {
     let keys = tiering::daily::customer_keys(txns.clone().lazy())
         .run()
         .unwrap();
+    time("store's pre-aggregate (sorted walk)", reps, || {
+        tiering::daily::daily_sorted(txns.clone().lazy(), true, true)
+            .unwrap()
+            .unwrap()
+    });
     time("daily pre-aggregate", reps, || {
         tiering::daily::daily(txns.clone().lazy(), keys.clone().lazy(), true, true)
             .run()

@@ -58,9 +58,17 @@ pub fn by_id(df: &DataFrame, then: Option<&str>) -> Result<IdxCa> {
 /// run of rows with equal (customer_id, `then`) starts in it: a sort-based
 /// group-by, which needs no hash table and leaves the groups sorted.
 /// `customer_id` and `then` must hold no nulls (null would group with "").
-pub fn groups_by_id(df: &DataFrame, then: &str) -> Result<(Vec<IdxSize>, Vec<IdxSize>)> {
+pub fn groups_by_id(df: &DataFrame, then: &str) -> Result<Groups> {
     let (keys, ids) = match sorted(df, Some(then))? {
-        Sorted::Packed(p) => return Ok((p.rows(), p.starts())),
+        Sorted::Packed(p) => {
+            let starts = p.starts();
+            let keys = p.group_keys(&starts);
+            return Ok(Groups {
+                order: p.rows(),
+                starts,
+                keys: Some(keys),
+            });
+        }
         Sorted::Keys(keys, ids) => (keys, ids),
     };
     let full = |r: IdxSize| ids.get(r as usize).unwrap_or("");
@@ -77,7 +85,28 @@ pub fn groups_by_id(df: &DataFrame, then: &str) -> Result<(Vec<IdxSize>, Vec<Idx
             starts.push(i as IdxSize);
         }
     }
-    Ok((keys.into_iter().map(|k| k.row).collect(), starts))
+    Ok(Groups {
+        order: keys.into_iter().map(|k| k.row).collect(),
+        starts,
+        keys: None,
+    })
+}
+
+/// [`groups_by_id`]'s groups: the rows in order, where each group starts
+/// in it, and, when the ids packed into integer keys, each group's keys
+/// read off those.
+pub struct Groups {
+    pub order: Vec<IdxSize>,
+    pub starts: Vec<IdxSize>,
+    pub keys: Option<GroupKeys>,
+}
+
+/// Each group's `then` value and its id's number (0 for the first id,
+/// one more at each new id): what a gather of the groups' first rows
+/// would give, without reading the rows at random.
+pub struct GroupKeys {
+    pub then: Vec<i32>,
+    pub id_number: Vec<IdxSize>,
 }
 
 /// The rows in [`by_id`]'s order, as one of two kinds of sorted keys.
@@ -98,6 +127,9 @@ enum Sorted {
 struct Packed {
     keys: PackedKeys,
     row_bits: u32,
+    /// The tie's bits, above the row's, and the smallest tie.
+    tie_bits: u32,
+    tie_lo: i32,
 }
 
 enum PackedKeys {
@@ -116,6 +148,32 @@ impl Packed {
         match &self.keys {
             PackedKeys::Narrow(k) => rows(k, self.row_bits),
             PackedKeys::Wide(k) => rows(k, self.row_bits),
+        }
+    }
+
+    /// The tie and the id's number of the keys at `starts` (see
+    /// [`GroupKeys`]).
+    fn group_keys(&self, starts: &[IdxSize]) -> GroupKeys {
+        fn read<T: Copy + Into<u128>>(keys: &[T], starts: &[IdxSize], p: &Packed) -> GroupKeys {
+            let mask = (1u128 << p.tie_bits) - 1;
+            let mut then = Vec::with_capacity(starts.len());
+            let mut id_number = Vec::with_capacity(starts.len());
+            let (mut last, mut n) = (None, 0);
+            for &s in starts {
+                let k = keys[s as usize].into() >> p.row_bits;
+                then.push((p.tie_lo as i64 + (k & mask) as i64) as i32);
+                let id = k >> p.tie_bits;
+                if last.is_some_and(|l| l != id) {
+                    n += 1;
+                }
+                last = Some(id);
+                id_number.push(n);
+            }
+            GroupKeys { then, id_number }
+        }
+        match &self.keys {
+            PackedKeys::Narrow(k) => read(k, starts, self),
+            PackedKeys::Wide(k) => read(k, starts, self),
         }
     }
 
@@ -224,7 +282,12 @@ fn packed(ids: &StringChunked, ties: &[i32]) -> Option<Packed> {
         keys.par_sort_unstable();
         PackedKeys::Wide(keys)
     };
-    Some(Packed { keys, row_bits })
+    Some(Packed {
+        keys,
+        row_bits,
+        tie_bits,
+        tie_lo: *lo,
+    })
 }
 
 /// The rows' keys in [`by_id`]'s order.
@@ -857,12 +920,14 @@ mod tests {
                 .zip(&days)
                 .filter_map(|(i, d)| Some(((*i)?, (*d)?)))
                 .collect();
-            let (order, starts) = groups_by_id(&kept, "day").unwrap();
+            let groups = groups_by_id(&kept, "day").unwrap();
+            let (order, starts) = (&groups.order, &groups.starts);
             let want_starts: Vec<IdxSize> = (0..order.len())
                 .filter(|&i| i == 0 || rows[order[i - 1] as usize] != rows[order[i] as usize])
                 .map(|i| i as IdxSize)
                 .collect();
-            assert_eq!(starts, want_starts, "longest {longest}");
+            assert_eq!(starts, &want_starts, "longest {longest}");
+            group_keys_are_the_first_rows(&groups, &rows);
         }
         // Too wide for 128 bits (20 positions of 7 bits): the other keys,
         // the same order.
@@ -917,7 +982,8 @@ mod tests {
             .map(|i| i.map(|s| &s[..s.len().min(8)]))
             .collect();
         let df = check(&short, true);
-        let (order, starts) = groups_by_id(&df.drop_nulls::<String>(None).unwrap(), "day").unwrap();
+        let groups = groups_by_id(&df.drop_nulls::<String>(None).unwrap(), "day").unwrap();
+        let (order, starts) = (&groups.order, &groups.starts);
         let kept: Vec<(&str, i32)> = short
             .iter()
             .zip(&ties)
@@ -927,7 +993,29 @@ mod tests {
             .filter(|&i| i == 0 || kept[order[i - 1] as usize] != kept[order[i] as usize])
             .map(|i| i as IdxSize)
             .collect();
-        assert_eq!(starts, want);
+        assert_eq!(starts, &want);
+        group_keys_are_the_first_rows(&groups, &kept);
+    }
+
+    /// Packed groups' keys are their first rows' tie, and their ids
+    /// numbered from 0, one more at each new id.
+    fn group_keys_are_the_first_rows(groups: &Groups, rows: &[(&str, i32)]) {
+        let keys = groups.keys.as_ref().expect("packed");
+        let firsts: Vec<(&str, i32)> = groups
+            .starts
+            .iter()
+            .map(|&s| rows[groups.order[s as usize] as usize])
+            .collect();
+        let then: Vec<i32> = firsts.iter().map(|f| f.1).collect();
+        assert_eq!(keys.then, then);
+        let mut n = 0;
+        let numbers: Vec<IdxSize> = (0..firsts.len())
+            .map(|g| {
+                n += (g > 0 && firsts[g - 1].0 != firsts[g].0) as IdxSize;
+                n
+            })
+            .collect();
+        assert_eq!(keys.id_number, numbers);
     }
 
     /// The flag is set only on sorted ids without nulls, and joins of
