@@ -156,6 +156,7 @@ pub fn backfill(
             let mut timings = base.clone();
             let mut scored = snapshot::compute(&f, d, &s.config)?;
             timings.lap("score", t);
+            settle(&source)?;
             let snap = Snapshot::begin(&s.out, d, s.overwrite)?;
             let path = super::publish(s, &mut copy(d), &mut scored, snap, timings, &how)?;
             bar.inc(1);
@@ -199,6 +200,7 @@ pub fn backfill(
             }
         }
         let scoring = t.elapsed();
+        settle(&source)?;
         let results: Vec<Result<RunOutcome>> = pair
             .par_iter()
             .zip(fulls)
@@ -223,6 +225,12 @@ pub fn backfill(
     }
     bar.finish_and_clear();
     Ok(done)
+}
+
+/// Waits for the store's commit, if it runs behind, before a snapshot is
+/// published ([`crate::store::View::settle`]).
+fn settle(source: &super::Source) -> Result<()> {
+    source.store().map_or(Ok(()), |v| v.settle())
 }
 
 #[cfg(test)]

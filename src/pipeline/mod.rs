@@ -413,7 +413,7 @@ pub(crate) enum Source {
 }
 
 impl Source {
-    fn store(&self) -> Option<&store::View> {
+    pub(super) fn store(&self) -> Option<&store::View> {
         match self {
             Source::Store(v) | Source::Spark(_, Some(v)) => Some(v),
             _ => None,
@@ -535,10 +535,13 @@ fn frames(
         let d = match store {
             Some(v) => {
                 // Days held by several files (no per-file merge) need the
-                // summing path whatever was built.
-                let merged = match (fresh, v.daily_per_file()?) {
-                    (Some(dfs), Some(_)) => snapshot::Daily::from_sorted_frames(dfs)?,
-                    (None, Some(files)) => {
+                // summing path whatever was built. The fresh frames are
+                // taken without a look at the files, which may still be
+                // being written (`store::View::settle`).
+                let merged = match (fresh, v.days_disjoint()) {
+                    (Some(dfs), true) => snapshot::Daily::from_sorted_frames(dfs)?,
+                    (None, true) => {
+                        let files = v.daily_per_file()?.unwrap_or_default();
                         // On integers by the kept id runs; else by the ids.
                         let keyed = match v.daily_keyed_per_file()? {
                             Some(keyed) => snapshot::Daily::from_keyed_files(keyed)?,
@@ -549,7 +552,7 @@ fn frames(
                             None => snapshot::Daily::from_sorted_files(files)?,
                         }
                     }
-                    (_, None) => None,
+                    (_, false) => None,
                 };
                 match merged {
                     Some(d) => d,
@@ -889,6 +892,9 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     crate::io::failpoint("after_score");
 
     copies.finish()?;
+    if let Some(v) = source.store() {
+        v.settle()?;
+    }
     progress.stage("publish");
     let as_of = ing.as_of;
     let how = How {
