@@ -159,20 +159,31 @@ pub(super) fn numeric_columns(table: &str, file: &Path, input: &InputFile) -> Re
 }
 
 /// What the manifest records of one input file of `rows` rows.
-pub(super) fn file_info(file: &Path, rows: usize) -> Result<InputFileInfo> {
+pub(super) fn file_info(file: &Path, rows: usize, hashed: Option<String>) -> Result<InputFileInfo> {
     Ok(InputFileInfo {
         rows,
-        ..file_identity(file)?
+        ..identity(file, hashed)?
     })
 }
 
 /// One input file's size, modification time and XXH3-128 (rows not yet
 /// counted).
 pub(super) fn file_identity(file: &Path) -> Result<InputFileInfo> {
+    identity(file, None)
+}
+
+/// [`file_identity`], with the hash when it was already taken.
+fn identity(file: &Path, hashed: Option<String>) -> Result<InputFileInfo> {
     let meta = std::fs::metadata(file).map_err(Error::io(file))?;
-    let t = std::time::Instant::now();
-    let xxh3_128 = io::content_hash(file)?;
-    tracing::debug!(ms = t.elapsed().as_millis() as u64, "hashed");
+    let xxh3_128 = match hashed {
+        Some(h) => h,
+        None => {
+            let t = std::time::Instant::now();
+            let h = io::content_hash(file)?;
+            tracing::debug!(ms = t.elapsed().as_millis() as u64, "hashed");
+            h
+        }
+    };
     Ok(InputFileInfo {
         path: file.to_path_buf(),
         bytes: meta.len(),

@@ -151,6 +151,8 @@ fn stage_file(
     let candidate = work.join(format!("{table}-{i}-typed.parquet"));
     let mut numeric = numeric_columns(table, file, input)?;
     let mut narrow = true;
+    // Taken by the windows' look for quotes (else hashed after staging).
+    let mut hashed = None;
     let st = loop {
         let mut checks = Checks::for_file(table, file, input, unknown, &numeric, false)?;
         // Read in windows: a CSV file cut where the file allows it
@@ -161,6 +163,9 @@ fn stage_file(
             _ => io::CsvWindows::open(file, input, &checks.header, &checks.read, &numeric)?
                 .map(|w| Windows::Csv(Box::new(w))),
         };
+        if let Some(Windows::Csv(w)) = &windows {
+            hashed = Some(w.content_hash().to_string());
+        }
         if narrow {
             checks.narrow(match &windows {
                 Some(Windows::Csv(w)) => Some(&**w),
@@ -209,7 +214,7 @@ fn stage_file(
         staged,
         candidate,
         apart: st.apart,
-        info: file_info(file, st.rows)?,
+        info: file_info(file, st.rows, hashed)?,
         hashes: st.hashes,
     })
 }

@@ -284,7 +284,12 @@ pub fn content_hash(path: &Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(format!("{:032x}", hasher.digest128()))
+    Ok(hash_text(hasher.digest128()))
+}
+
+/// A content hash as the store and the manifest record it.
+pub(crate) fn hash_text(h: u128) -> String {
+    format!("{h:032x}")
 }
 
 /// Scans Parquet files this tool wrote, of one schema, as one table (one
