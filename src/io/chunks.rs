@@ -541,6 +541,23 @@ fn cut(bytes: &[u8], range: Range<usize>, size: usize) -> Vec<Range<usize>> {
 mod tests {
     use super::*;
 
+    /// A scratch directory of this test's own (`tag`), the path of its
+    /// file `t.csv`, the header `id,v` and an input reading that file.
+    fn scratch(
+        tag: &str,
+    ) -> (
+        std::path::PathBuf,
+        std::path::PathBuf,
+        [String; 2],
+        InputFile,
+    ) {
+        let dir = std::env::temp_dir().join(format!("tiering-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("t.csv");
+        let input = toml::from_str("path = 't.csv'").unwrap();
+        (dir, file, ["id", "v"].map(String::from), input)
+    }
+
     /// The head is the file's first rows with their lines; a file of no
     /// more rows than asked (with or without its last newline) has none.
     /// A file of one window is parsed whole, and its window's parse is
@@ -548,13 +565,9 @@ mod tests {
     #[test]
     fn the_head_is_the_first_rows_or_the_whole_file_of_one_window() {
         use crate::testing::{strs, u64s};
-        let dir = std::env::temp_dir().join(format!("tiering-head-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("t.csv");
-        let header = ["id", "v"].map(String::from);
+        let (dir, file, header, input) = scratch("head");
         let open = |text: &str| {
             std::fs::write(&file, text).unwrap();
-            let input: InputFile = toml::from_str("path = 't.csv'").unwrap();
             CsvWindows::open(&file, &input, &header, &header, &[])
                 .unwrap()
                 .unwrap()
@@ -595,11 +608,7 @@ mod tests {
     /// past the first steps) leaves the file to polars' reader.
     #[test]
     fn the_windows_hash_the_whole_file_unless_it_is_quoted() {
-        let dir = std::env::temp_dir().join(format!("tiering-hashq-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("t.csv");
-        let header = ["id", "v"].map(String::from);
-        let input: InputFile = toml::from_str("path = 't.csv'").unwrap();
+        let (dir, file, header, input) = scratch("hashq");
         let mut text = String::from("id,v\n");
         for i in 0..400_000 {
             text.push_str(&format!("c{i},{}\n", i % 97));

@@ -156,7 +156,7 @@ pub fn backfill(
             let mut timings = base.clone();
             let mut scored = snapshot::compute(&f, d, &s.config)?;
             timings.lap("score", t);
-            settle(&source)?;
+            source.settle()?;
             let snap = Snapshot::begin(&s.out, d, s.overwrite)?;
             let path = super::publish(s, &mut copy(d), &mut scored, snap, timings, &how)?;
             bar.inc(1);
@@ -200,7 +200,7 @@ pub fn backfill(
             }
         }
         let scoring = t.elapsed();
-        settle(&source)?;
+        source.settle()?;
         let results: Vec<Result<RunOutcome>> = pair
             .par_iter()
             .zip(fulls)
@@ -225,12 +225,6 @@ pub fn backfill(
     }
     bar.finish_and_clear();
     Ok(done)
-}
-
-/// Waits for the store's commit, if it runs behind, before a snapshot is
-/// published ([`crate::store::View::settle`]).
-fn settle(source: &super::Source) -> Result<()> {
-    source.store().map_or(Ok(()), |v| v.settle())
 }
 
 #[cfg(test)]

@@ -413,11 +413,17 @@ pub(crate) enum Source {
 }
 
 impl Source {
-    pub(super) fn store(&self) -> Option<&store::View> {
+    fn store(&self) -> Option<&store::View> {
         match self {
             Source::Store(v) | Source::Spark(_, Some(v)) => Some(v),
             _ => None,
         }
+    }
+
+    /// Waits for the store's commit, if it runs behind, before a snapshot
+    /// is published ([`store::View::settle`]).
+    fn settle(&self) -> Result<()> {
+        self.store().map_or(Ok(()), store::View::settle)
     }
 }
 
@@ -892,9 +898,7 @@ pub fn run(s: &RunSettings) -> Result<RunOutcome> {
     crate::io::failpoint("after_score");
 
     copies.finish()?;
-    if let Some(v) = source.store() {
-        v.settle()?;
-    }
+    source.settle()?;
     progress.stage("publish");
     let as_of = ing.as_of;
     let how = How {
