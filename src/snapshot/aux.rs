@@ -9,10 +9,10 @@ use crate::io::Run;
 use crate::config::Config;
 use crate::error::Result;
 use crate::scoring::schemes::{PYRAMID, scheme};
-use crate::scoring::sorted::Measured;
+use crate::scoring::sorted::{self, Measured};
 use crate::scoring::{measures, pyramid};
 use crate::snapshot::base::scores_as_of;
-use crate::snapshot::frames::{Frames, held_measures, measures_query};
+use crate::snapshot::frames::{Daily, Frames, held_measures, measures_query};
 use crate::snapshot::full::Full;
 use crate::snapshot::{Wanted, aux_name};
 use crate::summaries::{concentration, migration};
@@ -25,6 +25,18 @@ pub fn tiers_as_of(
     date: NaiveDate,
     cfg: &Config,
     scheme_name: &str,
+) -> Result<DataFrame> {
+    tiered_from(f, date, cfg, scheme_name, None)
+}
+
+/// [`tiers_as_of`], the pyramid from `measured` ([`Measured::Tiering`]'s
+/// columns as of `date`) when given.
+fn tiered_from(
+    f: &Frames,
+    date: NaiveDate,
+    cfg: &Config,
+    scheme_name: &str,
+    measured: Option<DataFrame>,
 ) -> Result<DataFrame> {
     let keep = tiering_columns(cfg, scheme_name)?;
     if scheme_name != PYRAMID {
@@ -42,9 +54,10 @@ pub fn tiers_as_of(
     // nights when only that file changed, see `TieringCache`).
     let mut narrow = vec!["in_scope".to_string(), "contribution_cents".to_string()];
     narrow.extend(keep.iter().filter(|c| *c != "pyramid_tier").cloned());
-    let given = match f.given.measures.get(&date) {
-        Some(m) => Some(m.clone()),
-        None => held_measures(f, date, cfg, Measured::Tiering).transpose()?,
+    let given = match (measured, f.given.measures.get(&date)) {
+        (Some(m), _) => Some(m),
+        (None, Some(m)) => Some(m.clone()),
+        (None, None) => held_measures(f, date, cfg, Measured::Tiering).transpose()?,
     };
     let held = given.is_some();
     let b = match given {
@@ -136,6 +149,7 @@ pub type AuxTierings = std::collections::BTreeMap<AuxKey, LazyFrame>;
 /// spreads each over the cores, and at 10^7 transactions running tierings
 /// side by side was no faster but held ~80 MB more at the peak.
 pub fn aux_tierings(f: &Frames, keys: &[AuxKey], cfg: &Config) -> Result<AuxTierings> {
+    let mut measured = pyramids_measured(f, keys, cfg)?;
     keys.iter()
         .enumerate()
         .map(|(i, k)| {
@@ -149,7 +163,9 @@ pub fn aux_tierings(f: &Frames, keys: &[AuxKey], cfg: &Config) -> Result<AuxTier
                 None => {
                     // In customer_id order (kept so too): the summaries
                     // then join it with the full scoring by merging.
-                    let df = crate::order::sorted_and_flagged(tiers_as_of(f, k.0, cfg, &k.1)?)?;
+                    let m = measured.remove(k);
+                    let df =
+                        crate::order::sorted_and_flagged(tiered_from(f, k.0, cfg, &k.1, m)?)?;
                     f.tierings.as_ref().map(|c| c.put(k, &df)).transpose()?;
                     df
                 }
@@ -164,6 +180,44 @@ pub fn aux_tierings(f: &Frames, keys: &[AuxKey], cfg: &Config) -> Result<AuxTier
             crate::memory::release_free();
             Ok((k.clone(), lf))
         })
+        .collect()
+}
+
+/// The measures of the pyramid tierings among `keys` that must be
+/// computed (not kept by an earlier run, no measures given), from one scan
+/// of the fast plan's held pre-aggregate for all their dates
+/// ([`sorted::tiering_measures_sorted`]); empty on other plans or for
+/// fewer than two such dates, which [`tiers_as_of`] scans alone.
+fn pyramids_measured(
+    f: &Frames,
+    keys: &[AuxKey],
+    cfg: &Config,
+) -> Result<std::collections::HashMap<AuxKey, DataFrame>> {
+    let Daily::Memory { daily, keys: ids } = &f.daily else {
+        return Ok(Default::default());
+    };
+    let todo: Vec<&AuxKey> = keys
+        .iter()
+        .filter(|k| {
+            k.1 == PYRAMID
+                && !f.given.measures.contains_key(&k.0)
+                && !f.tierings.as_ref().is_some_and(|c| c.has(k))
+        })
+        .collect();
+    if todo.len() < 2 {
+        return Ok(Default::default());
+    }
+    let t = std::time::Instant::now();
+    let dates: Vec<NaiveDate> = todo.iter().map(|k| k.0).collect();
+    let frames = sorted::tiering_measures_sorted(daily, ids, &dates, &cfg.measures, f.has_margin)?;
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        dates = dates.len(),
+        "measures of the earlier tierings"
+    );
+    todo.into_iter()
+        .zip(frames)
+        .map(|(k, m)| Ok((k.clone(), crate::order::flag_sorted_ids(m)?)))
         .collect()
 }
 
