@@ -2,6 +2,8 @@
 //! cut by customer share or cumulative contribution share.
 
 use polars::prelude::*;
+use polars_arrow::array::BooleanArray;
+use polars_arrow::bitmap::Bitmap;
 use rayon::prelude::*;
 
 use crate::io::Run;
@@ -64,81 +66,110 @@ fn ranked_dtype() -> DataType {
 /// customer's tie group, is their cumulative share; the total before the
 /// group places them for the contribution-share cuts.
 fn ranked(in_scope: &Column, contribution: &Column, cfg: &PyramidConfig) -> PolarsResult<Series> {
-    // Plain vectors: `get(i)` on a many-chunked column searches its chunks.
-    let scope: Vec<bool> = in_scope.bool()?.iter().map(|s| s == Some(true)).collect();
-    let c: Vec<Option<i64>> = scope
-        .iter()
-        .zip(contribution.i64()?.iter())
-        .map(|(s, c)| if *s { c } else { None })
-        .collect();
-    let n_rows = c.len();
-    let mut order: Vec<(i64, u32)> = c
-        .iter()
-        .enumerate()
-        .filter_map(|(i, v)| v.map(|v| (v, i as u32)))
-        .collect();
+    let scope = in_scope.bool()?;
+    let n_rows = scope.len();
+    // The ranked customers: in scope with a contribution.
+    let mut order: Vec<(i64, u32)> = Vec::with_capacity(n_rows);
+    for (i, (s, c)) in scope.iter().zip(contribution.i64()?.iter()).enumerate() {
+        if let (Some(true), Some(c)) = (s, c) {
+            order.push((c, i as u32));
+        }
+    }
     // Descending; the order within a tie group does not matter.
     order.par_sort_unstable_by(|a, b| b.0.cmp(&a.0));
     let n = order.len() as f64;
     let total: i64 = order.iter().map(|&(v, _)| v.max(0)).sum();
-    let mut rank = vec![None; n_rows];
-    // Rows outside the ranking (null contribution) sit after every group.
-    let mut cum_group = vec![total; n_rows];
-    let mut before = vec![0i64; n_rows];
+    let labels = cfg.labels();
+    let cuts = cfg.cuts();
+    // Tiers by index into `labels`, the last label past them.
+    let last = labels.len();
+    let names: Vec<&str> = labels
+        .iter()
+        .map(String::as_str)
+        .chain([labels.last().map_or("", String::as_str)])
+        .collect();
+    // The label of the first cut the customer's position is under, in
+    // percent × the scale: share of customers ranked strictly above, or
+    // share of contribution before the tie group; ≤ 0 → the last label.
+    // The same for a whole tie group.
+    let tier = |v: i64, start: usize, running: i64| -> u32 {
+        if v <= 0 {
+            return last as u32;
+        }
+        let (position, scale) = match cfg.mode {
+            PyramidMode::CustomerShare => (start as f64 * 100.0, n),
+            PyramidMode::ContributionShare => (running as f64 * 100.0, total as f64),
+        };
+        cuts.iter()
+            .zip(&labels)
+            .position(|(cut, _)| position < *cut * scale)
+            .unwrap_or(last) as u32
+    };
+    // Each ranked row's outputs written once, straight into the columns'
+    // values (only the ranked rows' are read); an in-scope customer without
+    // a contribution sits after every group (share 1).
+    let mut rank = vec![0i64; n_rows];
+    let mut share = vec![1.0f64; n_rows];
+    let mut tiers = vec![0u32; n_rows];
+    let mut nonpositive = vec![false; n_rows];
+    let mut in_ranking = vec![false; n_rows];
     let mut running = 0i64;
     let mut start = 0;
     while start < order.len() {
         let v = order[start].0;
         let end = start + order[start..].iter().take_while(|o| o.0 == v).count();
         let group_end = running + (end - start) as i64 * v.max(0);
+        let (r, sh, t) = (
+            start as i64 + 1,
+            group_end as f64 / total as f64,
+            tier(v, start, running),
+        );
         for &(_, i) in &order[start..end] {
-            rank[i as usize] = Some(start as i64 + 1);
-            cum_group[i as usize] = group_end;
-            before[i as usize] = running;
+            let i = i as usize;
+            rank[i] = r;
+            share[i] = sh;
+            tiers[i] = t;
+            nonpositive[i] = v <= 0;
+            in_ranking[i] = true;
         }
         running = group_end;
         start = end;
     }
-    let labels = cfg.labels();
-    let last = labels.last().map_or("", String::as_str);
-    let cuts = cfg.cuts();
-    // The label of the first cut the customer's position is under, in
-    // percent × the scale: share of customers ranked strictly above, or
-    // share of contribution before the tie group; ≤ 0 → the last label.
-    let tier = |i: usize| -> Option<&str> {
-        let v = c[i]?;
-        if v <= 0 {
-            return Some(last);
-        }
-        let (position, scale) = match cfg.mode {
-            PyramidMode::CustomerShare => ((rank[i]? - 1) as f64 * 100.0, n),
-            PyramidMode::ContributionShare => (before[i] as f64 * 100.0, total as f64),
-        };
-        Some(
-            cuts.iter()
-                .zip(&labels)
-                .find(|(cut, _)| position < **cut * scale)
-                .map_or(last, |(_, l)| l.as_str()),
-        )
-    };
-    let share =
-        (0..n_rows).map(|i| (scope[i] && total > 0).then(|| cum_group[i] as f64 / total as f64));
-    // The columns built side by side: each is one core's loop over every
-    // customer (~70 ms together at 10^6, while the scoring around them
-    // leaves the other core idle).
+    drop(order);
+    let ranked = Bitmap::from_iter(in_ranking);
+    let shared = (total > 0).then(|| Bitmap::from_iter(scope.iter().map(|s| s == Some(true))));
+    // The columns built side by side (the scoring around them leaves the
+    // other core idle).
     let ((rank, share), (tier, nonpositive)) = rayon::join(
         || {
             rayon::join(
-                || Int64Chunked::from_iter_options(OUTPUTS[0].into(), rank.iter().copied()),
-                || Float64Chunked::from_iter_options(OUTPUTS[1].into(), share),
+                || Int64Chunked::from_vec_validity(OUTPUTS[0].into(), rank, Some(ranked.clone())),
+                || match &shared {
+                    Some(valid) => Float64Chunked::from_vec_validity(
+                        OUTPUTS[1].into(),
+                        share,
+                        Some(valid.clone()),
+                    ),
+                    None => Float64Chunked::full_null(OUTPUTS[1].into(), n_rows),
+                },
             )
         },
         || {
             rayon::join(
-                || StringChunked::from_iter_options(OUTPUTS[2].into(), (0..n_rows).map(tier)),
                 || {
-                    let nonpositive = c.iter().map(|v| v.map(|v| v <= 0));
-                    BooleanChunked::from_iter_options(OUTPUTS[3].into(), nonpositive)
+                    let tier = tiers
+                        .iter()
+                        .zip(ranked.iter())
+                        .map(|(&t, r)| r.then(|| names[t as usize]));
+                    StringChunked::from_iter_options(OUTPUTS[2].into(), tier)
+                },
+                || {
+                    let values = BooleanArray::new(
+                        ArrowDataType::Boolean,
+                        Bitmap::from_iter(nonpositive),
+                        Some(ranked.clone()),
+                    );
+                    BooleanChunked::with_chunk(OUTPUTS[3].into(), values)
                 },
             )
         },
