@@ -13,7 +13,7 @@ use std::path::Path;
 use polars::io::csv::read::_csv_read_internal::{read_chunk, validate_utf8};
 use polars::io::utils::compression::SupportedCompression;
 use polars::prelude::*;
-use polars_arrow::array::{MutableBinaryViewArray, PrimitiveArray};
+use polars_arrow::array::{PrimitiveArray, Utf8ViewArray, View};
 use polars_arrow::bitmap::MutableBitmap;
 use rayon::prelude::*;
 
@@ -23,7 +23,9 @@ use crate::io::LINE;
 
 /// One CSV file, mapped or read, with what its windows are parsed as.
 pub struct CsvWindows {
-    map: Bytes,
+    /// Shared with the text columns parsed from it, which read their
+    /// longer values in place ([`Texts`]).
+    map: std::sync::Arc<Bytes>,
     /// Where the first data row starts (after the header line).
     body: usize,
     /// The header's columns as read: text, or Float64 for `numeric`.
@@ -150,7 +152,7 @@ impl CsvWindows {
             ..Default::default()
         };
         Ok(Some(CsvWindows {
-            map,
+            map: std::sync::Arc::new(map),
             body,
             schema,
             projection,
@@ -186,7 +188,9 @@ impl CsvWindows {
             return Ok(df);
         }
         let df = self.parse_kept(range.clone(), first_row)?;
-        // The parsed rows hold copies of their text.
+        // The rows' short texts are copies; a longer text points into the
+        // mapping (`Texts`), whose released pages the checks, reading it
+        // next, fault in again from the page cache.
         let _ = release(&self.map, range);
         Ok(df)
     }
@@ -224,7 +228,7 @@ impl CsvWindows {
         let size = range.len().div_ceil(pieces).max(1 << 16);
         let parts: Vec<DataFrame> = cut(&self.map, range.clone(), size)
             .into_par_iter()
-            .map(|r| self.parse_piece(&self.map[r]))
+            .map(|r| self.parse_piece(r))
             .collect::<PolarsResult<_>>()?;
         let df = parts
             .into_iter()
@@ -247,12 +251,13 @@ impl CsvWindows {
         with_line(DataFrame::empty_with_schema(&read), 0)
     }
 
-    fn parse_piece(&self, bytes: &[u8]) -> PolarsResult<DataFrame> {
+    fn parse_piece(&self, range: Range<usize>) -> PolarsResult<DataFrame> {
+        let bytes = &self.map[range.clone()];
         if !validate_utf8(bytes) {
             polars_bail!(ComputeError: "invalid utf-8 sequence");
         }
         let rows = rows_in(bytes);
-        match self.parse_plain(bytes, rows) {
+        match self.parse_plain(range, rows) {
             Some(df) => Ok(df),
             None => self.parse_by_polars(bytes, rows),
         }
@@ -292,7 +297,12 @@ impl CsvWindows {
     /// separators with `memchr` and fills each column's array directly
     /// (polars' CSV parse was ~17% of a cold 10^7 run's CPU; `benches/hot.rs`
     /// "CSV windows parsed": 2.3-2.4 s of CPU at 10^7 rows, 1.35-1.4 s here).
-    fn parse_plain(&self, bytes: &[u8], rows: usize) -> Option<DataFrame> {
+    fn parse_plain(&self, range: Range<usize>, rows: usize) -> Option<DataFrame> {
+        let bytes = &self.map[range.clone()];
+        // Text views locate their bytes by a 32-bit offset.
+        if bytes.len() > u32::MAX as usize {
+            return None;
+        }
         let fields = self.schema.len();
         // In a file of one column an empty line is a field: left to polars.
         if fields < 2 {
@@ -303,7 +313,7 @@ impl CsvWindows {
         for (k, &i) in self.projection.iter().enumerate() {
             slot[i] = k;
             columns.push(match self.schema.get_at_index(i)?.1 {
-                DataType::String => Plain::Text(MutableBinaryViewArray::with_capacity(rows)),
+                DataType::String => Plain::Text(Texts::with_capacity(rows)),
                 DataType::Float64 => Plain::Number(Vec::with_capacity(rows), None),
                 _ => return None,
             });
@@ -332,7 +342,7 @@ impl CsvWindows {
                 crlf = at + 1;
             }
             if let Some(c) = columns.get_mut(slot[field]) {
-                c.push(&bytes[start..at])?;
+                c.push(&bytes[start..at], start)?;
             }
             start = at + 1 + usize::from(b == b'\r');
             if b == sep {
@@ -349,23 +359,118 @@ impl CsvWindows {
                 return None;
             }
             if let Some(c) = columns.get_mut(slot[field]) {
-                c.push(&bytes[start..])?;
+                c.push(&bytes[start..], start)?;
             }
         } else if field != 0 {
             return None;
         }
+        // The piece as a buffer the text columns' longer values point into.
+        let piece = polars_buffer::Buffer::from_owner(Piece {
+            map: self.map.clone(),
+            range,
+        });
         let columns: Vec<Column> = columns
             .into_iter()
             .zip(&self.projection)
-            .map(|(c, &i)| c.finish(self.schema.get_at_index(i).expect("projected").0.clone()))
+            .map(|(c, &i)| {
+                c.finish(
+                    self.schema.get_at_index(i).expect("projected").0.clone(),
+                    &piece,
+                )
+            })
             .collect();
         (columns.first()?.len() == rows).then(|| DataFrame::new(rows, columns).ok())?
     }
 }
 
+/// A piece of a [`CsvWindows`] file, owning its share of the mapping.
+struct Piece {
+    map: std::sync::Arc<Bytes>,
+    range: Range<usize>,
+}
+
+impl AsRef<[u8]> for Piece {
+    fn as_ref(&self) -> &[u8] {
+        &self.map[self.range.clone()]
+    }
+}
+
+/// A text column of a piece: values of up to 12 bytes held in their views,
+/// longer ones left where they lie in the file's mapping, the view giving
+/// their offset in the piece. polars' builder copies each longer value into
+/// buffers of its own: a date with a time of day (19 bytes) was ~190 MB
+/// written to fresh memory at 10^7 rows, then read once to parse the date.
+struct Texts {
+    views: Vec<View>,
+    validity: Option<MutableBitmap>,
+    /// The bytes of the values.
+    bytes: usize,
+    /// Whether a view points into the piece.
+    long: bool,
+}
+
+impl Texts {
+    fn with_capacity(rows: usize) -> Texts {
+        Texts {
+            views: Vec::with_capacity(rows),
+            validity: None,
+            bytes: 0,
+            long: false,
+        }
+    }
+
+    #[inline]
+    fn push_null(&mut self) {
+        let v = self.validity.get_or_insert_with(|| {
+            let mut v = MutableBitmap::with_capacity(self.views.capacity());
+            v.extend_constant(self.views.len(), true);
+            v
+        });
+        v.push(false);
+        self.views.push(View::default());
+    }
+
+    /// `field`, found at `offset` in the piece.
+    #[inline]
+    fn push(&mut self, field: &[u8], offset: usize) {
+        let view = if field.len() <= View::MAX_INLINE_SIZE as usize {
+            View::new_inline(field)
+        } else {
+            self.long = true;
+            View::new_from_bytes(field, 0, offset as u32)
+        };
+        self.bytes += field.len();
+        self.views.push(view);
+        if let Some(v) = &mut self.validity {
+            v.push(true);
+        }
+    }
+
+    fn finish(self, piece: &polars_buffer::Buffer<u8>) -> Utf8ViewArray {
+        let buffers: Vec<polars_buffer::Buffer<u8>> = match self.long {
+            true => vec![piece.clone()],
+            false => Vec::new(),
+        };
+        let buffer_len = buffers.iter().map(|b| b.len()).sum();
+        // SAFETY: the piece is valid UTF-8 (checked) and each field is cut
+        // at ASCII bytes; every long view's offset and length lie inside
+        // the piece, buffer 0.
+        unsafe {
+            Utf8ViewArray::new_unchecked(
+                ArrowDataType::Utf8View,
+                self.views.into(),
+                buffers.into(),
+                self.validity.map(|v| v.into()),
+                Some(self.bytes),
+                buffer_len,
+            )
+        }
+    }
+}
+
 /// One projected column being filled by [`CsvWindows::parse_plain`].
 enum Plain {
-    Text(MutableBinaryViewArray<str>),
+    Text(Texts),
     /// The values, and their validity once a null is met.
     Number(Vec<f64>, Option<MutableBitmap>),
 }
@@ -374,12 +479,10 @@ impl Plain {
     /// Adds one field as polars' builders do (`missing_is_null`: an empty
     /// field is null); None for a number polars might read otherwise.
     #[inline]
-    fn push(&mut self, field: &[u8]) -> Option<()> {
+    fn push(&mut self, field: &[u8], offset: usize) -> Option<()> {
         match self {
             Plain::Text(a) if field.is_empty() => a.push_null(),
-            // SAFETY: the piece is valid UTF-8 and the field is cut at
-            // ASCII bytes, which never fall inside a character.
-            Plain::Text(a) => a.push_value(unsafe { std::str::from_utf8_unchecked(field) }),
+            Plain::Text(a) => a.push(field, offset),
             Plain::Number(values, validity) => {
                 if field.is_empty() {
                     let v = validity.get_or_insert_with(|| {
@@ -406,9 +509,9 @@ impl Plain {
         Some(())
     }
 
-    fn finish(self, name: PlSmallStr) -> Column {
+    fn finish(self, name: PlSmallStr, piece: &polars_buffer::Buffer<u8>) -> Column {
         match self {
-            Plain::Text(a) => StringChunked::with_chunk(name, a.freeze()).into_column(),
+            Plain::Text(a) => StringChunked::with_chunk(name, a.finish(piece)).into_column(),
             Plain::Number(values, validity) => {
                 let array = PrimitiveArray::new(
                     ArrowDataType::Float64,
@@ -650,6 +753,9 @@ mod tests {
             "2009-12-04 11:33:57",
             "é;é",
             "-1.5",
+            // Held in the view, and the shortest value read in place.
+            "123456789012",
+            "abcdefghijklm",
         ];
         let numbers = [
             "",
@@ -723,8 +829,11 @@ mod tests {
             if pick(4) == 0 {
                 text.pop();
             }
+            // The piece after other bytes of the file: a long value's
+            // view gives its offset in the piece, not in the file.
+            let before = "x,y\n".repeat(pick(3));
             let w = CsvWindows {
-                map: Bytes::Read(text.clone().into_bytes()),
+                map: Bytes::Read(format!("{before}{text}").into_bytes()).into(),
                 body: 0,
                 schema: schema.clone(),
                 projection: projection.clone(),
@@ -738,7 +847,7 @@ mod tests {
             };
             let bytes = text.as_bytes();
             let rows = rows_in(bytes);
-            let Some(ours) = w.parse_plain(bytes, rows) else {
+            let Some(ours) = w.parse_plain(before.len()..before.len() + bytes.len(), rows) else {
                 polars += 1;
                 continue;
             };
