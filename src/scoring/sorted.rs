@@ -337,11 +337,11 @@ pub fn tiering_measures_sorted(
     // Sized ahead from the stretch's share of the rows, and concatenated
     // into vectors of the exact size: vectors grown by doubling left ~0.1 GB
     // more of freed buffers kept for reuse (10^7 uniform rows).
-    let (rows, customers) = (src.end().max(1), keys.height());
+    let (all_rows, customers) = (src.end().max(1), keys.height());
     let stretches = bounds
         .par_windows(2)
         .map(|w| {
-            let guess = customers * (w[1] - w[0]) / rows + 1024;
+            let guess = customers * (w[1] - w[0]) / all_rows + 1024;
             let mut out: Vec<Narrow> = scans.iter().map(|_| Narrow::with_capacity(guess)).collect();
             let (mut gaps, mut scratch) = (Vec::new(), Scratch::default());
             src.each(w[0], w[1], &mut scratch, |who, rows| {
