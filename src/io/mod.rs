@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 mod chunks;
 pub mod csv;
 mod direct;
+mod hits;
 mod pages;
 mod work;
 mod write;

@@ -37,26 +37,71 @@ use polars_parquet::write::{StatisticsOptions, Version, WriteOptions};
 /// polars writes.
 const RUN_VALUES: usize = 8192;
 
+/// [`paged`]'s pages, `None` for a column it leaves to polars-parquet.
+#[cfg(test)]
+pub fn pages(array: &dyn Array, field: &ParquetType, options: &WriteOptions) -> Option<Vec<Page>> {
+    match paged(array, field, options) {
+        Paged::Pages(p) => Some(p),
+        Paged::Plain | Paged::Theirs => None,
+    }
+}
+
+/// What [`paged`] made of a column.
+pub enum Paged {
+    /// The column's pages, ours.
+    Pages(Vec<Page>),
+    /// Text of too many distinct values for a dictionary: for
+    /// polars-parquet to write PLAIN, as it would after hashing every value
+    /// again to estimate their number (~2% of staging's samples on the
+    /// typed store's ids).
+    Plain,
+    /// Left to polars-parquet, every encoding open.
+    Theirs,
+}
+
 /// `array` (one row group's column) as Parquet pages: a dictionary page
 /// and a data page of keys when its values repeat ([`worth_a_dictionary`];
 /// integers and dates of a narrow span, text), else one PLAIN data page.
-/// `None` for what this module leaves to polars-parquet: text of many
-/// distinct values or long bounds, nested and other types, empty arrays,
-/// version-2 pages.
-pub fn pages(array: &dyn Array, field: &ParquetType, options: &WriteOptions) -> Option<Vec<Page>> {
+/// Left to polars-parquet: text of many distinct values ([`Paged::Plain`])
+/// or long bounds, nested and other types, empty arrays, version-2 pages.
+pub fn paged(array: &dyn Array, field: &ParquetType, options: &WriteOptions) -> Paged {
     let ParquetType::PrimitiveType(ty) = field else {
-        return None;
+        return Paged::Theirs;
     };
-    if array.is_empty() || options.version != Version::V1 {
-        return None;
-    }
     let optional = ty.field_info.repetition == Repetition::Optional;
-    if !optional && array.null_count() > 0 {
-        return None;
+    if array.is_empty() || options.version != Version::V1 || (!optional && array.null_count() > 0) {
+        return Paged::Theirs;
     }
     let stats = &options.statistics;
+    let encoded = match (array.dtype(), ty.physical_type) {
+        (ArrowDataType::Utf8View, PhysicalType::ByteArray) => match array.as_any().downcast_ref() {
+            Some(a) => match texts(a, optional, ty, stats) {
+                Texts::Dictionary(e) => Some(*e),
+                Texts::Many => return Paged::Plain,
+                Texts::Theirs => None,
+            },
+            None => None,
+        },
+        _ => others(array, optional, ty, stats),
+    };
+    match encoded {
+        Some(e) => Paged::Pages(data_pages(array, ty, options, e)),
+        None => Paged::Theirs,
+    }
+}
+
+/// A column's data buffer, statistics and dictionary page.
+type Encoded = (Vec<u8>, ParquetStatistics, Option<DictPage>);
+
+/// [`paged`] of a column that is not text.
+fn others(
+    array: &dyn Array,
+    optional: bool,
+    ty: &PrimitiveType,
+    stats: &StatisticsOptions,
+) -> Option<Encoded> {
     let any = array.as_any();
-    let (buffer, statistics, dict) = match (array.dtype(), ty.physical_type) {
+    Some(match (array.dtype(), ty.physical_type) {
         (ArrowDataType::Int32 | ArrowDataType::Date32, PhysicalType::Int32) => {
             numbers::<i32>(any.downcast_ref()?, optional, ty, stats)
         }
@@ -72,11 +117,17 @@ pub fn pages(array: &dyn Array, field: &ParquetType, options: &WriteOptions) -> 
         (ArrowDataType::Boolean, PhysicalType::Boolean) => {
             booleans(any.downcast_ref()?, optional, stats)
         }
-        (ArrowDataType::Utf8View, PhysicalType::ByteArray) => {
-            texts(any.downcast_ref()?, optional, ty, stats)?
-        }
         _ => return None,
-    };
+    })
+}
+
+/// The data page (after its dictionary page, if any) of `array` encoded.
+fn data_pages(
+    array: &dyn Array,
+    ty: &PrimitiveType,
+    options: &WriteOptions,
+    (buffer, statistics, dict): Encoded,
+) -> Vec<Page> {
     let encoding = match dict {
         Some(_) => Encoding::RleDictionary,
         None => Encoding::Plain,
@@ -100,10 +151,10 @@ pub fn pages(array: &dyn Array, field: &ParquetType, options: &WriteOptions) -> 
         descriptor,
         array.len(),
     ));
-    Some(match dict {
+    match dict {
         Some(d) => vec![Page::Dict(d), data],
         None => vec![data],
-    })
+    }
 }
 
 /// A number as Parquet stores it (little-endian) and as its statistics
@@ -154,14 +205,13 @@ const SAMPLE: usize = 1024;
 /// A text column's dictionary page (its distinct values in order of first
 /// appearance), then its definition levels and keys (RLE_DICTIONARY: the
 /// keys' bit width, then bit-packed runs); statistics from the
-/// dictionary, as polars-parquet takes them. `None` when not
-/// [`worth_a_dictionary`].
+/// dictionary, as polars-parquet takes them.
 fn texts(
     array: &Utf8ViewArray,
     optional: bool,
     ty: &PrimitiveType,
     stats: &StatisticsOptions,
-) -> Option<(Vec<u8>, ParquetStatistics, Option<DictPage>)> {
+) -> Texts {
     let valid = array.validity().filter(|v| v.unset_bits() > 0);
     // Text of up to 12 bytes lies whole (zero-padded) in its 16-byte view:
     // such values are looked up by the view, hashed as one integer.
@@ -194,8 +244,12 @@ fn texts(
         let limit = stats.binary_statistics_truncate_length_usize();
         v.zip(limit).is_some_and(|(v, l)| v.len() > l)
     };
+    // polars-parquet tries a dictionary on any array of up to 128 values.
+    if !fits && array.len() > 128 {
+        return Texts::Many;
+    }
     if !fits || truncated(min) || truncated(max) {
-        return None;
+        return Texts::Theirs;
     }
     let mut dict = Vec::with_capacity(distinct.iter().map(|v| 4 + v.len()).sum());
     for v in &distinct {
@@ -216,7 +270,17 @@ fn texts(
     }
     .serialize();
     let dict = DictPage::new(CowBuffer::Owned(dict), distinct.len(), false);
-    Some((out, statistics, Some(dict)))
+    Texts::Dictionary(Box::new((out, statistics, Some(dict))))
+}
+
+/// What [`texts`] made of a text column.
+enum Texts {
+    Dictionary(Box<Encoded>),
+    /// Over 128 values, not [`worth_a_dictionary`]: PLAIN.
+    Many,
+    /// Longer bounds than the statistics keep, or few values:
+    /// polars-parquet's to decide.
+    Theirs,
 }
 
 /// RLE_DICTIONARY keys of a dictionary of `distinct` values: their bit
@@ -611,6 +675,28 @@ mod tests {
         let mostly: Vec<String> = (0..5000).map(|i| (i % 3900).to_string()).collect();
         let mostly = Utf8ViewArray::from_slice_values(&mostly);
         assert!(pages(&mostly, &field, &options()).is_none());
+        // Both written PLAIN by polars-parquet without its own count: the
+        // pages it writes when it counts and decides so itself.
+        let theirs = |a: &Utf8ViewArray, e: Encoding| -> Vec<Vec<u8>> {
+            let a: Box<dyn Array> = a.to_boxed();
+            polars_parquet::write::array_to_columns(a, field.clone(), options(), &[e])
+                .unwrap()
+                .into_iter()
+                .flat_map(|pages| buffers(pages.map(|p| p.unwrap()).collect()))
+                .collect()
+        };
+        for a in [&ids, &mostly] {
+            assert!(matches!(paged(a, &field, &options()), Paged::Plain));
+            assert_eq!(
+                theirs(a, Encoding::Plain),
+                theirs(a, Encoding::RleDictionary)
+            );
+        }
+        // Up to 128 values polars-parquet tries a dictionary however many
+        // are distinct: left to it.
+        let few: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+        let few = Utf8ViewArray::from_slice_values(&few);
+        assert!(matches!(paged(&few, &field, &options()), Paged::Theirs));
         // Half distinct, the first SAMPLE values too: a dictionary of 2500
         // values, keys 12 bits wide.
         let half: Vec<String> = (0..5000).map(|i| (i / 2).to_string()).collect();

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::direct::DirectFile;
+use super::pages::Paged;
 use crate::config::{PublishCompression, StoreCompression};
 use crate::error::{Error, Result};
 
@@ -654,13 +655,19 @@ impl Pages {
                 .zip(&self.encodings)
                 .map(|((array, field), encoding)| {
                     type Leaf = Box<dyn Iterator<Item = PolarsResult<pq::Page>> + Send>;
-                    let leaves: Vec<Leaf> =
-                        match super::pages::pages(array.as_ref(), field, &options) {
-                            Some(pages) => vec![Box::new(pages.into_iter().map(Ok))],
-                            None => pq::array_to_columns(array, field.clone(), options, encoding)?
+                    let theirs = |encoding: &[pq::Encoding]| -> PolarsResult<Vec<Leaf>> {
+                        Ok(
+                            pq::array_to_columns(array, field.clone(), options, encoding)?
                                 .into_iter()
                                 .map(|pages| Box::new(pages) as Leaf)
                                 .collect(),
+                        )
+                    };
+                    let leaves: Vec<Leaf> =
+                        match super::pages::paged(array.as_ref(), field, &options) {
+                            Paged::Pages(pages) => vec![Box::new(pages.into_iter().map(Ok))],
+                            Paged::Plain => theirs(&[pq::Encoding::Plain])?,
+                            Paged::Theirs => theirs(encoding)?,
                         };
                     leaves
                         .into_iter()
