@@ -567,25 +567,26 @@ fn plain_decimal(field: &[u8]) -> Option<f64> {
     if text.is_empty() || text.len() > 16 {
         return None;
     }
-    let (whole, fraction) = match memchr::memchr(b'.', text) {
-        Some(dot) => (&text[..dot], &text[dot + 1..]),
-        None => (text, &[][..]),
-    };
-    if whole.is_empty() || (fraction.is_empty() && whole.len() < text.len()) {
-        return None;
-    }
-    let mut digits = 0u64;
-    for &b in whole.iter().chain(fraction) {
+    // Digits, and at most one point, in one pass (a `memchr` call for the
+    // point first cost more than the field's few bytes).
+    let (mut digits, mut dot) = (0u64, None);
+    for (i, &b) in text.iter().enumerate() {
         let d = b.wrapping_sub(b'0');
-        if d > 9 {
+        if d <= 9 {
+            digits = digits * 10 + u64::from(d);
+        } else if b == b'.' && dot.is_none() {
+            dot = Some(i);
+        } else {
             return None;
         }
-        digits = digits * 10 + u64::from(d);
     }
-    if whole.len() + fraction.len() > 15 {
+    let whole = dot.unwrap_or(text.len());
+    let fraction = dot.map_or(0, |d| text.len() - d - 1);
+    // "5." and ".5" are polars' to read.
+    if whole == 0 || (dot.is_some() && fraction == 0) || whole + fraction > 15 {
         return None;
     }
-    let v = digits as f64 / POW10[fraction.len()];
+    let v = digits as f64 / POW10[fraction];
     Some(if negative { -v } else { v })
 }
 
