@@ -1229,7 +1229,14 @@ impl View {
     /// The run's inputs as of `as_of` (default: the latest stored date):
     /// the stored transactions cut at that date (later rows listed in the
     /// rejects as `after as_of`), customers and interactions read anew.
-    pub fn ingested(&mut self, cfg: &Config, as_of: Option<NaiveDate>) -> Result<Ingested> {
+    /// `customers`: the customers file as [`ingest::customers_ahead`]
+    /// checked it, if it did.
+    pub fn ingested(
+        &mut self,
+        cfg: &Config,
+        as_of: Option<NaiveDate>,
+        customers: Option<ingest::kept::Ahead>,
+    ) -> Result<Ingested> {
         let as_of = match as_of.or(self.latest()) {
             Some(d) => d,
             None => {
@@ -1297,6 +1304,7 @@ impl View {
             rejects,
             Some(&self.dir),
             &self.dir,
+            customers,
         )?;
         self.summary.tables_reused = reused;
         Ok(ing)

@@ -42,9 +42,16 @@ pub(super) fn checked(
     input: &InputFile,
     cfg: &Config,
     store: Option<&Path>,
+    ahead: Option<Ahead>,
     build: impl FnOnce(Vec<InputFileInfo>) -> Result<Checked>,
 ) -> Result<(Checked, bool, Option<String>)> {
     let files = identities(table, input)?;
+    // Built ahead from the same files (paths, sizes, times, hashes): the
+    // same rows.
+    let build = |files: Vec<InputFileInfo>| match ahead {
+        Some(a) if a.files == files => Ok(a.checked),
+        _ => build(files),
+    };
     let Some(store) = store else {
         return Ok((build(files)?, false, None));
     };
@@ -53,6 +60,39 @@ pub(super) fn checked(
     let (c, hit) = entry.read_or_build(cfg, files, build)?;
     prune(&dir, table, &[&entry])?;
     Ok((c, hit, Some(entry.name)))
+}
+
+/// A table checked ahead of the run's other ingest ([`build_ahead`]), for
+/// [`checked`] to take instead of checking its files again.
+pub struct Ahead {
+    files: Vec<InputFileInfo>,
+    checked: Checked,
+}
+
+/// [`checked`]'s `build` done now, unless the store under `store` keeps
+/// the table already (it is then read back, not checked). A run does this
+/// beside the store's update of the transactions (see
+/// `pipeline::store_inputs`); the store is not written here, as that update
+/// may start the store over. None too when the check fails: [`checked`]
+/// then checks again and reports the error in the usual order.
+pub(super) fn build_ahead(
+    table: &'static str,
+    input: &InputFile,
+    cfg: &Config,
+    store: &Path,
+    build: impl FnOnce(Vec<InputFileInfo>) -> Result<Checked>,
+) -> Option<Ahead> {
+    let files = identities(table, input).ok()?;
+    let entry = Entry::named(
+        &store.join(TABLES),
+        table,
+        key(table, input, cfg, &files).ok()?,
+    );
+    if entry.paths.report.exists() {
+        return None;
+    }
+    let checked = build(files.clone()).ok()?;
+    Some(Ahead { files, checked })
 }
 
 /// One file of a log as [`log_per_file`]'s `stage` checks it: its valid
@@ -492,9 +532,10 @@ mod tests {
                 report: TableReport::default(),
             })
         };
-        let (_, read_back, _) = checked("customers", &input, &cfg, Some(&store), build).unwrap();
+        let (_, read_back, _) =
+            checked("customers", &input, &cfg, Some(&store), None, build).unwrap();
         assert!(!read_back);
-        let (back, read_back, _) = checked("customers", &input, &cfg, Some(&store), |_| {
+        let (back, read_back, _) = checked("customers", &input, &cfg, Some(&store), None, |_| {
             panic!("the kept table was not read back")
         })
         .unwrap();
@@ -503,6 +544,58 @@ mod tests {
         assert!(back.rejects.equals(&rejects));
         let chunks: Vec<usize> = back.valid.columns().iter().map(|c| c.n_chunks()).collect();
         assert_eq!(chunks, vec![1, 1]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A table checked ahead is what `checked` keeps, unless its file
+    /// changed since; none is checked ahead when the store keeps it.
+    #[test]
+    fn a_table_checked_ahead_is_taken_only_for_the_same_files() {
+        let dir = std::env::temp_dir().join(format!("tiering-ahead-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let csv = dir.join("c.csv");
+        std::fs::write(&csv, "customer_id\nc1\n").unwrap();
+        let input = InputFile {
+            path: csv.to_string_lossy().into_owned(),
+            ..Default::default()
+        };
+        let cfg = Config::default();
+        let store = dir.join("_store");
+        let made = |id: &str| Checked {
+            valid: df!("customer_id" => [id]).unwrap(),
+            rejects: DataFrame::empty(),
+            report: TableReport::default(),
+        };
+        let ids = |c: &Checked| {
+            c.valid
+                .column("customer_id")
+                .unwrap()
+                .str()
+                .unwrap()
+                .get(0)
+                .map(String::from)
+        };
+        // The same file: taken, not checked again, and kept.
+        let ahead = build_ahead("customers", &input, &cfg, &store, |_| Ok(made("ahead")));
+        let (c, read_back, _) = checked("customers", &input, &cfg, Some(&store), ahead, |_| {
+            panic!("checked again")
+        })
+        .unwrap();
+        assert_eq!((ids(&c).as_deref(), read_back), (Some("ahead"), false));
+        // Now kept: nothing is checked ahead.
+        let none = build_ahead("customers", &input, &cfg, &store, |_| {
+            panic!("checked ahead")
+        });
+        assert!(none.is_none());
+        // The file changed after the look ahead: checked again.
+        std::fs::remove_dir_all(&store).unwrap();
+        let ahead = build_ahead("customers", &input, &cfg, &store, |_| Ok(made("ahead")));
+        std::fs::write(&csv, "customer_id\nc2\n").unwrap();
+        let (c, _, _) = checked("customers", &input, &cfg, Some(&store), ahead, |_| {
+            Ok(made("again"))
+        })
+        .unwrap();
+        assert_eq!(ids(&c).as_deref(), Some("again"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -41,7 +41,7 @@ pub use rejects::check_listed;
 pub(crate) use rejects::{as_rejects, id_hash};
 
 /// One input file as the manifest records it.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct InputFileInfo {
     pub path: PathBuf,
     pub bytes: u64,
@@ -453,7 +453,52 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
     let transactions = typed_file(path)?;
     rep.rows_kept = transactions.rows;
     reports.insert("transactions".to_string(), rep);
-    Ok(with_other_tables(cfg, as_of, transactions, reports, all_rejects, None, dir)?.0)
+    Ok(with_other_tables(
+        cfg,
+        as_of,
+        transactions,
+        reports,
+        all_rejects,
+        None,
+        dir,
+        None,
+    )?
+    .0)
+}
+
+/// The customers file's rows checked, deduplicated and sorted by
+/// customer_id.
+fn check_customers(cfg: &Config, files: Vec<InputFileInfo>) -> Result<kept::Checked> {
+    let (valid, rejects, mut rep) = read_checked("customers", &cfg.inputs.customers, cfg, files)?;
+    let (valid, dups, later) = drop_duplicates(
+        "customers",
+        valid,
+        &file_names(&rep),
+        "customer_id",
+        reason::DUPLICATE_CUSTOMER,
+    )?;
+    rep.duplicates_collapsed = later.height();
+    // Ids are distinct by now, so any sort by them gives these rows; an
+    // export usually comes in id order already, which one pass tells (a
+    // polars sort of 10^6 ids: ~0.1 s of a night whose customers file was
+    // exported again).
+    let customers = crate::order::sorted_and_flagged(without_bookkeeping(valid).run()?)?;
+    rep.rows_kept = customers.height();
+    Ok(kept::Checked {
+        valid: customers,
+        rejects: stacked(rejects, dups)?,
+        report: rep,
+    })
+}
+
+/// The customers file checked now, unless the store under `store` keeps
+/// it ([`kept::build_ahead`]): a cold run checks it beside the staging of
+/// the transactions, whose store update leaves a core idle at times,
+/// rather than after it.
+pub fn customers_ahead(cfg: &Config, store: &Path) -> Option<kept::Ahead> {
+    kept::build_ahead("customers", &cfg.inputs.customers, cfg, store, |files| {
+        check_customers(cfg, files)
+    })
 }
 
 /// The rest of an ingest once the transactions are typed: customers (a
@@ -464,6 +509,9 @@ pub fn ingest(cfg: &Config, as_of: Option<NaiveDate>, dir: &Path) -> Result<Inge
 /// store the interactions' files go to a work folder under
 /// `scratch_parent`, held by the result. Also returns the tables read back
 /// from the store.
+///
+/// `customers_ahead`: the customers file as [`customers_ahead`] checked it.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn with_other_tables(
     cfg: &Config,
     as_of: NaiveDate,
@@ -472,6 +520,7 @@ pub(crate) fn with_other_tables(
     mut all_rejects: Vec<DataFrame>,
     store: Option<&Path>,
     scratch_parent: &Path,
+    customers_ahead: Option<kept::Ahead>,
 ) -> Result<(Ingested, Vec<String>)> {
     let limit = cfg.ingest.max_reject_ratio;
     let mut reused = Vec::new();
@@ -479,27 +528,8 @@ pub(crate) fn with_other_tables(
     // Customers. The reject ratio is checked again on a kept table: the
     // limit is not part of its name.
     let input = &cfg.inputs.customers;
-    let (c, hit, from) = kept::checked("customers", input, cfg, store, |files| {
-        let (valid, rejects, mut rep) = read_checked("customers", input, cfg, files)?;
-        let (valid, dups, later) = drop_duplicates(
-            "customers",
-            valid,
-            &file_names(&rep),
-            "customer_id",
-            reason::DUPLICATE_CUSTOMER,
-        )?;
-        rep.duplicates_collapsed = later.height();
-        // Ids are distinct by now, so any sort by them gives these rows;
-        // an export usually comes in id order already, which one pass
-        // tells (a polars sort of 10^6 ids: ~0.1 s of a night whose
-        // customers file was exported again).
-        let customers = crate::order::sorted_and_flagged(without_bookkeeping(valid).run()?)?;
-        rep.rows_kept = customers.height();
-        Ok(kept::Checked {
-            valid: customers,
-            rejects: stacked(rejects, dups)?,
-            report: rep,
-        })
+    let (c, hit, from) = kept::checked("customers", input, cfg, store, customers_ahead, |files| {
+        check_customers(cfg, files)
     })?;
     if hit {
         reused.push("customers".to_string());

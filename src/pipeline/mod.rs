@@ -145,6 +145,7 @@ fn spark_inputs(
         vec![si.rejects.clone()],
         None,
         &scratch,
+        None,
     )?
     .0;
     ing.transaction_rows_read_locally = 0;
@@ -463,9 +464,17 @@ fn store_inputs(s: &RunSettings, as_of: Option<NaiveDate>) -> Result<(Ingested, 
     // Not released at the end: the run's plan sets how much it keeps
     // from then on (`memory::kept_for_reuse`).
     crate::alloc::keep_freed(memory::kept_while_ingesting(s.memory_limit));
-    let mut view = store::sync(&s.config, &s.out, s.rebuild_store, limit / 2)?;
+    // The customers file is checked beside the store's update (which
+    // leaves a core idle at times) rather than after it.
+    let (view, customers) = std::thread::scope(|scope| {
+        let store = s.out.join(store::STORE_DIR);
+        let ahead = scope.spawn(move || ingest::customers_ahead(&s.config, &store));
+        let view = store::sync(&s.config, &s.out, s.rebuild_store, limit / 2);
+        (view, ahead.join().ok().flatten())
+    });
+    let mut view = view?;
     std::fs::create_dir_all(ingest_dir(&s.out)).map_err(Error::io(ingest_dir(&s.out)))?;
-    let ing = view.ingested(&s.config, as_of)?;
+    let ing = view.ingested(&s.config, as_of, customers)?;
     Ok((ing, view))
 }
 
