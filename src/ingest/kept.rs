@@ -502,13 +502,10 @@ mod tests {
         differs(key("customers", &input, &label, &[file("c.csv", "aa")]).unwrap());
     }
 
-    /// A kept table comes back equal and in one chunk per column, though
-    /// it is larger than one of the store's usual row groups (in 2^17-row
-    /// groups it came back in 3): a night then copies none of its columns
-    /// to join their chunks.
-    #[test]
-    fn a_kept_table_comes_back_whole() {
-        let dir = std::env::temp_dir().join(format!("tiering-kept-{}", std::process::id()));
+    /// A scratch directory of this test's own (`tag`), its customers file
+    /// of one row and an input reading it.
+    fn one_customer_file(tag: &str) -> (std::path::PathBuf, std::path::PathBuf, InputFile) {
+        let dir = std::env::temp_dir().join(format!("tiering-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let csv = dir.join("c.csv");
         std::fs::write(&csv, "customer_id\nc1\n").unwrap();
@@ -516,6 +513,16 @@ mod tests {
             path: csv.to_string_lossy().into_owned(),
             ..Default::default()
         };
+        (dir, csv, input)
+    }
+
+    /// A kept table comes back equal and in one chunk per column, though
+    /// it is larger than one of the store's usual row groups (in 2^17-row
+    /// groups it came back in 3): a night then copies none of its columns
+    /// to join their chunks.
+    #[test]
+    fn a_kept_table_comes_back_whole() {
+        let (dir, _, input) = one_customer_file("kept");
         let cfg = Config::default();
         let n = 300_000;
         let valid = df!(
@@ -551,14 +558,7 @@ mod tests {
     /// changed since; none is checked ahead when the store keeps it.
     #[test]
     fn a_table_checked_ahead_is_taken_only_for_the_same_files() {
-        let dir = std::env::temp_dir().join(format!("tiering-ahead-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let csv = dir.join("c.csv");
-        std::fs::write(&csv, "customer_id\nc1\n").unwrap();
-        let input = InputFile {
-            path: csv.to_string_lossy().into_owned(),
-            ..Default::default()
-        };
+        let (dir, csv, input) = one_customer_file("ahead");
         let cfg = Config::default();
         let store = dir.join("_store");
         let made = |id: &str| Checked {

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use polars::prelude::*;
-use polars_arrow::array::{Array, PrimitiveArray, Utf8ViewArray, View};
-use polars_arrow::bitmap::MutableBitmap;
-use polars_arrow::types::NativeType;
+use polars_arrow::array::{Array, Utf8ViewArray, View};
+
+use crate::io::Valued;
 
 use crate::config::InputFile;
 use crate::contract::INTERACTION_KINDS;
@@ -317,52 +317,6 @@ fn iso_dates(c: Column, shapes: &[Shape], slow: &Expr) -> PolarsResult<Column> {
     }
     let dates = Int32Chunked::with_chunk(ca.name().clone(), days.finish());
     Ok(dates.into_date().into_column())
-}
-
-/// A primitive column filled value by value, its validity made only once
-/// a value is missing: polars' collect from options fills a bitmap for
-/// every value (`perf`: ~2% of staging's samples, dates and cents).
-struct Valued<T> {
-    values: Vec<T>,
-    validity: Option<MutableBitmap>,
-}
-
-impl<T: NativeType> Valued<T> {
-    fn with_capacity(n: usize) -> Valued<T> {
-        Valued {
-            values: Vec::with_capacity(n),
-            validity: None,
-        }
-    }
-
-    #[inline]
-    fn push(&mut self, v: Option<T>) {
-        match v {
-            Some(v) => {
-                self.values.push(v);
-                if let Some(b) = &mut self.validity {
-                    b.push(true);
-                }
-            }
-            None => {
-                let b = self.validity.get_or_insert_with(|| {
-                    let mut b = MutableBitmap::with_capacity(self.values.capacity());
-                    b.extend_constant(self.values.len(), true);
-                    b
-                });
-                b.push(false);
-                self.values.push(T::default());
-            }
-        }
-    }
-
-    fn finish(self) -> PrimitiveArray<T> {
-        PrimitiveArray::new(
-            T::PRIMITIVE.into(),
-            self.values.into(),
-            self.validity.map(Into::into),
-        )
-    }
 }
 
 /// A money column as integer cents (rounded half away from zero), so sums

@@ -17,7 +17,7 @@ mod pages;
 mod work;
 mod write;
 
-pub use chunks::{CsvWindows, Head, WINDOW_BYTES};
+pub use chunks::{CsvWindows, Head, Valued, WINDOW_BYTES};
 pub use work::*;
 pub use write::*;
 
