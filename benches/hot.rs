@@ -377,7 +377,7 @@ fn csv_windows(txns: &DataFrame, reps: usize) {
     time("CSV windows parsed", reps, || {
         let mut rows = 0;
         for window in w.windows(tiering::io::WINDOW_BYTES) {
-            rows += w.parse(window, 0).unwrap().height();
+            rows += w.parse(window, 0).unwrap().rows.height();
         }
         rows
     });

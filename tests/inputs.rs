@@ -110,6 +110,59 @@ fn bad_amounts_over_the_limit_fail_with_exit_3() {
 }
 
 #[test]
+fn text_with_whitespace_at_its_ends_is_trimmed_in_every_column() {
+    let tmp = TempDir::new("trimmed");
+    // Whitespace at either end of ids, a date and a product line: ASCII
+    // blanks and a tab, U+3000 and U+00A0; an id of blanks only is empty.
+    let text = "customer_id,txn_id,ts,amount,product_line\n\
+        \x20C1,T1,2010-01-01,10.00,轻卡\n\
+        C1\t,T2\x20,\x202010-02-01\x20,5,轻卡\u{3000}\n\
+        \u{3000}C2,T3,2010-03-01,7,\u{a0}重卡\n\
+        \x20\x20,T4,2010-05-01,1,重卡\n\
+        C2,T5,2010-06-01,2,重卡\n";
+    let cfg = format!(
+        "[inputs.transactions]\npath = \"{}\"\n[inputs.customers]\npath = \"{}\"\n[ingest]\nmax_reject_ratio = 0.3\n",
+        tmp.write("t.csv", text),
+        tmp.write("c.csv", CUSTOMERS)
+    );
+    let cfg_path = tmp.write("p.toml", &cfg);
+    let out = tmp.join("out");
+    ok(&[
+        "run",
+        "--config",
+        &cfg_path,
+        "--as-of",
+        "2010-12-31",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let snap = out.join("snapshot=2010-12-31");
+    let rejects = read_parquet(&snap.join("rejects.parquet"));
+    assert_eq!(ints(&rejects, "line"), vec![Some(5)]);
+    assert_eq!(
+        strs(&rejects, "reason"),
+        vec![Some("empty customer_id".to_string())]
+    );
+    // Both customers known (no unknown region), each with its rows.
+    let scores = read_parquet(&snap.join("customer_scores.parquet"));
+    assert_eq!(
+        strs(&scores, "customer_id"),
+        vec![Some("C1".into()), Some("C2".into())]
+    );
+    assert_eq!(
+        strs(&scores, "region"),
+        vec![Some("north".into()), Some("south".into())]
+    );
+    assert_eq!(ints(&scores, "frequency"), vec![Some(2), Some(2)]);
+    assert_eq!(floats(&scores, "monetary"), vec![Some(15.0), Some(9.0)]);
+    // C1's last purchase is the date read through its blanks.
+    assert_eq!(
+        strs(&scores, "last_purchase")[0].as_deref(),
+        Some("2010-02-01")
+    );
+}
+
+#[test]
 fn rows_within_the_limit_are_rejected_counted_and_published() {
     let tmp = TempDir::new("rejects");
     // 1 bad amount, 1 empty id, 1 duplicate txn, 1 after as-of, 1 unknown

@@ -55,14 +55,27 @@ pub(super) fn reason_code(failed: &[Expr]) -> Expr {
     code.cast(DataType::Int32).alias("__code")
 }
 
+/// Text columns trimmed ([`clean_str`]) but for those in `clean`, known
+/// to need none.
+fn cleaner(clean: &[&str]) -> impl Fn(&str) -> Expr {
+    move |c: &str| match clean.contains(&c) {
+        true => col(c),
+        false => clean_str(c),
+    }
+}
+
+/// The checked transactions of `lf` (canonical columns), of which the text
+/// columns `clean` need no trimming.
 pub(super) fn parse_transactions(
     lf: LazyFrame,
     schema: &Schema,
     present: &[&str],
     input: &InputFile,
     formats: &[String],
+    clean: &[&str],
 ) -> LazyFrame {
     let dt = |c: &str| schema.get(c).cloned().unwrap_or(DataType::String);
+    let clean_str = cleaner(clean);
     // Text columns are trimmed once (stage 1); parsing (stage 2) and the
     // checks (stage 3) then read materialised columns.
     let trimmed = |c: &str| {
@@ -207,13 +220,16 @@ pub(super) fn parse_customers(
         .with_column(reason_code(&[col("customer_id").is_null()]))
 }
 
+/// The checked interactions of `lf`, as [`parse_transactions`].
 pub(super) fn parse_interactions(
     lf: LazyFrame,
     schema: &Schema,
     present: &[&str],
     input: &InputFile,
     formats: &[String],
+    clean: &[&str],
 ) -> LazyFrame {
+    let clean_str = cleaner(clean);
     let ts_type = schema.get("ts").cloned().unwrap_or(DataType::String);
     let trimmed_ts = if ts_type == DataType::String {
         clean_str("ts")

@@ -7,6 +7,7 @@ use polars::prelude::*;
 use polars_arrow::array::{Array, Utf8ViewArray, View};
 
 use crate::io::Valued;
+use crate::io::{first_unsure, last_unsure};
 
 use crate::config::InputFile;
 use crate::contract::INTERACTION_KINDS;
@@ -87,24 +88,6 @@ fn untrimmed(s: &str) -> bool {
         }
         _ => true,
     }
-}
-
-// ASCII whitespace as `char::is_whitespace` has it (with U+000B). The
-// others (U+0085, U+00A0, U+1680, U+2000–U+200A, U+2028, U+2029, U+202F,
-// U+205F, U+3000) start with byte C2, E1, E2 or E3 and end with 80–8A,
-// 9F, A0, A8, A9 or AF: only such ends are decoded.
-fn ascii_space(b: u8) -> bool {
-    matches!(b, b'\t'..=b'\r' | b' ')
-}
-
-/// Whether a text starting with `b` may start with whitespace.
-fn first_unsure(b: u8) -> bool {
-    ascii_space(b) || matches!(b, 0xC2 | 0xE1..=0xE3)
-}
-
-/// Whether a text ending with `b` may end with whitespace.
-fn last_unsure(b: u8) -> bool {
-    ascii_space(b) || matches!(b, 0x80..=0x8A | 0x9F | 0xA0 | 0xA8 | 0xA9 | 0xAF)
 }
 
 /// A date column parsed from text with the given formats (first that

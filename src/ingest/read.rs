@@ -13,13 +13,15 @@ use crate::ingest::{InputFileInfo, TableReport};
 use crate::io::{self, LINE};
 
 /// Selects and renames a raw frame's columns to canonical names; a missing
-/// required column is an error naming the file and the raw column.
+/// required column is an error naming the file and the raw column. Also
+/// gives the canonical names of the raw columns `trimmed`.
 pub(super) fn select_canonical(
     mut lf: LazyFrame,
     file: &Path,
     table: &str,
     input: &InputFile,
-) -> Result<(LazyFrame, Vec<&'static str>, Schema)> {
+    trimmed: &[PlSmallStr],
+) -> Result<(LazyFrame, Vec<&'static str>, Schema, Vec<&'static str>)> {
     let header = lf.collect_schema().map_err(|e| io::read_error(file, &e))?;
     let names: Vec<String> = header
         .iter_names()
@@ -27,11 +29,14 @@ pub(super) fn select_canonical(
         .filter(|s| s != LINE)
         .collect();
     let mut exprs = vec![col(LINE).cast(DataType::UInt64)];
-    let mut present = Vec::new();
+    let (mut present, mut clean) = (Vec::new(), Vec::new());
     for (canon, actual) in resolve_columns(&names, file, table, input)? {
         exprs.push(match canon {
             Some(c) => {
                 present.push(c);
+                if trimmed.iter().any(|t| t.as_str() == actual) {
+                    clean.push(c);
+                }
                 col(actual.as_str()).alias(c)
             }
             None => col(actual.as_str()),
@@ -39,7 +44,7 @@ pub(super) fn select_canonical(
     }
     let mut selected = lf.select(exprs);
     let schema = selected.collect_schema()?.as_ref().clone();
-    Ok((selected, present, schema))
+    Ok((selected, present, schema, clean))
 }
 
 /// The header's columns a table reads: (canonical name, header name) for

@@ -518,16 +518,19 @@ impl Windows {
     }
 
     /// One window's rows, the first of them the file's `first` (0-based).
-    fn parse(&self, range: std::ops::Range<usize>, first: u64) -> PolarsResult<DataFrame> {
+    fn parse(&self, range: std::ops::Range<usize>, first: u64) -> PolarsResult<io::Window> {
         match self {
             Windows::Csv(w) => w.parse(range, first),
             // read_raw numbers the rows of the whole file: a slice keeps
             // their lines.
-            Windows::Parquet { raw, .. } => raw
-                .as_ref()
-                .clone()
-                .slice(range.start as i64, range.len() as IdxSize)
-                .run_whole(),
+            Windows::Parquet { raw, .. } => Ok(io::Window {
+                rows: raw
+                    .as_ref()
+                    .clone()
+                    .slice(range.start as i64, range.len() as IdxSize)
+                    .run_whole()?,
+                trimmed: Vec::new(),
+            }),
         }
     }
 
@@ -553,7 +556,9 @@ fn stage_windows(
     window: usize,
 ) -> PolarsResult<StagedStats> {
     use std::sync::mpsc::sync_channel;
-    let mut shape = checks.over(windows.empty()?.lazy()).map_err(to_polars)?;
+    let mut shape = checks
+        .over(windows.empty()?.lazy(), &[])
+        .map_err(to_polars)?;
     let out = Outputs::new(table, &*shape.collect_schema()?, to);
     let work_schema = out.work(shape.clone()).collect_schema()?;
     let mut work = io::ParquetOut::create(staged, &work_schema, to.compression)?;
@@ -575,7 +580,7 @@ fn stage_windows(
         typed.finish()?;
         return Ok(stats);
     }
-    let (raw_tx, raw_rx) = sync_channel::<PolarsResult<DataFrame>>(1);
+    let (raw_tx, raw_rx) = sync_channel::<PolarsResult<io::Window>>(1);
     let (out_tx, out_rx) = sync_channel::<(DataFrame, DataFrame)>(1);
     std::thread::scope(|scope| {
         let parser = scope.spawn(move || {
@@ -583,8 +588,8 @@ fn stage_windows(
             for range in cuts {
                 let raw = windows.parse(range, first);
                 let failed = match &raw {
-                    Ok(df) => {
-                        first += df.height() as u64;
+                    Ok(w) => {
+                        first += w.rows.height() as u64;
                         false
                     }
                     Err(_) => true,
@@ -622,7 +627,7 @@ fn stage_windows(
 /// The checking stage of [`stage_windows`]: each window parsed in `raw`
 /// checked, its work and typed rows sent to `rows`.
 fn check_windows(
-    raw: std::sync::mpsc::Receiver<PolarsResult<DataFrame>>,
+    raw: std::sync::mpsc::Receiver<PolarsResult<io::Window>>,
     rows: std::sync::mpsc::SyncSender<(DataFrame, DataFrame)>,
     checks: &Checks,
     out: &Outputs,
@@ -641,12 +646,12 @@ fn check_windows(
 
 /// One window checked: its counts, and its work and typed rows.
 fn check_window(
-    window: DataFrame,
+    window: io::Window,
     checks: &Checks,
     out: &Outputs,
 ) -> PolarsResult<(StagedStats, (DataFrame, DataFrame))> {
     let checked = checks
-        .over(window.lazy())
+        .over(window.rows.lazy(), &window.trimmed)
         .map_err(to_polars)?
         .run_whole()?
         .lazy();
@@ -771,8 +776,8 @@ impl<'a> Checks<'a> {
         if self.table == "customers" {
             return Ok(());
         }
-        let (lf, _, schema) =
-            select_canonical(self.raw.clone(), self.file, self.table, self.input)?;
+        let (lf, _, schema, _) =
+            select_canonical(self.raw.clone(), self.file, self.table, self.input, &[])?;
         if schema.get("ts") != Some(&DataType::String) {
             return Ok(());
         }
@@ -802,8 +807,8 @@ impl<'a> Checks<'a> {
                             df
                         }
                     };
-                    let (lf, _, _) =
-                        select_canonical(rows.lazy(), self.file, self.table, self.input)?;
+                    let (lf, _, _, _) =
+                        select_canonical(rows.lazy(), self.file, self.table, self.input, &[])?;
                     Sample::Whole(lf)
                 }
                 _ => return Ok(()),
@@ -824,18 +829,20 @@ impl<'a> Checks<'a> {
 
     /// The checked rows of the whole file.
     fn over_file(&self) -> Result<LazyFrame> {
-        self.over(self.raw.clone())
+        self.over(self.raw.clone(), &[])
     }
 
     /// The checked rows of `raw`, a frame of the file's rows as
-    /// [`io::read_raw`] reads them.
-    fn over(&self, raw: LazyFrame) -> Result<LazyFrame> {
-        let (lf, present, schema) = select_canonical(raw, self.file, self.table, self.input)?;
+    /// [`io::read_raw`] reads them, of which the text columns `trimmed`
+    /// are known to need no trimming ([`io::Window::trimmed`]).
+    fn over(&self, raw: LazyFrame, trimmed: &[PlSmallStr]) -> Result<LazyFrame> {
+        let (lf, present, schema, clean) =
+            select_canonical(raw, self.file, self.table, self.input, trimmed)?;
         let (input, formats) = (self.input, &self.formats);
         Ok(match self.table {
-            "transactions" => parse_transactions(lf, &schema, &present, input, formats),
+            "transactions" => parse_transactions(lf, &schema, &present, input, formats, &clean),
             "customers" => parse_customers(lf, &schema, &present, input, self.unknown),
-            _ => parse_interactions(lf, &schema, &present, input, formats),
+            _ => parse_interactions(lf, &schema, &present, input, formats, &clean),
         })
     }
 }

@@ -36,9 +36,19 @@ pub struct CsvWindows {
     parse: CsvParseOptions,
     /// The whole file's rows when [`CsvWindows::head`] parsed it whole
     /// (one window), until [`CsvWindows::parse`] takes them.
-    kept: std::sync::Mutex<Option<DataFrame>>,
+    kept: std::sync::Mutex<Option<Window>>,
     /// The file's XXH3-128, as [`super::content_hash`] gives it.
     content_hash: String,
+}
+
+/// One window's rows ([`CsvWindows::parse`]).
+pub struct Window {
+    pub rows: DataFrame,
+    /// The text columns whose every value our splitter took and found
+    /// with no byte at either end that may belong to whitespace (see
+    /// [`first_unsure`]), and so has nothing to trim: the checks can skip
+    /// looking at them again. Empty for rows parsed otherwise.
+    pub trimmed: Vec<PlSmallStr>,
 }
 
 /// What [`CsvWindows::head`] gives a date sample.
@@ -180,20 +190,15 @@ impl CsvWindows {
     /// [`LINE`] as [`super::read_raw`] numbers it (header = line 1). Parsed
     /// in pieces on the pool; a frame of one chunk per piece. The whole
     /// file's window comes from [`CsvWindows::head`] when that parsed it.
-    pub fn parse(&self, range: Range<usize>, first_row: u64) -> PolarsResult<DataFrame> {
+    pub fn parse(&self, range: Range<usize>, first_row: u64) -> PolarsResult<Window> {
         let whole = range == (self.body..self.map.len()) && first_row == 0;
-        if let Some(df) = whole
+        if let Some(w) = whole
             .then(|| self.kept.lock().expect("a parse panicked").take())
             .flatten()
         {
-            return Ok(df);
+            return Ok(w);
         }
-        let df = self.parse_kept(range.clone(), first_row)?;
-        // The rows' short texts are copies; a longer text points into the
-        // mapping (`Texts`), whose released pages the checks, reading it
-        // next, fault in again from the page cache.
-        let _ = release(&self.map, range);
-        Ok(df)
+        self.parse_kept(range, first_row)
     }
 
     /// The rows a date sample reads. A file of one window ([`WINDOW_BYTES`],
@@ -210,9 +215,9 @@ impl CsvWindows {
     fn head_in(&self, rows: usize, window: usize) -> PolarsResult<Option<Head>> {
         let whole = self.body..self.map.len();
         if self.windows(window).len() == 1 {
-            let df = self.parse_kept(whole.clone(), 0)?;
-            let _ = release(&self.map, whole);
-            *self.kept.lock().expect("a parse panicked") = Some(df.clone());
+            let w = self.parse_kept(whole, 0)?;
+            let df = w.rows.clone();
+            *self.kept.lock().expect("a parse panicked") = Some(w);
             return Ok(Some(Head::Whole(df)));
         }
         let body = &self.map[self.body..];
@@ -221,24 +226,34 @@ impl CsvWindows {
             _ => return Ok(None),
         };
         self.parse_kept(self.body..end, 0)
-            .map(|df| Some(Head::Part(df)))
+            .map(|w| Some(Head::Part(w.rows)))
     }
 
-    fn parse_kept(&self, range: Range<usize>, first_row: u64) -> PolarsResult<DataFrame> {
+    fn parse_kept(&self, range: Range<usize>, first_row: u64) -> PolarsResult<Window> {
         let pieces = rayon::current_num_threads().max(1) * 2;
         let size = range.len().div_ceil(pieces).max(1 << 16);
-        let parts: Vec<DataFrame> = cut(&self.map, range.clone(), size)
+        let parts: Vec<(DataFrame, Vec<bool>)> = cut(&self.map, range.clone(), size)
             .into_par_iter()
             .map(|r| self.parse_piece(r))
             .collect::<PolarsResult<_>>()?;
-        let df = parts
+        let (df, trimmed) = parts
             .into_iter()
-            .reduce(|mut a, b| {
+            .reduce(|(mut a, ta), (b, tb)| {
                 a.vstack_mut_owned_unchecked(b);
-                a
+                (a, ta.iter().zip(&tb).map(|(x, y)| x & y).collect())
             })
             .ok_or_else(|| polars_err!(ComputeError: "an empty CSV window"))?;
-        with_line(df, first_row)
+        let trimmed = self
+            .projection
+            .iter()
+            .zip(trimmed)
+            .filter(|(_, t)| *t)
+            .filter_map(|(&i, _)| self.schema.get_at_index(i).map(|(n, _)| n.clone()))
+            .collect();
+        Ok(Window {
+            rows: with_line(df, first_row)?,
+            trimmed,
+        })
     }
 
     /// A frame of no rows with the columns [`CsvWindows::parse`] gives.
@@ -252,15 +267,22 @@ impl CsvWindows {
         with_line(DataFrame::empty_with_schema(&read), 0)
     }
 
-    fn parse_piece(&self, range: Range<usize>) -> PolarsResult<DataFrame> {
+    /// A piece's rows, and for each projected column whether it is known
+    /// trimmed ([`Window::trimmed`]).
+    fn parse_piece(&self, range: Range<usize>) -> PolarsResult<(DataFrame, Vec<bool>)> {
         let bytes = &self.map[range.clone()];
         if !validate_utf8(bytes) {
             polars_bail!(ComputeError: "invalid utf-8 sequence");
         }
         let rows = rows_in(bytes);
-        match self.parse_plain(range, rows) {
-            Some(df) => Ok(df),
-            None => self.parse_by_polars(bytes, rows),
+        match self.parse_plain(range.clone(), rows) {
+            Some(parsed) => Ok(parsed),
+            None => {
+                let df = self.parse_by_polars(bytes, rows)?;
+                // polars' builders copy every value: its pages are done with.
+                let _ = release(&self.map, range);
+                Ok((df, vec![false; self.projection.len()]))
+            }
         }
     }
 
@@ -298,7 +320,7 @@ impl CsvWindows {
     /// separators with `memchr` and fills each column's array directly
     /// (polars' CSV parse was ~17% of a cold 10^7 run's CPU; `benches/hot.rs`
     /// "CSV windows parsed": 2.3-2.4 s of CPU at 10^7 rows, 1.35-1.4 s here).
-    fn parse_plain(&self, range: Range<usize>, rows: usize) -> Option<DataFrame> {
+    fn parse_plain(&self, range: Range<usize>, rows: usize) -> Option<(DataFrame, Vec<bool>)> {
         let bytes = &self.map[range.clone()];
         // Text views locate their bytes by a 32-bit offset.
         if bytes.len() > u32::MAX as usize {
@@ -370,6 +392,7 @@ impl CsvWindows {
             map: self.map.clone(),
             range,
         });
+        let trimmed = columns.iter().map(Plain::trimmed).collect();
         let columns: Vec<Column> = columns
             .into_iter()
             .zip(&self.projection)
@@ -380,7 +403,9 @@ impl CsvWindows {
                 )
             })
             .collect();
-        (columns.first()?.len() == rows).then(|| DataFrame::new(rows, columns).ok())?
+        (columns.first()?.len() == rows)
+            .then(|| DataFrame::new(rows, columns).ok())?
+            .map(|df| (df, trimmed))
     }
 }
 
@@ -388,6 +413,17 @@ impl CsvWindows {
 struct Piece {
     map: std::sync::Arc<Bytes>,
     range: Range<usize>,
+}
+
+/// The piece's pages leave the process once nothing reads them: at once
+/// when every value was copied into a view, else when the window's text
+/// columns are dropped (checked and written). Released straight after the
+/// parse, they were faulted in again by the checks (~5% of a cold uniform
+/// 10^7 run's staging, its dates with a time of day).
+impl Drop for Piece {
+    fn drop(&mut self) {
+        let _ = release(&self.map, self.range.clone());
+    }
 }
 
 impl AsRef<[u8]> for Piece {
@@ -408,6 +444,8 @@ struct Texts {
     bytes: usize,
     /// Whether a view points into the piece.
     long: bool,
+    /// Whether some value may start or end with whitespace.
+    unsure: bool,
 }
 
 impl Texts {
@@ -417,6 +455,7 @@ impl Texts {
             validity: None,
             bytes: 0,
             long: false,
+            unsure: false,
         }
     }
 
@@ -435,6 +474,11 @@ impl Texts {
     #[inline]
     fn push(&mut self, piece: &[u8], at: Range<usize>) {
         let field = &piece[at.clone()];
+        // Told here, while the bytes are in cache: the checks otherwise
+        // read every view again for it.
+        if let (Some(&first), Some(&last)) = (field.first(), field.last()) {
+            self.unsure |= first_unsure(first) | last_unsure(last);
+        }
         let view = if field.len() <= View::MAX_INLINE_SIZE as usize {
             inline_view(piece, at)
         } else {
@@ -567,6 +611,11 @@ impl Plain {
         Some(())
     }
 
+    /// Whether every value is known to need no trimming (text only).
+    fn trimmed(&self) -> bool {
+        matches!(self, Plain::Text(t) if !t.unsure)
+    }
+
     fn finish(self, name: PlSmallStr, piece: &polars_buffer::Buffer<u8>) -> Column {
         match self {
             Plain::Text(a) => StringChunked::with_chunk(name, a.finish(piece)).into_column(),
@@ -575,6 +624,25 @@ impl Plain {
             }
         }
     }
+}
+
+// ASCII whitespace as `char::is_whitespace` has it (with U+000B). The
+// others (U+0085, U+00A0, U+1680, U+2000–U+200A, U+2028, U+2029, U+202F,
+// U+205F, U+3000) start with byte C2, E1, E2 or E3 and end with 80–8A,
+// 9F, A0, A8, A9 or AF: a text whose end bytes are none of those has no
+// whitespace at that end.
+fn ascii_space(b: u8) -> bool {
+    matches!(b, b'\t'..=b'\r' | b' ')
+}
+
+/// Whether a text starting with `b` may start with whitespace.
+pub(crate) fn first_unsure(b: u8) -> bool {
+    ascii_space(b) || matches!(b, 0xC2 | 0xE1..=0xE3)
+}
+
+/// Whether a text ending with `b` may end with whitespace.
+pub(crate) fn last_unsure(b: u8) -> bool {
+    ascii_space(b) || matches!(b, 0x80..=0x8A | 0x9F | 0xA0 | 0xA8 | 0xA9 | 0xAF)
 }
 
 /// Powers of ten exact as doubles.
@@ -754,9 +822,9 @@ mod tests {
         assert_eq!(rows(&df), all);
         let window = w.windows(WINDOW_BYTES)[0].clone();
         assert!(w.kept.lock().unwrap().is_some());
-        assert_eq!(rows(&w.parse(window.clone(), 0).unwrap()), all);
+        assert_eq!(rows(&w.parse(window.clone(), 0).unwrap().rows), all);
         assert!(w.kept.lock().unwrap().is_none());
-        assert_eq!(rows(&w.parse(window, 0).unwrap()), all);
+        assert_eq!(rows(&w.parse(window, 0).unwrap().rows), all);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -810,6 +878,11 @@ mod tests {
             // Held in the view, and the shortest value read in place.
             "123456789012",
             "abcdefghijklm",
+            // To be trimmed: ASCII and Unicode whitespace at either end.
+            " a",
+            "b\t",
+            "\u{3000}配件",
+            "配件\u{a0}",
         ];
         let numbers = [
             "",
@@ -833,6 +906,8 @@ mod tests {
             "99999999999999999999",
         ];
         let (mut plain, mut polars) = (0, 0);
+        // Text columns said to need no trimming, and the others.
+        let (mut clean, mut unsure) = (0, 0);
         for case in 0..3000 {
             let fields = 2 + pick(4);
             let sep = [b',', b';', b'|'][pick(3)];
@@ -901,10 +976,26 @@ mod tests {
             };
             let bytes = text.as_bytes();
             let rows = rows_in(bytes);
-            let Some(ours) = w.parse_plain(before.len()..before.len() + bytes.len(), rows) else {
+            let Some((ours, trimmed)) =
+                w.parse_plain(before.len()..before.len() + bytes.len(), rows)
+            else {
                 polars += 1;
                 continue;
             };
+            // A column said to need no trimming has nothing to trim.
+            for (c, t) in ours.columns().iter().zip(&trimmed) {
+                let values = c.str().map(|s| s.iter().flatten().collect::<Vec<_>>());
+                match (t, values) {
+                    (true, Ok(v)) => assert!(
+                        v.iter().all(|v| v.trim() == *v && !v.is_empty()),
+                        "case {case}: {v:?}"
+                    ),
+                    (true, Err(_)) => panic!("case {case}: a number column said trimmed"),
+                    (false, Ok(_)) => unsure += 1,
+                    (false, Err(_)) => {}
+                }
+                clean += usize::from(*t);
+            }
             plain += 1;
             let theirs = w
                 .parse_by_polars(bytes, rows)
@@ -935,6 +1026,10 @@ mod tests {
         assert!(
             plain > 1000 && polars > 300,
             "plain {plain}, polars {polars}"
+        );
+        assert!(
+            clean > 100 && unsure > 100,
+            "{clean} clean, {unsure} unsure"
         );
     }
 

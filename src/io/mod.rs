@@ -17,7 +17,8 @@ mod pages;
 mod work;
 mod write;
 
-pub use chunks::{CsvWindows, Head, Valued, WINDOW_BYTES};
+pub use chunks::{CsvWindows, Head, Valued, WINDOW_BYTES, Window};
+pub(crate) use chunks::{first_unsure, last_unsure};
 pub use work::*;
 pub use write::*;
 
