@@ -10,8 +10,9 @@
 //! and dates of a narrow span get a dictionary keyed by indexing a table
 //! of the span, text of repeated values one keyed by a hash map, and
 //! keys are bit-packed in one pass; other numbers are copied
-//! little-endian (PLAIN). Text of nearly all distinct values and every
-//! other type stay with polars-parquet.
+//! little-endian (PLAIN), text of nearly all distinct values too (each
+//! after its length, in polars-parquet's page cuts). Text whose bounds
+//! polars-parquet would truncate, and every other type, stay with it.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -50,10 +51,10 @@ pub fn pages(array: &dyn Array, field: &ParquetType, options: &WriteOptions) -> 
 pub enum Paged {
     /// The column's pages, ours.
     Pages(Vec<Page>),
-    /// Text of too many distinct values for a dictionary: for
-    /// polars-parquet to write PLAIN, as it would after hashing every value
-    /// again to estimate their number (~2% of staging's samples on the
-    /// typed store's ids).
+    /// Text of too many distinct values for a dictionary whose bounds
+    /// polars-parquet truncates: for it to write PLAIN, as it would after
+    /// hashing every value again to estimate their number (~2% of
+    /// staging's samples on the typed store's ids).
     Plain,
     /// Left to polars-parquet, every encoding open.
     Theirs,
@@ -61,9 +62,10 @@ pub enum Paged {
 
 /// `array` (one row group's column) as Parquet pages: a dictionary page
 /// and a data page of keys when its values repeat ([`worth_a_dictionary`];
-/// integers and dates of a narrow span, text), else one PLAIN data page.
-/// Left to polars-parquet: text of many distinct values ([`Paged::Plain`])
-/// or long bounds, nested and other types, empty arrays, version-2 pages.
+/// integers and dates of a narrow span, text), else PLAIN data pages (one
+/// for numbers; text in [`plain_text_pages`]). Left to polars-parquet:
+/// text with long bounds ([`Paged::Plain`] when of many distinct values),
+/// nested and other types, empty arrays, version-2 pages.
 pub fn paged(array: &dyn Array, field: &ParquetType, options: &WriteOptions) -> Paged {
     let ParquetType::PrimitiveType(ty) = field else {
         return Paged::Theirs;
@@ -77,7 +79,12 @@ pub fn paged(array: &dyn Array, field: &ParquetType, options: &WriteOptions) -> 
         (ArrowDataType::Utf8View, PhysicalType::ByteArray) => match array.as_any().downcast_ref() {
             Some(a) => match texts(a, optional, ty, stats) {
                 Texts::Dictionary(e) => Some(*e),
-                Texts::Many => return Paged::Plain,
+                Texts::Many => {
+                    return match plain_text_pages(a, optional, ty, options) {
+                        Some(pages) => Paged::Pages(pages),
+                        None => Paged::Plain,
+                    };
+                }
                 Texts::Theirs => None,
             },
             None => None,
@@ -271,6 +278,119 @@ fn texts(
     .serialize();
     let dict = DictPage::new(CowBuffer::Owned(dict), distinct.len(), false);
     Texts::Dictionary(Box::new((out, statistics, Some(dict))))
+}
+
+/// A text column not worth a dictionary as PLAIN data pages ([`plain_texts`]),
+/// cut at the rows where polars-parquet cuts it: pages of about
+/// `data_page_size` (1 MiB by default) by the values' mean length.
+fn plain_text_pages(
+    array: &Utf8ViewArray,
+    optional: bool,
+    ty: &PrimitiveType,
+    options: &WriteOptions,
+) -> Option<Vec<Page>> {
+    let rows = array.len();
+    let page = options
+        .data_page_size
+        .unwrap_or(1 << 20)
+        .min((1 << 31) - (1 << 25));
+    let per_row = (array.total_bytes_len() as f64 / rows as f64) as usize;
+    let per_page = (page / (per_row + 1)).max(1);
+    let mut pages = Vec::with_capacity(rows.div_ceil(per_page));
+    for start in (0..rows).step_by(per_page) {
+        let part = array.clone().sliced(start, per_page.min(rows - start));
+        let encoded = plain_texts(&part, optional, ty, &options.statistics)?;
+        pages.extend(data_pages(&part, ty, options, encoded));
+    }
+    Some(pages)
+}
+
+/// A text column not worth a dictionary as PLAIN: definition levels, then
+/// each valid value's length (u32, little-endian) and bytes; bounds over
+/// every value in byte order. polars-parquet writes the same bytes, but
+/// copies each value by two calls and finds the bounds by comparing whole
+/// slices (~2.5% of a cold uniform 10^7 run's samples: the typed store's
+/// ids, `customer_scores`' ids and names). `None` when a bound is longer
+/// than the statistics keep: polars-parquet then truncates it.
+fn plain_texts(
+    array: &Utf8ViewArray,
+    optional: bool,
+    ty: &PrimitiveType,
+    stats: &StatisticsOptions,
+) -> Option<Encoded> {
+    let valid = array.validity().filter(|v| v.unset_bits() > 0);
+    let views = array.views();
+    // A value of up to 12 bytes is ordered by its view alone: its bytes,
+    // first most significant (zero-padded), then its length, which orders
+    // a value before the same bytes followed by zeros.
+    let order = |view: &View| -> u128 { (view.as_u128() >> 32).swap_bytes() | view.length as u128 };
+    let value = |i: usize| -> &[u8] {
+        // SAFETY: `i` indexes the array's views.
+        unsafe { array.value_unchecked(i) }.as_bytes()
+    };
+    // The bounds' indices: short values by their order, the others (and
+    // any pair with one) by their bytes.
+    let (mut lo, mut hi): (Option<usize>, Option<usize>) = (None, None);
+    let (mut lo_key, mut hi_key) = (u128::MAX, 0u128);
+    let mut long = false;
+    // The values' bytes (a slice's total is not kept: it would be counted).
+    let mut bytes = 0usize;
+    each_valid(views, valid, |i, view| {
+        bytes += view.length as usize;
+        if view.length <= View::MAX_INLINE_SIZE && !long {
+            let k = order(&view);
+            if lo.is_none() || k < lo_key {
+                (lo, lo_key) = (Some(i), k);
+            }
+            if hi.is_none() || k > hi_key {
+                (hi, hi_key) = (Some(i), k);
+            }
+        } else {
+            long = true;
+            let v = value(i);
+            if lo.is_none_or(|l| v < value(l)) {
+                lo = Some(i);
+            }
+            if hi.is_none_or(|h| v > value(h)) {
+                hi = Some(i);
+            }
+        }
+        true
+    });
+    let (min, max) = (lo.map(value), hi.map(value));
+    let limit = stats.binary_statistics_truncate_length_usize();
+    let truncated = |v: Option<&[u8]>| v.zip(limit).is_some_and(|(v, l)| v.len() > l);
+    if truncated(min) || truncated(max) {
+        return None;
+    }
+    // 16 bytes to spare: a short value is stored as its whole view.
+    let mut out = Vec::with_capacity(16 + array.len() / 4 + bytes + 4 * views.len() + 16);
+    if optional {
+        def_levels(&mut out, valid, array.len());
+    }
+    each_valid(views, valid, |i, view| {
+        if view.length <= View::MAX_INLINE_SIZE {
+            // A view's little-endian bytes are its length (u32), then its
+            // inline bytes: the value as PLAIN has it, then padding that
+            // the next value overwrites.
+            let n = out.len();
+            out.extend_from_slice(&view.as_u128().to_le_bytes());
+            out.truncate(n + 4 + view.length as usize);
+        } else {
+            out.extend_from_slice(&view.length.to_le_bytes());
+            out.extend_from_slice(value(i));
+        }
+        true
+    });
+    let statistics = BinaryStatistics {
+        primitive_type: ty.clone(),
+        null_count: stats.null_count.then_some(array.null_count() as i64),
+        distinct_count: None,
+        min_value: min.filter(|_| stats.min_value).map(<[u8]>::to_vec),
+        max_value: max.filter(|_| stats.max_value).map(<[u8]>::to_vec),
+    }
+    .serialize();
+    Some((out, statistics, None))
 }
 
 /// What [`texts`] made of a text column.
@@ -668,30 +788,88 @@ mod tests {
         dict.extend([1, 0, 0, 0, b'a']);
         assert_eq!(got[0], dict);
         assert_eq!(got[1], [2, 0, 0, 0, 0x03, 0b0111, 1, 0x03, 0b010]);
-        // Nearly all distinct, or more than 3/4 distinct: polars-parquet's.
+        // Nearly all distinct, or more than 3/4 distinct: one PLAIN page.
         let ids: Vec<String> = (0..5000).map(|i| i.to_string()).collect();
         let ids = Utf8ViewArray::from_slice_values(&ids);
-        assert!(pages(&ids, &field, &options()).is_none());
         let mostly: Vec<String> = (0..5000).map(|i| (i % 3900).to_string()).collect();
         let mostly = Utf8ViewArray::from_slice_values(&mostly);
-        assert!(pages(&mostly, &field, &options()).is_none());
-        // Both written PLAIN by polars-parquet without its own count: the
-        // pages it writes when it counts and decides so itself.
-        let theirs = |a: &Utf8ViewArray, e: Encoding| -> Vec<Vec<u8>> {
+        // Both written PLAIN: the pages polars-parquet writes when it
+        // counts and decides so itself, headers and bounds too.
+        let theirs_with = |o: WriteOptions, a: &Utf8ViewArray, field: &ParquetType, e: Encoding| {
             let a: Box<dyn Array> = a.to_boxed();
-            polars_parquet::write::array_to_columns(a, field.clone(), options(), &[e])
+            polars_parquet::write::array_to_columns(a, field.clone(), o, &[e])
                 .unwrap()
                 .into_iter()
-                .flat_map(|pages| buffers(pages.map(|p| p.unwrap()).collect()))
+                .flat_map(|pages| pages.map(|p| p.unwrap()))
+                .collect::<Vec<Page>>()
+        };
+        let theirs = |a: &Utf8ViewArray, field: &ParquetType, e: Encoding| {
+            theirs_with(options(), a, field, e)
+        };
+        let described = |pages: Vec<Page>| -> Vec<(String, Vec<u8>)> {
+            pages
+                .into_iter()
+                .map(|p| match p {
+                    Page::Data(d) => (format!("{:?}", d.header()), d.buffer().to_vec()),
+                    Page::Dict(_) => panic!("a dictionary"),
+                })
                 .collect()
         };
-        for a in [&ids, &mostly] {
-            assert!(matches!(paged(a, &field, &options()), Paged::Plain));
+        // Short and long values, nulls, bytes past ASCII, a value that is
+        // another's prefix and one that ends in a zero byte.
+        let mixed: Vec<Option<String>> = (0..3000)
+            .map(|i| match i % 7 {
+                0 => None,
+                1 => Some(format!("客户{i}")),
+                2 => Some(format!("a customer named {i}")),
+                3 => Some(format!("{i}\0")),
+                _ => Some(format!("{}", i * 7919 % 10007)),
+            })
+            .collect();
+        let mixed = Utf8ViewArray::from_slice(&mixed);
+        let short_only: Vec<Option<String>> = (0..3000)
+            .map(|i| (i % 5 != 0).then(|| format!("{}", (i * 7919) % 100_003)))
+            .collect();
+        let short_only = Utf8ViewArray::from_slice(&short_only);
+        let mut required = PrimitiveType::from_physical("c".into(), PhysicalType::ByteArray);
+        required.field_info.repetition = Repetition::Required;
+        let required = ParquetType::PrimitiveType(required);
+        for a in [&ids, &mostly, &mixed, &short_only] {
+            let ours = pages(a, &field, &options()).expect("ours");
             assert_eq!(
-                theirs(a, Encoding::Plain),
-                theirs(a, Encoding::RleDictionary)
+                described(ours),
+                described(theirs(a, &field, Encoding::Plain))
+            );
+            assert_eq!(
+                described(theirs(a, &field, Encoding::Plain)),
+                described(theirs(a, &field, Encoding::RleDictionary))
             );
         }
+        for a in [&ids, &mostly] {
+            let ours = pages(a, &required, &options()).expect("ours");
+            assert_eq!(
+                described(ours),
+                described(theirs(a, &required, Encoding::Plain))
+            );
+        }
+        // Cut into pages where polars-parquet cuts them (1 KiB pages of
+        // 100-200 values), each with its own levels and bounds; most
+        // slices' validity starts mid-byte.
+        let small = WriteOptions {
+            data_page_size: Some(1024),
+            ..options()
+        };
+        for a in [&mixed, &short_only] {
+            let ours = pages(a, &field, &small).expect("ours");
+            assert!(ours.len() > 10, "{} pages", ours.len());
+            let theirs = theirs_with(small, a, &field, Encoding::Plain);
+            assert_eq!(described(ours), described(theirs));
+        }
+        // A bound over 64 bytes, which polars-parquet truncates: its own.
+        let mut wide: Vec<String> = (0..5000).map(|i| i.to_string()).collect();
+        wide.push("z".repeat(80));
+        let wide = Utf8ViewArray::from_slice_values(&wide);
+        assert!(matches!(paged(&wide, &field, &options()), Paged::Plain));
         // Up to 128 values polars-parquet tries a dictionary however many
         // are distinct: left to it.
         let few: Vec<String> = (0..100).map(|i| i.to_string()).collect();
