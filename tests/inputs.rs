@@ -109,20 +109,12 @@ fn bad_amounts_over_the_limit_fail_with_exit_3() {
     assert_refused(&tmp, text, 3, &["unparseable amount"]);
 }
 
-#[test]
-fn text_with_whitespace_at_its_ends_is_trimmed_in_every_column() {
-    let tmp = TempDir::new("trimmed");
-    // Whitespace at either end of ids, a date and a product line: ASCII
-    // blanks and a tab, U+3000 and U+00A0; an id of blanks only is empty.
-    let text = "customer_id,txn_id,ts,amount,product_line\n\
-        \x20C1,T1,2010-01-01,10.00,轻卡\n\
-        C1\t,T2\x20,\x202010-02-01\x20,5,轻卡\u{3000}\n\
-        \u{3000}C2,T3,2010-03-01,7,\u{a0}重卡\n\
-        \x20\x20,T4,2010-05-01,1,重卡\n\
-        C2,T5,2010-06-01,2,重卡\n";
+/// Runs `txns_text` with [`CUSTOMERS`] and up to 30% of rows rejected;
+/// returns the snapshot published as of 2010-12-31.
+fn run_allowing_rejects(tmp: &TempDir, txns_text: &str) -> std::path::PathBuf {
     let cfg = format!(
         "[inputs.transactions]\npath = \"{}\"\n[inputs.customers]\npath = \"{}\"\n[ingest]\nmax_reject_ratio = 0.3\n",
-        tmp.write("t.csv", text),
+        tmp.write("t.csv", txns_text),
         tmp.write("c.csv", CUSTOMERS)
     );
     let cfg_path = tmp.write("p.toml", &cfg);
@@ -136,7 +128,21 @@ fn text_with_whitespace_at_its_ends_is_trimmed_in_every_column() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    let snap = out.join("snapshot=2010-12-31");
+    out.join("snapshot=2010-12-31")
+}
+
+#[test]
+fn text_with_whitespace_at_its_ends_is_trimmed_in_every_column() {
+    let tmp = TempDir::new("trimmed");
+    // Whitespace at either end of ids, a date and a product line: ASCII
+    // blanks and a tab, U+3000 and U+00A0; an id of blanks only is empty.
+    let text = "customer_id,txn_id,ts,amount,product_line\n\
+        \x20C1,T1,2010-01-01,10.00,轻卡\n\
+        C1\t,T2\x20,\x202010-02-01\x20,5,轻卡\u{3000}\n\
+        \u{3000}C2,T3,2010-03-01,7,\u{a0}重卡\n\
+        \x20\x20,T4,2010-05-01,1,重卡\n\
+        C2,T5,2010-06-01,2,重卡\n";
+    let snap = run_allowing_rejects(&tmp, text);
     let rejects = read_parquet(&snap.join("rejects.parquet"));
     assert_eq!(ints(&rejects, "line"), vec![Some(5)]);
     assert_eq!(
@@ -176,23 +182,7 @@ fn rows_within_the_limit_are_rejected_counted_and_published() {
         C2,T5,2010-12-01,20.50\n\
         C9,T6,2010-12-31,1.25\n\
         C2,T7,2010-12-02,-0.50\n";
-    let cfg = format!(
-        "[inputs.transactions]\npath = \"{}\"\n[inputs.customers]\npath = \"{}\"\n[ingest]\nmax_reject_ratio = 0.3\n",
-        tmp.write("t.csv", text),
-        tmp.write("c.csv", CUSTOMERS)
-    );
-    let cfg_path = tmp.write("p.toml", &cfg);
-    let out = tmp.join("out");
-    ok(&[
-        "run",
-        "--config",
-        &cfg_path,
-        "--as-of",
-        "2010-12-31",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let snap = out.join("snapshot=2010-12-31");
+    let snap = run_allowing_rejects(&tmp, text);
     let rejects = read_parquet(&snap.join("rejects.parquet"));
     let got: Vec<(Option<i64>, Option<String>)> = ints(&rejects, "line")
         .into_iter()
